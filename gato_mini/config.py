@@ -1,0 +1,200 @@
+"""`GatoConfig`: model sizes, tokenizer constants and the one id space.
+
+Every token-id offset is derived here, in ``__post_init__``, and nowhere else
+(DESIGN.md, "Vocabulary"):
+
+====================================  =========================================
+ids                                   what
+====================================  =========================================
+``[0, T)``                            text (byte-level BPE, ``T = text_vocab_size``)
+``[T, T + 1024)``                     discrete values 0..1023
+``[T + 1024, T + 2048)``              continuous values, 1024 uniform bins
+``[T + 2048, T + 2048 + n_special)``  special tokens (:data:`SPECIAL_TOKENS`)
+====================================  =========================================
+
+>>> cfg = GatoConfig.from_name("tiny")
+>>> (cfg.discrete_offset, cfg.continuous_offset, cfg.special_offset)
+(4096, 5120, 6144)
+>>> cfg.special_id("<|sep|>")
+6147
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gato_mini.errors import ConfigError, FileFormatError
+
+#: Special tokens, in id order after ``special_offset``. ``<|sep|>`` is Gato's
+#: ``|`` between observation and action; ``<|patch|>`` is the placeholder slot
+#: that an image patch occupies in the id stream (the patch itself is embedded
+#: from its pixels); ``<|caption|>`` starts a caption after an image; the role
+#: tokens and ``<|end|>`` frame chat turns.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|pad|>",
+    "<|bos|>",
+    "<|eos|>",
+    "<|sep|>",
+    "<|patch|>",
+    "<|caption|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+)
+
+# Named sizes. tiny/small are CPU presets; the gato-* sizes are Gato's own
+# (Reed et al. 2022, Table 1: 79M = 8 layers, width 768, 24 heads; 364M =
+# 12/1536/12; 1.18B = 24/2048/16). Gato used a 32k text vocabulary and a
+# 1024-token context.
+NAMED_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(n_layer=4, n_embd=128, n_head=4, block_size=512, text_vocab_size=4096),
+    "small": dict(n_layer=6, n_embd=256, n_head=8, block_size=1024, text_vocab_size=4096),
+    "gato-79m": dict(n_layer=8, n_embd=768, n_head=24, block_size=1024, text_vocab_size=32000),
+    "gato-364m": dict(n_layer=12, n_embd=1536, n_head=12, block_size=1024, text_vocab_size=32000),
+    "gato-1.18b": dict(n_layer=24, n_embd=2048, n_head=16, block_size=1024, text_vocab_size=32000),
+}
+
+
+@dataclass
+class GatoConfig:
+    """Model sizes, tokenizer constants and the derived token-id offsets."""
+
+    name: str = "tiny"
+    # Transformer
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    # GEGLU hidden width; 0 means 8/3 * n_embd rounded up to 64: the weight
+    # budget of a 4x two-matrix FFN (Shazeer 2020), which keeps Gato's sizes.
+    intermediate_size: int = 0
+    tie_embeddings: bool = True  # output head shares the token embedding
+    block_size: int = 512
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    # Tokenizers (Gato App. B: mu=100, M=256, 1024 bins; 16x16 patches)
+    text_vocab_size: int = 4096
+    discrete_bins: int = 1024
+    continuous_bins: int = 1024
+    mu: float = 100.0
+    mu_m: float = 256.0
+    patch_size: int = 16
+    image_channels: int = 3
+    # Positions (Gato Sec. 2.2: patch rows/columns quantized to 128 intervals)
+    position_intervals: int = 128
+    max_local_positions: int = 512
+
+    # Derived in __post_init__, never set by hand.
+    head_dim: int = field(init=False)
+    discrete_offset: int = field(init=False)
+    continuous_offset: int = field(init=False)
+    special_offset: int = field(init=False)
+    vocab_size: int = field(init=False)
+    padded_vocab_size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        for key in ("n_layer", "n_embd", "n_head", "block_size", "text_vocab_size",
+                    "discrete_bins", "continuous_bins", "patch_size", "image_channels",
+                    "position_intervals", "max_local_positions"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"config '{key}' must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"config 'n_embd' ({self.n_embd}) must be divisible by 'n_head' ({self.n_head})"
+            )
+        if self.intermediate_size < 0:
+            raise ConfigError(f"config 'intermediate_size' must be >= 0, got {self.intermediate_size}")
+        if self.intermediate_size == 0:
+            self.intermediate_size = 64 * math.ceil(8 * self.n_embd / 3 / 64)
+        if not (self.mu > 0 and self.mu_m > 0):
+            raise ConfigError(f"config 'mu' and 'mu_m' must be positive, got {self.mu}, {self.mu_m}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.image_channels not in (1, 3):
+            raise ConfigError(f"config 'image_channels' must be 1 or 3, got {self.image_channels}")
+        self.head_dim = self.n_embd // self.n_head
+        self.discrete_offset = self.text_vocab_size
+        self.continuous_offset = self.discrete_offset + self.discrete_bins
+        self.special_offset = self.continuous_offset + self.continuous_bins
+        self.vocab_size = self.special_offset + len(SPECIAL_TOKENS)
+        # Embedding/head tables are padded to a multiple of 64 for fast matmuls
+        # (as nanoGPT does); ids past vocab_size are never produced.
+        self.padded_vocab_size = 64 * math.ceil(self.vocab_size / 64)
+
+    # --- special tokens ---------------------------------------------------
+    def special_id(self, token: str) -> int:
+        """The id of a special token such as ``"<|sep|>"``."""
+        try:
+            return self.special_offset + SPECIAL_TOKENS.index(token)
+        except ValueError:
+            raise ConfigError(
+                f"unknown special token {token!r}; known: {', '.join(SPECIAL_TOKENS)}"
+            ) from None
+
+    # --- construction and serialization -----------------------------------
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> GatoConfig:
+        """A named size (``tiny``, ``small``, ``gato-79m``, ``gato-364m``, ``gato-1.18b``)."""
+        if name not in NAMED_SIZES:
+            raise ConfigError(f"unknown model size {name!r}; known: {', '.join(NAMED_SIZES)}")
+        return cls.from_dict({"name": name, **NAMED_SIZES[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GatoConfig:
+        """Build from a dict; derived keys are checked, unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
+        init_names = {f.name for f in dataclasses.fields(cls) if f.init}
+        derived_names = {f.name for f in dataclasses.fields(cls) if not f.init}
+        unknown = sorted(set(data) - init_names - derived_names)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(init_names))}"
+            )
+        cfg = cls(**{k: v for k, v in data.items() if k in init_names})
+        for key in derived_names & set(data):
+            if data[key] != getattr(cfg, key):
+                raise ConfigError(
+                    f"config key '{key}' is {data[key]!r} but the other values give "
+                    f"{getattr(cfg, key)!r}"
+                )
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, derived ones included (they are checked on load)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write ``config.json``."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> GatoConfig:
+        """Read a ``config.json`` written by :meth:`to_json`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileFormatError(f"config file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"config file {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def num_params(self) -> int:
+        """Parameters of the Transformer trunk plus token embedding and output head.
+
+        Counts attention (4 d^2), GEGLU (3 d f) and two norms per layer, the
+        token embedding and (unless tied) the output head. Patch and position
+        embeddings are small and left out.
+        """
+        d, f = self.n_embd, self.intermediate_size
+        per_layer = 4 * d * d + 3 * d * f + 2 * d
+        tables = 1 if self.tie_embeddings else 2
+        return self.n_layer * per_layer + tables * self.padded_vocab_size * d + d

@@ -1,0 +1,1 @@
+"""What gato-mini shows people: tables in the terminal, and later reports and plots."""

@@ -1,0 +1,64 @@
+"""Tiny numpy/torch dispatch so each tokenizer is written once for both.
+
+Tokenizers accept numpy arrays or torch tensors and return the same kind; the
+few operations they need are picked from the matching module here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:  # torch is a dependency, but the tokenizers must not need it to import.
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+Array = Any  # np.ndarray | torch.Tensor
+
+
+def is_torch(x: Array) -> bool:
+    """True for a torch tensor."""
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def as_array(x: Any) -> Array:
+    """Lists and scalars become numpy arrays; arrays and tensors pass through."""
+    return x if is_torch(x) or isinstance(x, np.ndarray) else np.asarray(x)
+
+
+def xp(x: Array) -> Any:
+    """The array module (``numpy`` or ``torch``) that owns ``x``."""
+    return torch if is_torch(x) else np
+
+
+def to_int64(x: Array) -> Array:
+    """Cast to int64 in the same library."""
+    return x.to(torch.int64) if is_torch(x) else x.astype(np.int64)
+
+
+def to_float(x: Array) -> Array:
+    """Cast to float: float32 for torch (float64 stays), float64 for numpy."""
+    if is_torch(x):
+        return x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+    return x.astype(np.float64)
+
+
+def is_integer_dtype(x: Array) -> bool:
+    """True for integer or boolean element types."""
+    if is_torch(x):
+        return not (x.dtype.is_floating_point or x.dtype.is_complex)
+    return x.dtype.kind in "iub"
+
+
+def first_index(mask: Array) -> tuple[int, ...]:
+    """Index of the first True element of a boolean array (for error messages)."""
+    m = mask.cpu().numpy() if is_torch(mask) else np.asarray(mask)
+    return tuple(int(i) for i in np.argwhere(m)[0])
+
+
+def item(x: Array, index: tuple[int, ...]) -> Any:
+    """One element as a Python scalar."""
+    v = x[index] if index else x
+    return v.item() if hasattr(v, "item") else v

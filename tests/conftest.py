@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny configs and a text tokenizer trained in-process (no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gato_mini.config import GatoConfig
+from gato_mini.tokenizers import TextTokenizer
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.\n",
+    "Gato is a generalist agent: one network plays Atari, captions images and chats.\n",
+    "def f(x):\n    return x * 2  # tabs\tand  spaces\n",
+    "Ünïcödé, 日本語, emoji 🙂 and the NUL \x00 byte.\n",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def cfg() -> GatoConfig:
+    """The tiny named size."""
+    return GatoConfig.from_name("tiny")
+
+
+@pytest.fixture(scope="session")
+def text_tokenizer() -> TextTokenizer:
+    """A byte-level BPE trained on a small corpus inside the test."""
+    return TextTokenizer.train(CORPUS, vocab_size=400)

@@ -1,0 +1,75 @@
+"""The gato-mini command as a user runs it: subprocesses of the real console script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+EXE = shutil.which("gato-mini") or os.path.join(os.path.dirname(sys.executable), "gato-mini")
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "120", **(env or {})})
+
+
+def test_help_lists_subcommands():
+    out = run("--help")
+    assert out.returncode == 0
+    for name in ("tokens", "sizes"):
+        assert name in out.stdout
+
+
+def test_no_command_prints_help_and_fails():
+    out = run()
+    assert out.returncode == 2 and "COMMAND" in out.stdout
+
+
+def test_tokens_shows_every_range():
+    out = run("tokens", "--size", "small")
+    assert out.returncode == 0
+    for text in ("[0, 4096)", "[4096, 5120)", "[5120, 6144)", "[6144, 6154)", "<|sep|>", "<|patch|>"):
+        assert text in out.stdout
+
+
+def test_tokens_counts_a_real_tokenizer(tmp_path, text_tokenizer):
+    path = tmp_path / "tokenizer.json"
+    text_tokenizer.save(path)
+    out = run("tokens", "--tokenizer", str(path))
+    assert out.returncode == 0 and f"{text_tokenizer.n_text} used by" in out.stdout
+
+
+def test_sizes_lists_gato_shapes():
+    out = run("sizes")
+    assert out.returncode == 0
+    assert "gato-1.18b" in out.stdout and "82.8M" in out.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("tokens", "--size", "huge"), "unknown model size 'huge'"),
+    (("tokens", "--tokenizer", "/no/such/tokenizer.json"), "tokenizer file not found"),
+])
+def test_user_errors_are_one_line_exit_2(args, message):
+    out = run(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("gato-mini tokens: error:")
+    assert "Traceback" not in out.stderr
+
+
+def test_debug_shows_the_traceback():
+    out = run("--debug", "tokens", "--size", "huge")
+    assert out.returncode != 0 and "Traceback" in out.stderr
+    out = run("tokens", "--size", "huge", env={"GATO_MINI_DEBUG": "1"})
+    assert "Traceback" in out.stderr
+
+
+def test_corrupt_tokenizer_file(tmp_path):
+    bad = tmp_path / "tokenizer.json"
+    bad.write_bytes(b"\x00\xff garbage")
+    out = run("tokens", "--tokenizer", str(bad))
+    assert out.returncode == 2 and "tokenizer file" in out.stderr and "Traceback" not in out.stderr
