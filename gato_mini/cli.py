@@ -43,10 +43,61 @@ def _run_sizes(args: argparse.Namespace) -> None:
     print_sizes()
 
 
+def _add_tasks(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _run_tasks(args: argparse.Namespace) -> None:
+    from gato_mini.reports.tables import print_tasks
+
+    print_tasks()
+
+
+def _add_collect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task name (see `gato-mini tasks`)")
+    p.add_argument("--policy", default="expert", help="expert or random (default: expert)")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    p.add_argument("--out", required=True, help="folder of Minari datasets; writes OUT/<task>/<policy>-v0")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i (default: 0)")
+    p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_collect(args: argparse.Namespace) -> None:
+    from gato_mini.collect import run_episodes
+
+    result = run_episodes(args.task, args.policy, args.episodes, args.seed, args.max_steps, args.out,
+                          args.overwrite, progress=not args.no_progress)
+    print(f"{args.task} {args.policy}: {args.episodes} episodes, {result.steps} steps, "
+          f"mean return {result.mean:.2f} ± {result.std:.2f} "
+          f"({result.steps / result.seconds:.0f} steps/s) -> {result.path}")
+
+
+def _add_scores(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", action="append", required=True, help="task name; repeat for several, or 'all'")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per policy (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i (default: 0)")
+    p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
+    p.add_argument("--update", action="store_true", help="store the measured scores as the references")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_scores(args: argparse.Namespace) -> None:
+    from gato_mini.reports.tables import print_scores
+
+    print_scores(args.task, args.episodes, args.seed, args.max_steps, args.update, not args.no_progress)
+
+
 COMMANDS: dict[str, Command] = {
     "tokens": ("show the one id space: text, discrete, continuous and special ranges",
                _add_tokens, _run_tokens),
     "sizes": ("list the named model sizes with their parameter counts", _add_sizes, _run_sizes),
+    "tasks": ("list the registered tasks: observations, actions, reference scores", _add_tasks, _run_tasks),
+    "collect": ("record episodes of a task's expert or random policy as a Minari dataset",
+                _add_collect, _run_collect),
+    "scores": ("measure random and expert reference scores and compare them with the registry",
+               _add_scores, _run_scores),
 }
 
 

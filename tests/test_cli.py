@@ -73,3 +73,50 @@ def test_corrupt_tokenizer_file(tmp_path):
     bad.write_bytes(b"\x00\xff garbage")
     out = run("tokens", "--tokenizer", str(bad))
     assert out.returncode == 2 and "tokenizer file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tasks_lists_every_task_with_references():
+    from gato_mini.envs.registry import TASKS
+
+    out = run("tasks")
+    assert out.returncode == 0
+    for name in TASKS:
+        assert name in out.stdout
+    assert "80x80x1 image" in out.stdout and "mu-law" in out.stdout
+
+
+def test_collect_then_refuse_overwrite(tmp_path):
+    args = ("collect", "--task", "control-pendulum", "--episodes", "2", "--max-steps", "20", "--out",
+            str(tmp_path), "--no-progress")
+    out = run(*args)
+    assert out.returncode == 0, out.stderr
+    assert "mean return" in out.stdout and str(tmp_path / "control-pendulum" / "expert-v0") in out.stdout
+    again = run(*args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert run(*args, "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("collect", "--task", "atari-pongg", "--episodes", "1", "--out", "x"), "did you mean atari-pong"),
+    (("collect", "--task", "atari-pong", "--episodes", "0", "--out", "x"), "--episodes must be positive"),
+    (("collect", "--task", "atari-pong", "--policy", "human", "--episodes", "1", "--out", "x"),
+     "unknown policy"),
+    (("scores", "--task", "nope"), "unknown task 'nope'"),
+])
+def test_collect_and_scores_user_errors(tmp_path, args, message):
+    out = run(*args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = run("collect", "--task", "control-pendulum", "--episodes", "1", "--out", str(blocker / "sub"))
+    assert out.returncode == 2 and "cannot write" in out.stderr
+
+
+def test_scores_measures_and_compares(tmp_path):
+    out = run("scores", "--task", "control-pendulum", "--episodes", "2", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "random" in out.stdout and "expert" in out.stdout and "normalized" in out.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -46,3 +47,56 @@ def print_sizes(console: Console | None = None) -> None:
                       str(cfg.intermediate_size), str(cfg.block_size), str(cfg.text_vocab_size),
                       f"{cfg.num_params() / 1e6:.1f}M")
     (console or Console()).print(table)
+
+
+def _ref(ref) -> str:
+    return "-" if ref is None else f"{ref.mean:.1f} ± {ref.std:.1f}"
+
+
+def print_tasks(console: Console | None = None) -> None:
+    """Every registered task: observation fields, action space, step cap, reference scores."""
+    from gato_mini.envs.registry import TASKS
+
+    table = Table(title="gato-mini tasks (references: mean ± sd return, measured by `gato-mini scores`)")
+    for col in ("task / env", "observation", "action", "step cap", "random", "expert"):
+        table.add_column(col)
+    for task in TASKS.values():
+        obs, act = task.fields()
+        obs_text = "\n".join(f"{k}: {'x'.join(map(str, f.shape)) or '1'} {f.modality}"
+                             + (" (mu-law)" if f.mu_law else "") for k, f in obs.items())
+        n_act = int(np.prod(act.shape))
+        act_text = (f"{act.n} buttons" if act.modality == "discrete"
+                    else f"{n_act} torque{'s' if n_act > 1 else ''}")
+        refs = task.references()
+        table.add_row(f"{task.name}\n[dim]{task.env_id}[/dim]", obs_text, act_text, str(task.max_steps),
+                      _ref(refs.get("random")), _ref(refs.get("expert")))
+    (console or Console()).print(table)
+
+
+def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | None, update: bool,
+                 progress: bool, console: Console | None = None) -> None:
+    """Measure random and expert scores now and set them beside the stored references."""
+    from gato_mini.collect import measure_reference
+    from gato_mini.envs.registry import TASKS, get_task, save_reference
+
+    names = list(TASKS) if names == ["all"] else names
+    tasks = [get_task(n) for n in names]  # unknown names fail before any work
+    table = Table(title=f"reference scores: measured now ({episodes} episodes, seed {seed}) vs stored")
+    for col in ("task", "policy", "measured", "stored", "difference / stored sd", "normalized"):
+        table.add_column(col)
+    for task in tasks:
+        stored = task.references()
+        measured = {kind: measure_reference(task.name, kind, episodes, seed, max_steps, progress)
+                    for kind in ("random", "expert")}
+        for kind, ref in measured.items():
+            old = stored.get(kind)
+            diff = "-" if old is None else f"{(ref.mean - old.mean) / max(old.std, 1e-9):+.2f}"
+            norm = task.normalize(ref.mean)
+            table.add_row(task.name, kind, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
+                          "-" if norm is None else f"{norm:.1f}")
+        if update:
+            for kind, ref in measured.items():
+                save_reference(task.name, kind, ref)
+    (console or Console()).print(table)
+    if update:
+        (console or Console()).print("stored the measured scores as the references")

@@ -1,0 +1,131 @@
+"""Atari tasks: one wrapper stack for all games, and RAM-reading scripted experts.
+
+The stack (the same for collection and evaluation):
+
+* ALE v5: frameskip 4, sticky actions with probability 0.25, the game's minimal
+  action set (as Gymnasium's defaults);
+* episodes capped at the task's step cap (agent steps, 5000 by default);
+* frames converted to gray and resized to 80x80 with area interpolation:
+  25 patches of 16x16 per timestep (Gato embeds frames as 16x16 patches);
+* the frame is the observation key ``image``.
+
+Experts act on the emulator RAM (``ale.getRAM()``) while the env logs pixels.
+Addresses and controller shapes are from ../shared/facts/experts.md (AtariARI
+annotations).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ale_py
+import gymnasium as gym
+
+from gato_mini.envs.policies import Stateless, reflect
+from gato_mini.envs.wrappers import AtariFrame, DictObservation
+
+gym.register_envs(ale_py)
+
+FRAME_SIZE = (80, 80)
+NOOP, FIRE = 0, 1
+
+
+def make_atari(env_id: str, max_steps: int, render_mode: str | None = None) -> gym.Env:
+    """The gato-mini Atari stack for one game (see the module docstring)."""
+    env = gym.make(env_id, frameskip=4, repeat_action_probability=0.25, full_action_space=False,
+                   max_episode_steps=max_steps, render_mode=render_mode)
+    return DictObservation(AtariFrame(env, FRAME_SIZE, grayscale=True), "image")
+
+
+def _ram(env: gym.Env) -> Any:
+    return env.unwrapped.ale.getRAM()
+
+
+class _PaddleExpert(Stateless):
+    """Shared state of the paddle games: last ball position and paddle velocity."""
+
+    def reset(self, env: gym.Env, seed: int | None = None) -> None:
+        super().reset(env, seed)
+        self.prev_ball: tuple[float, float] | None = None
+        self.prev_pad: float | None = None
+
+    def _paddle(self, pad: float) -> tuple[float, float]:
+        """(position, velocity per step) of our paddle."""
+        pad_v = 0.0 if self.prev_pad is None else pad - self.prev_pad
+        self.prev_pad = pad
+        return pad, pad_v
+
+    def _ball_velocity(self, bx: float, by: float) -> tuple[float, float] | None:
+        """Ball velocity since the last step (None on the first step of a ball)."""
+        prev, self.prev_ball = self.prev_ball, (bx, by)
+        return None if prev is None else (bx - prev[0], by - prev[1])
+
+
+class PongExpert(_PaddleExpert):
+    """Intercept the ball where its (wall-reflected) line meets the paddle column."""
+
+    UP, DOWN = 2, 3  # named RIGHT/LEFT in the action set; they move our (right) paddle
+    PADDLE_X = 143.0  # pixel column where the ball meets our paddle (swept: 136 loses, 149 too)
+    WALLS = (34.0, 194.0)
+    AIM = 3.0  # hit this far off the paddle centre, in the ball's vertical direction
+    DEAD = 8.0  # dead zone (px)
+    KV = 0.33  # the paddle coasts after release: steer on position + KV * velocity
+
+    def __call__(self, obs: dict[str, Any], env: gym.Env) -> int:
+        ram = _ram(env)
+        pad, pad_v = self._paddle(float(ram[51]) - 6.5)
+        if ram[54] == 0:  # ball not in play
+            self.prev_ball = None
+            target = 114.0
+        else:
+            bx, by = float(ram[49]) - 48.5, float(ram[54]) - 13.0
+            target = by
+            velocity = self._ball_velocity(bx, by)
+            if velocity is not None:
+                vx, vy = velocity
+                if vx > 0:  # coming toward us: extrapolate to our column
+                    y_hit = reflect(by + vy * (self.PADDLE_X - bx) / vx, *self.WALLS)
+                    # hit 3 px off centre in the ball's vertical direction: sharper returns
+                    target = y_hit - self.AIM * (1 if vy > 0 else -1 if vy < 0 else 0)
+        steer = pad + self.KV * pad_v
+        if target < steer - self.DEAD:
+            return self.UP
+        if target > steer + self.DEAD:
+            return self.DOWN
+        return NOOP
+
+
+class BreakoutExpert(_PaddleExpert):
+    """Fire when no ball is in play; move under the ball's predicted landing point."""
+
+    RIGHT, LEFT = 2, 3
+    PADDLE_Y = 189.0
+    WALLS = (8.0, 152.0)
+
+    def __call__(self, obs: dict[str, Any], env: gym.Env) -> int:
+        ram = _ram(env)
+        pad, pad_v = self._paddle(float(ram[72]) - 39.5)
+        if ram[101] == 0:  # no ball in play
+            self.prev_ball = None
+            return FIRE
+        bx, by = float(ram[99]) - 48.5, float(ram[101]) + 10.5
+        target = bx
+        velocity = self._ball_velocity(bx, by)
+        if velocity is not None and velocity[1] > 0:  # falling: extrapolate to the paddle row
+            vx, vy = velocity
+            target = reflect(bx + vx * (self.PADDLE_Y - by) / vy, *self.WALLS)
+        steer = pad + 0.5 * pad_v
+        if target > steer + 3:
+            return self.RIGHT
+        if target < steer - 3:
+            return self.LEFT
+        return NOOP
+
+
+class FreewayExpert(Stateless):
+    """Always UP: the chicken is never pushed back far enough to matter."""
+
+    UP = 1
+
+    def __call__(self, obs: dict[str, Any], env: gym.Env) -> int:
+        return self.UP

@@ -1,0 +1,151 @@
+"""The task registry: names -> env stack, fields, expert, reference scores.
+
+Reference scores live in ``references.yaml`` beside this file and are measured
+by ``gato-mini scores --task NAME --episodes N --update``, never copied from
+elsewhere. Normalized score = ``100 * (score - random) / (expert - random)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+
+from gato_mini.data.fields import FieldSpec, action_field, observation_fields
+from gato_mini.envs import atari, control
+from gato_mini.envs.policies import Policy, RandomPolicy
+from gato_mini.errors import GatoError
+
+REFERENCES_FILE = "references.yaml"
+
+
+class UnknownTaskError(GatoError, KeyError):
+    """A task name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A measured mean return with how it was measured."""
+
+    mean: float
+    std: float
+    episodes: int
+    seed: int
+    max_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": round(self.mean, 3), "std": round(self.std, 3), "episodes": self.episodes,
+                "seed": self.seed, "max_steps": self.max_steps}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: how to build its env, its expert, and its reference scores."""
+
+    name: str
+    env_id: str
+    family: str  # "atari" | "control"
+    description: str
+    max_steps: int  # episode step cap (agent steps), the same for collection and evaluation
+    maker: Callable[[str, int, str | None], gym.Env] = field(repr=False)
+    expert_factory: Callable[[], Policy] = field(repr=False)
+
+    def make(self, max_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
+        """The task's env with its full wrapper stack."""
+        return self.maker(self.env_id, max_steps or self.max_steps, render_mode)
+
+    def policy(self, kind: str) -> Policy:
+        """A fresh ``expert`` or ``random`` policy."""
+        if kind == "expert":
+            return self.expert_factory()
+        if kind == "random":
+            return RandomPolicy()
+        raise GatoError(f"unknown policy {kind!r}; use 'expert' or 'random'")
+
+    def fields(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
+        """(observation field specs, action field spec) of the wrapped env."""
+        env = self.make()
+        try:
+            return observation_fields(env.observation_space), action_field(env.action_space)
+        finally:
+            env.close()
+
+    def references(self) -> dict[str, Reference]:
+        """Measured ``random`` and ``expert`` references (empty if not measured yet)."""
+        return load_references().get(self.name, {})
+
+    def normalize(self, score: float) -> float | None:
+        """``100 * (score - random) / (expert - random)``, or None without references."""
+        refs = self.references()
+        if "random" not in refs or "expert" not in refs:
+            return None
+        lo, hi = refs["random"].mean, refs["expert"].mean
+        return 100.0 * (score - lo) / (hi - lo) if hi != lo else None
+
+
+def _atari(name: str, game: str, expert: Callable[[], Policy], description: str) -> Task:
+    return Task(name, f"ALE/{game}-v5", "atari", description, 5000, atari.make_atari, expert)
+
+
+def _control(name: str, env_id: str, max_steps: int, expert: Callable[[], Policy], description: str) -> Task:
+    return Task(name, env_id, "control", description, max_steps, control.make_control, expert)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    _atari("atari-pong", "Pong", atari.PongExpert, "Pong; expert intercepts the ball from RAM"),
+    _atari("atari-breakout", "Breakout", atari.BreakoutExpert, "Breakout; expert tracks the ball from RAM"),
+    _atari("atari-freeway", "Freeway", atari.FreewayExpert, "Freeway; expert always walks up"),
+    _control("control-pendulum", "Pendulum-v1", 200, control.PendulumExpert,
+             "Pendulum swing-up; energy pumping then PD"),
+    _control("mujoco-reacher", "Reacher-v5", 50, control.ReacherExpert,
+             "2-link arm reaching; damped least-squares IK"),
+    _control("mujoco-invertedpendulum", "InvertedPendulum-v5", 1000, control.InvertedPendulumExpert,
+             "cart-pole balance; LQR on a finite-difference model"),
+    _control("mujoco-halfcheetah", "HalfCheetah-v5", 1000, control.HalfCheetahExpert,
+             "HalfCheetah running; open-loop sine gait"),
+)}
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name``; an unknown name lists the known ones."""
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UnknownTaskError(f"unknown task {name!r}{hint}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def references_path() -> Path:
+    """Where ``references.yaml`` lives (inside the installed package)."""
+    return Path(str(resources.files("gato_mini.envs").joinpath(REFERENCES_FILE)))
+
+
+def load_references(path: Path | None = None) -> dict[str, dict[str, Reference]]:
+    """All stored references: ``{task: {"random": Reference, "expert": Reference}}``."""
+    path = path or references_path()
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return {task: {kind: Reference(**ref) for kind, ref in kinds.items()} for task, kinds in data.items()}
+
+
+def save_reference(task: str, kind: str, ref: Reference, path: Path | None = None) -> None:
+    """Store one measured reference (write then rename)."""
+    path = path or references_path()
+    data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    data = data or {}
+    data.setdefault(task, {})[kind] = ref.to_dict()
+    tmp = path.with_name(path.name + ".tmp")
+    header = ("# Reference returns measured by `gato-mini scores --task NAME --episodes N --update`.\n"
+              "# Do not edit by hand: rerun the command.\n")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=True))
+    tmp.replace(path)

@@ -1,0 +1,83 @@
+"""Small wrappers, one transformation each; each checks its input space.
+
+The same stack serves collection and evaluation, so the model sees exactly the
+observations it was trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class AtariFrame(gym.ObservationWrapper):
+    """Resize an RGB frame (H, W, 3) to ``size`` with area interpolation, optionally gray.
+
+    Output: uint8 ``(h, w, 1)`` when ``grayscale`` else ``(h, w, 3)``.
+    """
+
+    def __init__(self, env: gym.Env, size: tuple[int, int] = (80, 80), grayscale: bool = True) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+                and space.shape[2] == 3):
+            raise TypeError(f"AtariFrame needs uint8 RGB frames (H, W, 3), got {space}")
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f"AtariFrame size must be (height, width) > 0, got {size}")
+        self.size = (int(size[0]), int(size[1]))
+        self.grayscale = grayscale
+        channels = 1 if grayscale else 3
+        self.observation_space = spaces.Box(0, 255, (*self.size, channels), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        frame = cv2.cvtColor(observation, cv2.COLOR_RGB2GRAY) if self.grayscale else observation
+        frame = cv2.resize(frame, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        return frame.reshape(self.observation_space.shape)
+
+
+class DictObservation(gym.ObservationWrapper):
+    """Put a single observation under one named key: ``{"image": frame}``, ``{"state": x}``."""
+
+    def __init__(self, env: gym.Env, key: str) -> None:
+        super().__init__(env)
+        if isinstance(env.observation_space, spaces.Dict):
+            raise TypeError(f"DictObservation needs a non-dict space, got {env.observation_space}")
+        if not key:
+            raise ValueError("DictObservation key must be a non-empty string")
+        self.key = key
+        self.observation_space = spaces.Dict({key: env.observation_space})
+
+    def observation(self, observation: Any) -> dict[str, Any]:
+        return {self.key: observation}
+
+
+class Float32Observation(gym.ObservationWrapper):
+    """Cast a float Box observation to float32 (MuJoCo returns float64): smaller datasets."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+            raise TypeError(f"Float32Observation needs a float Box, got {space}")
+        self.observation_space = spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32),
+                                            space.shape, np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.asarray(observation, dtype=np.float32)
+
+
+def unit_actions(env: gym.Env) -> gym.Env:
+    """Rescale a Box action space to [-1, 1] so actions are binned directly (no mu-law)."""
+    space = env.action_space
+    if not isinstance(space, spaces.Box):
+        raise TypeError(f"unit_actions needs a Box action space, got {space}")
+    if np.all(space.low == -1.0) and np.all(space.high == 1.0):
+        return env
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise ValueError(f"cannot rescale an unbounded action space {space}")
+    ones = np.ones(space.shape, dtype=space.dtype)  # bounds in the space's own dtype: no cast warning
+    return gym.wrappers.RescaleAction(env, -ones, ones)

@@ -1,0 +1,157 @@
+"""Roll out a task's expert or random policy: record Minari datasets, measure scores.
+
+Episode ``i`` of a run with seed ``S`` resets the env and the policy with seed
+``S + i``, so a run is reproducible and any single episode can be replayed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gato_mini.data.minari_io import DatasetWriter
+from gato_mini.envs.registry import Reference, Task, get_task
+from gato_mini.errors import GatoError
+
+
+@dataclass
+class EpisodeRecord:
+    """What one rollout produced (observations only when recording)."""
+
+    episode_return: float
+    steps: int
+    observations: dict[str, list[Any]] | None = None
+    actions: list[Any] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    terminations: list[bool] = field(default_factory=list)
+    truncations: list[bool] = field(default_factory=list)
+
+
+def rollout(task: Task, env: Any, policy_kind: str, seed: int, record: bool = False,
+            on_step: Callable[[], None] | None = None) -> EpisodeRecord:
+    """Run one episode of ``policy_kind`` (``expert``/``random``) from ``seed``."""
+    policy = task.policy(policy_kind)
+    obs, _ = env.reset(seed=seed)
+    policy.reset(env, seed=seed)
+    rec = EpisodeRecord(0.0, 0, {k: [v] for k, v in obs.items()} if record else None)
+    done = False
+    while not done:
+        action = policy(obs, env)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rec.episode_return += float(reward)
+        rec.steps += 1
+        done = terminated or truncated
+        if record:
+            for k, v in obs.items():
+                rec.observations[k].append(v)
+            rec.actions.append(action)
+            rec.rewards.append(float(reward))
+            rec.terminations.append(bool(terminated))
+            rec.truncations.append(bool(truncated))
+        if on_step is not None:
+            on_step()
+    return rec
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("episodes"), TextColumn("{task.fields[steps]} steps"),
+                    TextColumn("{task.fields[rate]:.0f} steps/s"), TextColumn("return {task.fields[ret]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+
+
+@dataclass
+class RunResult:
+    """Returns and timing of a batch of episodes."""
+
+    returns: list[float]
+    steps: int
+    seconds: float
+    path: Path | None = None
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
+                 max_steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
+                 progress: bool = True) -> RunResult:
+    """Run ``episodes`` episodes; with ``out``, record them as a Minari dataset under ``out``.
+
+    The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``.
+    """
+    task = get_task(task_name)
+    policy_kind = policy_kind.lower()
+    task.policy(policy_kind)  # an unknown policy name fails before any work
+    if episodes <= 0:
+        raise GatoError(f"--episodes must be positive, got {episodes}")
+    if max_steps is not None and max_steps <= 0:
+        raise GatoError(f"--max-steps must be positive, got {max_steps}")
+    cap = max_steps or task.max_steps
+    env = task.make(max_steps=cap)
+    writer = None
+    if out is not None:
+        meta = {"algorithm_name": f"gato-mini {policy_kind} policy", "author": "gato-mini",
+                "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
+                               f"policy {policy_kind}; seeds {seed}..{seed + episodes - 1}; "
+                               f"step cap {cap}. Recorded by `gato-mini collect`."}
+        writer = DatasetWriter(out, f"{task.name}/{policy_kind}-v0", env.observation_space,
+                               env.action_space, overwrite=overwrite, metadata=meta)
+        writer.__enter__()
+    returns, steps, start = [], 0, time.perf_counter()
+    try:
+        with _progress(progress) as bar:
+            bar_task = bar.add_task(f"{task.name} {policy_kind}", total=episodes, steps=0, rate=0.0, ret="-")
+            counter = [0]
+
+            def tick() -> None:
+                counter[0] += 1
+                if counter[0] % 200 == 0:
+                    elapsed = time.perf_counter() - start
+                    bar.update(bar_task, steps=steps + counter[0], rate=(steps + counter[0]) / elapsed)
+
+            for i in range(episodes):
+                counter[0] = 0
+                rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick)
+                if writer is not None:
+                    obs = {k: np.stack(v) for k, v in rec.observations.items()}
+                    writer.add(obs, np.stack(rec.actions), rec.rewards, rec.terminations, rec.truncations,
+                               seed=seed + i)
+                returns.append(rec.episode_return)
+                steps += rec.steps
+                elapsed = time.perf_counter() - start
+                bar.update(bar_task, advance=1, steps=steps, rate=steps / elapsed,
+                           ret=f"{np.mean(returns):.1f}")
+        path = writer.commit() if writer is not None else None
+    finally:
+        if writer is not None:
+            writer.__exit__(None, None, None)
+        env.close()
+    return RunResult(returns, steps, time.perf_counter() - start, path)
+
+
+def measure_reference(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
+                      max_steps: int | None = None, progress: bool = True) -> Reference:
+    """A reference score measured now (nothing recorded)."""
+    task = get_task(task_name)
+    result = run_episodes(task_name, policy_kind, episodes, seed, max_steps, progress=progress)
+    return Reference(result.mean, result.std, episodes, seed, max_steps or task.max_steps)

@@ -1,0 +1,1 @@
+"""The data path: field specs, reading and writing logged episodes (Minari)."""

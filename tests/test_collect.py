@@ -1,0 +1,167 @@
+"""Collection: datasets load back bit-exact, reproducible from the seed, never half-written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from gato_mini.collect import rollout, run_episodes
+from gato_mini.data.fields import UnsupportedSpaceError
+from gato_mini.data.minari_io import DatasetWriter, iter_episodes, open_dataset
+from gato_mini.envs.registry import get_task
+from gato_mini.errors import FileFormatError, GatoError
+
+
+def collect(tmp_path, task="atari-pong", episodes=2, seed=3, cap=40, **kw):
+    return run_episodes(task, "expert", episodes, seed=seed, max_steps=cap, out=tmp_path, progress=False,
+                        **kw)
+
+
+@pytest.mark.parametrize(("task", "policy"), [("atari-breakout", "expert"), ("mujoco-reacher", "random")])
+def test_dataset_equals_what_the_env_produced(tmp_path, task, policy):
+    result = run_episodes(task, policy, 2, seed=5, max_steps=30, out=tmp_path, progress=False)
+    assert result.path == tmp_path / task / f"{policy}-v0"
+    t = get_task(task)
+    env = t.make(max_steps=30)
+    episodes = list(iter_episodes(result.path))
+    assert len(episodes) == 2
+    for i, ep in enumerate(episodes):
+        rec = rollout(t, env, policy, 5 + i, record=True)  # replay the same seed, by hand
+        for key, rows in rec.observations.items():
+            logged = ep.observations[key]
+            assert logged.dtype == np.asarray(rows[0]).dtype
+            assert np.array_equal(logged, np.stack(rows))  # bit-exact frames / states
+        assert np.array_equal(ep.actions, np.stack(rec.actions))
+        assert np.array_equal(ep.rewards, np.asarray(rec.rewards))
+        assert ep.steps == rec.steps and ep.episode_return == pytest.approx(rec.episode_return)
+        assert ep.terminations[-1] or ep.truncations[-1]
+    env.close()
+    # Minari itself opens it too.
+    import minari
+
+    ds = minari.MinariDataset(str(result.path / "data"))
+    assert ds.total_episodes == 2 and ds.total_steps == sum(e.steps for e in episodes)
+    assert ds.storage.metadata["jpeg_encoding"] is False
+
+
+def test_same_seed_gives_identical_episodes(tmp_path):
+    a = collect(tmp_path / "a")
+    b = collect(tmp_path / "b")
+    for ea, eb in zip(iter_episodes(a.path), iter_episodes(b.path), strict=True):
+        assert np.array_equal(ea.observations["image"], eb.observations["image"])
+        assert np.array_equal(ea.actions, eb.actions) and np.array_equal(ea.rewards, eb.rewards)
+    c = collect(tmp_path / "c", seed=4)
+    first_a, first_c = next(iter_episodes(a.path)), next(iter_episodes(c.path))
+    assert not np.array_equal(first_a.observations["image"][:30], first_c.observations["image"][:30])
+
+
+def test_existing_dataset_needs_overwrite(tmp_path):
+    collect(tmp_path, episodes=1)
+    with pytest.raises(GatoError, match="already holds a dataset.*--overwrite"):
+        collect(tmp_path, episodes=1)
+    collect(tmp_path, episodes=3, overwrite=True)
+    assert len(list(iter_episodes(tmp_path / "atari-pong" / "expert-v0"))) == 3
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_a_crash_mid_run_leaves_no_dataset(tmp_path, monkeypatch):
+    task = get_task("control-pendulum")
+    calls = {"n": 0}
+
+    class Exploding:
+        def reset(self, env, seed=None):
+            pass
+
+        def __call__(self, obs, env):
+            calls["n"] += 1
+            if calls["n"] > 250:  # in the second episode: the first is already written
+                raise RuntimeError("boom")
+            return env.action_space.sample()
+
+    monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
+    with pytest.raises(RuntimeError, match="boom"):
+        run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)
+    assert not (tmp_path / "control-pendulum" / "expert-v0").exists()
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_sigkill_leaves_nothing_that_looks_complete_and_rerun_finishes(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "gato-mini")
+    cmd = [exe, "collect", "--task", "atari-pong", "--episodes", "50", "--max-steps", "200", "--out",
+           str(tmp_path), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".staging-*/**/main_data.hdf5")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp_path.glob(".staging-*")), "the kill should have hit mid-write"
+    assert not (tmp_path / "atari-pong" / "expert-v0").exists()
+    cmd[cmd.index("50")] = "2"
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    assert len(list(iter_episodes(tmp_path / "atari-pong" / "expert-v0"))) == 2
+    assert not list(tmp_path.glob(".staging-*"))  # leftovers cleared
+
+
+def test_generic_minari_dataset_with_plain_spaces(tmp_path):
+    obs_space = spaces.Box(-2.0, 2.0, (3,), np.float32)
+    act_space = spaces.MultiDiscrete([3, 4])
+    with DatasetWriter(tmp_path, "plain/demo-v0", obs_space, act_space) as w:
+        w.add(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, np.array([[0, 1], [2, 3], [1, 0]]),
+              [0.0, 1.0, 0.5], [False, False, True], [False] * 3)
+        path = w.commit()
+    (ep,) = list(iter_episodes(path))
+    assert list(ep.observations) == ["observation"]
+    assert ep.observations["observation"].shape == (4, 3)
+    assert ep.actions.tolist() == [[0, 1], [2, 3], [1, 0]] and ep.episode_return == 1.5
+
+
+def test_unsupported_space_is_named(tmp_path):
+    with DatasetWriter(tmp_path, "odd/tuple-v0", spaces.Box(0, 1, (2,)), spaces.Discrete(2000)) as w:
+        w.add(np.zeros((3, 2), np.float32), np.array([5, 1999]), [0.0, 0.0], [False, True], [False, False])
+        path = w.commit()
+    with pytest.raises(UnsupportedSpaceError, match="Discrete\\(2000\\)"):
+        next(iter_episodes(path))
+
+
+def test_zero_length_episode_is_refused(tmp_path):
+    with DatasetWriter(tmp_path, "x/empty-v0", spaces.Box(0, 1, (2,)), spaces.Discrete(2)) as w:
+        with pytest.raises(GatoError, match="length zero"):
+            w.add(np.zeros((1, 2), np.float32), np.zeros(0, np.int64), [], [], [])
+
+
+def test_missing_corrupt_and_truncated_datasets(tmp_path):
+    with pytest.raises(FileFormatError, match="not found"):
+        open_dataset(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileFormatError, match="not a Minari dataset"):
+        open_dataset(tmp_path / "empty")
+    path = collect(tmp_path / "ds", episodes=2, cap=100).path
+    h5 = path / "data" / "main_data.hdf5"
+    data = h5.read_bytes()
+    h5.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(FileFormatError, match="corrupt|cannot open"):
+        list(iter_episodes(path))
+    h5.write_bytes(b"\x00" * 1000)  # garbage
+    with pytest.raises(FileFormatError):
+        list(iter_episodes(path))
+    h5.unlink()
+    with pytest.raises(FileFormatError, match="no main_data.hdf5"):
+        list(iter_episodes(path))
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(GatoError, match="unknown policy"):
+        run_episodes("atari-pong", "human", 1, out=tmp_path, progress=False)
+    with pytest.raises(GatoError, match="--episodes"):
+        run_episodes("atari-pong", "expert", 0, out=tmp_path, progress=False)
+    with pytest.raises(GatoError, match="--max-steps"):
+        run_episodes("atari-pong", "expert", 1, max_steps=-5, out=tmp_path, progress=False)

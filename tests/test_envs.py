@@ -1,0 +1,189 @@
+"""The task suite: wrappers against fake envs, every task builds and steps, experts beat random."""
+
+from __future__ import annotations
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from gato_mini.collect import rollout
+from gato_mini.data.fields import FieldSpec, action_field, observation_fields
+from gato_mini.envs.policies import reflect
+from gato_mini.envs.registry import TASKS, UnknownTaskError, get_task, load_references
+from gato_mini.envs.wrappers import AtariFrame, DictObservation, Float32Observation, unit_actions
+
+
+class FakeEnv(gym.Env):
+    """A deterministic env with a chosen observation and action space."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space | None = None):
+        self.observation_space = observation_space
+        self.action_space = action_space or spaces.Discrete(2)
+        self.t = 0
+
+    def _obs(self):
+        self.observation_space.seed(self.t)
+        return self.observation_space.sample()
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.last_action = action
+        self.t += 1
+        return self._obs(), 1.0, self.t >= 5, False, {}
+
+
+RGB = spaces.Box(0, 255, (210, 160, 3), np.uint8)
+
+
+def test_atari_frame_resizes_to_gray():
+    env = AtariFrame(FakeEnv(RGB), (80, 80), grayscale=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (80, 80, 1) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+    raw = FakeEnv(RGB)
+    raw.reset(seed=0)
+    expect = cv2.resize(cv2.cvtColor(raw._obs(), cv2.COLOR_RGB2GRAY), (80, 80), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(obs[..., 0], expect)
+    color = AtariFrame(FakeEnv(RGB), (64, 48), grayscale=False)
+    assert color.reset(seed=0)[0].shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize("space", [spaces.Box(0, 1, (10, 10, 3), np.float32),
+                                   spaces.Box(0, 255, (8, 8), np.uint8), spaces.Discrete(3)])
+def test_atari_frame_refuses_non_rgb(space):
+    with pytest.raises(TypeError, match="uint8 RGB"):
+        AtariFrame(FakeEnv(space))
+
+
+def test_atari_frame_refuses_bad_size():
+    with pytest.raises(ValueError, match="size"):
+        AtariFrame(FakeEnv(RGB), (0, 80))
+
+
+def test_dict_and_float32_observation():
+    box = spaces.Box(-np.inf, np.inf, (3,), np.float64)
+    env = DictObservation(Float32Observation(FakeEnv(box)), "state")
+    obs, _ = env.reset(seed=0)
+    assert list(obs) == ["state"] and obs["state"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    with pytest.raises(TypeError, match="non-dict"):
+        DictObservation(env, "again")
+    with pytest.raises(ValueError, match="non-empty"):
+        DictObservation(FakeEnv(box), "")
+    with pytest.raises(TypeError, match="float Box"):
+        Float32Observation(FakeEnv(spaces.Discrete(4)))
+
+
+def test_unit_actions_rescales_to_unit_box():
+    box = spaces.Box(-3.0, 3.0, (1,), np.float32)
+    inner = FakeEnv(spaces.Discrete(2), box)
+    env = unit_actions(inner)
+    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    env.reset(seed=0)
+    env.step(np.array([0.5], dtype=np.float32))
+    assert np.allclose(inner.last_action, 1.5)
+    same = FakeEnv(spaces.Discrete(2), spaces.Box(-1, 1, (2,), np.float32))
+    assert unit_actions(same) is same
+    with pytest.raises(TypeError, match="Box action"):
+        unit_actions(FakeEnv(spaces.Discrete(2)))
+    with pytest.raises(ValueError, match="unbounded"):
+        unit_actions(FakeEnv(spaces.Discrete(2), spaces.Box(-np.inf, np.inf, (1,), np.float32)))
+
+
+def test_reflect_folds_between_walls():
+    assert reflect(50, 34, 194) == 50
+    assert reflect(200, 34, 194) == 188
+    assert reflect(20, 34, 194) == 48
+    assert reflect(194 + 160 + 10, 34, 194) == 44
+
+
+def test_fields_of_spaces():
+    obs = observation_fields(spaces.Dict({
+        "state": spaces.Box(-5, 5, (4,), np.float32), "frame": spaces.Box(0, 255, (16, 16, 3), np.uint8),
+        "torque": spaces.Box(-1, 1, (2,), np.float32), "mode": spaces.Discrete(3, start=1),
+        "keys": spaces.MultiBinary(4), "note": spaces.Text(10)}))
+    assert list(obs) == ["frame", "keys", "mode", "note", "state", "torque"]  # sorted keys
+    assert obs["frame"] == FieldSpec("image", (16, 16, 3))
+    assert obs["state"].modality == "continuous" and obs["state"].mu_law
+    assert obs["torque"].modality == "continuous" and not obs["torque"].mu_law
+    assert obs["mode"] == FieldSpec("discrete", (), offset=1, n=3)
+    assert obs["keys"] == FieldSpec("discrete", (4,), n=2)
+    assert obs["note"].modality == "text"
+    assert observation_fields(spaces.Box(0, 1, (3,)))["observation"].modality == "continuous"
+    assert FieldSpec.from_dict(obs["mode"].to_dict()) == obs["mode"]
+
+
+@pytest.mark.parametrize(("space", "match"), [
+    (spaces.Discrete(2000), "2000 values"),
+    (spaces.Tuple([spaces.Discrete(2)]), "not supported"),
+    (spaces.Dict({"a": spaces.Dict({"b": spaces.Discrete(2)})}), "nested"),
+    (spaces.MultiDiscrete([3, 5000]), "more than 1024"),
+])
+def test_unsupported_spaces_are_named(space, match):
+    with pytest.raises(TypeError, match=match):
+        observation_fields(space)
+
+
+def test_text_is_not_an_action():
+    with pytest.raises(TypeError, match="action space"):
+        action_field(spaces.Text(5))
+
+
+def test_unknown_task_lists_known_ones():
+    with pytest.raises(UnknownTaskError, match="did you mean atari-pong.*known: atari-pong"):
+        get_task("atari-pon")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_task_builds_resets_and_steps(name):
+    task = get_task(name)
+    env = task.make()
+    try:
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        obs_fields, act = observation_fields(env.observation_space), action_field(env.action_space)
+        assert obs_fields and act.modality in ("discrete", "continuous")
+        if act.modality == "continuous":  # actions are always rescaled to [-1, 1]: binned directly
+            assert not act.mu_law
+        policy = task.policy("expert")
+        policy.reset(env, seed=0)
+        for _ in range(3):
+            action = policy(obs, env)
+            assert env.action_space.contains(action), action
+            obs, reward, *_ = env.step(action)
+            assert np.isfinite(reward)
+    finally:
+        env.close()
+
+
+# Short runs: (task, step cap, episodes, minimum gap between expert and random mean return).
+# Long reference runs are `gato-mini scores`.
+SHORT = [("atari-pong", 1500, 1, 3.0), ("atari-breakout", 1000, 1, 5.0), ("atari-freeway", 1000, 1, 3.0),
+         ("control-pendulum", None, 3, 300.0), ("mujoco-reacher", None, 5, 10.0),
+         ("mujoco-invertedpendulum", None, 2, 100.0), ("mujoco-halfcheetah", 300, 1, 200.0)]
+
+
+@pytest.mark.parametrize(("name", "cap", "episodes", "gap"), SHORT)
+def test_expert_beats_random(name, cap, episodes, gap):
+    task = get_task(name)
+    env = task.make(max_steps=cap)
+    try:
+        score = {kind: np.mean([rollout(task, env, kind, seed).episode_return for seed in range(episodes)])
+                 for kind in ("random", "expert")}
+    finally:
+        env.close()
+    assert score["expert"] > score["random"] + gap, score
+
+
+def test_every_task_has_measured_references():
+    refs = load_references()
+    for name in TASKS:
+        assert set(refs.get(name, {})) == {"random", "expert"}, name
+        assert refs[name]["expert"].mean > refs[name]["random"].mean
+        assert get_task(name).normalize(refs[name]["expert"].mean) == pytest.approx(100.0)
+        assert get_task(name).normalize(refs[name]["random"].mean) == pytest.approx(0.0)
