@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import gymnasium as gym
-import numpy as np
 
 
 class Policy(Protocol):
@@ -44,4 +43,4 @@ class Stateless:
     """Base for experts that need no per-episode state beyond the env."""
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
-        self.rng = np.random.default_rng(seed)
+        """Nothing to reset."""

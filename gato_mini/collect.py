@@ -6,6 +6,7 @@ Episode ``i`` of a run with seed ``S`` resets the env and the policy with seed
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,45 +108,52 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
     if max_steps is not None and max_steps <= 0:
         raise GatoError(f"--max-steps must be positive, got {max_steps}")
     cap = max_steps or task.max_steps
-    env = task.make(max_steps=cap)
-    writer = None
-    if out is not None:
-        meta = {"algorithm_name": f"gato-mini {policy_kind} policy", "author": "gato-mini",
-                "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
-                               f"policy {policy_kind}; seeds {seed}..{seed + episodes - 1}; "
-                               f"step cap {cap}. Recorded by `gato-mini collect`."}
-        writer = DatasetWriter(out, f"{task.name}/{policy_kind}-v0", env.observation_space,
-                               env.action_space, overwrite=overwrite, metadata=meta)
-        writer.__enter__()
+    with contextlib.ExitStack() as stack:
+        env = task.make(max_steps=cap)
+        stack.callback(env.close)
+        writer = None if out is None else stack.enter_context(
+            _writer(task, policy_kind, env, out, seed, episodes, cap, overwrite))
+        return _run(task, policy_kind, env, writer, episodes, seed, progress)
+
+
+def _writer(task: Task, policy_kind: str, env: Any, out: str | Path, seed: int, episodes: int, cap: int,
+            overwrite: bool) -> DatasetWriter:
+    """The dataset writer of a collection run, with metadata saying how it was made."""
+    meta = {"algorithm_name": f"gato-mini {policy_kind} policy", "author": "gato-mini",
+            "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
+                           f"policy {policy_kind}; seeds {seed}..{seed + episodes - 1}; "
+                           f"step cap {cap}. Recorded by `gato-mini collect`."}
+    return DatasetWriter(out, f"{task.name}/{policy_kind}-v0", env.observation_space, env.action_space,
+                         overwrite=overwrite, metadata=meta)
+
+
+def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
+         progress: bool) -> RunResult:
+    """The episode loop of :func:`run_episodes`, with its progress bar."""
     returns, steps, start = [], 0, time.perf_counter()
-    try:
-        with _progress(progress) as bar:
-            bar_task = bar.add_task(f"{task.name} {policy_kind}", total=episodes, steps=0, rate=0.0, ret="-")
-            counter = [0]
+    with _progress(progress) as bar:
+        bar_task = bar.add_task(f"{task.name} {policy_kind}", total=episodes, steps=0, rate=0.0, ret="-")
+        counter = [0]
 
-            def tick() -> None:
-                counter[0] += 1
-                if counter[0] % 200 == 0:
-                    elapsed = time.perf_counter() - start
-                    bar.update(bar_task, steps=steps + counter[0], rate=(steps + counter[0]) / elapsed)
-
-            for i in range(episodes):
-                counter[0] = 0
-                rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick)
-                if writer is not None:
-                    obs = {k: np.stack(v) for k, v in rec.observations.items()}
-                    writer.add(obs, np.stack(rec.actions), rec.rewards, rec.terminations, rec.truncations,
-                               seed=seed + i)
-                returns.append(rec.episode_return)
-                steps += rec.steps
+        def tick() -> None:
+            counter[0] += 1
+            if counter[0] % 200 == 0:
                 elapsed = time.perf_counter() - start
-                bar.update(bar_task, advance=1, steps=steps, rate=steps / elapsed,
-                           ret=f"{np.mean(returns):.1f}")
-        path = writer.commit() if writer is not None else None
-    finally:
-        if writer is not None:
-            writer.__exit__(None, None, None)
-        env.close()
+                bar.update(bar_task, steps=steps + counter[0], rate=(steps + counter[0]) / elapsed)
+
+        for i in range(episodes):
+            counter[0] = 0
+            rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick)
+            if writer is not None:
+                obs = {k: np.stack(v) for k, v in rec.observations.items()}
+                writer.add(obs, np.stack(rec.actions), rec.rewards, rec.terminations, rec.truncations,
+                           seed=seed + i)
+            returns.append(rec.episode_return)
+            steps += rec.steps
+            elapsed = time.perf_counter() - start
+            bar.update(bar_task, advance=1, steps=steps, rate=steps / elapsed,
+                       ret=f"{np.mean(returns):.1f}")
+    path = writer.commit() if writer is not None else None
     return RunResult(returns, steps, time.perf_counter() - start, path)
 
 

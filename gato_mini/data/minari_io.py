@@ -110,10 +110,8 @@ class DatasetWriter:
         ns_meta = self.staging / self.dataset_id.split("/")[0] / "namespace_metadata.json"
         if "/" in self.dataset_id and ns_meta.is_file() and not (self.final.parent / ns_meta.name).exists():
             shutil.copy(ns_meta, self.final.parent / ns_meta.name)
-        trash = None
-        if self.final.exists():
-            trash = self.staging / "replaced"
-            self.final.rename(trash)
+        if self.final.exists():  # overwrite: the old dataset is removed with the staging folder
+            self.final.rename(self.staging / "replaced")
         (self.staging / self.dataset_id).rename(self.final)
         shutil.rmtree(self.staging, ignore_errors=True)
         return self.final
