@@ -89,6 +89,28 @@ def _run_scores(args: argparse.Namespace) -> None:
     print_scores(args.task, args.episodes, args.seed, args.max_steps, args.update, not args.no_progress)
 
 
+def _add_prepare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True,
+                   help="data config YAML (or a training config with a data section)")
+    p.add_argument("--force", action="store_true", help="rebuild every shard even when up to date")
+    p.add_argument("--workers", type=int,
+                   help="processes tokenizing sources in parallel (default: the config's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from gato_mini.data.datacfg import load_data_config
+    from gato_mini.data.prepare import prepare
+    from gato_mini.reports.tables import print_prepare
+
+    data, cfg = load_data_config(args.config)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise GatoError(f"--workers must be at least 1, got {args.workers}")
+        data.workers = args.workers
+    print_prepare(prepare(data, cfg, progress=not args.no_progress, force=args.force))
+
+
 COMMANDS: dict[str, Command] = {
     "tokens": ("show the one id space: text, discrete, continuous and special ranges",
                _add_tokens, _run_tokens),
@@ -98,6 +120,8 @@ COMMANDS: dict[str, Command] = {
                 _add_collect, _run_collect),
     "scores": ("measure random and expert reference scores and compare them with the registry",
                _add_scores, _run_scores),
+    "prepare": ("train the text tokenizer and tokenize every source of a data config into shards",
+                _add_prepare, _run_prepare),
 }
 
 

@@ -56,7 +56,7 @@ class DatasetWriter:
     def __init__(self, root: str | Path, dataset_id: str, observation_space: spaces.Space,
                  action_space: spaces.Space, overwrite: bool = False,
                  metadata: dict[str, Any] | None = None) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # Minari mangles relative paths
         self.dataset_id = dataset_id
         self.final = self.root / dataset_id
         self.observation_space, self.action_space = observation_space, action_space

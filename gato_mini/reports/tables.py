@@ -100,3 +100,23 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
     (console or Console()).print(table)
     if update:
         (console or Console()).print("stored the measured scores as the references")
+
+
+def print_prepare(result, console: Console | None = None) -> None:  # noqa: ANN001 (PrepareResult)
+    """Print what ``gato-mini prepare`` built or found up to date, with counts and skips."""
+    table = Table(title=f"prepared data in {result.root}  (tokenizer: {result.tokenizer}"
+                        f"{', trained now' if result.tokenizer_trained else ''})")
+    for col in ("source", "status", "units train/val", "tokens train/val", "patches", "skipped", "seconds"):
+        table.add_column(col, justify="left" if col in ("source", "status", "skipped") else "right")
+    for r in result.sources:
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items())) or "-"
+        table.add_row(r.name, r.status, f"{r.units.get('train', 0)}/{r.units.get('val', 0)}",
+                      f"{r.tokens.get('train', 0):,}/{r.tokens.get('val', 0):,}", f"{r.patches:,}", skipped,
+                      f"{r.seconds:.1f}" if r.status == "built" else "-")
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 130)  # logs: keep the table on one line per source
+    console.print(table)
+    if result.build_seconds > 0:
+        console.print(f"tokenized {result.built_tokens:,} tokens in {result.build_seconds:.1f} s of work "
+                      f"({result.built_tokens / result.build_seconds:,.0f} tokens/s per process)")

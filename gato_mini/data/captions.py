@@ -1,0 +1,103 @@
+"""Image-caption readers: a user's image folder, and scikit-learn's handwritten digits.
+
+A caption folder follows the image-folder convention of the HF ``datasets``
+library: images anywhere below the folder plus a ``metadata.jsonl`` whose lines
+hold ``file_name`` (relative to the folder) and ``text``. Several captions per
+image are allowed, either as several lines with the same ``file_name`` or as a
+list in ``text``.
+
+Errors name the file and line (``metadata.jsonl:7: ...``): a line that is not
+JSON, a line without ``file_name`` or ``text``, an image that is missing or
+unreadable. A blank line is ignored; an empty caption is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gato_mini.errors import FileFormatError
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@dataclass
+class CaptionEntry:
+    key: str  # stable id: "file_name#k"
+    image_path: Path
+    caption: str
+    where: str  # "metadata.jsonl:LINE", for errors
+
+
+def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> Iterator[CaptionEntry]:
+    """Every (image, caption) pair listed in ``folder/metadata.jsonl``; images are checked to exist."""
+    folder = Path(folder)
+    meta = folder / "metadata.jsonl"
+    if not folder.is_dir():
+        raise FileFormatError(f"caption folder not found: {folder}")
+    if not meta.is_file():
+        raise FileFormatError(f"{folder} has no metadata.jsonl (lines of file_name and text)")
+    skips = skips if skips is not None else Counter()
+    seen: Counter = Counter()
+    with meta.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            where = f"{meta}:{lineno}"
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FileFormatError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or "file_name" not in row or "text" not in row:
+                raise FileFormatError(f"{where}: each line needs \"file_name\" and \"text\"")
+            name, texts = row["file_name"], row["text"]
+            texts = texts if isinstance(texts, list) else [texts]
+            if not isinstance(name, str) or not all(isinstance(t, str) for t in texts):
+                raise FileFormatError(f"{where}: file_name must be a string and text a string or list")
+            path = (folder / name)
+            if not path.is_file():
+                raise FileFormatError(f"{where}: image {name} not found in {folder}")
+            for text in texts:
+                if not text.strip():
+                    skips["empty caption"] += 1
+                    continue
+                seen[name] += 1
+                yield CaptionEntry(f"{name}#{seen[name] - 1}", path, text.strip(), where)
+
+
+def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray:
+    """An RGB uint8 image fitted inside ``size`` (H, W): aspect kept, black padding, never cropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            h, w = size
+            scale = min(h / im.height, w / im.width)
+            new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+            im = im.resize(new, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
+            canvas = Image.new("RGB", (w, h))
+            canvas.paste(im, (0, 0))
+            return np.asarray(canvas, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        prefix = f"{where}: " if where else ""
+        raise FileFormatError(f"{prefix}cannot read image {path}: {exc}") from None
+
+
+def digit_captions(size: int = 32) -> Iterator[tuple[str, np.ndarray, str]]:
+    """scikit-learn's 1,797 8x8 handwritten digits, upscaled to ``size``, captioned by name."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        raise FileFormatError("caption-digits needs scikit-learn (pip install scikit-learn)") from None
+    digits = load_digits()
+    scale = max(1, size // 8)
+    for i, (img, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        px = np.clip(np.rint(img * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+        px = np.kron(px, np.ones((scale, scale), np.uint8))  # nearest-neighbour upscaling
+        yield f"digit-{i}", px, f"a handwritten digit {DIGIT_WORDS[int(label)]}"

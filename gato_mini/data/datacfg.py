@@ -1,0 +1,219 @@
+"""The data config: which sources, with which weights, tokenized how.
+
+A YAML file holds either the data section alone or a training config with
+``model:`` and ``data:`` sections (``model`` is a size name or a mapping with
+``name`` and overrides; it fixes the id layout the shards are written in)::
+
+    model: tiny
+    data:
+      root: runs/data              # tokenizer.json and shards/ go here
+      episodes: runs/episodes      # default home of logged episodes
+      sources:
+        atari-pong: {weight: 1.0}  # a task: runs/episodes/atari-pong/expert-v0
+        caption-shapes: {weight: 1.0, count: 20000}
+        text-pydoc: {weight: 0.5}
+        chat-chatterbot: {weight: 0.5}
+        my-photos: {kind: caption-folder, path: data/photos, weight: 0.5}
+
+A source is a built-in name (a task from ``gato-mini tasks``, or one of
+:data:`BUILTIN_SOURCES`) or any name with an explicit ``kind``. Relative paths
+are relative to the working directory. Unknown keys, unknown sources and bad
+weights are :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gato_mini.config import GatoConfig
+from gato_mini.errors import ConfigError
+
+#: Options each source kind accepts, with defaults (``None``: required or derived).
+KIND_OPTIONS: dict[str, dict[str, Any]] = {
+    "episodes": {"dataset": None, "image_size": None, "max_episodes": None},
+    "caption-shapes": {"count": 20000, "val_count": 500, "seed": 0},
+    "caption-folder": {"path": None, "image_size": [64, 64]},
+    "caption-digits": {"image_size": 32},
+    "text-pydoc": {"docstrings": True, "max_modules": None},
+    "text": {"path": None},
+    "chat-chatterbot": {"language": "english"},
+    "chat-jsonl": {"path": None},
+}
+#: Built-in source names that are not tasks, and their kind.
+BUILTIN_SOURCES = {"caption-shapes": "caption-shapes", "caption-digits": "caption-digits",
+                   "text-pydoc": "text-pydoc", "chat-chatterbot": "chat-chatterbot"}
+_REQUIRED_PATH = {"caption-folder", "text", "chat-jsonl"}
+_DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
+              "seed", "workers", "val_windows", "sources"}
+
+
+@dataclass
+class SourceConfig:
+    """One source of the mixture."""
+
+    name: str
+    kind: str
+    weight: float
+    options: dict[str, Any]
+
+
+@dataclass
+class DataConfig:
+    """Where data lives and how the mixture is sampled (see the module docstring)."""
+
+    sources: list[SourceConfig]
+    root: Path = Path("runs/data")
+    episodes: Path = Path("runs/episodes")
+    tokenizer: Path | None = None  # reuse this tokenizer.json instead of training one
+    val_fraction: float = 0.05  # held-out share of each source (caption-shapes: its own split)
+    prompt_probability: float = 0.25  # DESIGN.md: 25% of control windows get a prompt
+    prompt_fraction: float = 0.25  # a prompt takes at most this share of block_size
+    seed: int = 0
+    workers: int = 2  # processes for `prepare`
+    val_windows: int = 16  # validation windows per source
+    weights: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.weights = {s.name: s.weight for s in self.sources}
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no source named {name!r} in the data config")
+
+
+def _task_names() -> list[str]:
+    from gato_mini.envs.registry import TASKS
+
+    return list(TASKS)
+
+
+def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"source '{name}': expected a mapping of options, got {raw!r}")
+    raw = dict(raw)
+    weight = raw.pop("weight", 1.0)
+    try:
+        weight = float(weight)
+    except (TypeError, ValueError):
+        raise ConfigError(f"source '{name}': weight must be a number, got {weight!r}") from None
+    if not math.isfinite(weight) or weight < 0:
+        raise ConfigError(f"source '{name}': weight must be a finite number >= 0, got {weight}")
+    kind = raw.pop("kind", None)
+    tasks = _task_names()
+    if kind is None:
+        if name in BUILTIN_SOURCES:
+            kind = BUILTIN_SOURCES[name]
+        elif name in tasks:
+            kind = "episodes"
+        else:
+            known = list(BUILTIN_SOURCES) + tasks
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; built-in sources: {', '.join(known)}"
+            raise ConfigError(f"unknown source '{name}' (give it a 'kind' if it is your own){hint}")
+    if kind not in KIND_OPTIONS:
+        raise ConfigError(f"source '{name}': unknown kind '{kind}'; known: {', '.join(KIND_OPTIONS)}")
+    allowed = KIND_OPTIONS[kind]
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"source '{name}': unknown option(s) {', '.join(unknown)} for kind '{kind}'; "
+                          f"allowed: weight, kind, {', '.join(allowed)}")
+    opts = {**allowed, **raw}
+    if kind == "episodes" and opts["dataset"] is None:
+        if name not in tasks:
+            raise ConfigError(f"source '{name}': kind 'episodes' needs 'dataset' (a Minari dataset folder)")
+        opts["dataset"] = str(episodes / name / "expert-v0")
+    if kind in _REQUIRED_PATH and not opts["path"]:
+        raise ConfigError(f"source '{name}': kind '{kind}' needs 'path'")
+    for key in ("count", "val_count", "max_episodes", "max_modules"):
+        v = opts.get(key)
+        if v is not None and (not isinstance(v, int) or v < 0):
+            raise ConfigError(f"source '{name}': '{key}' must be a whole number >= 0, got {v!r}")
+    return SourceConfig(name, kind, weight, opts)
+
+
+def parse_data_config(raw: dict[str, Any]) -> DataConfig:
+    """A :class:`DataConfig` from the ``data`` mapping of a config file."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the data config must be a mapping")
+    unknown = sorted(set(raw) - _DATA_KEYS)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(_DATA_KEYS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown data config key '{unknown[0]}'{hint}")
+    sources_raw = raw.get("sources")
+    if not isinstance(sources_raw, dict) or not sources_raw:
+        raise ConfigError("the data config needs 'sources': a mapping of source name -> options")
+    episodes = Path(raw.get("episodes", "runs/episodes"))
+    sources = [_source(str(name), opts, episodes) for name, opts in sources_raw.items()]
+    if sum(s.weight for s in sources) <= 0:
+        raise ConfigError("source weights are all zero; give at least one source a positive weight")
+    kw: dict[str, Any] = {"sources": sources, "episodes": episodes}
+    for key in ("root", "tokenizer"):
+        if raw.get(key) is not None:
+            kw[key] = Path(raw[key])
+    for key, lo, hi in (("val_fraction", 0.0, 0.5), ("prompt_probability", 0.0, 1.0),
+                        ("prompt_fraction", 0.0, 0.9)):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise ConfigError(f"data config '{key}' must be a number in [{lo}, {hi}], got {v!r}")
+            kw[key] = float(v)
+    for key, lo in (("seed", 0), ("workers", 1), ("val_windows", 0)):
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ConfigError(f"data config '{key}' must be a whole number >= {lo}, got {v!r}")
+            kw[key] = v
+    return DataConfig(**kw)
+
+
+def model_config(raw: Any) -> GatoConfig:
+    """The ``model`` section: a size name, or a mapping with ``name`` plus overrides."""
+    if raw is None:
+        return GatoConfig.from_name("tiny")
+    if isinstance(raw, str):
+        return GatoConfig.from_name(raw)
+    if isinstance(raw, dict):
+        raw = dict(raw)
+        name = raw.pop("name", "tiny")
+        return GatoConfig.from_name(name, **raw)
+    raise ConfigError(f"'model' must be a size name or a mapping, got {raw!r}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file; a missing or malformed file is a :class:`ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_data_config(path: str | Path) -> tuple[DataConfig, GatoConfig]:
+    """(data config, model config) from a data-only or a full training YAML file."""
+    raw = read_yaml(path)
+    if "data" in raw:
+        data, model = raw["data"], raw.get("model")
+    else:
+        data, model = raw, None
+    try:
+        return parse_data_config(data), model_config(model)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

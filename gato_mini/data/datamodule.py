@@ -1,0 +1,128 @@
+"""`GatoDataModule`: the weighted mixture of prepared shards, as Lightning batches.
+
+* ``prepare_data`` (local rank 0 only) runs :func:`~gato_mini.data.prepare.prepare`,
+  which does nothing when the shards are up to date.
+* Training draws an endless stream of windows (:class:`TrainWindows`). Each
+  (DDP rank, DataLoader worker) pair seeds its own generator from
+  ``(seed, rank, worker)``, so ranks and workers see different data and a run
+  is reproducible for a fixed number of ranks and workers.
+* Validation is a fixed set of ``val_windows`` windows per source from its
+  held-out split (:class:`ValWindows`, map-style, so Lightning shards it across
+  ranks); sources whose held-out split is empty are left out and listed in
+  :attr:`GatoDataModule.no_val`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from gato_mini.config import GatoConfig
+from gato_mini.data.datacfg import DataConfig, load_data_config
+from gato_mini.data.prepare import check_shards, prepare, shard_dir
+from gato_mini.data.shards import Shard
+from gato_mini.data.windows import SourceShard, WindowSampler, collate
+
+
+def open_sampler(data: DataConfig, cfg: GatoConfig, split: str,
+                 block_size: int | None = None) -> WindowSampler:
+    """A :class:`WindowSampler` over the prepared shards of one split."""
+    check_shards(data, cfg)
+    sources = [SourceShard(s.name, Shard(shard_dir(data.root, s.name, split)).meta["mode"], s.weight,
+                           Shard(shard_dir(data.root, s.name, split))) for s in data.sources]
+    return WindowSampler(sources, cfg, block_size, data.prompt_probability, data.prompt_fraction)
+
+
+class TrainWindows(IterableDataset):
+    """Endless training windows; the stream depends on (seed, rank, worker) only."""
+
+    def __init__(self, sampler: WindowSampler, seed: int = 0, rank: int = 0) -> None:
+        self.sampler, self.seed, self.rank = sampler, seed, rank
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, self.rank, worker])
+        while True:
+            yield self.sampler.sample(rng)
+
+
+class ValWindows(Dataset):
+    """A fixed list of ``per_source`` held-out windows from each source with held-out data."""
+
+    def __init__(self, sampler: WindowSampler, per_source: int, seed: int = 0) -> None:
+        self.sampler, self.seed = sampler, seed
+        self.items = [(i, k) for i, s in enumerate(sampler.sources) if s.shard.n_units > 0
+                      for k in range(per_source)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int):
+        i, k = self.items[idx]
+        return i, self.sampler.sample_from(i, np.random.default_rng([self.seed, 1, i, k]))
+
+
+class GatoDataModule(L.LightningDataModule):
+    """Mixture DataModule (see the module docstring)."""
+
+    def __init__(self, data: DataConfig | str | Path, cfg: GatoConfig | None = None, batch_size: int = 16,
+                 num_workers: int = 0, prepare: bool = True, progress: bool = True) -> None:
+        super().__init__()
+        if not isinstance(data, DataConfig):
+            data, file_cfg = load_data_config(data)
+            cfg = cfg or file_cfg
+        if cfg is None:
+            raise ValueError("a model config is needed to build batches")
+        self.data, self.cfg = data, cfg
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.run_prepare, self.progress = prepare, progress
+        self.train_sampler: WindowSampler | None = None
+        self.val_sampler: WindowSampler | None = None
+        self.no_val: list[str] = []
+
+    @property
+    def task_names(self) -> list[str]:
+        """Source names in the order of the batch's ``task`` ids."""
+        return [s.name for s in self.data.sources]
+
+    def prepare_data(self) -> None:
+        if self.run_prepare:
+            prepare(self.data, self.cfg, progress=self.progress)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_sampler = open_sampler(self.data, self.cfg, "train")
+        self.val_sampler = open_sampler(self.data, self.cfg, "val") if self._has_val() else None
+        self.no_val = [s.name for s in self.data.sources
+                       if Shard(shard_dir(self.data.root, s.name, "val")).n_units == 0]
+
+    def _has_val(self) -> bool:
+        return any(Shard(shard_dir(self.data.root, s.name, "val")).n_units > 0 and s.weight > 0
+                   for s in self.data.sources)
+
+    def _rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_rank) if trainer is not None else 0
+
+    def _loader(self, dataset: Any, **kw: Any) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=partial(collate, cfg=self.cfg), persistent_workers=self.num_workers > 0,
+                          **kw)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_sampler is None:
+            self.setup("fit")
+        return self._loader(TrainWindows(self.train_sampler, self.data.seed, self._rank()))
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.train_sampler is None:
+            self.setup("fit")
+        if self.val_sampler is None or self.data.val_windows == 0:
+            return []
+        windows = ValWindows(self.val_sampler, self.data.val_windows, self.data.seed)
+        return self._loader(windows, shuffle=False)

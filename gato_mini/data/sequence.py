@@ -1,0 +1,218 @@
+"""`TokenSequence`, the one sequence type, and the builders that make it.
+
+Every source becomes a :class:`TokenSequence`: an episode, an (image, caption)
+pair, a document, a conversation. It carries, per token: the id (image patches
+hold the ``<|patch|>`` placeholder), whether the token is a loss target, and its
+local observation position; per patch: the raw pixels and the row/column
+position intervals; and the offsets where a training window may start
+(timestep boundaries for episodes).
+
+Loss targets (DESIGN.md, Gato Sec. 2.3): action tokens in episodes; caption
+text and the ``<|eos|>`` that ends it; every token of a document after
+``<|bos|>``; assistant turns and their ``<|end|>`` in chats. Observations,
+separators, prompts' role tokens and images are never targets.
+
+>>> import numpy as np
+>>> from gato_mini.config import GatoConfig
+>>> from gato_mini.data.fields import FieldSpec
+>>> cfg = GatoConfig.from_name("tiny")
+>>> seq = episode_sequence({"state": np.zeros((2, 3), np.float32)}, np.array([1, 0]),
+...                        {"state": FieldSpec("continuous", (3,))}, FieldSpec("discrete", (), n=2), cfg)
+>>> len(seq), seq.starts.tolist(), seq.targets.astype(int).tolist()
+(10, [0, 5], [0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gato_mini.config import GatoConfig
+from gato_mini.data.fields import FieldSpec
+from gato_mini.data.timestep import (
+    encode_values,
+    field_order,
+    image_grid,
+    image_patches,
+    patch_positions,
+)
+from gato_mini.errors import TokenizationError
+from gato_mini.tokenizers.text import TextTokenizer
+
+#: Roles a chat message may have; each has its own special token.
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class TokenSequence:
+    """One flat token stream (see the module docstring for what each array holds)."""
+
+    tokens: np.ndarray  # (L,) int32 ids; patch slots hold <|patch|>
+    targets: np.ndarray  # (L,) bool: token i counts in the loss (predicted from tokens[:i])
+    local_pos: np.ndarray  # (L,) int16 observation position inside its timestep, -1 for none
+    patches: np.ndarray  # (N, P*P*C) uint8 pixels of the patch slots, in slot order
+    patch_pos: np.ndarray  # (N, 4) uint8 row lo, row hi, col lo, col hi (hi exclusive)
+    starts: np.ndarray  # (S,) int32 offsets where a window may start (timesteps), starts[0] == 0
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def check(self, cfg: GatoConfig) -> None:
+        """Raise if the arrays disagree (a bug in a builder, not a user error)."""
+        n = len(self)
+        assert self.targets.shape == (n,) and self.local_pos.shape == (n,), "per-token arrays differ"
+        slots = int((self.tokens == cfg.special_id("<|patch|>")).sum())
+        assert slots == len(self.patches) == len(self.patch_pos), "patch slots and patches differ"
+        assert self.patches.ndim == 2 and self.patches.shape[1] == cfg.patch_size ** 2 * cfg.image_channels
+        assert len(self.starts) >= 1 and self.starts[0] == 0 and np.all(np.diff(self.starts) > 0)
+
+    @staticmethod
+    def empty(cfg: GatoConfig) -> TokenSequence:
+        """A sequence with no tokens."""
+        ppc = cfg.patch_size ** 2 * cfg.image_channels
+        return TokenSequence(np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, np.int16),
+                             np.zeros((0, ppc), np.uint8), np.zeros((0, 4), np.uint8), np.zeros(1, np.int32))
+
+
+def concat(seqs: Sequence[TokenSequence]) -> TokenSequence:
+    """Join sequences end to end; window starts of each part are kept."""
+    if not seqs:
+        raise ValueError("concat needs at least one sequence")
+    offsets = np.cumsum([0] + [len(s) for s in seqs[:-1]])
+    starts = np.concatenate([s.starts + o for s, o in zip(seqs, offsets, strict=True)])
+    starts = np.unique(starts[starts < max(1, offsets[-1] + len(seqs[-1]))])
+    return TokenSequence(
+        np.concatenate([s.tokens for s in seqs]), np.concatenate([s.targets for s in seqs]),
+        np.concatenate([s.local_pos for s in seqs]), np.concatenate([s.patches for s in seqs]),
+        np.concatenate([s.patch_pos for s in seqs]), starts.astype(np.int32))
+
+
+def _flat(tokens: list[int] | np.ndarray, targets: np.ndarray | list[bool], cfg: GatoConfig) -> TokenSequence:
+    """A sequence with no patches and no observation positions (text, chat)."""
+    seq = TokenSequence.empty(cfg)
+    seq.tokens = np.asarray(tokens, dtype=np.int32)
+    seq.targets = np.asarray(targets, dtype=bool)
+    seq.local_pos = np.full(len(seq.tokens), -1, np.int16)
+    return seq
+
+
+# --- episodes ----------------------------------------------------------------
+def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[str, FieldSpec],
+                     action_spec: FieldSpec, cfg: GatoConfig, tokenizer: TextTokenizer | None = None,
+                     image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """Timesteps ``obs_t | action_t`` for t < T; ``observations`` hold T rows per key.
+
+    Pass the T observations that precede the T actions (drop the final one).
+    """
+    actions = np.asarray(actions)
+    t = actions.shape[0]
+    if t == 0:
+        raise TokenizationError("an episode needs at least one step")
+    missing = sorted(set(fields) - set(observations))
+    if missing:
+        raise TokenizationError(f"observation lacks the field(s) {missing}")
+    order = field_order(fields)
+    patch_id, sep_id = cfg.special_id("<|patch|>"), cfg.special_id("<|sep|>")
+    cols: list[np.ndarray] = []  # fixed-width id columns (T, k) after the text fields
+    patches, ppos = [], []
+    text_keys = [k for k in order if fields[k].modality == "text"]
+    for key in order:
+        spec, col = fields[key], observations[key]
+        if len(col) != t:
+            raise TokenizationError(f"observation '{key}' has {len(col)} rows for {t} actions")
+        if spec.modality == "image":
+            p = image_patches(col, cfg, image_size)  # (T, N, PPC)
+            rows, cols_ = image_grid(np.asarray(col).shape[1:], cfg, image_size)
+            cols.append(np.full((t, p.shape[1]), patch_id, np.int64))
+            patches.append(p)
+            ppos.append(patch_positions(rows, cols_, cfg))
+        elif spec.modality != "text":
+            cols.append(encode_values(col, spec, cfg, f"observation '{key}'"))
+    n_fixed = sum(c.shape[1] for c in cols)
+    act = encode_values(actions, action_spec, cfg, "action")
+    fixed = np.concatenate(cols + [np.full((t, 1), sep_id, np.int64), act], axis=1)  # (T, k)
+    n_act = act.shape[1]
+    patch_arr = (np.concatenate(patches, axis=1).reshape(-1, patches[0].shape[-1]) if patches
+                 else TokenSequence.empty(cfg).patches)
+    pos_row = np.concatenate(ppos) if ppos else np.zeros((0, 4), np.uint8)
+    pos_arr = np.tile(pos_row, (t, 1))
+    if not text_keys:
+        width = fixed.shape[1]
+        _check_local(n_fixed, cfg)
+        local = np.concatenate([np.arange(n_fixed), np.full(1 + n_act, -1)]).astype(np.int16)
+        targets = np.concatenate([np.zeros(n_fixed + 1, bool), np.ones(n_act, bool)])
+        return TokenSequence(fixed.reshape(-1).astype(np.int32), np.tile(targets, t), np.tile(local, t),
+                             patch_arr, pos_arr, (np.arange(t) * width).astype(np.int32))
+    if tokenizer is None:
+        raise TokenizationError(f"text observation(s) {text_keys} need a text tokenizer")
+    steps = []
+    for i in range(t):
+        text = np.concatenate([tokenizer.encode(str(observations[k][i])) for k in text_keys])
+        n_obs = len(text) + n_fixed
+        _check_local(n_obs, cfg)
+        steps.append(TokenSequence(
+            np.concatenate([text, fixed[i]]).astype(np.int32),
+            np.concatenate([np.zeros(n_obs + 1, bool), np.ones(n_act, bool)]),
+            np.concatenate([np.arange(n_obs), np.full(1 + n_act, -1)]).astype(np.int16),
+            patch_arr[i * len(pos_row):(i + 1) * len(pos_row)], pos_row, np.zeros(1, np.int32)))
+    return concat(steps)
+
+
+def _check_local(n_obs: int, cfg: GatoConfig) -> None:
+    if n_obs > cfg.max_local_positions:
+        raise TokenizationError(f"an observation takes {n_obs} tokens, more than max_local_positions="
+                                f"{cfg.max_local_positions}; use smaller images or raise the limit")
+
+
+# --- captions, documents, chats ------------------------------------------------
+def caption_sequence(image: Any, caption: str, cfg: GatoConfig, tokenizer: TextTokenizer,
+                     image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """``[patches] <|caption|> text <|eos|>``; loss on the text and ``<|eos|>``."""
+    img = np.asarray(image)
+    p = image_patches(img, cfg, image_size)
+    rows, cols = image_grid(img.shape, cfg, image_size)
+    _check_local(len(p), cfg)
+    text = tokenizer.encode(caption)
+    n, m = len(p), len(text)
+    tokens = np.concatenate([np.full(n, cfg.special_id("<|patch|>")), [cfg.special_id("<|caption|>")],
+                             text, [cfg.special_id("<|eos|>")]]).astype(np.int32)
+    targets = np.concatenate([np.zeros(n + 1, bool), np.ones(m + 1, bool)])
+    local = np.concatenate([np.arange(n), np.full(m + 2, -1)]).astype(np.int16)
+    return TokenSequence(tokens, targets, local, p, patch_positions(rows, cols, cfg), np.zeros(1, np.int32))
+
+
+def document_sequence(text: str, cfg: GatoConfig, tokenizer: TextTokenizer) -> TokenSequence:
+    """``<|bos|> text <|eos|>``; every token after ``<|bos|>`` is a target."""
+    ids = tokenizer.encode(text)
+    tokens = np.concatenate([[cfg.special_id("<|bos|>")], ids, [cfg.special_id("<|eos|>")]])
+    return _flat(tokens, np.concatenate([[False], np.ones(len(ids) + 1, bool)]), cfg)
+
+
+def chat_sequence(messages: Sequence[dict[str, str]], cfg: GatoConfig, tokenizer: TextTokenizer,
+                  ) -> TokenSequence:
+    """``<|bos|> (<|role|> text <|end|>)* <|eos|>``; loss on assistant text and its ``<|end|>``."""
+    tokens, targets = [cfg.special_id("<|bos|>")], [False]
+    end = cfg.special_id("<|end|>")
+    for k, msg in enumerate(messages):
+        role = msg.get("role")
+        if role not in CHAT_ROLES:
+            raise TokenizationError(f"message {k}: unknown role {role!r}; use one of {', '.join(CHAT_ROLES)}")
+        content = msg.get("content")
+        if not isinstance(content, str):
+            raise TokenizationError(f"message {k}: content must be a string, got {type(content).__name__}")
+        ids = tokenizer.encode(content).tolist()
+        learn = role == "assistant"
+        tokens += [cfg.special_id(f"<|{role}|>"), *ids, end]
+        targets += [False] + [learn] * (len(ids) + 1)
+    tokens.append(cfg.special_id("<|eos|>"))
+    targets.append(False)
+    return _flat(tokens, targets, cfg)
+
+
+def chat_prompt(messages: Sequence[dict[str, str]], cfg: GatoConfig, tokenizer: TextTokenizer) -> np.ndarray:
+    """The ids that ask the model for the next assistant turn (the chat template, open at the end)."""
+    seq = chat_sequence(messages, cfg, tokenizer)
+    return np.concatenate([seq.tokens[:-1], [cfg.special_id("<|assistant|>")]]).astype(np.int32)
