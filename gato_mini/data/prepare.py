@@ -256,9 +256,13 @@ def _write_index(data: DataConfig, cfg: GatoConfig, sources: list[Source], tok_s
                                   "shards": {sp: str(shard_dir(Path("."), s.name, sp)) for sp in SPLITS},
                                   "fields": read_meta(shard_dir(root, s.name, "train"))["fields"]}
                          for s in sources}}
+    text = json.dumps(index, indent=1)
+    final = root / "data.json"
+    if final.is_file() and final.read_text() == text:
+        return  # unchanged: a no-op run writes nothing
     tmp = root / "data.json.tmp"
-    tmp.write_text(json.dumps(index, indent=1))
-    tmp.replace(root / "data.json")
+    tmp.write_text(text)
+    tmp.replace(final)
 
 
 def check_shards(data: DataConfig, cfg: GatoConfig) -> str:

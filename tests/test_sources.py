@@ -1,0 +1,182 @@
+"""Sources: caption-shapes and its held-out split, caption folders, text and chat readers, bad input."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gato_mini.data import captions, corpora, shapes
+from gato_mini.data.datacfg import load_data_config, parse_data_config
+from gato_mini.errors import ConfigError, FileFormatError
+
+# --- caption-shapes ------------------------------------------------------------------
+
+
+def test_shapes_are_deterministic_and_vary() -> None:
+    a, b = shapes.make_scene(3, "train", seed=1), shapes.make_scene(3, "train", seed=1)
+    assert np.array_equal(a.image, b.image) and a.caption == b.caption
+    caps = {shapes.make_scene(i, "train", seed=1).caption for i in range(200)}
+    assert len(caps) > 150
+    assert not np.array_equal(shapes.make_scene(3, "train", seed=2).image, a.image)
+
+
+def test_held_out_split_shares_no_combination_with_training() -> None:
+    train = [c for i in range(3000) for c in shapes.make_scene(i, "train").combinations]
+    val = [c for i in range(600) for c in shapes.make_scene(i, "val").combinations]
+    assert set(train).isdisjoint(set(val))
+    assert set(val) <= shapes.HELD_OUT
+    # both splits still use every shape, colour and relation
+    for split in (train, val):
+        assert {c[0] for c in split} == set(shapes.SHAPES)
+        assert {c[1] for c in split} == set(shapes.COLOURS)
+        assert {c[2] for c in split} == set(shapes.RELATIONS)
+
+
+def test_captions_describe_the_scene() -> None:
+    for i in range(100):
+        scene = shapes.make_scene(i, "val")
+        assert sorted(shapes.parse_caption(scene.caption)) == sorted(scene.combinations)
+        assert scene.caption.startswith("a ")
+        # every named colour is drawn: its pixels are present
+        for _, colour, _ in scene.combinations:
+            rgb = np.array(shapes.COLOURS[colour])
+            assert np.any(np.all(scene.image == rgb, axis=-1))
+
+
+# --- caption folders ------------------------------------------------------------------
+
+
+def _folder(tmp_path: Path, lines: list[str], images: dict[str, str] | None = None) -> Path:
+    folder = tmp_path / "caps"
+    folder.mkdir(exist_ok=True)
+    for name, colour in (images or {"a.png": "red", "b.jpg": "blue"}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 20), colour).save(folder / name)
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_caption_folder_reads_several_captions(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, [json.dumps({"file_name": "a.png", "text": ["red one", "a red box"]}), "",
+                                json.dumps({"file_name": "b.jpg", "text": "blue"}),
+                                json.dumps({"file_name": "a.png", "text": "  "})])
+    skips: Counter = Counter()
+    entries = list(captions.read_caption_metadata(folder, skips))
+    assert [(e.key, e.caption) for e in entries] == [("a.png#0", "red one"), ("a.png#1", "a red box"),
+                                                    ("b.jpg#0", "blue")]
+    assert skips == {"empty caption": 1}
+    img = captions.load_image(entries[0].image_path, (32, 32))
+    assert img.shape == (32, 32, 3)
+    # 40x20 fits as 32x16 (aspect kept), black below: never cropped
+    assert np.all(img[:16, :, 0] > 200) and np.all(img[17:] == 0)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", r"metadata.jsonl:2: not valid JSON"),
+    (json.dumps({"file_name": "a.png"}), r"metadata.jsonl:2: each line needs"),
+    (json.dumps({"file_name": "gone.png", "text": "x"}), r"metadata.jsonl:2: image gone.png not found"),
+])
+def test_caption_folder_bad_lines(tmp_path: Path, line: str, message: str) -> None:
+    folder = _folder(tmp_path, [json.dumps({"file_name": "a.png", "text": "ok"}), line])
+    with pytest.raises(FileFormatError, match=message):
+        list(captions.read_caption_metadata(folder))
+
+
+def test_unreadable_image_names_file_and_line(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, [json.dumps({"file_name": "bad.png", "text": "x"})])
+    (folder / "bad.png").write_bytes(b"not a png at all")
+    (entry,) = captions.read_caption_metadata(folder)
+    with pytest.raises(FileFormatError, match=r"metadata.jsonl:1: cannot read image .*bad.png"):
+        captions.load_image(entry.image_path, (32, 32), entry.where)
+
+
+def test_digits_are_named() -> None:
+    first = list(zip(range(3), captions.digit_captions(32), strict=False))
+    key, img, text = first[0][1]
+    assert img.shape == (32, 32) and img.dtype == np.uint8 and img.max() > 200
+    assert text == "a handwritten digit zero"
+
+
+# --- text and chat ----------------------------------------------------------------
+
+
+def test_pydoc_has_topics_and_docstrings() -> None:
+    docs = list(corpora.pydoc_documents(docstrings=True, max_modules=5))
+    keys = [k for k, _ in docs]
+    assert any(k.startswith("topic/") for k in keys) and any(k.startswith("module/") for k in keys)
+    assert all(text.strip() for _, text in docs)
+    assert len([k for k in keys if k.startswith("topic/")]) > 50
+
+
+def test_chatterbot_dialogues_alternate_roles() -> None:
+    convs = list(corpora.chatterbot_conversations())
+    assert len(convs) > 1000
+    for _, msgs in convs[:50]:
+        assert [m["role"] for m in msgs] == [("user", "assistant")[k % 2] for k in range(len(msgs))]
+
+
+def test_chat_jsonl(tmp_path: Path) -> None:
+    f = tmp_path / "chats.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    lonely = {"messages": [{"role": "user", "content": "?"}]}
+    f.write_text(json.dumps(good) + "\n" + json.dumps(lonely) + "\n")
+    skips: Counter = Counter()
+    assert list(corpora.read_chat_jsonl(f, skips)) == [("chats.jsonl:1", good["messages"])]
+    assert skips == {"conversation without an assistant turn": 1}
+    f.write_text(json.dumps(good) + "\n" + json.dumps({"messages": [{"role": "robot", "content": "x"}]}))
+    with pytest.raises(FileFormatError, match=r"chats.jsonl:2: message 0 has unknown role 'robot'"):
+        list(corpora.read_chat_jsonl(f))
+    f.write_text("[1, 2]\n")
+    with pytest.raises(FileFormatError, match=r"chats.jsonl:1: each line needs \"messages\""):
+        list(corpora.read_chat_jsonl(f))
+
+
+def test_text_documents_skip_empty_ones(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("alpha")
+    (tmp_path / "docs" / "empty.md").write_text("  \n")
+    (tmp_path / "docs" / "ignored.bin").write_bytes(b"\x00")
+    skips: Counter = Counter()
+    assert list(corpora.read_text_documents(tmp_path / "docs", skips)) == [("a.txt", "alpha")]
+    assert skips == {"empty document": 1}
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(FileFormatError, match="bad.txt: not UTF-8"):
+        list(corpora.read_text_documents(tmp_path / "bad.txt"))
+
+
+# --- the data config ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sources, message", [
+    ({"atari-pongg": {}}, "unknown source 'atari-pongg'.*did you mean 'atari-pong'"),
+    ({"caption-shapes": {"weight": -1}}, "weight must be a finite number >= 0"),
+    ({"caption-shapes": {"weight": 0}, "text-pydoc": {"weight": 0}}, "weights are all zero"),
+    ({"caption-shapes": {"colour": "red"}}, "unknown option.*colour"),
+    ({"mine": {"kind": "chat-jsonl"}}, "needs 'path'"),
+    ({"mine": {"kind": "video"}}, "unknown kind 'video'"),
+    ({"caption-shapes": {"weight": "lots"}}, "weight must be a number"),
+])
+def test_data_config_errors(sources: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_data_config({"sources": sources})
+
+
+def test_data_config_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("model: {name: tiny, block_size: 256}\ndata:\n  root: out\n  sources:\n"
+                 "    atari-pong: {weight: 2}\n    caption-shapes: {}\n")
+    data, cfg = load_data_config(f)
+    assert cfg.block_size == 256 and data.root == Path("out")
+    assert data.source("atari-pong").options["dataset"] == str(Path("runs/episodes/atari-pong/expert-v0"))
+    assert data.weights == {"atari-pong": 2.0, "caption-shapes": 1.0}
+    f.write_text("data:\n  sources: {caption-shapes: {}}\n  val_fracton: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown data config key 'val_fracton'.*val_fraction"):
+        load_data_config(f)
+    f.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="c.yaml:.*not valid YAML"):
+        load_data_config(f)
