@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,11 @@ def test_bad_arguments(tmp_path):
         run_episodes("atari-pong", "expert", 0, out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="--max-steps"):
         run_episodes("atari-pong", "expert", 1, max_steps=-5, out=tmp_path, progress=False)
+
+
+def test_relative_out_folder(tmp_path, monkeypatch):
+    """`--out eps` relative to the working directory (Minari itself mangles relative paths)."""
+    monkeypatch.chdir(tmp_path)
+    result = run_episodes("control-pendulum", "expert", 1, seed=0, max_steps=10, out="eps", progress=False)
+    assert result.path == tmp_path / "eps" / "control-pendulum" / "expert-v0"
+    assert len(list(iter_episodes(Path("eps") / "control-pendulum" / "expert-v0"))) == 1

@@ -180,3 +180,26 @@ def test_data_config_file(tmp_path: Path) -> None:
     f.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="c.yaml:.*not valid YAML"):
         load_data_config(f)
+
+
+def test_every_config_file_parses() -> None:
+    """Every YAML in configs/ builds a data config (and a model config where it names one)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert files
+    for f in files:
+        data, cfg = load_data_config(f)
+        assert data.sources and sum(data.weights.values()) > 0
+        assert cfg.vocab_size > 0
+
+
+def test_text_jsonl_documents(tmp_path: Path) -> None:
+    f = tmp_path / "notes.jsonl"
+    f.write_text('{"text": "first"}\n\n{"text": ""}\n{"text": "third"}\n')
+    skips: Counter = Counter()
+    docs = list(corpora.read_text_documents(f, skips))
+    assert docs == [("notes.jsonl:1", "first"), ("notes.jsonl:4", "third")]
+    assert skips == {"empty document": 1}
+    f.write_text('{"text": "ok"}\n{"body": "x"}\n')
+    with pytest.raises(FileFormatError, match=r"notes.jsonl:2: each line needs a string \"text\""):
+        list(corpora.read_text_documents(f))

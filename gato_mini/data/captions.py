@@ -13,7 +13,6 @@ unreadable. A blank line is ignored; an empty caption is skipped and counted.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gato_mini.data.jsonl import iter_jsonl
 from gato_mini.errors import FileFormatError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -44,30 +44,22 @@ def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> I
         raise FileFormatError(f"{folder} has no metadata.jsonl (lines of file_name and text)")
     skips = skips if skips is not None else Counter()
     seen: Counter = Counter()
-    with meta.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            where = f"{meta}:{lineno}"
-            if not line.strip():
+    for where, row in iter_jsonl(meta):
+        if not isinstance(row, dict) or "file_name" not in row or "text" not in row:
+            raise FileFormatError(f"{where}: each line needs \"file_name\" and \"text\"")
+        name, texts = row["file_name"], row["text"]
+        texts = texts if isinstance(texts, list) else [texts]
+        if not isinstance(name, str) or not all(isinstance(t, str) for t in texts):
+            raise FileFormatError(f"{where}: file_name must be a string and text a string or list")
+        path = folder / name
+        if not path.is_file():
+            raise FileFormatError(f"{where}: image {name} not found in {folder}")
+        for text in texts:
+            if not text.strip():
+                skips["empty caption"] += 1
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FileFormatError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "file_name" not in row or "text" not in row:
-                raise FileFormatError(f"{where}: each line needs \"file_name\" and \"text\"")
-            name, texts = row["file_name"], row["text"]
-            texts = texts if isinstance(texts, list) else [texts]
-            if not isinstance(name, str) or not all(isinstance(t, str) for t in texts):
-                raise FileFormatError(f"{where}: file_name must be a string and text a string or list")
-            path = (folder / name)
-            if not path.is_file():
-                raise FileFormatError(f"{where}: image {name} not found in {folder}")
-            for text in texts:
-                if not text.strip():
-                    skips["empty caption"] += 1
-                    continue
-                seen[name] += 1
-                yield CaptionEntry(f"{name}#{seen[name] - 1}", path, text.strip(), where)
+            seen[name] += 1
+            yield CaptionEntry(f"{name}#{seen[name] - 1}", path, text.strip(), where)
 
 
 def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray:

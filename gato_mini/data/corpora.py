@@ -18,12 +18,12 @@ conversation with no assistant turn.
 from __future__ import annotations
 
 import ast
-import json
 import sysconfig
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from gato_mini.data.jsonl import iter_jsonl
 from gato_mini.data.sequence import CHAT_ROLES
 from gato_mini.errors import FileFormatError
 
@@ -104,28 +104,21 @@ def read_chat_jsonl(path: str | Path, skips: Counter | None = None) -> Iterator[
     if not path.is_file():
         raise FileFormatError(f"chat file not found: {path}")
     skips = skips if skips is not None else Counter()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FileFormatError(f"{where}: not valid JSON ({exc.msg})") from None
-            msgs = row.get("messages") if isinstance(row, dict) else None
-            if not isinstance(msgs, list):
-                raise FileFormatError(f"{where}: each line needs \"messages\": a list of {{role, content}}")
-            for k, m in enumerate(msgs):
-                if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-                    raise FileFormatError(f"{where}: message {k} needs a string \"content\"")
-                if m.get("role") not in CHAT_ROLES:
-                    raise FileFormatError(f"{where}: message {k} has unknown role {m.get('role')!r}; "
-                                          f"use one of {', '.join(CHAT_ROLES)}")
-            if not any(m["role"] == "assistant" for m in msgs):
-                skips["conversation without an assistant turn"] += 1
-                continue
-            yield f"{path.name}:{lineno}", [{"role": m["role"], "content": m["content"]} for m in msgs]
+    for where, row in iter_jsonl(path):
+        msgs = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(msgs, list):
+            raise FileFormatError(f"{where}: each line needs \"messages\": a list of {{role, content}}")
+        for k, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+                raise FileFormatError(f"{where}: message {k} needs a string \"content\"")
+            if m.get("role") not in CHAT_ROLES:
+                raise FileFormatError(f"{where}: message {k} has unknown role {m.get('role')!r}; "
+                                      f"use one of {', '.join(CHAT_ROLES)}")
+        if not any(m["role"] == "assistant" for m in msgs):
+            skips["conversation without an assistant turn"] += 1
+            continue
+        yield f"{path.name}:{where.rsplit(':', 1)[1]}", [{"role": m["role"], "content": m["content"]}
+                                                          for m in msgs]
 
 
 def read_text_documents(path: str | Path, skips: Counter | None = None) -> Iterator[tuple[str, str]]:
@@ -142,20 +135,13 @@ def read_text_documents(path: str | Path, skips: Counter | None = None) -> Itera
         raise FileFormatError(f"text source not found: {path}")
     for f in files:
         if f.suffix == ".jsonl":
-            with f.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise FileFormatError(f"{f}:{lineno}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                        raise FileFormatError(f"{f}:{lineno}: each line needs a string \"text\"")
-                    if not row["text"].strip():
-                        skips["empty document"] += 1
-                        continue
-                    yield f"{f.name}:{lineno}", row["text"]
+            for where, row in iter_jsonl(f):
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise FileFormatError(f"{where}: each line needs a string \"text\"")
+                if not row["text"].strip():
+                    skips["empty document"] += 1
+                    continue
+                yield f"{f.name}:{where.rsplit(':', 1)[1]}", row["text"]
             continue
         try:
             text = f.read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ import platform
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,8 @@ class Source:
     """One configured source (see the module docstring)."""
 
     config: SourceConfig
+    _items: list[tuple[str, Any]] | None = field(default=None, repr=False)
+    _skips: Counter = field(default_factory=Counter, repr=False)
 
     @property
     def name(self) -> str:
@@ -163,17 +165,27 @@ class Source:
                 if (e.key.rsplit("#", 1)[0] in held) == (split == "val"):
                     yield e.key, (lambda e=e: captions.load_image(e.image_path, size, e.where)), e.caption
 
-    def _documents(self, skips: Counter) -> Iterator[tuple[str, str]]:
-        if self.kind == "text-pydoc":
-            yield from corpora.pydoc_documents(self.opt["docstrings"], self.opt["max_modules"])
-        else:
-            yield from corpora.read_text_documents(self.opt["path"], skips)
+    def _read(self, skips: Counter) -> list[tuple[str, Any]]:
+        """Every (key, document or messages), read once per Source (both splits use it)."""
+        if self._items is None:
+            read_skips: Counter = Counter()
+            if self.kind == "text-pydoc":
+                items = corpora.pydoc_documents(self.opt["docstrings"], self.opt["max_modules"])
+            elif self.kind == "text":
+                items = corpora.read_text_documents(self.opt["path"], read_skips)
+            elif self.kind == "chat-chatterbot":
+                items = corpora.chatterbot_conversations(self.opt["language"])
+            else:
+                items = corpora.read_chat_jsonl(self.opt["path"], read_skips)
+            self._items, self._skips = list(items), read_skips
+        skips.update(self._skips)
+        return self._items
 
-    def _chats(self, skips: Counter) -> Iterator[tuple[str, list[dict[str, str]]]]:
-        if self.kind == "chat-chatterbot":
-            yield from corpora.chatterbot_conversations(self.opt["language"])
-        else:
-            yield from corpora.read_chat_jsonl(self.opt["path"], skips)
+    def _documents(self, skips: Counter) -> list[tuple[str, str]]:
+        return self._read(skips)
+
+    def _chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
+        return self._read(skips)
 
     def texts(self) -> Iterator[str]:
         """Text for training the tokenizer: documents, conversations, captions."""
@@ -204,7 +216,7 @@ class Source:
             for key, image, text in self._captions(split, val_fraction, skips):
                 yield key, caption_sequence(image(), text, cfg, tokenizer)
             return
-        items = list(self._documents(skips) if self.mode == "stream" else self._chats(skips))
+        items = self._documents(skips) if self.mode == "stream" else self._chats(skips)
         held = val_keys([k for k, _ in items], val_fraction)
         picked = [(k, v) for k, v in items if (k in held) == (split == "val")]
         build = document_sequence if self.mode == "stream" else chat_sequence
