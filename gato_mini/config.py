@@ -86,6 +86,8 @@ class GatoConfig:
     mu_m: float = 256.0
     patch_size: int = 16
     image_channels: int = 3
+    # Channels of the per-patch ResNet block (Gato App. C.3) after a stride-4 stem
+    patch_hidden: int = 32
     # Positions (Gato Sec. 2.2: patch rows/columns quantized to 128 intervals)
     position_intervals: int = 128
     max_local_positions: int = 512
@@ -101,7 +103,7 @@ class GatoConfig:
     def __post_init__(self) -> None:
         for key in ("n_layer", "n_embd", "n_head", "block_size", "text_vocab_size",
                     "discrete_bins", "continuous_bins", "patch_size", "image_channels",
-                    "position_intervals", "max_local_positions"):
+                    "position_intervals", "max_local_positions", "patch_hidden"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config '{key}' must be a positive integer, got {value!r}")
@@ -117,6 +119,8 @@ class GatoConfig:
             raise ConfigError(f"config 'mu' and 'mu_m' must be positive, got {self.mu}, {self.mu_m}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.patch_size % 4:
+            raise ConfigError(f"config 'patch_size' must be a multiple of 4, got {self.patch_size}")
         if self.image_channels not in (1, 3):
             raise ConfigError(f"config 'image_channels' must be 1 or 3, got {self.image_channels}")
         self.head_dim = self.n_embd // self.n_head

@@ -1,0 +1,282 @@
+"""`GatoModel`: one decoder-only Transformer over the flat token stream.
+
+Reads top to bottom: rotary positions, KV cache, attention, GEGLU MLP, block,
+patch embedding, model. Plain PyTorch (no Lightning): training, generation and
+the agent all use this module.
+
+Embeddings (DESIGN.md, Gato Sec. 2.2):
+
+* ids (text, discrete, continuous, special) -> a learned table;
+* image patches -> one pre-activation ResNet block per patch, then a linear
+  map to the width (they fill the ``<|patch|>`` slots of the id stream), plus
+  learned row and column embeddings of the patch's quantized position;
+* a learned local observation position is added to observation tokens;
+* RoPE over the global position serves every modality.
+
+``forward`` returns ``(logits, loss)``; the loss is the masked next-token
+cross-entropy when targets and the loss mask are given. With
+:meth:`GatoModel.setup_caches`, ``forward(..., input_pos=...)`` writes keys and
+values at ``input_pos`` (per row, so batched environments can be at different
+positions) and attends over the cache: decoding one token costs one token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from gato_mini.config import GatoConfig
+
+
+# --- rotary positions -------------------------------------------------------------
+def rope_cache(length: int, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
+    """cos and sin tables ``(length, head_dim // 2)`` (Su et al. 2021)."""
+    inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` (B, H, T, hd) by position; cos/sin broadcast as (B or 1, 1, T, hd/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).type_as(x)
+
+
+# --- KV cache (gpt-fast) ------------------------------------------------------------
+class KVCache(nn.Module):
+    """Preallocated keys and values, written at ``input_pos``."""
+
+    def __init__(self, batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        shape = (batch, heads, length, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype), persistent=False)
+
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write ``k, v`` (B, H, T, hd) at positions ``input_pos`` (B, T); return the whole cache."""
+        b = k.shape[0]
+        idx = input_pos[:, None, :, None].expand(b, k.shape[1], k.shape[2], k.shape[3])
+        self.k[:b].scatter_(2, idx, k.to(self.k.dtype))
+        self.v[:b].scatter_(2, idx, v.to(self.v.dtype))
+        return self.k[:b], self.v[:b]
+
+
+# --- the Transformer ----------------------------------------------------------------
+class Attention(nn.Module):
+    def __init__(self, cfg: GatoConfig) -> None:
+        super().__init__()
+        self.n_head, self.head_dim, self.dropout = cfg.n_head, cfg.head_dim, cfg.dropout
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
+                input_pos: Tensor | None = None) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        drop = self.dropout if self.training else 0.0
+        if self.kv_cache is not None and input_pos is not None:
+            k, v = self.kv_cache.update(input_pos, k, v)  # (B, n_head, S, head_dim)
+            k, v = k.to(q.dtype), v.to(q.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, n_embd)
+        return self.proj(y)
+
+
+class GEGLU(nn.Module):
+    """``proj(gelu(x W_a) * x W_b)`` (Shazeer 2020); Gato's FFN."""
+
+    def __init__(self, cfg: GatoConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 2 * cfg.intermediate_size, bias=False)
+        self.proj = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.fc(x).chunk(2, dim=-1)
+        return self.drop(self.proj(F.gelu(a) * b))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: attention then GEGLU."""
+
+    def __init__(self, cfg: GatoConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.mlp = GEGLU(cfg)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
+                input_pos: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.ln1(x), cos, sin, mask, input_pos)
+        return x + self.mlp(self.ln2(x))
+
+
+# --- image patches ------------------------------------------------------------------
+def _groups(channels: int) -> int:
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+
+
+class PatchEmbedding(nn.Module):
+    """Patch pixels -> width-``n_embd`` vectors plus row/column position embeddings.
+
+    Gato App. C.3 embeds each 16x16 patch with a single pre-activation ResNet
+    block. A stride-4 convolution first turns the patch into a 4x4 grid of
+    ``patch_hidden`` channels, so the block costs little next to the trunk on a
+    CPU; the block's output is flattened and mapped linearly to the width.
+    """
+
+    def __init__(self, cfg: GatoConfig) -> None:
+        super().__init__()
+        c, p = cfg.patch_hidden, cfg.patch_size
+        self.cfg = cfg
+        self.stem = nn.Conv2d(cfg.image_channels, c, kernel_size=4, stride=4)
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, c, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, c, 3, padding=1)
+        self.proj = nn.Linear(c * (p // 4) ** 2, cfg.n_embd)
+        self.row = nn.Embedding(cfg.position_intervals, cfg.n_embd)
+        self.col = nn.Embedding(cfg.position_intervals, cfg.n_embd)
+
+    def _position(self, lo: Tensor, hi: Tensor) -> Tensor:
+        # Gato Sec. 2.2: a random index inside the interval while training, its middle at evaluation
+        if self.training:
+            return lo + (torch.rand(lo.shape, device=lo.device) * (hi - lo)).long()
+        return (lo + hi) // 2
+
+    def forward(self, patches: Tensor, patch_pos: Tensor) -> Tensor:
+        """``patches`` (N, P*P*C) uint8 (or already normalized floats), ``patch_pos`` (N, 4)."""
+        if patches.dtype == torch.uint8:
+            # [-1, 1] / sqrt(P) (Gato Sec. 2.1), on the model's device
+            patches = (patches.to(self.proj.weight.dtype) / 127.5 - 1.0) / math.sqrt(self.cfg.patch_size)
+        p = self.cfg.patch_size
+        x = rearrange(patches, "n (p1 p2 c) -> n c p1 p2", p1=p, p2=p)  # (N, C, P, P)
+        x = x.to(self.stem.weight.dtype)
+        h = self.stem(x)  # (N, hidden, P/4, P/4)
+        h = h + self.conv2(F.gelu(self.norm2(self.conv1(F.gelu(self.norm1(h))))))
+        out = self.proj(h.flatten(1))  # (N, n_embd)
+        pos = patch_pos.long()
+        rows, cols = self._position(pos[:, 0], pos[:, 1]), self._position(pos[:, 2], pos[:, 3])
+        return out + self.row(rows) + self.col(cols)
+
+
+# --- the model ----------------------------------------------------------------------
+class GatoModel(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, cfg: GatoConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
+        self.patch_embed = PatchEmbedding(cfg)
+        self.local_pos = nn.Embedding(cfg.max_local_positions, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        self.patch_id = cfg.special_id("<|patch|>")
+        self.cache_length = cfg.block_size
+        self._set_rope(cfg.block_size)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def _set_rope(self, length: int) -> None:
+        cos, sin = rope_cache(length, self.cfg.head_dim, self.cfg.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # --- caches -------------------------------------------------------------------
+    def setup_caches(self, batch_size: int, length: int | None = None,
+                     dtype: torch.dtype | None = None) -> None:
+        """Allocate a KV cache of ``length`` positions (default block_size) for ``batch_size`` rows."""
+        length = length or self.cfg.block_size
+        dtype = dtype or self.wte.weight.dtype
+        device = self.wte.weight.device
+        for blk in self.blocks:
+            cache = KVCache(batch_size, self.cfg.n_head, length, self.cfg.head_dim, dtype)
+            blk.attn.kv_cache = cache.to(device)
+        if length > self.rope_cos.shape[0]:
+            self._set_rope(length)
+            self.rope_cos, self.rope_sin = self.rope_cos.to(device), self.rope_sin.to(device)
+        self.cache_length = length
+
+    def clear_caches(self) -> None:
+        """Drop the KV caches (forward then recomputes attention over its input)."""
+        for blk in self.blocks:
+            blk.attn.kv_cache = None
+
+    # --- forward -------------------------------------------------------------------
+    def embed(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
+              patch_pos: Tensor | None = None) -> Tensor:
+        """Input vectors (B, T, n_embd): ids, patches in their slots, local positions."""
+        x = self.wte(tokens)  # (B, T, n_embd)
+        slots = tokens == self.patch_id
+        n_slots = int(slots.sum())
+        n_patches = 0 if patches is None else patches.shape[0]
+        if n_slots != n_patches:
+            raise ValueError(f"{n_slots} <|patch|> slots but {n_patches} patches")
+        if n_patches:
+            x = x.clone()
+            x[slots] = self.patch_embed(patches, patch_pos).to(x.dtype)  # row-major (b, i) order
+        if local_pos is not None:
+            has = (local_pos >= 0).unsqueeze(-1)
+            x = x + self.local_pos(local_pos.clamp(min=0)) * has
+        return self.drop(x)
+
+    def forward(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
+                patch_pos: Tensor | None = None, targets: Tensor | None = None,
+                loss_mask: Tensor | None = None, input_pos: Tensor | None = None,
+                reduction: str = "mean") -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, padded_vocab) and the masked loss (``reduction="none"``: per token, 0 off the mask).
+
+        ``input_pos`` (T,) or (B, T): positions of these tokens; needs :meth:`setup_caches`.
+        """
+        B, T = tokens.shape
+        x = self.embed(tokens, local_pos, patches, patch_pos)
+        mask = None
+        if input_pos is None:
+            if T > self.rope_cos.shape[0]:
+                raise ValueError(f"sequence of {T} tokens exceeds block_size={self.cfg.block_size}")
+            cos, sin = self.rope_cos[:T][None, None], self.rope_sin[:T][None, None]  # (1, 1, T, hd/2)
+        else:
+            pos = input_pos.expand(B, T) if input_pos.dim() == 1 else input_pos  # (B, T)
+            cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # (B, 1, T, hd/2)
+            keys = torch.arange(self.cache_length, device=tokens.device)
+            mask = pos[:, None, :, None] >= keys  # (B, 1, T, S): causal over the cache
+            input_pos = pos
+        for blk in self.blocks:
+            x = blk(x, cos, sin, mask, input_pos)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, padded_vocab)
+        if targets is None:
+            return logits, None
+        flat = logits.float().reshape(B * T, -1)
+        ce = F.cross_entropy(flat, targets.reshape(-1), reduction="none").view(B, T)
+        m = loss_mask.to(ce.dtype) if loss_mask is not None else torch.ones_like(ce)
+        if reduction == "none":
+            return logits, ce * m
+        return logits, (ce * m).sum() / m.sum().clamp(min=1.0)
+
+    def num_params(self) -> int:
+        """Trainable parameters (the tied head counted once)."""
+        return sum(p.numel() for p in self.parameters())
