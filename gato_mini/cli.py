@@ -111,6 +111,22 @@ def _run_prepare(args: argparse.Namespace) -> None:
     print_prepare(prepare(data, cfg, progress=not args.no_progress, force=args.force))
 
 
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="training config YAML (model, data, train, trainer)")
+    p.add_argument("--ckpt_path", help="resume from this checkpoint (opened with weights_only=True)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.epilog = "Any --SECTION.KEY VALUE overrides the config, e.g. --trainer.max_steps 200 --train.lr 3e-4."
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from gato_mini.train.config import load_run_config
+    from gato_mini.train.run import train
+
+    run = load_run_config(args.config, args.overrides)
+    model_dir = train(run, args.ckpt_path, progress=not args.no_progress)
+    print(f"exported the model to {model_dir}")
+
+
 COMMANDS: dict[str, Command] = {
     "tokens": ("show the one id space: text, discrete, continuous and special ranges",
                _add_tokens, _run_tokens),
@@ -122,7 +138,11 @@ COMMANDS: dict[str, Command] = {
                _add_scores, _run_scores),
     "prepare": ("train the text tokenizer and tokenize every source of a data config into shards",
                 _add_prepare, _run_prepare),
+    "train": ("train a model from a config file (with --SECTION.KEY VALUE overrides) and export it",
+              _add_train, _run_train),
 }
+#: Commands that take free --SECTION.KEY VALUE overrides after their own options.
+TAKES_OVERRIDES = {"train"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gato-mini`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in TAKES_OVERRIDES:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     if args.command is None:
         parser.print_help()
         return 2

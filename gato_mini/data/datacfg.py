@@ -211,6 +211,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load_data_config(path: str | Path) -> tuple[DataConfig, GatoConfig]:
     """(data config, model config) from a data-only or a full training YAML file."""
     raw = read_yaml(path)
+    if isinstance(raw.get("data"), str):  # "data: mixture.yaml": a data config beside this file
+        inner = read_yaml(Path(path).parent / raw["data"])
+        raw["data"] = inner.get("data", inner)
     if "data" in raw:
         data, model = raw["data"], raw.get("model")
     else:

@@ -1,0 +1,127 @@
+"""The exported model folder, and loading it without unpickling anything.
+
+A model folder holds:
+
+* ``config.json``: the :class:`~gato_mini.config.GatoConfig`;
+* ``tokenizer.json``: the text tokenizer the data was built with;
+* ``model.safetensors``: the weights (safetensors: tensors only, no code);
+* ``tasks.json``: the sources the model was trained on, with the observation
+  and action fields of each task and its reference scores.
+
+:func:`load_model` checks each file and raises a one-line
+:class:`~gato_mini.errors.FileFormatError` naming a missing or corrupt one.
+:func:`read_checkpoint` opens a Lightning checkpoint with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gato_mini.config import GatoConfig
+from gato_mini.errors import ConfigError, FileFormatError
+from gato_mini.model.model import GatoModel
+from gato_mini.tokenizers.text import TextTokenizer
+
+FILES = ("config.json", "tokenizer.json", "model.safetensors", "tasks.json")
+
+
+def _state_dict(model: GatoModel) -> dict[str, torch.Tensor]:
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.cfg.tie_embeddings:
+        sd.pop("lm_head.weight", None)  # the same tensor as wte.weight
+    return sd
+
+
+def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks: dict[str, Any]) -> Path:
+    """Write a model folder (into a temporary folder first, then renamed into place)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    tmp = out.parent / f".tmp-{out.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.cfg.to_json(tmp / "config.json")
+    shutil.copy(tokenizer, tmp / "tokenizer.json")
+    save_file(_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "gato-mini"})
+    (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1) + "\n")
+    if out.exists():
+        old = out.parent / f".old-{out.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return out
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[GatoModel, TextTokenizer, dict[str, Any]]:
+    """(model in eval mode, tokenizer, tasks) from a model folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileFormatError(f"model folder not found: {path}")
+    for name in FILES:
+        if not (path / name).is_file():
+            raise FileFormatError(f"model folder {path} lacks {name}")
+    cfg = GatoConfig.from_json(path / "config.json")
+    tokenizer = TextTokenizer.load(path / "tokenizer.json", cfg)
+    try:
+        tasks = json.loads((path / "tasks.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path / 'tasks.json'} is not valid JSON: {exc}") from None
+    try:
+        state = load_file(str(path / "model.safetensors"), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise FileFormatError(f"{path / 'model.safetensors'} is corrupt: {exc}") from None
+    model = GatoModel(cfg)
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state.get("wte.weight", torch.empty(0))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise FileFormatError(f"{path / 'model.safetensors'} does not match config.json: {first}") from None
+    return model.to(device).eval(), tokenizer, tasks
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint loaded with ``weights_only=True``; pickled objects are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found is None:  # not a pickle at all
+            raise FileFormatError(f"{path} is not a readable checkpoint (not a torch file)") from None
+        raise FileFormatError(f"refusing to load {path}: it holds a pickled {found.group(1)}, not only "
+                              "tensors and plain containers") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise FileFormatError(f"{path} is not a readable checkpoint: {why}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise FileFormatError(f"{path} is not a gato-mini training checkpoint")
+    return ckpt
+
+
+def check_checkpoint_matches(ckpt: dict[str, Any], cfg: GatoConfig, path: str | Path) -> None:
+    """Refuse a checkpoint of another architecture, naming the first differing key."""
+    theirs = ckpt["hyper_parameters"].get("model_config") or {}
+    mine = cfg.to_dict()
+    diff = [k for k in mine if theirs.get(k) != mine[k]]
+    if diff:
+        k = diff[0]
+        raise ConfigError(f"checkpoint {path} is of another architecture: {k}={theirs.get(k)!r}, "
+                          f"the config has {k}={mine[k]!r}")

@@ -1,0 +1,1 @@
+"""Training with Lightning: the run config, the thin LightningModule, the `train` command."""

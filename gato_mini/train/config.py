@@ -1,0 +1,163 @@
+"""The training config: one YAML file with four sections, plus dotted overrides.
+
+.. code-block:: yaml
+
+    model: tiny                 # a size name, or {name: tiny, n_layer: 6, ...}
+    data: mixture.yaml          # a data config (gato_mini.data.datacfg): inline, or a file beside this one
+    train: {out: runs/tiny, batch_size: 16, lr: 1.0e-3, ...}   # see TrainOptions
+    trainer: {max_steps: 600, ...}                              # any lightning.Trainer argument
+
+``gato-mini train --config FILE --trainer.max_steps 200 --train.lr 3e-4``:
+each override is ``--SECTION.KEY[.KEY] VALUE`` (or ``=VALUE``), the value read
+as YAML. Every key is checked: an unknown one is named, with a suggestion.
+The resolved config is written to ``<out>/config.yaml``.
+
+We parse this ourselves rather than with LightningCLI/jsonargparse: the data
+section is a free mapping of source names, and every mistake must come out as
+one line naming the key, which jsonargparse's multi-line usage errors do not.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gato_mini.config import GatoConfig
+from gato_mini.data.datacfg import DataConfig, model_config, parse_data_config, read_yaml
+from gato_mini.errors import ConfigError
+
+SECTIONS = ("model", "data", "train", "trainer")
+
+
+@dataclass
+class TrainOptions:
+    """The ``train`` section: optimization and run bookkeeping."""
+
+    out: str = "runs/gato"  # run folder: checkpoints, logs, resolved config, exported model
+    batch_size: int = 16
+    num_workers: int = 0  # DataLoader workers; 0 is fastest on 2 cores (benchmarks/data.py)
+    lr: float = 1e-3
+    min_lr: float = 1e-4  # cosine decay ends here
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    compile: bool = False  # torch.compile the model
+    checkpoint_every: int = 200  # steps between checkpoints (the last one is always kept)
+    seed: int = 0
+    record_batches: bool = False  # write per-rank batch hashes and a final weight checksum (DDP audit)
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def trainer_keys() -> list[str]:
+    """Arguments ``lightning.Trainer`` accepts."""
+    import lightning as L
+
+    return [p for p in inspect.signature(L.Trainer.__init__).parameters if p != "self"]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["--trainer.max_steps", "200", "--train.lr=3e-4"]`` applied to a copy of ``raw``."""
+    raw = copy.deepcopy(raw)
+    i = 0
+    while i < len(overrides):
+        arg = overrides[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise ConfigError(f"unexpected argument {arg!r}; overrides look like --trainer.max_steps 200")
+        if "=" in arg:
+            key, value, i = arg[2:].split("=", 1)[0], arg.split("=", 1)[1], i + 1
+        else:
+            if i + 1 >= len(overrides):
+                raise ConfigError(f"override {arg} needs a value")
+            key, value, i = arg[2:], overrides[i + 1], i + 2
+        path = key.split(".")
+        if path[0] not in SECTIONS:
+            hint = _suggest(path[0], list(SECTIONS))
+            raise ConfigError(f"unknown config section '{path[0]}' in --{key}{hint}")
+        node = raw
+        for part in path[:-1]:
+            if isinstance(node.get(part), str) and part == "model":  # "model: tiny" -> {name: tiny}
+                node[part] = {"name": node[part]}
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--{key}: '{part}' is not a mapping")
+        try:
+            node[path[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            node[path[-1]] = value
+    return raw
+
+
+@dataclass
+class RunConfig:
+    """A parsed, checked training config."""
+
+    model: GatoConfig
+    data: DataConfig
+    train: TrainOptions
+    trainer: dict[str, Any]
+    raw: dict[str, Any]
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config (the file plus overrides) as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.raw, sort_keys=False))
+
+
+def parse_run_config(raw: dict[str, Any]) -> RunConfig:
+    """Check every section of a training config."""
+    unknown = [k for k in raw if k not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}'{_suggest(unknown[0], list(SECTIONS))}; "
+                          f"sections: {', '.join(SECTIONS)}")
+    if "data" not in raw:
+        raise ConfigError("the config needs a 'data' section (sources to train on)")
+    cfg = model_config(raw.get("model"))
+    data = parse_data_config(raw["data"])
+    train_raw = raw.get("train") or {}
+    known = [f.name for f in dataclasses.fields(TrainOptions)]
+    for key in train_raw:
+        if key not in known:
+            raise ConfigError(f"unknown config key 'train.{key}'{_suggest(key, known)}")
+    train_raw = dict(train_raw)
+    for key in ("lr", "min_lr", "weight_decay"):  # YAML reads 1e-3 (no dot) as a string
+        if key in train_raw:
+            try:
+                train_raw[key] = float(train_raw[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"'train.{key}' must be a number, got {train_raw[key]!r}") from None
+    train = TrainOptions(**train_raw)
+    for key in ("batch_size", "checkpoint_every"):
+        if not isinstance(getattr(train, key), int) or getattr(train, key) < 1:
+            raise ConfigError(f"'train.{key}' must be a whole number >= 1, got {getattr(train, key)!r}")
+    if not (isinstance(train.lr, (int, float)) and train.lr > 0):
+        raise ConfigError(f"'train.lr' must be a positive number, got {train.lr!r}")
+    trainer = dict(raw.get("trainer") or {})
+    allowed = trainer_keys()
+    for key in trainer:
+        if key not in allowed:
+            raise ConfigError(f"unknown config key 'trainer.{key}'{_suggest(key, allowed)}")
+    return RunConfig(cfg, data, train, trainer, raw)
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a training config file and apply overrides; errors name the file."""
+    raw = read_yaml(path)
+    if isinstance(raw.get("data"), str):  # "data: mixture.yaml": a data config beside this file
+        data_file = Path(path).parent / raw["data"]
+        data = read_yaml(data_file)
+        raw["data"] = data.get("data", data)
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return parse_run_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

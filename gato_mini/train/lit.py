@@ -1,0 +1,111 @@
+"""`LitGato`: the thin LightningModule around `GatoModel` (litgpt's LitLLM pattern).
+
+It owns the optimizer (AdamW; weight decay on matrices and convolutions only),
+the schedule (linear warmup, then cosine decay to ``min_lr``) and the logging:
+total loss, loss per source and per group (``text``, ``captions``,
+``actions``), tokens per second and the learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from gato_mini.config import GatoConfig
+from gato_mini.model import GatoModel
+
+MODEL_KEYS = ("tokens", "local_pos", "patches", "patch_pos")
+
+
+def source_group(kind: str) -> str:
+    """Logging group of a source kind: actions, captions or text."""
+    if kind == "episodes":
+        return "actions"
+    return "captions" if kind.startswith("caption") else "text"
+
+
+def lr_at(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
+    """Linear warmup to ``lr`` over ``warmup`` steps, then cosine decay to ``min_lr`` at ``total``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if step >= total:
+        return min_lr
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+class LitGato(L.LightningModule):
+    """Training shell: ``hparams`` hold plain dicts only (checkpoints load with weights_only=True)."""
+
+    def __init__(self, model_config: dict[str, Any], task_names: list[str], task_kinds: list[str],
+                 optim: dict[str, Any], max_steps: int = 1000, compile: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = GatoConfig.from_dict(model_config)
+        self.model = GatoModel(self.cfg)
+        self.task_names, self.task_kinds = list(task_names), list(task_kinds)
+        self.optim, self.max_steps = dict(optim), max_steps
+        # not a registered submodule: the checkpoint holds the weights once, under "model."
+        object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
+        self._tick: float | None = None
+
+    def _losses(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        _, per_token = self.forward_fn(**{k: batch[k] for k in MODEL_KEYS}, targets=batch["targets"],
+                                       loss_mask=batch["loss_mask"], reduction="none")
+        mask = batch["loss_mask"].to(per_token.dtype)
+        loss = per_token.sum() / mask.sum().clamp(min=1.0)
+        bs = batch["tokens"].shape[0]
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
+        # per source and per group: sums over rows, grouped by the row's source
+        row_sum, row_n = per_token.detach().sum(1), mask.sum(1)
+        n_tasks = len(self.task_names)
+        sums = torch.zeros(n_tasks, device=row_sum.device).index_add_(0, batch["task"], row_sum.float())
+        counts = torch.zeros(n_tasks, device=row_sum.device).index_add_(0, batch["task"], row_n.float())
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(self.task_names):
+            groups.setdefault(source_group(self.task_kinds[i]), []).append(i)
+            if counts[i] > 0:
+                self.log(f"{stage}/loss_{name}", sums[i] / counts[i], batch_size=bs, sync_dist=stage == "val")
+        for group, idx in groups.items():
+            n = counts[idx].sum()
+            if n > 0:
+                self.log(f"{stage}/loss_{group}", sums[idx].sum() / n, batch_size=bs,
+                         sync_dist=stage == "val")
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._losses(batch, "train")
+        now = time.perf_counter()
+        if self._tick is not None:
+            self.log("train/tokens_per_s", batch["tokens"].numel() / max(now - self._tick, 1e-9),
+                     prog_bar=True, batch_size=batch["tokens"].shape[0])
+        self._tick = now
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._losses(batch, "val")
+
+    def on_validation_end(self) -> None:
+        self._tick = None  # validation time is not training throughput
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            # matrices and conv kernels decay; embeddings, norms and biases do not
+            is_table = name.startswith(("wte.", "local_pos.", "patch_embed.row.", "patch_embed.col."))
+            (decay if p.dim() >= 2 and not is_table else no_decay).append(p)
+        o = self.optim
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=o["lr"], betas=tuple(o["betas"]))
+        warmup, total, lr, min_lr = o["warmup_steps"], self.max_steps, o["lr"], o["min_lr"]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup, total, lr, min_lr) / lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

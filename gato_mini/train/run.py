@@ -1,0 +1,131 @@
+"""`gato-mini train`: from a config file to checkpoints, logs and an exported model folder.
+
+``<train.out>/`` receives ``config.yaml`` (the resolved config),
+``checkpoints/`` (every ``train.checkpoint_every`` steps plus ``last.ckpt``),
+``logs/`` (CSV, and TensorBoard when it is installed) and ``model/`` (the
+exported folder every inference command loads). ``--ckpt_path`` resumes a run
+at its step with its optimizer state; the checkpoint is opened with
+``weights_only=True`` and checked against the config's architecture first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from gato_mini.data.datamodule import GatoDataModule
+from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
+from gato_mini.train.config import RunConfig
+from gato_mini.train.lit import LitGato
+
+
+class BatchAudit(L.Callback):
+    """Records a hash of every training batch and the final weights, one file per rank."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha1(batch["tokens"].cpu().numpy().tobytes()).hexdigest()
+        with open(self.folder / f"batches-rank{trainer.global_rank}.txt", "a") as f:
+            f.write(digest + "\n")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        h = hashlib.sha1()
+        for _, p in sorted(pl_module.model.state_dict().items()):
+            h.update(p.detach().cpu().float().numpy().tobytes())
+        (self.folder / f"weights-rank{trainer.global_rank}.txt").write_text(h.hexdigest() + "\n")
+
+
+def _loggers(out: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(out, name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out, name="tb"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
+    """Defaults for ``lightning.Trainer``, overridden by the config's ``trainer`` section."""
+    max_steps = int(run.trainer.get("max_steps", 1000))
+    on_gpu = torch.cuda.is_available() and run.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    settings: dict[str, Any] = {
+        "max_steps": max_steps, "accelerator": "auto", "devices": 1,
+        "precision": "bf16-mixed" if on_gpu else "32-true", "gradient_clip_val": 1.0,
+        "val_check_interval": min(200, max_steps), "check_val_every_n_epoch": None,
+        "log_every_n_steps": 10, "enable_progress_bar": progress, "enable_model_summary": progress,
+        "num_sanity_val_steps": 0,
+    }
+    settings.update(run.trainer)
+    return settings
+
+
+def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, GatoDataModule]:
+    """The Trainer, module and DataModule of a run (nothing trained yet)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    out = Path(run.train.out)
+    t = run.train
+    dm = GatoDataModule(run.data, run.model, batch_size=t.batch_size, num_workers=t.num_workers,
+                        progress=progress)
+    settings = trainer_settings(run, progress)
+    optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
+             "betas": list(t.betas)}
+    lit = LitGato(run.model.to_dict(), dm.task_names, [s.kind for s in run.data.sources], optim,
+                  max_steps=settings["max_steps"], compile=t.compile)
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
+                           save_last=True, filename="step{step}", auto_insert_metric_name=False)
+    callbacks: list[Any] = [ckpt]
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())
+    if t.record_batches:
+        callbacks.append(BatchAudit(out / "audit"))
+    trainer = L.Trainer(default_root_dir=out, logger=_loggers(out), callbacks=callbacks, **settings)
+    return trainer, lit, dm
+
+
+def tasks_entry(run: RunConfig) -> dict[str, Any]:
+    """What ``tasks.json`` says about the sources a model was trained on."""
+    from gato_mini.envs.registry import TASKS
+
+    index = json.loads((Path(run.data.root) / "data.json").read_text())
+    out: dict[str, Any] = {}
+    for s in run.data.sources:
+        entry = dict(index["sources"][s.name])
+        entry.pop("shards", None)
+        if s.kind == "episodes" and s.name in TASKS:
+            entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
+        out[s.name] = entry
+    return {"sources": out}
+
+
+def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -> Path:
+    """Train, checkpoint and export; returns the model folder."""
+    out = Path(run.train.out)
+    if ckpt_path is not None:
+        check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
+    L.seed_everything(run.train.seed, workers=True, verbose=False)
+    trainer, lit, dm = build(run, progress)
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        run.save(out / "config.yaml")
+    trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    model_dir = out / "model"
+    if trainer.is_global_zero:
+        export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run))
+    return model_dir

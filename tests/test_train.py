@@ -1,0 +1,180 @@
+"""Training: config checking and overrides, export/load parity, resume, bad checkpoints, two-process DDP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from _data import _write_config, _write_dataset
+
+from gato_mini.data.datacfg import model_config
+from gato_mini.errors import ConfigError, FileFormatError
+from gato_mini.model import GatoModel
+from gato_mini.model.export import load_model, read_checkpoint
+from gato_mini.train.config import apply_overrides, load_run_config, parse_run_config
+from gato_mini.train.lit import lr_at
+from gato_mini.train.run import build, train
+
+EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
+SMALL = {"name": "tiny", "n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 128, "text_vocab_size": 512}
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    path = _write_config(tmp, _write_dataset(tmp / "eps"))
+    raw = yaml.safe_load(path.read_text())
+    raw["model"] = SMALL
+    raw["train"] = {"out": str(tmp / "run"), "batch_size": 4, "warmup_steps": 2, "checkpoint_every": 3}
+    raw["trainer"] = {"max_steps": 6, "val_check_interval": 3, "limit_val_batches": 2, "log_every_n_steps": 1}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def test_overrides_and_unknown_keys(run_config) -> None:
+    run = load_run_config(run_config, ["--trainer.max_steps", "9", "--train.lr=3e-4", "--model.n_layer", "3"])
+    assert run.trainer["max_steps"] == 9 and run.train.lr == 3e-4 and run.model.n_layer == 3
+    raw = yaml.safe_load(run_config.read_text())
+    for bad, message in ((["--trainer.max_stepz", "3"], "unknown config key 'trainer.max_stepz'.*max_steps"),
+                         (["--train.batchsize", "3"], "unknown config key 'train.batchsize'.*batch_size"),
+                         (["--modle.n_layer", "3"], "unknown config section 'modle'.*model"),
+                         (["--model.n_layr", "3"], "unknown config key.*n_layr"),
+                         (["--data.sources.nope", "{}"], "unknown source 'nope'"),
+                         (["--train.lr", "fast"], "'train.lr' must be a number"),
+                         (["stray"], "unexpected argument 'stray'")):
+        with pytest.raises(ConfigError, match=message):
+            parse_run_config(apply_overrides(raw, bad))
+
+
+def test_every_config_file_builds() -> None:
+    """Every configs/*.yaml with a model section parses and its model is built (a forward pass runs)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    checked = 0
+    for f in sorted(root.glob("*.yaml")):
+        raw = yaml.safe_load(f.read_text())
+        if "model" not in raw:
+            continue  # a data config alone (tests/test_sources.py parses those)
+        run = load_run_config(f)
+        cfg = run.model
+        if cfg.num_params() < 50e6:  # build the CPU-sized ones for real
+            model = GatoModel(cfg)
+            logits, _ = model(torch.zeros(1, 8, dtype=torch.long))
+            assert logits.shape == (1, 8, cfg.padded_vocab_size)
+        checked += 1
+    assert checked >= 2
+
+
+def test_schedule() -> None:
+    lrs = [lr_at(s, 10, 100, 1e-3, 1e-4) for s in range(120)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[55] < lrs[20] and lrs[100] == pytest.approx(1e-4) and min(lrs) >= 1e-4 - 1e-12
+
+
+def test_train_export_load_and_resume(run_config, tmp_path) -> None:
+    run = load_run_config(run_config)
+    model_dir = train(run, progress=False)
+    out = Path(run.train.out)
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    metrics = (next((out / "logs").rglob("metrics.csv"))).read_text()
+    for key in ("train/loss", "val/loss", "train/tokens_per_s", "train/lr", "train/loss_actions",
+                "train/loss_captions", "train/loss_text", "train/loss_demo"):
+        assert key in metrics.splitlines()[0], key
+    # export -> load: identical logits
+    model, tok, tasks = load_model(model_dir)
+    assert tasks["sources"]["demo"]["fields"]["action"]["n"] == 3
+    ckpt = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    trained = GatoModel(model.cfg).eval()
+    trained.load_state_dict({k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()})
+    x = torch.randint(0, 500, (2, 16))
+    assert torch.equal(model(x)[0], trained(x)[0])
+    # resume from step 3: continues at step 3 with the saved optimizer state
+    step3 = out / "checkpoints" / "step3.ckpt"
+    c3 = read_checkpoint(step3)
+    assert c3["global_step"] == 3
+    resumed = load_run_config(run_config, ["--train.out", str(tmp_path / "resumed"),
+                                           "--trainer.max_steps", "4"])
+
+    trainer, lit, dm = build(resumed, progress=False)
+    seen = {}
+
+    def on_start(*_):
+        seen["step"] = trainer.global_step
+        opt = trainer.optimizers[0]
+        saved = c3["optimizer_states"][0]["state"]
+        live = opt.state_dict()["state"]
+        seen["same_opt"] = all(torch.equal(saved[k]["exp_avg"], live[k]["exp_avg"]) for k in saved)
+
+    lit.on_train_start = on_start
+    trainer.fit(lit, datamodule=dm, ckpt_path=str(step3), weights_only=True)
+    assert seen == {"step": 3, "same_opt": True}
+    assert trainer.global_step == 4
+
+
+def test_bad_checkpoints_and_model_folders(run_config, tmp_path) -> None:
+    out = tmp_path / "bad"
+    out.mkdir()
+    evil = out / "evil.ckpt"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(out / "pwned"),))
+
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "x": Payload()}, evil)
+    with pytest.raises(FileFormatError, match="refusing to load .*evil.ckpt"):
+        read_checkpoint(evil)
+    assert not (out / "pwned").exists()
+    (out / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FileFormatError, match="not a readable checkpoint"):
+        read_checkpoint(out / "junk.ckpt")
+    r = _cli("train", "--config", str(run_config), "--ckpt_path", str(evil), "--no-progress",
+             "--train.out", str(out / "run"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "refusing to load" in r.stderr and not (out / "run").exists()
+    # a checkpoint of another architecture
+    run = load_run_config(run_config)
+    ckpt = Path(run.train.out) / "checkpoints" / "last.ckpt"
+    if ckpt.is_file():
+        r = _cli("train", "--config", str(run_config), "--ckpt_path", str(ckpt), "--model.n_embd", "128",
+                 "--no-progress", "--train.out", str(out / "run2"))
+        assert r.returncode == 2 and "another architecture: n_embd=64" in r.stderr, r.stderr
+        assert not (out / "run2").exists()
+    # model folders: missing and corrupt files
+    model = GatoModel(model_config(SMALL))
+    from gato_mini.model.export import export_model
+
+    tok = next(Path(run.data.root).glob("tokenizer.json"), None)
+    if tok is None:
+        pytest.skip("needs the prepared data of the training test")
+    folder = export_model(out / "m", model, tok, {"sources": {}})
+    load_model(folder)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(FileFormatError, match="model.safetensors is corrupt"):
+        load_model(folder)
+    (folder / "tasks.json").unlink()
+    with pytest.raises(FileFormatError, match="lacks tasks.json"):
+        load_model(folder)
+
+
+def test_two_process_ddp_reads_different_data_and_ends_identical(run_config, tmp_path) -> None:
+    out = tmp_path / "ddp"
+    r = _cli("train", "--config", str(run_config), "--no-progress", "--train.out", str(out),
+             "--train.record_batches", "true", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+             "--trainer.accelerator", "cpu", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    audit = out / "audit"
+    b0 = (audit / "batches-rank0.txt").read_text().split()
+    b1 = (audit / "batches-rank1.txt").read_text().split()
+    assert len(b0) == len(b1) == 3 and not set(b0) & set(b1)
+    assert (audit / "weights-rank0.txt").read_text() == (audit / "weights-rank1.txt").read_text()
+    assert (out / "model" / "model.safetensors").is_file()
