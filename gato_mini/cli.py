@@ -119,9 +119,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    import warnings
+
     from gato_mini.train.config import load_run_config
     from gato_mini.train.run import train
 
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # lightning's own, about torch's pytree
     run = load_run_config(args.config, args.overrides)
     model_dir = train(run, args.ckpt_path, progress=not args.no_progress)
     print(f"exported the model to {model_dir}")

@@ -149,6 +149,15 @@ def test_bad_checkpoints_and_model_folders(run_config, tmp_path) -> None:
                  "--no-progress", "--train.out", str(out / "run2"))
         assert r.returncode == 2 and "another architecture: n_embd=64" in r.stderr, r.stderr
         assert not (out / "run2").exists()
+    # shards built for another vocabulary: refused, nothing rebuilt or written
+    index = Path(run.data.root) / "data.json"
+    if index.is_file():
+        before = index.read_bytes()
+        r = _cli("train", "--config", str(run_config), "--model.text_vocab_size", "1024", "--no-progress",
+                 "--train.out", str(out / "run3"))
+        assert r.returncode == 2, r.stderr
+        assert "built for another model config (text_vocab_size=512" in r.stderr, r.stderr
+        assert index.read_bytes() == before and not (out / "run3").exists()
     # model folders: missing and corrupt files
     model = GatoModel(model_config(SMALL))
     from gato_mini.model.export import export_model

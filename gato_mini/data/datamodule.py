@@ -57,8 +57,9 @@ class ValWindows(Dataset):
 
     def __init__(self, sampler: WindowSampler, per_source: int, seed: int = 0) -> None:
         self.sampler, self.seed = sampler, seed
-        self.items = [(i, k) for i, s in enumerate(sampler.sources) if s.shard.n_units > 0
-                      for k in range(per_source)]
+        # round robin over sources, so that any prefix (limit_val_batches) covers every source
+        self.items = [(i, k) for k in range(per_source) for i, s in enumerate(sampler.sources)
+                      if s.shard.n_units > 0]
 
     def __len__(self) -> int:
         return len(self.items)

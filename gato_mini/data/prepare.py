@@ -265,6 +265,25 @@ def _write_index(data: DataConfig, cfg: GatoConfig, sources: list[Source], tok_s
     tmp.replace(final)
 
 
+def refuse_other_layout(data: DataConfig, cfg: GatoConfig) -> None:
+    """Before training: existing shards under ``data.root`` built for another id layout or
+    tokenizer are an error (training never silently rebuilds another run's data)."""
+    root = Path(data.root)
+    index_path = root / "data.json"
+    if not index_path.is_file():
+        return
+    index = json.loads(index_path.read_text())
+    mine = layout(cfg)
+    diff = [k for k in mine if index.get("layout", {}).get(k) != mine[k]]
+    if diff:
+        was = ", ".join(f"{k}={index['layout'].get(k)}" for k in diff)
+        raise ConfigError(f"the shards in {root} were built for another model config ({was}); point "
+                          f"data.root elsewhere or rebuild them with `gato-mini prepare --force`")
+    if data.tokenizer is not None and file_sha256(Path(data.tokenizer)) != index.get("tokenizer_sha256"):
+        raise ConfigError(f"the shards in {root} were built with another tokenizer than {data.tokenizer}; "
+                          "point data.root elsewhere or rebuild them with `gato-mini prepare --force`")
+
+
 def check_shards(data: DataConfig, cfg: GatoConfig) -> str:
     """Raise :class:`ConfigError` if the shards were built for another tokenizer or id layout."""
     root = Path(data.root)
