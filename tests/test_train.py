@@ -187,3 +187,16 @@ def test_two_process_ddp_reads_different_data_and_ends_identical(run_config, tmp
     assert len(b0) == len(b1) == 3 and not set(b0) & set(b1)
     assert (audit / "weights-rank0.txt").read_text() == (audit / "weights-rank1.txt").read_text()
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_missing_episodes_stop_before_anything_is_written(tmp_path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": SMALL, "data": {"root": "data", "episodes": "eps",
+                                                            "sources": {"atari-pong": {}}},
+                                   "train": {"out": "run"}}))
+    r = _cli("train", "--config", str(cfg), "--no-progress", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "gato-mini train: error: source 'atari-pong': dataset not found: eps/atari-pong/expert-v0; "
+        "record it with `gato-mini collect --task atari-pong --episodes N --out eps`"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]

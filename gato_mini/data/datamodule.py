@@ -33,8 +33,8 @@ def open_sampler(data: DataConfig, cfg: GatoConfig, split: str,
                  block_size: int | None = None) -> WindowSampler:
     """A :class:`WindowSampler` over the prepared shards of one split."""
     check_shards(data, cfg)
-    sources = [SourceShard(s.name, Shard(shard_dir(data.root, s.name, split)).meta["mode"], s.weight,
-                           Shard(shard_dir(data.root, s.name, split))) for s in data.sources]
+    shards = [(s, Shard(shard_dir(data.root, s.name, split))) for s in data.sources]
+    sources = [SourceShard(s.name, shard.meta["mode"], s.weight, shard) for s, shard in shards]
     return WindowSampler(sources, cfg, block_size, data.prompt_probability, data.prompt_fraction)
 
 
@@ -98,13 +98,11 @@ class GatoDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.train_sampler = open_sampler(self.data, self.cfg, "train")
-        self.val_sampler = open_sampler(self.data, self.cfg, "val") if self._has_val() else None
-        self.no_val = [s.name for s in self.data.sources
-                       if Shard(shard_dir(self.data.root, s.name, "val")).n_units == 0]
-
-    def _has_val(self) -> bool:
-        return any(Shard(shard_dir(self.data.root, s.name, "val")).n_units > 0 and s.weight > 0
-                   for s in self.data.sources)
+        root = self.data.root
+        val_units = {s.name: Shard(shard_dir(root, s.name, "val")).n_units for s in self.data.sources}
+        self.no_val = [name for name, n in val_units.items() if n == 0]
+        has_val = any(val_units[s.name] > 0 and s.weight > 0 for s in self.data.sources)
+        self.val_sampler = open_sampler(self.data, self.cfg, "val") if has_val else None
 
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)

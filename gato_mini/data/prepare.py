@@ -181,10 +181,10 @@ def prepare(data: DataConfig, cfg: GatoConfig, progress: bool = True, force: boo
             say: Callable[[str], None] = print) -> PrepareResult:
     """Build whatever is missing or stale under ``data.root``; see the module docstring."""
     root = Path(data.root)
-    root.mkdir(parents=True, exist_ok=True)
     sources = [Source(s) for s in data.sources]
     for s in sources:
-        s.check()
+        s.check()  # missing inputs fail before anything is written
+    root.mkdir(parents=True, exist_ok=True)
     tok_path, trained = _tokenizer(data, cfg, sources, say)
     tok_sha = file_sha256(tok_path)
     reports: dict[str, SourceReport] = {}

@@ -70,6 +70,12 @@ def _stat(path: Path) -> list[Any]:
     return ["missing", str(path)]
 
 
+def _registry() -> dict[str, Any]:
+    from gato_mini.envs.registry import TASKS
+
+    return TASKS
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -115,8 +121,16 @@ class Source:
         """Fail early on a missing input file (before any work starts)."""
         if self.kind == "episodes":
             from gato_mini.data.minari_io import open_dataset
+            from gato_mini.errors import FileFormatError
 
-            open_dataset(self.opt["dataset"])
+            try:
+                open_dataset(self.opt["dataset"])
+            except FileFormatError as exc:
+                if "not found" not in str(exc):
+                    raise
+                hint = (f"; record it with `gato-mini collect --task {self.name} --episodes N --out "
+                        f"{Path(self.opt['dataset']).parent.parent}`" if self.name in _registry() else "")
+                raise FileFormatError(f"source '{self.name}': {exc}{hint}") from None
         elif self.kind == "caption-folder":
             next(iter(captions.read_caption_metadata(self.opt["path"])), None)
         elif self.kind in ("text", "chat-jsonl") and not Path(self.opt["path"]).exists():

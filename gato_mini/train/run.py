@@ -20,6 +20,7 @@ import torch
 
 from gato_mini.data.datamodule import GatoDataModule
 from gato_mini.data.prepare import refuse_other_layout
+from gato_mini.data.sources import Source
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
 from gato_mini.train.config import RunConfig
 from gato_mini.train.lit import LitGato
@@ -119,6 +120,8 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
     """Train, checkpoint and export; returns the model folder."""
     out = Path(run.train.out)
     refuse_other_layout(run.data, run.model)
+    for source in run.data.sources:  # missing inputs fail before Lightning starts
+        Source(source).check()
     if ckpt_path is not None:
         check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
     L.seed_everything(run.train.seed, workers=True, verbose=False)
