@@ -147,7 +147,7 @@ def decode_values(ids: Any, spec: FieldSpec, cfg: GatoConfig) -> np.ndarray:
         out = np.asarray(continuous.decode(ids, cfg, spec.mu_law), dtype=np.float32)
     else:
         out = np.asarray(discrete.decode(ids, cfg)) + spec.offset
-    return out.reshape(*ids.shape[:-1], *spec.shape)
+    return out.reshape((*ids.shape[:-1], *spec.shape))
 
 
 def legal_range(spec: FieldSpec, cfg: GatoConfig) -> tuple[int, int]:

@@ -56,13 +56,23 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype), persistent=False)
 
-    def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write ``k, v`` (B, H, T, hd) at positions ``input_pos`` (B, T); return the whole cache."""
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, rows: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
+        """Write ``k, v`` (B, H, T, hd) at ``input_pos`` (B, T) of cache rows ``rows`` (default 0..B-1).
+
+        Returns those rows' whole caches (B, H, S, hd).
+        """
         b = k.shape[0]
-        idx = input_pos[:, None, :, None].expand(b, k.shape[1], k.shape[2], k.shape[3])
-        self.k[:b].scatter_(2, idx, k.to(self.k.dtype))
-        self.v[:b].scatter_(2, idx, v.to(self.v.dtype))
-        return self.k[:b], self.v[:b]
+        if rows is None:
+            idx = input_pos[:, None, :, None].expand(b, k.shape[1], k.shape[2], k.shape[3])
+            self.k[:b].scatter_(2, idx, k.to(self.k.dtype))
+            self.v[:b].scatter_(2, idx, v.to(self.v.dtype))
+            return self.k[:b], self.v[:b]
+        heads = torch.arange(k.shape[1], device=k.device)
+        where = (rows[:, None, None], heads[None, :, None], input_pos[:, None, :])  # -> (B, H, T)
+        self.k[where] = k.to(self.k.dtype)
+        self.v[where] = v.to(self.v.dtype)
+        return self.k[rows], self.v[rows]
 
 
 # --- the Transformer ----------------------------------------------------------------
@@ -75,7 +85,7 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
-                input_pos: Tensor | None = None) -> Tensor:
+                input_pos: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
@@ -84,7 +94,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         drop = self.dropout if self.training else 0.0
         if self.kv_cache is not None and input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)  # (B, n_head, S, head_dim)
+            k, v = self.kv_cache.update(input_pos, k, v, rows)  # (B, n_head, S, head_dim)
             k, v = k.to(q.dtype), v.to(q.dtype)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         else:
@@ -118,8 +128,8 @@ class Block(nn.Module):
         self.mlp = GEGLU(cfg)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
-                input_pos: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.ln1(x), cos, sin, mask, input_pos)
+                input_pos: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.ln1(x), cos, sin, mask, input_pos, rows)
         return x + self.mlp(self.ln2(x))
 
 
@@ -247,10 +257,12 @@ class GatoModel(nn.Module):
     def forward(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
                 patch_pos: Tensor | None = None, targets: Tensor | None = None,
                 loss_mask: Tensor | None = None, input_pos: Tensor | None = None,
-                reduction: str = "mean") -> tuple[Tensor, Tensor | None]:
+                reduction: str = "mean", cache_rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, padded_vocab) and the masked loss (``reduction="none"``: per token, 0 off the mask).
 
         ``input_pos`` (T,) or (B, T): positions of these tokens; needs :meth:`setup_caches`.
+        ``cache_rows`` (B,): which cache rows these B rows use (default 0..B-1), so one
+        environment's context can be refilled without touching the others.
         """
         B, T = tokens.shape
         x = self.embed(tokens, local_pos, patches, patch_pos)
@@ -266,7 +278,7 @@ class GatoModel(nn.Module):
             mask = pos[:, None, :, None] >= keys  # (B, 1, T, S): causal over the cache
             input_pos = pos
         for blk in self.blocks:
-            x = blk(x, cos, sin, mask, input_pos)
+            x = blk(x, cos, sin, mask, input_pos, cache_rows)
         logits = self.lm_head(self.ln_f(x))  # (B, T, padded_vocab)
         if targets is None:
             return logits, None

@@ -1,0 +1,109 @@
+"""Running episodes with an `Agent` over a batch of environments.
+
+Episode ``j`` always uses seed ``seed + j`` whichever slot runs it, so a batch
+of N environments gives the same episodes as N single runs. Slots are stepped
+in lockstep; a slot whose episode ends starts the next episode at once (the
+agent resets that slot only). An environment that raises ends its episode as
+*failed* with the error recorded; the other slots carry on.
+
+Why a list of environments rather than ``gymnasium.vector``: the vector envs
+raise for the whole batch when one sub-environment fails, and their
+autoreset conventions differ between gymnasium and ale-py. Stepping the same
+wrapper stack that collection used keeps observations identical to the
+training data.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from gato_mini.agent.agent import Agent
+from gato_mini.data.fields import as_observation_dict
+
+
+@dataclass
+class EpisodeResult:
+    """One finished (or failed) episode."""
+
+    episode: int
+    seed: int
+    ret: float = 0.0
+    length: int = 0
+    error: str | None = None
+    actions: list[Any] = field(default_factory=list, repr=False)
+
+
+def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
+              on_episode: Callable[[EpisodeResult], None] | None = None,
+              frames: list[np.ndarray] | None = None, keep_actions: bool = False) -> list[EpisodeResult]:
+    """Run ``episodes`` episodes on ``envs`` (one agent slot each); results in episode order.
+
+    ``frames``: if a list is given, ``envs[0].render()`` of its first episode is appended each step.
+    """
+    results: dict[int, EpisodeResult] = {}
+    current: dict[int, EpisodeResult] = {}
+    obs: dict[int, dict[str, Any]] = {}
+    next_episode = 0
+
+    def finish(slot: int) -> None:
+        r = current.pop(slot)
+        obs.pop(slot, None)
+        results[r.episode] = r
+        if on_episode is not None:
+            on_episode(r)
+
+    def start(slot: int) -> None:
+        nonlocal next_episode
+        while next_episode < episodes:
+            r = EpisodeResult(next_episode, seed + next_episode)
+            next_episode += 1
+            current[slot] = r
+            try:
+                o, _ = envs[slot].reset(seed=r.seed)
+            except Exception as exc:  # noqa: BLE001 - the env's own failure, reported per episode
+                r.error = _describe(exc)
+                finish(slot)
+                continue
+            obs[slot] = as_observation_dict(o, envs[slot].observation_space)
+            agent.reset(slot)
+            if frames is not None and slot == 0 and r.episode == 0:
+                frames.append(envs[0].render())
+            return
+
+    for slot in range(min(len(envs), episodes)):
+        start(slot)
+    while current:
+        actions = agent.act({s: obs[s] for s in current})
+        for slot, action in actions.items():
+            r = current[slot]
+            try:
+                o, reward, terminated, truncated, _ = envs[slot].step(action)
+            except Exception as exc:  # noqa: BLE001
+                r.error = _describe(exc)
+                finish(slot)
+                start(slot)
+                continue
+            r.ret += float(reward)
+            r.length += 1
+            if keep_actions:
+                r.actions.append(np.asarray(action).tolist())
+            if frames is not None and slot == 0 and r.episode == 0:
+                frames.append(envs[0].render())
+            if terminated or truncated:
+                finish(slot)
+                start(slot)
+            else:
+                obs[slot] = as_observation_dict(o, envs[slot].observation_space)
+    return [results[k] for k in sorted(results)]
+
+
+def _describe(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
