@@ -130,6 +130,61 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"exported the model to {model_dir}")
 
 
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="an exported model folder (e.g. runs/tiny/model)")
+    p.add_argument("--task", action="append", required=True, help="task to play; repeat for several")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task (default: 10)")
+    p.add_argument("--num-envs", type=int, default=4, help="environments run at once (default: 4)")
+    p.add_argument("--seed", type=int, default=1000, help="episode i uses seed SEED + i (default: 1000)")
+    p.add_argument("--prompt-dataset", help="Minari dataset to prompt with (one task only; default: "
+                   "runs/episodes/<task>/expert-v0 when it exists)")
+    p.add_argument("--prompt-tokens", type=int, help="prompt budget in tokens (default: block_size / 4)")
+    p.add_argument("--no-prompt", action="store_true", help="no demonstration prompt")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (slow)")
+    p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
+    p.add_argument("--video", help="record the first episode of the first task as a .gif (or .mp4)")
+    p.add_argument("--out", help="JSON results (default: eval.json beside the model folder)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gato_mini.agent.evaluate import evaluate_task, write_json
+    from gato_mini.model.export import load_model
+    from gato_mini.reports.tables import eval_progress, print_eval
+
+    if args.num_envs < 1 or args.episodes < 1:
+        raise GatoError(f"--num-envs and --episodes must be at least 1, got {args.num_envs} "
+                        f"and {args.episodes}")
+    if args.prompt_dataset and len(args.task) > 1:
+        raise GatoError("--prompt-dataset goes with a single --task")
+    model, tokenizer, tasks = load_model(args.model)
+    reports = []
+    with eval_progress(not args.no_progress) as bar:
+        for k, task in enumerate(args.task):
+            bar_task = bar.add_task(task, total=args.episodes, ret="-")
+            done: list[float] = []
+
+            def tick(r, bar_task=bar_task, done=done) -> None:
+                done.append(r.ret)
+                bar.update(bar_task, advance=1, ret=f"{sum(done) / len(done):.1f}")
+            reports.append(evaluate_task(
+                model, tokenizer, tasks, task, args.episodes, args.num_envs, args.seed, args.prompt_dataset,
+                not args.no_prompt, args.prompt_tokens, args.temperature, not args.no_cache, args.max_steps,
+                args.video if k == 0 else None, tick))
+    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
+    write_json(reports, out, args.model)
+    print_eval(reports)
+    print(f"wrote {out}")
+    failed = sum(len(r.failed) for r in reports)
+    if failed:
+        print(f"gato-mini eval: {failed} episode(s) failed; see 'error' in {out}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "tokens": ("show the one id space: text, discrete, continuous and special ranges",
                _add_tokens, _run_tokens),
@@ -143,6 +198,8 @@ COMMANDS: dict[str, Command] = {
                 _add_prepare, _run_prepare),
     "train": ("train a model from a config file (with --SECTION.KEY VALUE overrides) and export it",
               _add_train, _run_train),
+    "eval": ("play tasks with a trained model on batched envs; raw and normalized scores",
+             _add_eval, _run_eval),
 }
 #: Commands that take free --SECTION.KEY VALUE overrides after their own options.
 TAKES_OVERRIDES = {"train"}

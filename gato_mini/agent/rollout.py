@@ -25,6 +25,7 @@ import numpy as np
 
 from gato_mini.agent.agent import Agent
 from gato_mini.data.fields import as_observation_dict
+from gato_mini.errors import GatoError
 
 
 @dataclass
@@ -73,7 +74,7 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
             obs[slot] = as_observation_dict(o, envs[slot].observation_space)
             agent.reset(slot)
             if frames is not None and slot == 0 and r.episode == 0:
-                frames.append(envs[0].render())
+                frames.append(_render(envs[0]))
             return
 
     for slot in range(min(len(envs), episodes)):
@@ -94,13 +95,21 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
             if keep_actions:
                 r.actions.append(np.asarray(action).tolist())
             if frames is not None and slot == 0 and r.episode == 0:
-                frames.append(envs[0].render())
+                frames.append(_render(envs[0]))
             if terminated or truncated:
                 finish(slot)
                 start(slot)
             else:
                 obs[slot] = as_observation_dict(o, envs[slot].observation_space)
     return [results[k] for k in sorted(results)]
+
+
+def _render(env: gym.Env) -> np.ndarray:
+    try:
+        return env.render()
+    except Exception as exc:  # noqa: BLE001 - missing renderer packages raise many types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GatoError(f"cannot record a video of {env.spec.id if env.spec else env}: {first}") from None
 
 
 def _describe(exc: BaseException) -> str:

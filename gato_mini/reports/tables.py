@@ -120,3 +120,36 @@ def print_prepare(result, console: Console | None = None) -> None:  # noqa: ANN0
     if result.build_seconds > 0:
         console.print(f"tokenized {result.built_tokens:,} tokens in {result.build_seconds:.1f} s of work "
                       f"({result.built_tokens / result.build_seconds:,.0f} tokens/s per process)")
+
+
+def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
+    """The episode progress bar of ``gato-mini eval``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("episodes, mean return {task.fields[ret]}"), TimeElapsedColumn(),
+                    disable=not enabled)
+
+
+def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001 (list[TaskReport])
+    """One row per task: raw return, normalized score against random and expert, failures."""
+
+    def num(x, fmt="{:.1f}"):
+        return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
+
+    table = Table(title="gato-mini eval (normalized = 100 (score - random) / (expert - random))")
+    for col in ("task", "episodes", "return", "normalized", "random", "expert", "steps/s", "prompt"):
+        table.add_column(col, justify="left" if col in ("task", "prompt") else "right")
+    for r in reports:
+        s = r.summary()
+        eps = f"{s['episodes'] - s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
+        norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
+                if s["normalized_mean"] is not None else "-")
+        ret = f"{num(s['return_mean'], '{:.2f}')} ± {num(s['return_std'], '{:.2f}')}"
+        table.add_row(r.task, eps, ret, norm,
+                      num(s["random"], "{:.2f}"), num(s["expert"], "{:.2f}"), num(s["steps_per_s"]),
+                      "yes" if s["prompt"] else "none")
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 130)
+    console.print(table)
