@@ -1,0 +1,118 @@
+"""`gato-mini eval` as a user runs it: a smoke run, bad input, failing environments, prompts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gato_mini.agent.evaluate import demonstration_prompt
+from gato_mini.cli import main
+from gato_mini.collect import run_episodes
+from gato_mini.config import GatoConfig
+from gato_mini.envs.registry import Task, get_task
+from gato_mini.errors import GatoError
+from gato_mini.model import GatoModel
+from gato_mini.model.export import export_model
+from gato_mini.tokenizers import TextTokenizer
+
+EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
+CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=128, text_vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("evalmodel")
+    torch.manual_seed(0)
+    fields, action = get_task("control-pendulum").fields()
+    tasks = {"sources": {"control-pendulum": {
+        "kind": "episodes", "fields": {"observation": {k: f.to_dict() for k, f in fields.items()},
+                                       "action": action.to_dict()}}}}
+    TextTokenizer.train(["a few words"], 300).save(tmp / "tok.json")
+    export_model(tmp / "model", GatoModel(CFG), tmp / "tok.json", tasks)
+    run_episodes("control-pendulum", "expert", 2, seed=0, max_steps=30, out=tmp / "eps", progress=False)
+    run_episodes("mujoco-reacher", "expert", 1, seed=0, max_steps=10, out=tmp / "eps", progress=False)
+    return tmp
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_eval_smoke_table_and_json(model_dir: Path) -> None:
+    out = model_dir / "res.json"
+    r = _cli("eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "3",
+             "--num-envs", "2", "--max-steps", "20", "--out", str(out), "--no-progress",
+             "--prompt-dataset", str(model_dir / "eps" / "control-pendulum" / "expert-v0"))
+    assert r.returncode == 0, r.stderr
+    assert "control-pendulum" in r.stdout and "normalized" in r.stdout
+    res = json.loads(out.read_text())["tasks"][0]
+    assert res["episodes"] == 3 and res["failed"] == 0
+    assert [e["length"] for e in res["per_episode"]] == [20, 20, 20]
+    ref = get_task("control-pendulum").references()
+    expected = 100 * (res["return_mean"] - ref["random"].mean) / (ref["expert"].mean - ref["random"].mean)
+    assert res["normalized_mean"] == pytest.approx(expected)
+    assert res["prompt"].endswith("tokens)")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "atari-pong"], "the model was not trained on atari-pong; it knows: control-pendulum"),
+    (["--task", "control-pendulum", "--num-envs", "0"], "--num-envs and --episodes must be at least 1"),
+    (["--task", "control-pendulum", "--prompt-dataset", "{eps}/mujoco-reacher/expert-v0"],
+     "is of another task \\(mujoco-reacher\\), not control-pendulum"),
+    (["--task", "atari-pongg"], "unknown task 'atari-pongg'"),
+])
+def test_eval_bad_input(model_dir: Path, args: list[str], message: str) -> None:
+    args = [a.replace("{eps}", str(model_dir / "eps")) for a in args]
+    r = _cli("eval", "--model", str(model_dir / "model"), "--no-progress", "--max-steps", "5", *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gato-mini eval: error:"), r.stderr
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_a_crashing_env_is_reported_and_the_exit_code_says_so(model_dir: Path, monkeypatch, capsys) -> None:
+    real_make = Task.make
+    calls = []
+
+    def make(self, max_steps=None, render_mode=None):
+        env = real_make(self, max_steps, render_mode)
+        real_step = env.step
+
+        def step(action):  # the 5th env step of the whole run crashes (once)
+            calls.append(1)
+            if len(calls) == 5:
+                raise RuntimeError("physics exploded")
+            return real_step(action)
+        env.step = step
+        return env
+
+    monkeypatch.setattr(Task, "make", make)
+    out = model_dir / "crash.json"
+    code = main(["eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "4",
+                 "--num-envs", "2", "--max-steps", "10", "--no-prompt", "--no-progress", "--out", str(out)])
+    assert code == 1
+    res = json.loads(out.read_text())["tasks"][0]
+    assert res["failed"] == 1 and res["episodes"] == 4
+    assert "RuntimeError: physics exploded" in [e["error"] for e in res["per_episode"] if e["error"]][0]
+    assert "1 episode(s) failed" in capsys.readouterr().err
+
+
+def test_demonstration_prompt_is_the_end_of_the_best_episode(model_dir: Path) -> None:
+    fields, action = get_task("control-pendulum").fields()
+    tok = TextTokenizer.load(model_dir / "model" / "tokenizer.json", CFG)
+    prompt = demonstration_prompt(model_dir / "eps" / "control-pendulum" / "expert-v0", "control-pendulum",
+                                  fields, action, CFG, tok, budget=23)
+    assert len(prompt) == 20 and len(prompt.starts) == 4  # whole 5-token timesteps within 23 tokens
+    assert np.all(prompt.tokens[3::5] == CFG.special_id("<|sep|>"))
+    with pytest.raises(GatoError, match="another task"):
+        demonstration_prompt(model_dir / "eps" / "mujoco-reacher" / "expert-v0", "control-pendulum", fields,
+                             action, CFG, tok, budget=23)
