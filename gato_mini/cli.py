@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from gato_mini import __version__
 from gato_mini.errors import GatoError
@@ -185,6 +186,87 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sampling(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    p.add_argument("--max-tokens", type=int, default=max_tokens, help=f"token limit (default: {max_tokens})")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default)")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample among the most likely tokens up to this probability")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+
+
+def _sampling(args: argparse.Namespace, temperature: float | None = None, seed: int | None = None):
+    from gato_mini.agent.prompting import Sampling
+
+    if args.max_tokens < 1:
+        raise GatoError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    return Sampling(args.max_tokens, args.temperature if temperature is None else temperature, args.top_k,
+                    args.top_p, args.seed if seed is None else seed)
+
+
+def _add_caption(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="an exported model folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--samples", type=int, default=1, help="captions per image (sampled when > 1)")
+    p.add_argument("--image-size", type=int, default=64,
+                   help="images are fitted into SIZE x SIZE, as in training (default: 64)")
+    _add_sampling(p, 32)
+
+
+def _run_caption(args: argparse.Namespace) -> None:
+    from gato_mini.agent.prompting import caption
+    from gato_mini.data.captions import load_image
+    from gato_mini.model.export import load_model
+
+    if args.samples < 1:
+        raise GatoError(f"--samples must be at least 1, got {args.samples}")
+    model, tokenizer, _ = load_model(args.model)
+    images = [(path, load_image(Path(path), (args.image_size, args.image_size))) for path in args.images]
+    for path, image in images:
+        for k in range(args.samples):
+            temp = args.temperature if args.samples == 1 or args.temperature > 0 else 0.8
+            text = caption(model, tokenizer, image, _sampling(args, temp, args.seed + k))
+            print(f"{path}: {text}" if args.samples == 1 else f"{path} [{k + 1}]: {text}", flush=True)
+
+
+def _add_chat(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="an exported model folder")
+    p.add_argument("--system", help="a system message that opens the conversation")
+    _add_sampling(p, 64)
+
+
+def _run_chat(args: argparse.Namespace) -> None:
+    from gato_mini.agent.prompting import ChatSession
+    from gato_mini.model.export import load_model
+
+    model, tokenizer, _ = load_model(args.model)
+    session = ChatSession(model, tokenizer, args.system, _sampling(args))
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("gato-mini chat: type a message; /reset starts over, /quit leaves.")
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        line = line.rstrip("\n")
+        if line.strip() == "/quit":
+            break
+        if line.strip() == "/reset":
+            session.reset()
+            print("(conversation reset)", flush=True)
+            continue
+        try:
+            if interactive:  # stream the reply as it comes
+                print("gato> ", end="", flush=True)
+                session.reply(line, on_token=lambda s: print(s, end="", flush=True))
+                print(flush=True)
+            else:  # scripted: exactly one line per reply (newlines inside it written as \\n)
+                print(session.reply(line).replace("\\", "\\\\").replace("\n", "\\n"), flush=True)
+        except GatoError as exc:  # a bad turn does not end the session
+            print(f"gato-mini chat: {exc}", file=sys.stderr, flush=True)
+
+
 COMMANDS: dict[str, Command] = {
     "tokens": ("show the one id space: text, discrete, continuous and special ranges",
                _add_tokens, _run_tokens),
@@ -200,6 +282,9 @@ COMMANDS: dict[str, Command] = {
               _add_train, _run_train),
     "eval": ("play tasks with a trained model on batched envs; raw and normalized scores",
              _add_eval, _run_eval),
+    "caption": ("caption images with a trained model", _add_caption, _run_caption),
+    "chat": ("chat with a trained model (interactive, or one turn per line from a pipe)",
+             _add_chat, _run_chat),
 }
 #: Commands that take free --SECTION.KEY VALUE overrides after their own options.
 TAKES_OVERRIDES = {"train"}

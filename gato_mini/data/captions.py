@@ -66,8 +66,13 @@ def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray
     """An RGB uint8 image fitted inside ``size`` (H, W): aspect kept, black padding, never cropped."""
     from PIL import Image, UnidentifiedImageError
 
+    prefix = f"{where}: " if where else ""
+    if not Path(path).is_file():
+        raise FileFormatError(f"{prefix}image not found: {path}")
     try:
         with Image.open(path) as im:
+            if im.width == 0 or im.height == 0:
+                raise FileFormatError(f"{prefix}image {path} has zero size")
             im = im.convert("RGB")
             h, w = size
             scale = min(h / im.height, w / im.width)
@@ -76,8 +81,9 @@ def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray
             canvas = Image.new("RGB", (w, h))
             canvas.paste(im, (0, 0))
             return np.asarray(canvas, dtype=np.uint8)
+    except FileFormatError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        prefix = f"{where}: " if where else ""
         raise FileFormatError(f"{prefix}cannot read image {path}: {exc}") from None
 
 

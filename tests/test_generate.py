@@ -1,0 +1,132 @@
+"""Generation, captions and chat: cache parity, stopping, seeded sampling, the chat template, the commands."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gato_mini.agent.prompting import ChatSession, Sampling, caption, caption_prompt, text_mask
+from gato_mini.config import GatoConfig
+from gato_mini.data.sequence import chat_prompt, chat_sequence
+from gato_mini.errors import GatoError
+from gato_mini.model import GatoModel
+from gato_mini.model.export import export_model
+from gato_mini.model.generate import filter_logits, generate
+
+EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
+CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=96, text_vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def model() -> GatoModel:
+    torch.manual_seed(0)
+    return GatoModel(CFG).eval()
+
+
+def _image() -> np.ndarray:
+    return (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+
+
+def test_cached_greedy_equals_uncached(model, text_tokenizer) -> None:
+    prompt = caption_prompt(model, text_tokenizer, _image())
+    allowed = text_mask(model, text_tokenizer, "<|eos|>")
+    a = list(generate(model, prompt, 30, allowed, use_cache=True))
+    b = list(generate(model, prompt, 30, allowed, use_cache=False))
+    assert a == b and len(a) == 30
+    assert all(t < text_tokenizer.n_text or t == CFG.special_id("<|eos|>") for t in a)
+
+
+def test_stop_tokens_limits_and_seeds(model, text_tokenizer) -> None:
+    prompt = {"tokens": torch.tensor([[CFG.special_id("<|bos|>"), 5, 6, 7]]),
+              "local_pos": torch.full((1, 4), -1)}
+    greedy = list(generate(model, prompt, 12))
+    assert len(greedy) == 12
+    stop = greedy[3]
+    stopped = list(generate(model, prompt, 12, stop_ids=(stop,)))
+    assert stopped == greedy[:greedy.index(stop) + 1]  # the stop token ends it (and is yielded)
+    assert len(list(generate(model, prompt, 500))) == CFG.block_size - 4  # the context ends it
+    s1 = list(generate(model, prompt, 20, temperature=1.0, seed=3))
+    s2 = list(generate(model, prompt, 20, temperature=1.0, seed=3))
+    s3 = list(generate(model, prompt, 20, temperature=1.0, seed=4))
+    assert s1 == s2 and s1 != s3
+    assert list(generate(model, prompt, 12, temperature=1.0, top_k=1, seed=9)) == greedy
+    assert list(generate(model, prompt, 12, temperature=0.7, top_p=1e-6, seed=9)) == greedy
+
+
+def test_filter_logits() -> None:
+    logits = torch.tensor([1.0, 3.0, 2.0, 0.0])
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [True, False, False, True]
+    kept = ~torch.isinf(filter_logits(logits, top_p=0.7))
+    assert kept.tolist() == [False, True, True, False]
+
+
+def test_chat_template_is_the_training_layout(model, text_tokenizer) -> None:
+    turns = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi fox"},
+             {"role": "assistant", "content": "the dog"}, {"role": "user", "content": "and?"}]
+    prompt = chat_prompt(turns, CFG, text_tokenizer)
+    trained = chat_sequence(turns + [{"role": "assistant", "content": "lazy"}], CFG, text_tokenizer)
+    assert prompt.tolist() == trained.tokens[:len(prompt)].tolist()
+    assert prompt[-1] == CFG.special_id("<|assistant|>")
+
+
+def test_chat_session_keeps_turns_and_drops_the_oldest(model, text_tokenizer) -> None:
+    session = ChatSession(model, text_tokenizer, "be brief", Sampling(max_tokens=8))
+    for k in range(12):
+        session.reply(f"the quick brown fox number {k}")
+    assert session.messages[-2]["content"] == "the quick brown fox number 11"
+    assert len(chat_prompt(session.messages, CFG, text_tokenizer)) < CFG.block_size
+    assert len(session.messages) < 24  # old turns were dropped to fit the context
+    with pytest.raises(GatoError, match="empty message"):
+        session.reply("   ")
+
+
+def test_caption_function(model, text_tokenizer) -> None:
+    text = caption(model, text_tokenizer, _image(), Sampling(max_tokens=6))
+    assert isinstance(text, str)
+    assert text == caption(model, text_tokenizer, _image(), Sampling(max_tokens=6), use_cache=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, model, text_tokenizer) -> Path:
+    tmp = tmp_path_factory.mktemp("genmodel")
+    text_tokenizer.save(tmp / "tok.json")
+    export_model(tmp / "model", model, tmp / "tok.json", {"sources": {}})
+    Image.fromarray(_image()).save(tmp / "scene.png")
+    (tmp / "notes.txt").write_text("not an image")
+    return tmp
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, input=stdin, timeout=300)
+
+
+def test_caption_command(model_dir) -> None:
+    model, scene = str(model_dir / "model"), str(model_dir / "scene.png")
+    r = _cli("caption", "--model", model, scene, "--max-tokens", "5")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{model_dir / 'scene.png'}: ")
+    r = _cli("caption", "--model", str(model_dir / "model"), str(model_dir / "scene.png"), "--samples", "2",
+             "--max-tokens", "5")
+    assert r.returncode == 0 and r.stdout.count("scene.png [") == 2
+    bad_inputs = ((model_dir / "nope.png", "image not found"), (model_dir / "notes.txt", "cannot read image"))
+    for bad, message in bad_inputs:
+        r = _cli("caption", "--model", model, str(bad))
+        assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_chat_command_through_a_pipe(model_dir) -> None:
+    r = _cli("chat", "--model", str(model_dir / "model"), "--max-tokens", "6", "--system", "be brief",
+             stdin="hello there\n\nwhat is a fox?\n/reset\nand a dog?\n/quit\nnever read\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and lines[2] == "(conversation reset)", lines  # 3 replies + the reset notice
+    assert "empty message" in r.stderr  # the blank line is refused; the session goes on
+    r = _cli("chat", "--model", str(model_dir / "nothing"))
+    assert r.returncode == 2 and "model folder not found" in r.stderr
