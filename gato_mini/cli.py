@@ -156,9 +156,6 @@ def _run_eval(args: argparse.Namespace) -> int:
     from gato_mini.model.export import load_model
     from gato_mini.reports.tables import eval_progress, print_eval
 
-    if args.num_envs < 1 or args.episodes < 1:
-        raise GatoError(f"--num-envs and --episodes must be at least 1, got {args.num_envs} "
-                        f"and {args.episodes}")
     if args.prompt_dataset and len(args.task) > 1:
         raise GatoError("--prompt-dataset goes with a single --task")
     model, tokenizer, tasks = load_model(args.model)

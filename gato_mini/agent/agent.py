@@ -75,6 +75,11 @@ class Agent:
         parts = ([self.prompt] if self.prompt is not None and s.keep_prompt else []) + s.steps
         return concat(parts) if parts else TokenSequence.empty(self.cfg)
 
+    def _context_len(self, i: int) -> int:
+        s = self.slots[i]
+        prompt = len(self.prompt) if self.prompt is not None and s.keep_prompt else 0
+        return prompt + sum(len(step) for step in s.steps)
+
     def _tensors(self, seqs: list[TokenSequence]) -> dict[str, torch.Tensor]:
         """Right-padded model inputs for several sequences (padding never holds a patch)."""
         n = max(len(s) for s in seqs)
@@ -117,13 +122,13 @@ class Agent:
     def _make_room(self, i: int, need: int) -> None:
         """Drop old whole timesteps of slot i so that ``need`` more tokens fit; refill its cache row."""
         s = self.slots[i]
-        if len(self._context(i)) + need <= self.block:
+        if self._context_len(i) + need <= self.block:
             return
-        while s.steps and len(self._context(i)) > self.block // 2 - need:
+        while s.steps and self._context_len(i) > self.block // 2 - need:
             s.steps.pop(0)
-        if len(self._context(i)) + need > self.block and s.keep_prompt and self.prompt is not None:
+        if self._context_len(i) + need > self.block and s.keep_prompt and self.prompt is not None:
             s.keep_prompt = False  # the prompt alone leaves no room for a timestep
-        if len(self._context(i)) + need > self.block:
+        if self._context_len(i) + need > self.block:
             raise GatoError(f"one timestep takes {need} tokens; block_size is {self.block}")
         if self.use_cache:
             s.pos = 0

@@ -208,12 +208,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_data_config(path: str | Path) -> tuple[DataConfig, GatoConfig]:
-    """(data config, model config) from a data-only or a full training YAML file."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping, with ``data: FILE.yaml`` replaced by that file's data section."""
     raw = read_yaml(path)
     if isinstance(raw.get("data"), str):  # "data: mixture.yaml": a data config beside this file
         inner = read_yaml(Path(path).parent / raw["data"])
         raw["data"] = inner.get("data", inner)
+    return raw
+
+
+def load_data_config(path: str | Path) -> tuple[DataConfig, GatoConfig]:
+    """(data config, model config) from a data-only or a full training YAML file."""
+    raw = read_config_file(path)
     if "data" in raw:
         data, model = raw["data"], raw.get("model")
     else:

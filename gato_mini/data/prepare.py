@@ -265,6 +265,12 @@ def _write_index(data: DataConfig, cfg: GatoConfig, sources: list[Source], tok_s
     tmp.replace(final)
 
 
+def _other_layout(index: dict[str, Any], cfg: GatoConfig) -> str:
+    """``"key=value, ..."`` of the layout values the shards were built with that differ from ``cfg``."""
+    mine, theirs = layout(cfg), index.get("layout", {})
+    return ", ".join(f"{k}={theirs.get(k)}" for k in mine if theirs.get(k) != mine[k])
+
+
 def refuse_other_layout(data: DataConfig, cfg: GatoConfig) -> None:
     """Before training: existing shards under ``data.root`` built for another id layout or
     tokenizer are an error (training never silently rebuilds another run's data)."""
@@ -273,10 +279,8 @@ def refuse_other_layout(data: DataConfig, cfg: GatoConfig) -> None:
     if not index_path.is_file():
         return
     index = json.loads(index_path.read_text())
-    mine = layout(cfg)
-    diff = [k for k in mine if index.get("layout", {}).get(k) != mine[k]]
-    if diff:
-        was = ", ".join(f"{k}={index['layout'].get(k)}" for k in diff)
+    was = _other_layout(index, cfg)
+    if was:
         raise ConfigError(f"the shards in {root} were built for another model config ({was}); point "
                           f"data.root elsewhere or rebuild them with `gato-mini prepare --force`")
     if data.tokenizer is not None and file_sha256(Path(data.tokenizer)) != index.get("tokenizer_sha256"):
@@ -291,9 +295,8 @@ def check_shards(data: DataConfig, cfg: GatoConfig) -> str:
     if not index_path.is_file():
         raise ConfigError(f"no prepared data in {root}; run `gato-mini prepare --config ...` first")
     index = json.loads(index_path.read_text())
-    if index["layout"] != layout(cfg):
-        diff = [k for k in layout(cfg) if index["layout"].get(k) != layout(cfg)[k]]
-        was = ", ".join(f"{k}={index['layout'].get(k)}" for k in diff)
+    was = _other_layout(index, cfg)
+    if was:
         raise ConfigError(f"the shards in {root} were built for another model config ({was}); re-run prepare")
     tok = root / "tokenizer.json"
     if not tok.is_file() or file_sha256(tok) != index["tokenizer_sha256"]:

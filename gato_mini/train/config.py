@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.datacfg import DataConfig, model_config, parse_data_config, read_yaml
+from gato_mini.data.datacfg import DataConfig, model_config, parse_data_config, read_config_file
 from gato_mini.errors import ConfigError
 
 SECTIONS = ("model", "data", "train", "trainer")
@@ -151,12 +151,7 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a training config file and apply overrides; errors name the file."""
-    raw = read_yaml(path)
-    if isinstance(raw.get("data"), str):  # "data: mixture.yaml": a data config beside this file
-        data_file = Path(path).parent / raw["data"]
-        data = read_yaml(data_file)
-        raw["data"] = data.get("data", data)
-    raw = apply_overrides(raw, overrides or [])
+    raw = apply_overrides(read_config_file(path), overrides or [])
     try:
         return parse_run_config(raw)
     except ConfigError as exc:

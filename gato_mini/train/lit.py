@@ -49,6 +49,9 @@ class LitGato(L.LightningModule):
         self.cfg = GatoConfig.from_dict(model_config)
         self.model = GatoModel(self.cfg)
         self.task_names, self.task_kinds = list(task_names), list(task_kinds)
+        self.groups: dict[str, list[int]] = {}
+        for i, kind in enumerate(self.task_kinds):
+            self.groups.setdefault(source_group(kind), []).append(i)
         self.optim, self.max_steps = dict(optim), max_steps
         # not a registered submodule: the checkpoint holds the weights once, under "model."
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
@@ -66,14 +69,13 @@ class LitGato(L.LightningModule):
         n_tasks = len(self.task_names)
         sums = torch.zeros(n_tasks, device=row_sum.device).index_add_(0, batch["task"], row_sum.float())
         counts = torch.zeros(n_tasks, device=row_sum.device).index_add_(0, batch["task"], row_n.float())
-        groups: dict[str, list[int]] = {}
+        present = counts.tolist()  # one copy to the host, not one sync per source
         for i, name in enumerate(self.task_names):
-            groups.setdefault(source_group(self.task_kinds[i]), []).append(i)
-            if counts[i] > 0:
+            if present[i] > 0:
                 self.log(f"{stage}/loss_{name}", sums[i] / counts[i], batch_size=bs, sync_dist=stage == "val")
-        for group, idx in groups.items():
+        for group, idx in self.groups.items():
             n = counts[idx].sum()
-            if n > 0:
+            if sum(present[i] for i in idx) > 0:
                 self.log(f"{stage}/loss_{group}", sums[idx].sum() / n, batch_size=bs,
                          sync_dist=stage == "val")
         return loss
