@@ -17,8 +17,8 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from gato_mini.data.fields import FieldSpec, action_field, observation_fields
-from gato_mini.envs import atari, control
+from gato_mini.data.fields import FieldSpec, action_field, field_spec, observation_fields
+from gato_mini.envs import atari, caption, control
 from gato_mini.envs.policies import Policy, RandomPolicy
 from gato_mini.errors import GatoError
 
@@ -53,11 +53,12 @@ class Task:
 
     name: str
     env_id: str
-    family: str  # "atari" | "control"
+    family: str  # "atari" | "control" | "caption"
     description: str
     max_steps: int  # episode step cap (agent steps), the same for collection and evaluation
     maker: Callable[[str, int, str | None], gym.Env] = field(repr=False)
     expert_factory: Callable[[], Policy] = field(repr=False)
+    random_factory: Callable[[], Policy] = field(default=RandomPolicy, repr=False)
 
     def make(self, max_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
         """The task's env with its full wrapper stack."""
@@ -68,14 +69,17 @@ class Task:
         if kind == "expert":
             return self.expert_factory()
         if kind == "random":
-            return RandomPolicy()
+            return self.random_factory()
         raise GatoError(f"unknown policy {kind!r}; use 'expert' or 'random'")
 
     def fields(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
         """(observation field specs, action field spec) of the wrapped env."""
         env = self.make()
         try:
-            return observation_fields(env.observation_space), action_field(env.action_space)
+            # A caption's action is text; control actions must be values (action_field).
+            act = field_spec(env.action_space, "action") if self.family == "caption" else \
+                action_field(env.action_space)
+            return observation_fields(env.observation_space), act
         finally:
             env.close()
 
@@ -100,6 +104,12 @@ def _control(name: str, env_id: str, max_steps: int, expert: Callable[[], Policy
     return Task(name, env_id, "control", description, max_steps, control.make_control, expert)
 
 
+def _caption(name: str, description: str) -> Task:
+    return Task(name, caption.ENV_IDS[name], "caption", description, 1, caption.make_caption,
+                caption.CaptionExpert, caption.ChanceCaption)
+
+
+caption.register()
 TASKS: dict[str, Task] = {t.name: t for t in (
     _atari("atari-pong", "Pong", atari.PongExpert, "Pong; expert intercepts the ball from RAM"),
     _atari("atari-breakout", "Breakout", atari.BreakoutExpert, "Breakout; expert tracks the ball from RAM"),
@@ -112,6 +122,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
              "cart-pole balance; LQR on a finite-difference model"),
     _control("mujoco-halfcheetah", "HalfCheetah-v5", 1000, control.HalfCheetahExpert,
              "HalfCheetah running; open-loop sine gait"),
+    _caption("caption-shapes", "caption held-out shape scenes; reward: sentence BLEU-4 in [0, 1]"),
+    _caption("caption-digits", "caption held-out handwritten digits; reward: sentence BLEU-4 in [0, 1]"),
 )}
 
 

@@ -133,9 +133,13 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an exported model folder (e.g. runs/tiny/model)")
-    p.add_argument("--task", action="append", required=True, help="task to play; repeat for several")
-    p.add_argument("--episodes", type=int, default=10, help="episodes per task (default: 10)")
-    p.add_argument("--num-envs", type=int, default=4, help="environments run at once (default: 4)")
+    p.add_argument("--task", action="append", required=True,
+                   help="task or source to evaluate: a control task (plays it), a caption source "
+                        "(captions its held-out images), a text or chat source (held-out perplexity); "
+                        "repeat for several")
+    p.add_argument("--episodes", type=int, help="episodes per control task (default: 10); images per "
+                   "caption task (default: every held-out image)")
+    p.add_argument("--num-envs", type=int, help="environments run at once (default: 4; 16 for captions)")
     p.add_argument("--seed", type=int, default=1000, help="episode i uses seed SEED + i (default: 1000)")
     p.add_argument("--prompt-dataset", help="Minari dataset to prompt with (one task only; default: "
                    "runs/episodes/<task>/expert-v0 when it exists)")
@@ -152,27 +156,34 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gato_mini.agent.evaluate import evaluate_task, write_json
+    from gato_mini.agent.evaluate import evaluate_task, source_entry, write_json
     from gato_mini.model.export import load_model
     from gato_mini.reports.tables import eval_progress, print_eval
 
     if args.prompt_dataset and len(args.task) > 1:
         raise GatoError("--prompt-dataset goes with a single --task")
     model, tokenizer, tasks = load_model(args.model)
+    kinds = {task: source_entry(tasks, task).get("kind", "") for task in args.task}  # unknown ones fail first
+    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
     reports = []
     with eval_progress(not args.no_progress) as bar:
         for k, task in enumerate(args.task):
-            bar_task = bar.add_task(task, total=args.episodes, ret="-")
+            caption = kinds[task].startswith("caption")
+            episodes = args.episodes if args.episodes is not None else (0 if caption else 10)
+            num_envs = args.num_envs if args.num_envs is not None else (16 if caption else 4)
+            total = episodes if kinds[task] == "episodes" or (caption and episodes) else None
+            bar_task = bar.add_task(task, total=total, ret="-")
             done: list[float] = []
 
             def tick(r, bar_task=bar_task, done=done) -> None:
-                done.append(r.ret)
-                bar.update(bar_task, advance=1, ret=f"{sum(done) / len(done):.1f}")
+                if r is not None:
+                    done.append(r.ret)
+                bar.update(bar_task, advance=1, ret=f"{sum(done) / len(done):.2f}" if done else "-")
+            samples = str(out.with_name(f"{out.stem}-{task}-samples.png")) if caption else None
             reports.append(evaluate_task(
-                model, tokenizer, tasks, task, args.episodes, args.num_envs, args.seed, args.prompt_dataset,
+                model, tokenizer, tasks, task, episodes, num_envs, args.seed, args.prompt_dataset,
                 not args.no_prompt, args.prompt_tokens, args.temperature, not args.no_cache, args.max_steps,
-                args.video if k == 0 else None, tick))
-    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
+                args.video if k == 0 else None, tick, samples))
     write_json(reports, out, args.model)
     print_eval(reports)
     print(f"wrote {out}")

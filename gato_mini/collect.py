@@ -107,6 +107,9 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
         raise GatoError(f"--episodes must be positive, got {episodes}")
     if max_steps is not None and max_steps <= 0:
         raise GatoError(f"--max-steps must be positive, got {max_steps}")
+    if out is not None and task.family == "caption":
+        raise GatoError(f"{task.name} is a captioning task: there are no episodes to record; train on the "
+                        f"built-in '{task.name}' source instead (configs/mixture.yaml)")
     cap = max_steps or task.max_steps
     with contextlib.ExitStack() as stack:
         env = task.make(max_steps=cap)

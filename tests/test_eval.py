@@ -63,7 +63,7 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--task", "atari-pong"], "the model was not trained on atari-pong; it knows: control-pendulum"),
-    (["--task", "control-pendulum", "--num-envs", "0"], "--num-envs and --episodes must be at least 1"),
+    (["--task", "control-pendulum", "--num-envs", "0"], "--num-envs must be at least 1"),
     (["--task", "control-pendulum", "--prompt-dataset", "{eps}/mujoco-reacher/expert-v0"],
      "is of another task \\(mujoco-reacher\\), not control-pendulum"),
     (["--task", "atari-pongg"], "unknown task 'atari-pongg'"),

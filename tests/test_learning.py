@@ -125,3 +125,31 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
         scores[name] = report.summary()["normalized_mean"]
     print(scores)
     assert all(s >= 80 for s in scores.values()), scores
+
+
+@pytest.mark.slow
+def test_tiny_model_captions_better_than_the_most_common_caption(tmp_path) -> None:
+    from collections import Counter
+
+    from gato_mini.envs.caption import caption_items, score_captions
+
+    shapes = {"count": 4000, "val_count": 64, "seed": 0}
+    raw = {"model": {"name": "tiny", "n_layer": 2, "n_embd": 96, "n_head": 4, "block_size": 256,
+                     "text_vocab_size": 300},
+           "data": {"root": str(tmp_path / "data"), "val_windows": 2,
+                    "sources": {"caption-shapes": shapes}},
+           "train": {"out": str(tmp_path / "run"), "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4,
+                     "warmup_steps": 20, "checkpoint_every": 1000},
+           "trainer": {"max_steps": 300, "val_check_interval": 300, "limit_val_batches": 1,
+                       "log_every_n_steps": 50}}
+    model_dir = train(parse_run_config(yaml.safe_load(yaml.safe_dump(raw))), progress=False)
+    model, tok, tasks_json = load_model(model_dir)
+    report = evaluate_task(model, tok, tasks_json, "caption-shapes", episodes=0, num_envs=16).summary()
+    train_captions = Counter(it.references[0] for it in caption_items("caption-shapes", shapes, "train"))
+    common = train_captions.most_common(1)[0][0]
+    refs = [it.references for it in caption_items("caption-shapes", shapes, "val")]
+    baseline = score_captions([common] * len(refs), refs)
+    print({"model": {k: report[k] for k in ("exact_match", "bleu4", "return_mean")}, "baseline": baseline,
+           "most_common": common})
+    assert report["images"] == len(refs) == 64
+    assert report["bleu4"] > baseline["bleu4"] + 0.1 and report["exact_match"] >= baseline["exact_match"]

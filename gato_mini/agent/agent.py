@@ -15,6 +15,12 @@ cache is refilled rarely, not every step); the prompt is kept unless
 ``keep_prompt=False`` or it alone leaves no room. Resetting a slot (a new
 episode) leaves the other slots untouched.
 
+Text actions (a captioning env, ``gymnasium.spaces.Text``): the observation
+must be one image, prompted with the caption layout training used,
+``[patches] <|caption|>``; the caption is decoded token by token among the text
+ids until ``<|eos|>`` or ``max_text_tokens``, rows finishing at their own
+length. Each such step starts a fresh context (a caption episode is one step).
+
 The agent holds the model but no Lightning and no environment.
 """
 
@@ -27,10 +33,10 @@ import numpy as np
 import torch
 
 from gato_mini.data.fields import FieldSpec
-from gato_mini.data.sequence import TokenSequence, concat, episode_sequence
+from gato_mini.data.sequence import TokenSequence, caption_sequence, concat, episode_sequence
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
-from gato_mini.model.generate import sample
+from gato_mini.model.generate import pick, sample
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -48,13 +54,21 @@ class Agent:
     def __init__(self, model: GatoModel, fields: dict[str, FieldSpec], action: FieldSpec, num_envs: int,
                  tokenizer: TextTokenizer | None = None, prompt: TokenSequence | None = None,
                  temperature: float = 0.0, use_cache: bool = True, keep_prompt: bool = True,
-                 image_size: tuple[int, int] | None = None, seed: int = 0) -> None:
+                 image_size: tuple[int, int] | None = None, seed: int = 0, max_text_tokens: int = 48) -> None:
         if num_envs < 1:
             raise GatoError(f"num_envs must be at least 1, got {num_envs}")
         self.model, self.cfg = model.eval(), model.cfg
         self.fields, self.action, self.tokenizer = fields, action, tokenizer
         self.n_act = int(np.prod(action.shape, dtype=np.int64)) if action.shape else 1
-        self.lo, self.hi = legal_range(action, self.cfg)
+        self.max_text_tokens = max_text_tokens
+        if action.modality == "text":
+            images = [k for k, f in fields.items() if f.modality == "image"]
+            if tokenizer is None or len(fields) != 1 or len(images) != 1:
+                raise GatoError("a text action (a caption) needs a text tokenizer and exactly one image "
+                                f"observation; got the fields {sorted(fields)}")
+            self.lo, self.hi = 0, tokenizer.n_text
+        else:
+            self.lo, self.hi = legal_range(action, self.cfg)
         self.prompt = prompt if prompt is not None and len(prompt) else None
         self.temperature, self.use_cache, self.keep_prompt = temperature, use_cache, keep_prompt
         self.image_size = image_size
@@ -66,7 +80,7 @@ class Agent:
             raise GatoError(f"the prompt has {len(self.prompt)} tokens; block_size is {self.block}")
         if use_cache:
             model.setup_caches(num_envs, self.block)
-        dtype = np.float32 if action.modality == "continuous" else np.int64
+        dtype = {"continuous": np.float32, "text": np.int64}.get(action.modality, np.int64)
         self._dummy = np.zeros(action.shape or (), dtype=dtype)  # stands in for the action while observing
 
     # --- contexts -------------------------------------------------------------------
@@ -144,10 +158,17 @@ class Agent:
             self._feed([i], [self.prompt])
 
     def observe(self, obs: dict[str, Any]) -> TokenSequence:
-        """One observation as ``[obs tokens] <|sep|>`` (the layout training used)."""
+        """One observation as ``[obs tokens] <|sep|>`` (the layout training used), or for a text
+        action ``[patches] <|caption|>``."""
         missing = sorted(set(self.fields) - set(obs))
         if missing:
             raise GatoError(f"observation lacks the field(s) {missing}")
+        if self.action.modality == "text":
+            seq = caption_sequence(np.asarray(obs[next(iter(self.fields))]), "", self.cfg, self.tokenizer,
+                                   self.image_size)
+            n = len(seq) - 1  # without the <|eos|> of the empty caption
+            return TokenSequence(seq.tokens[:n], seq.targets[:n], seq.local_pos[:n], seq.patches,
+                                 seq.patch_pos, np.zeros(1, np.int32))
         step = episode_sequence({k: np.asarray(obs[k])[None] for k in self.fields}, self._dummy[None],
                                 self.fields, self.action, self.cfg, self.tokenizer, self.image_size)
         n = len(step) - self.n_act
@@ -158,6 +179,8 @@ class Agent:
         """Actions for the slots given (slot -> observation dict); other slots are left alone."""
         rows = sorted(observations)
         new = [self.observe(observations[i]) for i in rows]
+        if self.action.modality == "text":
+            return self._act_text(rows, new)
         for i, seq in zip(rows, new, strict=True):
             self._make_room(i, len(seq) + self.n_act)
         chosen = np.zeros((len(rows), self.n_act), np.int64)
@@ -177,6 +200,43 @@ class Agent:
             self.slots[i].steps.append(tails[r])
             out[i] = self.detokenize(chosen[r])
         return out
+
+    def _act_text(self, rows: list[int], prompts: list[TokenSequence]) -> dict[int, str]:
+        """Captions for the slots ``rows``, each from a fresh context holding only its prompt."""
+        eos = self.cfg.special_id("<|eos|>")
+        allowed = torch.zeros(self.cfg.padded_vocab_size, dtype=torch.bool, device=self.device)
+        allowed[self.lo:self.hi] = True
+        allowed[eos] = True
+        for i, p in zip(rows, prompts, strict=True):
+            if len(p) >= self.block:
+                raise GatoError(f"the image takes {len(p)} tokens; block_size is {self.block}")
+            self.slots[i] = _Slot(steps=[] if self.use_cache else [p], keep_prompt=False)
+        empty = [TokenSequence.empty(self.cfg) for _ in rows]
+        logits = self._feed(rows, prompts) if self.use_cache else self._recompute(rows, empty)
+        if self.use_cache:
+            for i, p in zip(rows, prompts, strict=True):
+                self.slots[i].steps = [p]
+        out: dict[int, list[int]] = {i: [] for i in rows}
+        active = list(rows)
+        while active:
+            ids = pick(logits, allowed, self.temperature, generator=self.generator).tolist()
+            still = []
+            for i, t in zip(active, ids, strict=True):
+                if t == eos:
+                    continue
+                out[i].append(t)
+                room = self.block - self._context_len(i) - len(out[i])
+                if len(out[i]) < self.max_text_tokens and room > 0:
+                    still.append(i)
+            active = still
+            if not active:
+                break
+            if self.use_cache:
+                logits = self._feed(active, [self._action_token(out[i][-1]) for i in active])
+            else:
+                logits = self._recompute(active, [concat([self._action_token(t) for t in out[i]])
+                                                  for i in active])
+        return {i: self.tokenizer.decode(out[i]) for i in rows}
 
     def _action_token(self, token: int) -> TokenSequence:
         """One action token as a sequence (a loss target in training; no local position)."""

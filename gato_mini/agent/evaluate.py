@@ -1,6 +1,16 @@
 """`gato-mini eval`: a model plays tasks; raw and normalized scores, JSON, an optional video.
 
-For each task: the model folder must have been trained on it (``tasks.json``),
+Three kinds of task, one table and one JSON file:
+
+* control (an ``episodes`` source that is a registry task): episodes in the env, below;
+* captions (a ``caption-*`` source): the held-out images through the caption env
+  (``gato_mini.envs.caption``) and the same `Agent`; the return is sentence
+  BLEU-4, and the metrics are exact match and corpus BLEU-4 (torchmetrics), with
+  a grid image of samples;
+* text and chat (``text*``/``chat*`` sources): perplexity on the held-out
+  split, over the tokens training puts a loss on (for chat: assistant turns).
+
+For control tasks: the model folder must have been trained on it (``tasks.json``),
 its observation and action fields must match the task's, and each episode is
 prompted with a demonstration: the last timesteps (within ``prompt_tokens``)
 of the highest-return episode of a Minari dataset of the same task (Gato
@@ -98,16 +108,26 @@ def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, Field
                          seq.patch_pos[p0:], (bounds[j:-1] - t0).astype(np.int32))
 
 
-def check_task(tasks: dict[str, Any], task: str) -> tuple[dict[str, FieldSpec], FieldSpec]:
-    """The fields a model was trained with for ``task``; a task it does not know is an error."""
-    from gato_mini.envs.registry import get_task
+def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
+    """What ``tasks.json`` says of the source ``task``; a source the model was not trained on is an error."""
+    from gato_mini.envs.registry import TASKS, get_task
 
     sources = tasks.get("sources", {})
-    known = [n for n, s in sources.items() if s.get("kind") == "episodes"]
-    if task not in sources or sources[task].get("kind") != "episodes":
-        knows = ", ".join(known) or "no control tasks"
-        raise GatoError(f"the model was not trained on {task}; it knows: {knows}")
-    entry = sources[task]["fields"]
+    if task not in sources and task not in TASKS:
+        get_task(task)  # an unknown name: the registry's error, with a did-you-mean
+    if task not in sources:
+        raise GatoError(f"the model was not trained on {task}; it knows: {', '.join(sources) or 'nothing'}")
+    return sources[task]
+
+
+def check_task(tasks: dict[str, Any], task: str) -> tuple[dict[str, FieldSpec], FieldSpec]:
+    """The fields a model was trained with for the control task ``task``."""
+    from gato_mini.envs.registry import TASKS, get_task
+
+    entry = source_entry(tasks, task)
+    if entry.get("kind") != "episodes" or task not in TASKS:
+        raise GatoError(f"{task} is a {entry.get('kind')} source, not a registered control task")
+    entry = entry["fields"]
     fields = {k: FieldSpec.from_dict(v) for k, v in entry["observation"].items()}
     action = FieldSpec.from_dict(entry["action"])
     env_fields, env_action = get_task(task).fields()
@@ -120,12 +140,26 @@ def check_task(tasks: dict[str, Any], task: str) -> tuple[dict[str, FieldSpec], 
 def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str, episodes: int,
                   num_envs: int, seed: int = 0, prompt_dataset: str | None = None, use_prompt: bool = True,
                   prompt_tokens: int | None = None, temperature: float = 0.0, use_cache: bool = True,
-                  max_steps: int | None = None, video: str | None = None, progress: Any = None) -> TaskReport:
-    """Run ``episodes`` episodes of ``task`` on ``num_envs`` environments at once."""
+                  max_steps: int | None = None, video: str | None = None, progress: Any = None,
+                  samples: str | None = None) -> TaskReport:
+    """Evaluate ``task``: run ``episodes`` episodes on ``num_envs`` environments at once (control and
+    caption tasks; ``episodes`` 0 means every held-out image), or held-out perplexity (text and chat).
+
+    ``samples``: where a caption task's grid image of samples goes.
+    """
     from gato_mini.envs.registry import get_task
 
-    if num_envs < 1 or episodes < 1:
-        raise GatoError(f"--num-envs and --episodes must be at least 1, got {num_envs} and {episodes}")
+    if num_envs < 1 or episodes < 0:
+        raise GatoError(f"--num-envs must be at least 1 and --episodes at least 0, got {num_envs} and "
+                        f"{episodes}")
+    kind = source_entry(tasks, task).get("kind", "")
+    if kind.startswith("caption"):
+        return evaluate_captions(model, tokenizer, tasks, task, episodes, num_envs, seed, temperature,
+                                 use_cache, samples, progress)
+    if kind != "episodes":
+        return evaluate_text(model, tokenizer, tasks, task, progress)
+    if episodes < 1:
+        raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
     spec = get_task(task)
     fields, action = check_task(tasks, task)
     cfg = model.cfg
@@ -154,6 +188,101 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
                         time.perf_counter() - t0, sum(r.length for r in results))
     if video and frames:
         report.extra["video"] = write_video(frames, video)
+    return report
+
+
+def _caption_env(tasks: dict[str, Any], task: str, n: int) -> list[Any]:
+    """``n`` caption envs over the held-out images of ``task`` (sharing one list of images)."""
+    from gato_mini.envs.caption import CaptionEnv, caption_items
+
+    entry = source_entry(tasks, task)
+    items = caption_items(entry["kind"], entry.get("options"), "val", entry.get("val_fraction", 0.05))
+    if not items:
+        raise GatoError(f"{task} has no held-out images to caption")
+    return [CaptionEnv(items, render_mode="rgb_array") for _ in range(n)]
+
+
+def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                      episodes: int, num_envs: int, seed: int = 0, temperature: float = 0.0,
+                      use_cache: bool = True, samples: str | None = None, progress: Any = None,
+                      max_tokens: int = 48) -> TaskReport:
+    """Caption held-out images through the caption env and the `Agent`; exact match and BLEU-4."""
+    from gato_mini.data.fields import observation_fields
+    from gato_mini.envs.caption import score_captions
+    from gato_mini.envs.registry import TASKS
+
+    probe = _caption_env(tasks, task, 1)[0]
+    count = len(probe.items)
+    episodes = episodes or count  # every held-out image once
+    n = min(num_envs, episodes)
+    envs = [probe] + [type(probe)(probe.items, render_mode="rgb_array") for _ in range(n - 1)]
+    fields = observation_fields(probe.observation_space)
+    agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, temperature, use_cache, seed=seed,
+                  max_text_tokens=max_tokens)
+    refs = TASKS[task].references() if task in TASKS else {}
+    t0 = time.perf_counter()
+    results = run_agent(agent, envs, episodes, seed, on_episode=progress, keep_actions=True)
+    report = TaskReport(task, results, refs["random"].mean if "random" in refs else None,
+                        refs["expert"].mean if "expert" in refs else None, None, time.perf_counter() - t0,
+                        sum(r.length for r in results))
+    done = [r for r in results if r.error is None]
+    if done:
+        metrics = score_captions([r.info["caption"] for r in done], [r.info["references"] for r in done])
+        report.extra.update(metrics)
+        report.extra["images"] = len(done)
+        report.extra["held_out_images"] = count
+    if samples and done:
+        from gato_mini.reports.figures import caption_grid
+
+        shown = done[:16]
+        images = [probe.items[r.seed % count].load() for r in shown]
+        report.extra["samples"] = caption_grid(images, [r.info["caption"] for r in shown],
+                                               [r.info["references"] for r in shown], samples)
+    return report
+
+
+def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                  progress: Any = None, batch_size: int = 8) -> TaskReport:
+    """Perplexity on the held-out split of a text or chat source: ``exp`` of the mean loss over the
+    tokens training puts a loss on (a document's text; a chat's assistant turns)."""
+    from collections import Counter
+
+    import torch
+
+    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
+    from gato_mini.data.sources import Source
+    from gato_mini.data.windows import collate
+
+    entry = source_entry(tasks, task)
+    kind, cfg = entry["kind"], model.cfg
+    if kind not in KIND_OPTIONS or kind == "episodes" or kind.startswith("caption"):
+        raise GatoError(f"{task}: cannot measure perplexity on a {kind!r} source")
+    source = Source(SourceConfig(task, kind, 1.0, {**KIND_OPTIONS[kind], **entry.get("options", {})}))
+    t0 = time.perf_counter()
+    windows: list[TokenSequence] = []
+    for _, seq in source.units("val", cfg, tokenizer, entry.get("val_fraction", 0.05), Counter()):
+        # Windows overlap by one token, so that every token after the first is predicted once.
+        for a in range(0, max(len(seq) - 1, 1), cfg.block_size - 1):  # text only: no patches to carry
+            b = min(a + cfg.block_size, len(seq))
+            windows.append(TokenSequence(seq.tokens[a:b], seq.targets[a:b], seq.local_pos[a:b],
+                                         seq.patches[:0], seq.patch_pos[:0], np.zeros(1, np.int32)))
+    if not windows:
+        raise GatoError(f"{task} has no held-out text")
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    model.eval()
+    for k in range(0, len(windows), batch_size):
+        batch = collate(list(enumerate(windows[k:k + batch_size])), cfg)
+        batch = {key: v.to(device) for key, v in batch.items() if key != "task"}
+        with torch.no_grad():
+            _, loss = model(**batch, reduction="none")
+        nll += float(loss.double().sum())
+        count += int(batch["loss_mask"].sum())
+        if progress is not None:
+            progress(None)
+    report = TaskReport(task, [], None, None, None, time.perf_counter() - t0, 0)
+    report.extra.update({"perplexity": math.exp(nll / max(count, 1)), "loss": nll / max(count, 1),
+                         "tokens": count, "windows": len(windows)})
     return report
 
 

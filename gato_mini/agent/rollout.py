@@ -38,6 +38,7 @@ class EpisodeResult:
     length: int = 0
     error: str | None = None
     actions: list[Any] = field(default_factory=list, repr=False)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)  # the last step's info (plain values)
 
 
 def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
@@ -84,7 +85,7 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
         for slot, action in actions.items():
             r = current[slot]
             try:
-                o, reward, terminated, truncated, _ = envs[slot].step(action)
+                o, reward, terminated, truncated, info = envs[slot].step(action)
             except Exception as exc:  # noqa: BLE001
                 r.error = _describe(exc)
                 finish(slot)
@@ -97,11 +98,20 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
             if frames is not None and slot == 0 and r.episode == 0:
                 frames.append(_render(envs[0]))
             if terminated or truncated:
+                r.info = _plain(info)
                 finish(slot)
                 start(slot)
             else:
                 obs[slot] = as_observation_dict(o, envs[slot].observation_space)
     return [results[k] for k in sorted(results)]
+
+
+def _plain(info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-friendly entries of an env's info dict (strings, numbers, lists of them)."""
+    def ok(v: Any) -> bool:
+        return isinstance(v, (str, bool, int, float)) or (
+            isinstance(v, (list, tuple)) and all(isinstance(x, (str, bool, int, float)) for x in v))
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.items() if ok(v)}
 
 
 def _render(env: gym.Env) -> np.ndarray:

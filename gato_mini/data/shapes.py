@@ -67,6 +67,7 @@ class Scene:
     image: np.ndarray  # (64, 64, 3) uint8
     caption: str
     combinations: tuple[Combination, ...]
+    references: tuple[str, ...] = ()  # every correct wording (either object first), for scoring
 
 
 def _draw(draw: ImageDraw.ImageDraw, obj: Obj, x: int, y: int) -> None:
@@ -115,6 +116,7 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
         r = SIZES[a.size]
         _draw(draw, a, _centre(rng, r, 0, SCENE_SIZE), _centre(rng, r, 0, SCENE_SIZE))
         caption = f"a {a.words()}"
+        references: tuple[str, ...] = (caption,)
     else:
         ra, rb = SIZES[a.size], SIZES[b.size]
         # A goes in the half its relation names, B in the other half.
@@ -130,11 +132,10 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
         _draw(draw, a, *pa)
         _draw(draw, b, *pb)
         # Either object may be named first ("A above B" or "B below A").
-        if rng.random() < 0.5:
-            caption = f"a {a.words()} {rel} a {b.words()}"
-        else:
-            caption = f"a {b.words()} {_INVERSE[rel]} a {a.words()}"
-    return Scene(np.asarray(img, dtype=np.uint8), caption, combos)
+        wordings = (f"a {a.words()} {rel} a {b.words()}", f"a {b.words()} {_INVERSE[rel]} a {a.words()}")
+        caption = wordings[0] if rng.random() < 0.5 else wordings[1]
+        references = (caption, wordings[1] if caption == wordings[0] else wordings[0])
+    return Scene(np.asarray(img, dtype=np.uint8), caption, combos, references)
 
 
 def parse_caption(caption: str) -> tuple[Combination, ...]:

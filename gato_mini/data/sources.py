@@ -157,8 +157,9 @@ class Source:
         return fp
 
     # --- reading ---------------------------------------------------------------
-    def _captions(self, split: str, val_fraction: float, skips: Counter
-                  ) -> Iterator[tuple[str, Callable[[], np.ndarray], str]]:
+    def image_captions(self, split: str, val_fraction: float, skips: Counter
+                       ) -> Iterator[tuple[str, Callable[[], np.ndarray], str]]:
+        """(key, image loader, caption) of a caption source's split; a folder's keys end in ``#k``."""
         if self.kind == "caption-shapes":
             n = self.opt["count"] if split == "train" else self.opt["val_count"]
             for i in range(n):
@@ -227,7 +228,7 @@ class Source:
             return
         assert tokenizer is not None
         if self.mode == "pack" and self.kind.startswith("caption"):
-            for key, image, text in self._captions(split, val_fraction, skips):
+            for key, image, text in self.image_captions(split, val_fraction, skips):
                 yield key, caption_sequence(image(), text, cfg, tokenizer)
             return
         items = self._documents(skips) if self.mode == "stream" else self._chats(skips)

@@ -47,6 +47,19 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
     return logits
 
 
+def pick(logits: Tensor, allowed: Tensor | None = None, temperature: float = 0.0, top_k: int | None = None,
+         top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """One id per row of ``logits`` (B, V) among the ``allowed`` ids (a boolean mask over the vocabulary):
+    greedy at temperature 0, else softmax sampling after top-k/top-p."""
+    logits = logits.float()
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed[: logits.shape[-1]], float("-inf"))
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = filter_logits(logits / temperature, top_k, top_p)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+
 @torch.no_grad()
 def generate(model: GatoModel, prompt: dict[str, Tensor], max_new_tokens: int, allowed: Tensor | None = None,
              stop_ids: tuple[int, ...] = (), temperature: float = 0.0, top_k: int | None = None,
@@ -66,15 +79,6 @@ def generate(model: GatoModel, prompt: dict[str, Tensor], max_new_tokens: int, a
         return
     g = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
 
-    def pick(logits: Tensor) -> int:
-        logits = logits.float()[0]
-        if allowed is not None:
-            logits = logits.masked_fill(~allowed[: logits.shape[-1]], float("-inf"))
-        if temperature <= 0:
-            return int(logits.argmax())
-        logits = filter_logits(logits / temperature, top_k, top_p)
-        return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=g))
-
     if use_cache:
         model.setup_caches(1, model.cfg.block_size)
         logits = prefill(model, input_pos=torch.arange(n, device=device), **prompt)
@@ -83,7 +87,7 @@ def generate(model: GatoModel, prompt: dict[str, Tensor], max_new_tokens: int, a
         logits = model(**seq)[0][:, -1]
     try:
         for k in range(budget):
-            nxt = pick(logits)
+            nxt = int(pick(logits, allowed, temperature, top_k, top_p, g)[0])
             yield nxt
             if nxt in stop_ids or k + 1 == budget:
                 return

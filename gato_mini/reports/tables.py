@@ -65,8 +65,8 @@ def print_tasks(console: Console | None = None) -> None:
         obs_text = "\n".join(f"{k}: {'x'.join(map(str, f.shape)) or '1'} {f.modality}"
                              + (" (mu-law)" if f.mu_law else "") for k, f in obs.items())
         n_act = int(np.prod(act.shape))
-        act_text = (f"{act.n} buttons" if act.modality == "discrete"
-                    else f"{n_act} torque{'s' if n_act > 1 else ''}")
+        act_text = {"discrete": f"{act.n} buttons", "text": "text (a caption)"}.get(
+            act.modality, f"{n_act} torque{'s' if n_act > 1 else ''}")
         refs = task.references()
         table.add_row(f"{task.name}\n[dim]{task.env_id}[/dim]", obs_text, act_text, str(task.max_steps),
                       _ref(refs.get("random")), _ref(refs.get("expert")))
@@ -137,17 +137,25 @@ def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001
     def num(x, fmt="{:.1f}"):
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
 
-    table = Table(title="gato-mini eval (normalized = 100 (score - random) / (expert - random))")
-    for col in ("task", "episodes", "return", "normalized", "random", "expert", "steps/s", "prompt"):
-        table.add_column(col, justify="left" if col in ("task", "prompt") else "right")
+    table = Table(title="gato-mini eval (normalized = 100 (score - random) / (expert - random); "
+                        "caption return: sentence BLEU-4 in [0, 1])")
+    columns = ("task", "episodes", "return", "normalized", "random", "expert", "metrics", "steps/s", "prompt")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("task", "prompt", "metrics") else "right")
     for r in reports:
         s = r.summary()
+        if "perplexity" in s:  # text and chat: no episodes
+            table.add_row(r.task, "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f} "
+                          f"({s['tokens']:,} tokens)", "-", "-")
+            continue
+        metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
+                   if "exact_match" in s else "-")
         eps = f"{s['episodes'] - s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
         norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
                 if s["normalized_mean"] is not None else "-")
         ret = f"{num(s['return_mean'], '{:.2f}')} ± {num(s['return_std'], '{:.2f}')}"
         table.add_row(r.task, eps, ret, norm,
-                      num(s["random"], "{:.2f}"), num(s["expert"], "{:.2f}"), num(s["steps_per_s"]),
+                      num(s["random"], "{:.2f}"), num(s["expert"], "{:.2f}"), metrics, num(s["steps_per_s"]),
                       "yes" if s["prompt"] else "none")
     console = console or Console()
     if not console.is_terminal:

@@ -110,7 +110,10 @@ def tasks_entry(run: RunConfig) -> dict[str, Any]:
     for s in run.data.sources:
         entry = dict(index["sources"][s.name])
         entry.pop("shards", None)
-        if s.kind == "episodes" and s.name in TASKS:
+        # Options and the split fraction let `gato-mini eval` rebuild the held-out split.
+        entry["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in s.options.items()}
+        entry["val_fraction"] = run.data.val_fraction
+        if s.name in TASKS:
             entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
         out[s.name] = entry
     return {"sources": out}

@@ -1,0 +1,182 @@
+"""Captioning as an environment, caption metrics, and held-out perplexity in `gato-mini eval`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from PIL import Image
+from torchmetrics.functional.text import bleu_score
+
+from gato_mini.agent.agent import Agent
+from gato_mini.agent.evaluate import evaluate_task
+from gato_mini.agent.rollout import run_agent
+from gato_mini.collect import measure_reference, run_episodes
+from gato_mini.config import GatoConfig
+from gato_mini.data.datacfg import SourceConfig
+from gato_mini.data.fields import FieldSpec, observation_fields
+from gato_mini.data.shapes import parse_caption
+from gato_mini.data.sources import Source
+from gato_mini.envs.caption import CaptionEnv, caption_items, exact_match, score_captions, sentence_bleu
+from gato_mini.envs.registry import get_task
+from gato_mini.errors import GatoError
+from gato_mini.model import GatoModel
+from gato_mini.model.export import export_model, load_model
+
+EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
+CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=128, text_vocab_size=400)
+SHAPES = {"count": 20, "val_count": 6, "seed": 0}
+
+
+def test_caption_envs_pass_the_gymnasium_checker() -> None:
+    for task in ("caption-shapes", "caption-digits"):
+        env = get_task(task).make()
+        check_env(env.unwrapped)
+        obs, info = env.reset(seed=7)
+        assert obs["image"].dtype == np.uint8 and info["index"] == 7 % len(env.unwrapped.items)
+        _, reward, terminated, _, info = env.step(env.unwrapped.references[0])
+        assert reward == 1.0 and terminated and info["exact_match"]
+    fields, action = get_task("caption-shapes").fields()
+    assert fields == {"image": FieldSpec("image", (64, 64, 3))} and action.modality == "text"
+
+
+def test_shapes_references_are_both_wordings() -> None:
+    items = caption_items("caption-shapes", SHAPES)
+    two = [it for it in items if len(it.references) == 2]
+    assert two, "some held-out scenes hold two objects"
+    for it in two:
+        a, b = it.references
+        assert a != b and set(parse_caption(a)) == set(parse_caption(b))  # the same scene said two ways
+        assert exact_match(b.upper() + "  ", it.references)
+
+
+def test_caption_scores() -> None:
+    # Where every n-gram order matches, our smoothed sentence BLEU is torchmetrics' smoothed BLEU.
+    hyp = "a small red circle above a large blue square"
+    refs = ["a small red circle above a small blue square"]
+    assert sentence_bleu(hyp, refs) == pytest.approx(float(bleu_score([hyp], [refs], n_gram=4, smooth=True)))
+    # torchmetrics gives 0 when an order has no match; ours stays informative, and below a match.
+    partial = sentence_bleu("a small red circle", ["a small green circle"])
+    assert 0 < partial < sentence_bleu("a small green circle", ["a small green circle"]) == 1.0
+    assert sentence_bleu("", ["a circle"]) == 0.0
+    m = score_captions(["a red circle", "A  blue square ", "nope"],
+                       [["a red circle"], ["a blue square", "x"], ["a green disc"]])
+    assert m["exact_match"] == pytest.approx(2 / 3)
+    assert m["bleu4"] == pytest.approx(float(bleu_score(["a red circle", "a blue square", "nope"],
+                                                        [["a red circle"], ["a blue square", "x"],
+                                                         ["a green disc"]], n_gram=4)))
+
+
+def test_caption_references_and_collect(tmp_path: Path) -> None:
+    expert = measure_reference("caption-shapes", "expert", 6, seed=0, progress=False)
+    chance = measure_reference("caption-shapes", "random", 20, seed=0, progress=False)
+    assert expert.mean == 1.0 and 0 < chance.mean < 0.6
+    with pytest.raises(GatoError, match="captioning task: there are no episodes to record"):
+        run_episodes("caption-shapes", "expert", 1, out=tmp_path, progress=False)
+
+
+def test_a_folder_caption_env_groups_captions_by_image(tmp_path: Path) -> None:
+    rows = []
+    for k in range(6):
+        Image.fromarray(np.full((20, 30, 3), 40 * k, np.uint8)).save(tmp_path / f"{k}.png")
+        rows.append(json.dumps({"file_name": f"{k}.png", "text": [f"shade {k}", f"grey {k}"]}))
+    (tmp_path / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    items = caption_items("caption-folder", {"path": str(tmp_path), "image_size": [32, 32]}, "val", 0.5)
+    assert items and all(len(it.references) == 2 for it in items)
+    env = CaptionEnv(items)
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def caption_model(tmp_path_factory, text_tokenizer) -> Path:
+    tmp = tmp_path_factory.mktemp("capmodel")
+    torch.manual_seed(0)
+    text_tokenizer.save(tmp / "tok.json")
+    notes = tmp / "notes"
+    notes.mkdir()
+    for k in range(8):
+        (notes / f"{k}.txt").write_text(f"note {k}: the quick brown fox jumps over the lazy dog. " * (k + 1))
+    (tmp / "chats.jsonl").write_text("\n".join(json.dumps({"messages": [
+        {"role": "user", "content": f"hi {k}"}, {"role": "assistant", "content": f"hello fox {k}"}]})
+        for k in range(8)) + "\n")
+    tasks = {"sources": {
+        "caption-shapes": {"kind": "caption-shapes", "options": SHAPES, "val_fraction": 0.05},
+        "notes": {"kind": "text", "options": {"path": str(notes)}, "val_fraction": 0.5},
+        "chats": {"kind": "chat-jsonl", "options": {"path": str(tmp / "chats.jsonl")}, "val_fraction": 0.5}}}
+    export_model(tmp / "model", GatoModel(CFG), tmp / "tok.json", tasks)
+    for it in caption_items("caption-shapes", SHAPES):
+        Image.fromarray(it.load()).save(tmp / f"{it.key.replace('/', '-')}.png")
+    return tmp
+
+
+def test_agent_rollout_captions_equal_the_caption_command(caption_model: Path) -> None:
+    model, tok, tasks = load_model(caption_model / "model")
+    items = caption_items("caption-shapes", SHAPES)
+    envs = [CaptionEnv(items) for _ in range(4)]
+    fields = observation_fields(envs[0].observation_space)
+    runs = {}
+    for cache in (True, False):
+        agent = Agent(model, fields, FieldSpec("text", ()), 4, tok, use_cache=cache, max_text_tokens=20)
+        results = run_agent(agent, envs, 6, seed=0, keep_actions=True)
+        runs[cache] = [r.info["caption"] for r in results]
+        assert [r.actions[0] for r in results] == runs[cache]
+    assert runs[True] == runs[False]
+    images = [str(caption_model / f"val-{k}.png") for k in range(6)]
+    r = subprocess.run([EXE, "caption", "--model", str(caption_model / "model"), *images,
+                        "--max-tokens", "20"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    printed = [line.split(": ", 1)[1] if ": " in line else "" for line in r.stdout.splitlines()]
+    assert printed == runs[True]
+
+
+def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -> None:
+    out = caption_model / "eval.json"
+    r = subprocess.run([EXE, "eval", "--model", str(caption_model / "model"), "--task", "caption-shapes",
+                        "--task", "notes", "--task", "chats", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "exact match" in r.stdout and "perplexity" in r.stdout
+    report = {t["task"]: t for t in json.loads(out.read_text())["tasks"]}
+    cap = report["caption-shapes"]
+    assert cap["episodes"] == 6 and cap["images"] == 6  # every held-out image by default
+    assert 0 <= cap["exact_match"] <= 1 and 0 <= cap["bleu4"] <= 1
+    assert cap["normalized_mean"] is not None  # against the stored chance and expert references
+    grid = Path(cap["samples"])
+    assert grid.is_file() and Image.open(grid).size[0] > 0
+    model, tok, _ = load_model(caption_model / "model")
+    for name, kind, path in (("notes", "text", caption_model / "notes"),
+                             ("chats", "chat-jsonl", caption_model / "chats.jsonl")):
+        ppl = report[name]
+        source = Source(SourceConfig(name, kind, 1.0, {"path": str(path)}))
+        units = source.units("val", CFG, tok, 0.5, Counter())
+        targets = sum(int(seq.targets[1:].sum()) for _, seq in units)
+        assert ppl["tokens"] == targets > 0  # exactly the held-out tokens training puts a loss on
+        assert 1 < ppl["perplexity"] < 10 * CFG.vocab_size
+
+
+def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> None:
+    model, tok, tasks = load_model(caption_model / "model")
+    report = evaluate_task(model, tok, tasks, "notes", 0, 1)
+    units = list(Source(SourceConfig("notes", "text", 1.0, {"path": str(caption_model / "notes")}))
+                 .units("val", CFG, tok, 0.5, Counter()))
+    nll, n = 0.0, 0
+    for _, seq in units:
+        for a in range(0, len(seq) - 1, CFG.block_size - 1):
+            t = torch.as_tensor(seq.tokens[a:a + CFG.block_size], dtype=torch.long)[None]
+            with torch.no_grad():
+                logits, _ = model(t, torch.full_like(t, -1))
+            logp = torch.log_softmax(logits[0, :-1].float(), -1)
+            keep = torch.as_tensor(seq.targets[a + 1:a + t.shape[1]])
+            nll -= float(logp[torch.arange(t.shape[1] - 1), t[0, 1:]][keep].sum())
+            n += int(keep.sum())
+    assert report.extra["perplexity"] == pytest.approx(np.exp(nll / n), rel=1e-4)
