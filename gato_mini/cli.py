@@ -298,6 +298,26 @@ COMMANDS: dict[str, Command] = {
 TAKES_OVERRIDES = {"train"}
 
 
+def _add_quickstart(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    p.add_argument("--minutes", type=float, default=20.0,
+                   help="wall-time budget of the whole run in minutes (default: 20)")
+    p.add_argument("--config", help="a quickstart config (default: the packaged configs/quickstart.yaml)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_quickstart(args: argparse.Namespace) -> int:
+    from gato_mini.quickstart import main as quickstart
+
+    argv = ["gato-mini", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("gato-mini") else \
+        ["gato-mini", "quickstart", "--out", args.out, "--minutes", f"{args.minutes:g}"]
+    return quickstart(args.out, args.minutes, args.config, not args.no_progress, argv)
+
+
+COMMANDS["quickstart"] = ("the main job: collect expert episodes, train one model on control, captions and "
+                          "text, evaluate it, write a report (resumable)", _add_quickstart, _run_quickstart)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
     parser = argparse.ArgumentParser(

@@ -60,3 +60,93 @@ def caption_grid(images: Sequence[np.ndarray], captions: Sequence[str], referenc
     tmp = out.with_name(f".{out.name}.tmp.png")
     sheet.save(tmp)
     return _rename_into_place(tmp, out)
+
+
+def _pyplot():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_metrics(csv_path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's CSV log as ``{column: [(step, value), ...]}`` (empty cells skipped)."""
+    import csv
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                try:
+                    series.setdefault(key, []).append((step, float(value)))
+                except ValueError:
+                    continue
+    return series
+
+
+MODALITIES = {"actions": "actions (control)", "captions": "captions", "text": "text and chat"}
+
+
+def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -> str:
+    """One panel per modality: training loss (smoothed) and validation loss against the step."""
+    plt = _pyplot()
+    present = [m for m in MODALITIES if f"train/loss_{m}" in metrics or f"val/loss_{m}" in metrics]
+    if not present:
+        raise GatoError("no per-modality losses in the training log")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], present, strict=True):
+        train = metrics.get(f"train/loss_{m}", [])
+        if train:
+            steps, values = zip(*train, strict=True)
+            k = max(1, len(values) // 30)
+            smooth = np.convolve(values, np.ones(k) / k, mode="valid")
+            ax.plot(steps, values, color="tab:blue", alpha=0.25, lw=0.8)
+            ax.plot(steps[k - 1:], smooth, color="tab:blue", label="train")
+        val = metrics.get(f"val/loss_{m}", [])
+        if val:
+            steps, values = zip(*val, strict=True)
+            ax.plot(steps, values, "o-", color="tab:orange", label="validation")
+        ax.set_title(MODALITIES[m])
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def score_bars(scores: dict[str, float], path: str | Path, title: str) -> str:
+    """Horizontal bars of normalized scores (0 = random, 100 = expert)."""
+    plt = _pyplot()
+    if not scores:
+        raise GatoError("no normalized scores to plot")
+    names = list(scores)
+    values = [scores[n] for n in names]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.2))
+    colours = ["tab:green" if v >= 50 else "tab:orange" if v >= 10 else "tab:red" for v in values]
+    ax.barh(names, values, color=colours)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axvline(100, color="grey", lw=0.8, ls="--")
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.0f}", va="center", ha="left" if v >= 0 else "right")
+    ax.set_xlabel("normalized score: 0 = random, 100 = expert")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    lo = min(0.0, min(values)) - 10
+    ax.set_xlim(lo, max(110.0, max(values) + 15))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> str:  # noqa: ANN001 (a matplotlib Figure)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    _pyplot().close(fig)
+    return _rename_into_place(tmp, out)

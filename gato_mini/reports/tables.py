@@ -133,6 +133,11 @@ def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
 
 def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001 (list[TaskReport])
     """One row per task: raw return, normalized score against random and expert, failures."""
+    print_summaries([r.summary() for r in reports], console)
+
+
+def print_summaries(summaries: list[dict], console: Console | None = None) -> None:
+    """:func:`print_eval` from ``TaskReport.summary()`` dicts (as stored in ``eval.json``)."""
 
     def num(x, fmt="{:.1f}"):
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
@@ -142,10 +147,9 @@ def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001
     columns = ("task", "episodes", "return", "normalized", "random", "expert", "metrics", "steps/s", "prompt")
     for col in columns:
         table.add_column(col, justify="left" if col in ("task", "prompt", "metrics") else "right")
-    for r in reports:
-        s = r.summary()
+    for s in summaries:
         if "perplexity" in s:  # text and chat: no episodes
-            table.add_row(r.task, "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f} "
+            table.add_row(s["task"], "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f} "
                           f"({s['tokens']:,} tokens)", "-", "-")
             continue
         metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
@@ -154,7 +158,7 @@ def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001
         norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
                 if s["normalized_mean"] is not None else "-")
         ret = f"{num(s['return_mean'], '{:.2f}')} ± {num(s['return_std'], '{:.2f}')}"
-        table.add_row(r.task, eps, ret, norm,
+        table.add_row(s["task"], eps, ret, norm,
                       num(s["random"], "{:.2f}"), num(s["expert"], "{:.2f}"), metrics, num(s["steps_per_s"]),
                       "yes" if s["prompt"] else "none")
     console = console or Console()

@@ -77,7 +77,7 @@ def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
 
 def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, GatoDataModule]:
     """The Trainer, module and DataModule of a run (nothing trained yet)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
     out = Path(run.train.out)
     t = run.train
@@ -90,7 +90,8 @@ def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, Ga
                   max_steps=settings["max_steps"], compile=t.compile)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
                            save_last=True, filename="step{step}", auto_insert_metric_name=False)
-    callbacks: list[Any] = [ckpt]
+    # Ctrl-C or a crash inside fit saves checkpoints/interrupted.ckpt, so a rerun loses nothing.
+    callbacks: list[Any] = [ckpt, OnExceptionCheckpoint(out / "checkpoints", filename="interrupted")]
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
 

@@ -1,0 +1,413 @@
+"""`gato-mini quickstart`: from a fresh machine to a trained generalist agent and its report.
+
+Stages, in order, each with a progress bar or a live status line:
+
+1. ``collect``: expert episodes of the configured tasks (two Atari games and two
+   continuous-control tasks by default) into ``DIR/episodes``;
+2. ``prepare``: the text tokenizer and the shards of every source (episodes,
+   ``caption-shapes``, pydoc text, chat) into ``DIR/data``;
+3. ``train``: the ``tiny`` model on all of it at once, for as many steps as fit
+   the time budget (measured from the step time of a real batch), into ``DIR/run``;
+4. ``eval``: every control task on held-out seeds, caption exact match and
+   BLEU-4, text and chat perplexity, a GIF of an Atari episode;
+5. ``samples``: captions of a few held-out images and a short chat;
+6. ``report``: ``DIR/report.md`` with the score table, figures and versions.
+
+``DIR/quickstart.json`` records every finished stage with its wall time, so a
+rerun skips what is done: collected datasets are reused, shards rebuild only
+when stale, training resumes from its newest checkpoint (the step count of the
+first attempt is kept, so the learning-rate schedule is the same), and
+evaluation is not repeated. A stage interrupted with Ctrl-C leaves only whole
+files behind (datasets, shards, checkpoints and models are written then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from gato_mini.errors import ConfigError, GatoError
+
+STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
+MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
+QUICKSTART_KEYS = ("collect", "eval", "chat", "reserve_minutes")
+
+
+def default_config() -> Path:
+    """The packaged ``configs/quickstart.yaml``."""
+    return Path(str(resources.files("gato_mini.configs").joinpath("quickstart.yaml")))
+
+
+@dataclass
+class Plan:
+    """The ``quickstart`` section of the config."""
+
+    collect: dict[str, dict[str, int]]
+    eval_episodes: int = 8
+    eval_num_envs: int = 4
+    eval_max_steps: dict[str, int] = field(default_factory=dict)
+    caption_images: int = 96
+    chat: list[str] = field(default_factory=list)
+    reserve_minutes: float = 3.5
+
+    @classmethod
+    def parse(cls, raw: Any) -> Plan:
+        from gato_mini.envs.registry import get_task
+
+        if not isinstance(raw, dict) or not raw.get("collect"):
+            raise ConfigError("the config needs a 'quickstart' section with 'collect' (task: {episodes: N})")
+        unknown = sorted(set(raw) - set(QUICKSTART_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key 'quickstart.{unknown[0]}'; known: {', '.join(QUICKSTART_KEYS)}")
+        collect = {}
+        for task, spec in raw["collect"].items():
+            get_task(task)
+            spec = spec or {}
+            if not isinstance(spec, dict) or int(spec.get("episodes", 0)) < 1:
+                raise ConfigError(f"quickstart.collect.{task}: give 'episodes' (at least 1)")
+            collect[task] = {"episodes": int(spec["episodes"]), "max_steps": spec.get("max_steps")}
+        ev = raw.get("eval") or {}
+        chat = raw.get("chat") or []
+        if not all(isinstance(c, str) and c.strip() for c in chat):
+            raise ConfigError("quickstart.chat must be a list of non-empty prompts")
+        return cls(collect, int(ev.get("episodes", 8)), int(ev.get("num_envs", 4)),
+                   {k: int(v) for k, v in (ev.get("max_steps") or {}).items()},
+                   int(ev.get("caption_images", 96)), list(chat), float(raw.get("reserve_minutes", 3.5)))
+
+
+class State:
+    """``DIR/quickstart.json``: finished stages, their wall times, and values to keep across reruns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"stages": {}, "runs": []}
+        if path.is_file():
+            try:
+                self.data = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise GatoError(f"{path} is corrupt; delete it to start the quickstart over") from None
+
+    def done(self, stage: str) -> bool:
+        return bool(self.data["stages"].get(stage, {}).get("done"))
+
+    def finish(self, stage: str, seconds: float, **extra: Any) -> None:
+        self.data["stages"][stage] = {"done": True, "seconds": round(seconds, 1), **extra}
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+
+def check_out_dir(out: Path) -> None:
+    """DIR must be creatable, writable and have room; each failure is one line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise GatoError(f"cannot write to {out}: {exc.strerror or exc}; choose another --out") from None
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise GatoError(f"only {free / 2**30:.2f} GiB free in {out}; the quickstart needs about 1 GiB: "
+                        "free some space or choose another --out")
+
+
+def load_config(path: Path, out: Path) -> tuple[Plan, dict[str, Any]]:
+    """(plan, raw training config with every path inside ``out``)."""
+    from gato_mini.data.datacfg import read_config_file
+
+    raw = read_config_file(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    try:
+        plan = Plan.parse(raw.pop("quickstart", None))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    raw.setdefault("data", {})
+    raw["data"] = dict(raw["data"])
+    raw["data"]["root"] = str(out / "data")
+    raw["data"]["episodes"] = str(out / "episodes")
+    raw["train"] = {**(raw.get("train") or {}), "out": str(out / "run")}
+    raw["trainer"] = dict(raw.get("trainer") or {})
+    return plan, raw
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that decide results."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("gato-mini", "torch", "lightning", "gymnasium", "ale-py", "mujoco", "minari", "tokenizers",
+                 "torchmetrics", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+class Quickstart:
+    """The six stages over one output folder (see the module docstring)."""
+
+    def __init__(self, out: str | Path, minutes: float, config: str | Path | None = None,
+                 progress: bool = True, argv: list[str] | None = None) -> None:
+        from rich.console import Console
+
+        if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+            raise GatoError(f"--minutes must be a positive number, got {minutes}")
+        self.out = Path(out).resolve()
+        self.minutes = float(minutes)
+        self.config_path = Path(config) if config else default_config()
+        if not self.config_path.is_file():
+            raise GatoError(f"config file not found: {self.config_path}")
+        check_out_dir(self.out)
+        self.plan, self.raw = load_config(self.config_path, self.out)
+        self.progress = progress
+        self.console = Console()
+        self.state = State(self.out / "quickstart.json")
+        self.argv = argv or ["gato-mini", "quickstart", "--out", str(out), "--minutes", str(minutes)]
+        self.t0 = time.perf_counter()
+        self.spent_before = sum(s.get("seconds", 0) for s in self.state.data["stages"].values())
+
+    # --- the driver -------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Every stage not done yet; returns the final scores."""
+        self.state.data["runs"].append({"argv": self.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        self.state.data["versions"] = versions()
+        self.state.save()
+        steps: list[tuple[str, Callable[[], dict[str, Any] | None]]] = [
+            ("collect", self.collect), ("prepare", self.prepare), ("train", self.train),
+            ("eval", self.evaluate), ("samples", self.samples), ("report", self.report)]
+        for k, (stage, fn) in enumerate(steps, 1):
+            if stage != "report" and stage != "prepare" and self.state.done(stage):
+                self.console.print(f"[bold][{k}/6] {stage}[/bold]: done in an earlier run, skipped")
+                continue
+            self.console.rule(f"[bold][{k}/6] {stage}")
+            start = time.perf_counter()
+            try:
+                extra = fn() or {}
+            except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
+                print(f"gato-mini quickstart: interrupted during {stage}; run the same command again to "
+                      "continue (finished stages and checkpoints are kept)", file=sys.stderr)
+                raise KeyboardInterrupt from None
+            self.state.finish(stage, time.perf_counter() - start, **extra)
+        return self.state.data.get("scores", {})
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    # --- stages -------------------------------------------------------------------------
+    def collect(self) -> dict[str, Any]:
+        from gato_mini.collect import run_episodes
+
+        made = {}
+        for task, spec in self.plan.collect.items():
+            path = self.out / "episodes" / task / "expert-v0"
+            if path.is_dir():
+                self.console.print(f"{task}: reusing {path}")
+                continue
+            r = run_episodes(task, "expert", spec["episodes"], 0, spec["max_steps"], self.out / "episodes",
+                             progress=self.progress)
+            made[task] = {"episodes": spec["episodes"], "steps": r.steps, "return": round(r.mean, 2)}
+            self.console.print(f"{task}: {spec['episodes']} expert episodes, {r.steps} steps, mean return "
+                               f"{r.mean:.1f} -> {path}")
+        return {"collected": made}
+
+    def _run_config(self, max_steps: int | None = None):  # noqa: ANN202 (a RunConfig)
+        from gato_mini.train.config import parse_run_config
+
+        raw = json.loads(json.dumps(self.raw))
+        if max_steps is not None:
+            raw["trainer"]["max_steps"] = max_steps
+        try:
+            return parse_run_config(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+
+    def prepare(self) -> dict[str, Any]:
+        from gato_mini.data.prepare import prepare
+        from gato_mini.reports.tables import print_prepare
+
+        run = self._run_config(1)
+        result = prepare(run.data, run.model, progress=self.progress)
+        print_prepare(result, self.console)
+        return {"tokens": sum(sum(r.tokens.values()) for r in result.sources)}
+
+    def _step_seconds(self, run) -> float:  # noqa: ANN001
+        """Seconds per optimizer step on a real batch (median of 3 after a warm-up step)."""
+        import numpy as np
+        import torch
+
+        from gato_mini.data.datamodule import open_sampler
+        from gato_mini.data.windows import collate
+        from gato_mini.model.model import GatoModel
+
+        sampler = open_sampler(run.data, run.model, "train")
+        rng = np.random.default_rng(0)
+        batch = collate([sampler.sample(rng) for _ in range(run.train.batch_size)], run.model)
+        gpu = torch.cuda.is_available() and run.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+        device = "cuda" if gpu else "cpu"
+        model = GatoModel(run.model).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "task"}
+        times = []
+        for _ in range(4):
+            t = time.perf_counter()
+            _, loss = model(**inputs)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        return sorted(times[1:])[1]
+
+    def train(self) -> dict[str, Any]:
+        from gato_mini.train.run import train
+
+        info = self.state.data.setdefault("train", {})
+        budget = self.minutes * 60 - self.spent_before - self._elapsed() - self.plan.reserve_minutes * 60
+        if "max_steps" not in info:
+            if "max_steps" in self.raw["trainer"]:
+                info["max_steps"] = int(self.raw["trainer"]["max_steps"])
+            else:
+                if budget < 30:
+                    raise GatoError(f"--minutes {self.minutes:g} leaves {max(budget, 0):.0f} s for training "
+                                    f"after collection, data and a {self.plan.reserve_minutes:g}-minute "
+                                    "reserve for evaluation; give more minutes")
+                self.console.print("measuring the step time on a real batch ...")
+                step_s = self._step_seconds(self._run_config(1))
+                # Lightning adds validation, logging and checkpoints: keep 15% slack.
+                info["max_steps"] = max(20, int(0.85 * budget / step_s))
+                info["measured_step_seconds"] = round(step_s, 4)
+            info["budget_seconds"] = round(budget)
+            self.state.save()
+        max_steps = info["max_steps"]
+        run = self._run_config(max_steps)
+        run.trainer.setdefault("val_check_interval", max(1, max_steps // 4))
+        run.trainer.setdefault("max_time", {"seconds": int(max(budget, 60) * 1.15) + 60})  # a hard stop
+        ckpt = latest_checkpoint(self.out / "run" / "checkpoints")
+        self.console.print(f"training {run.model.name} for {max_steps} steps "
+                           f"(budget {budget / 60:.1f} min){'; resuming from ' + str(ckpt) if ckpt else ''}")
+        model_dir = train(run, str(ckpt) if ckpt else None, progress=self.progress)
+        return {"max_steps": max_steps, "model": str(model_dir)}
+
+    def evaluate(self) -> dict[str, Any]:
+        from gato_mini.agent.evaluate import evaluate_task, write_json
+        from gato_mini.collect import measure_reference
+        from gato_mini.envs.registry import TASKS
+        from gato_mini.model.export import load_model
+        from gato_mini.reports.tables import eval_progress, print_eval
+
+        model, tok, tasks = load_model(self.out / "run" / "model")
+        p = self.plan
+        reports = []
+        atari = [t for t in p.collect if TASKS[t].family == "atari"]
+        order = [t for t in tasks["sources"] if t in p.collect] + \
+                [t for t in tasks["sources"] if t not in p.collect]
+        with eval_progress(self.progress) as bar:
+            for task in order:
+                kind = tasks["sources"][task]["kind"]
+                caption = kind.startswith("caption")
+                episodes = p.caption_images if caption else p.eval_episodes
+                bar_task = bar.add_task(task, total=episodes if kind == "episodes" or caption else None,
+                                        ret="-")
+                cap = p.eval_max_steps.get(task)
+                video = str(self.out / f"{task}.gif") if atari and task == atari[0] else None
+                report = evaluate_task(model, tok, tasks, task, episodes,
+                                       16 if caption else p.eval_num_envs, seed=1000,
+                                       prompt_dataset=str(self.out / "episodes" / task / "expert-v0")
+                                       if kind == "episodes" else None, max_steps=cap, video=video,
+                                       progress=lambda r, t=bar_task: bar.update(t, advance=1),
+                                       samples=str(self.out / f"{task}-samples.png") if caption else None)
+                if kind == "episodes" and cap and cap < TASKS[task].max_steps:
+                    # The registry's references are for full episodes: measure both at this cap and seeds.
+                    refs = {k: measure_reference(task, k, episodes, 1000, cap, progress=False)
+                            for k in ("random", "expert")}
+                    report.random, report.expert = refs["random"].mean, refs["expert"].mean
+                    report.extra["references"] = f"measured now at a {cap}-step cap, seeds 1000+"
+                reports.append(report)
+        write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))
+        print_eval(reports, self.console)
+        scores = {}
+        for r in reports:
+            s = r.summary()
+            scores[r.task] = {k: s[k] for k in ("return_mean", "normalized_mean", "exact_match", "bleu4",
+                                                "perplexity") if s.get(k) is not None}
+        self.state.data["scores"] = scores
+        return {}
+
+    def samples(self) -> dict[str, Any]:
+        from gato_mini.agent.prompting import ChatSession, Sampling
+        from gato_mini.model.export import load_model
+
+        model, tok, _ = load_model(self.out / "run" / "model")
+        session = ChatSession(model, tok, None, Sampling(max_tokens=48))
+        chat = []
+        for prompt in self.plan.chat:
+            reply = session.reply(prompt)
+            chat.append({"user": prompt, "assistant": reply})
+            self.console.print(f"[bold]user[/bold]: {prompt}\n[bold]gato-mini[/bold]: {reply}")
+        evals = json.loads((self.out / "eval.json").read_text())["tasks"]
+        captions = []
+        for t in evals:
+            for e in t.get("per_episode", [])[:8]:
+                if "caption" in e.get("info", {}):
+                    captions.append({"task": t["task"], "image": e["info"].get("key"),
+                                     "caption": e["info"]["caption"], "references": e["info"]["references"]})
+        for c in captions:
+            self.console.print(f"{c['task']} {c['image']}: {c['caption']}   [dim](reference: "
+                               f"{c['references'][0]})[/dim]")
+        tmp = self.out / "samples.json.tmp"
+        tmp.write_text(json.dumps({"chat": chat, "captions": captions}, indent=1))
+        tmp.replace(self.out / "samples.json")
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        from gato_mini.reports.report import write_report
+
+        path = write_report(self.out, self.state.data, self.argv)
+        self.console.print(f"wrote {path}")
+        return {}
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the highest global step in ``folder`` (``last.ckpt``, ``stepN.ckpt`` ...)."""
+    if not folder.is_dir():
+        return None
+    from gato_mini.model.export import read_checkpoint
+
+    best, best_step = None, -1
+    for path in folder.glob("*.ckpt"):
+        try:
+            step = int(read_checkpoint(path).get("global_step", -1))
+        except GatoError:
+            continue  # a torn or foreign file: ignore it
+        if step > best_step:
+            best, best_step = path, step
+    return best
+
+
+def main(out: str, minutes: float, config: str | None, progress: bool, argv: list[str]) -> int:
+    """Run (or resume) the quickstart; prints the score table at the end."""
+    from gato_mini.reports.report import duration
+    from gato_mini.reports.tables import print_summaries
+
+    qs = Quickstart(out, minutes, config, progress, argv)
+    qs.run()
+    print_summaries(json.loads((qs.out / "eval.json").read_text())["tasks"], qs.console)
+    stages = qs.state.data["stages"]
+    qs.console.print(" · ".join(f"{k} {duration(v['seconds'])}" for k, v in stages.items())
+                     + f" · total {duration(sum(v['seconds'] for v in stages.values()))}")
+    qs.console.print(f"report: {qs.out / 'report.md'}")
+    return 0

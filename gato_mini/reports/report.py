@@ -1,0 +1,137 @@
+"""``DIR/report.md`` of a quickstart run: scores, figures, samples, commands and versions.
+
+Built only from files the earlier stages left in ``DIR`` (``eval.json``,
+``samples.json``, the training log, ``quickstart.json``), so it can be
+regenerated at any time. Written to a temporary file, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+from gato_mini.reports.figures import loss_curves, read_metrics, score_bars
+
+
+def _num(x: Any, fmt: str = "{:.1f}") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return fmt.format(x)
+
+
+def duration(seconds: float) -> str:
+    """``42 s`` or ``3.5 min``."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _relative(path: str, out: Path) -> str:
+    """A path as the report links it: relative to the report's folder when inside it."""
+    p = Path(path)
+    return str(p.relative_to(out)) if p.is_relative_to(out) else str(p)
+
+
+def score_rows(tasks: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows of the score table, one per evaluated task."""
+    rows = ["| task | kind | raw score | normalized (0 random, 100 expert) | random | expert | metrics |",
+            "|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        if "perplexity" in t:
+            rows.append(f"| {t['task']} | text | - | - | - | - | perplexity {t['perplexity']:.2f} "
+                        f"on {t['tokens']:,} held-out tokens |")
+            continue
+        caption = "exact_match" in t
+        metrics = (f"exact match {100 * t['exact_match']:.1f}%, BLEU-4 {100 * t['bleu4']:.1f} "
+                   f"({t.get('images', '?')} images)" if caption else
+                   f"{t['episodes'] - t['failed']} episodes"
+                   + (f", {t['failed']} failed" if t["failed"] else ""))
+        norm = (f"{_num(t['normalized_mean'])} ± {_num(t['normalized_std'])}"
+                if t.get("normalized_mean") is not None else "-")
+        rows.append(f"| {t['task']} | {'caption' if caption else 'control'} | "
+                    f"{_num(t['return_mean'], '{:.2f}')} ± {_num(t['return_std'], '{:.2f}')} | {norm} | "
+                    f"{_num(t['random'], '{:.2f}')} | {_num(t['expert'], '{:.2f}')} | {metrics} |")
+    return rows
+
+
+def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
+    """Write ``out/report.md`` (and its figures under ``out/figures``); returns its path."""
+    figures = out / "figures"
+    evals = json.loads((out / "eval.json").read_text())["tasks"]
+    samples = json.loads((out / "samples.json").read_text()) if (out / "samples.json").is_file() else {}
+    lines = ["# gato-mini quickstart report", "",
+             "One `tiny` Transformer trained on control episodes, image captions, text and chat at once, "
+             "then evaluated on each. Normalized score = 100 (score - random) / (expert - random).", ""]
+
+    lines += ["## Scores", ""] + score_rows(evals) + [""]
+    notes = [f"- {t['task']}: references {t['references']}" for t in evals if t.get("references")]
+    lines += notes + ([""] if notes else [])
+    normalized = {t["task"]: t["normalized_mean"] for t in evals if t.get("normalized_mean") is not None}
+    if normalized:
+        score_bars(normalized, figures / "scores.png", "gato-mini quickstart: normalized scores")
+        lines += ["![normalized scores](figures/scores.png)", ""]
+
+    logs = sorted((out / "run" / "logs").glob("version_*/metrics.csv"))
+    if logs:
+        loss_curves(read_metrics(logs[-1]), figures / "loss.png")
+        lines += ["## Training", "", "Loss per modality (nats per target token): the training loss, "
+                  "smoothed, and the loss on held-out windows.", "", "![loss curves](figures/loss.png)", ""]
+    train = state.get("train", {})
+    if train:
+        how = (f"{train['max_steps']} steps, sized from a measured {train['measured_step_seconds']} s per "
+               f"step to fit {train['budget_seconds']} s" if "measured_step_seconds" in train
+               else f"{train.get('max_steps')} steps, as the config says")
+        lines += [f"Trained for {how}.", ""]
+
+    grids = [t for t in evals if t.get("samples")]
+    if grids or samples.get("captions"):
+        lines += ["## Captions", ""]
+        for t in grids:
+            rel = _relative(t["samples"], out)
+            lines += [f"Held-out {t['task']} images with the model's caption (green: exact match, red: not) "
+                      "and a reference (grey):", "", f"![captions]({rel})", ""]
+        for c in samples.get("captions", []):
+            lines.append(f"- `{c['image']}`: **{c['caption']}** (reference: {c['references'][0]})")
+        lines.append("")
+
+    gifs = [t for t in evals if t.get("video")]
+    if gifs:
+        lines += ["## An Atari episode", ""]
+        for t in gifs:
+            rel = _relative(t["video"], out)
+            first = t["per_episode"][0]
+            lines += [f"{t['task']}, first evaluation episode (return {first['ret']:.1f}):", "",
+                      f"![{t['task']}]({rel})", ""]
+
+    if samples.get("chat"):
+        lines += ["## Chat", "", "```"]
+        for turn in samples["chat"]:
+            lines += [f"user:      {turn['user']}", f"gato-mini: {turn['assistant']}"]
+        lines += ["```", ""]
+
+    stages = state.get("stages", {})
+    if stages:
+        lines += ["## Time per stage", "", "| stage | wall time |", "|---|---|"]
+        lines += [f"| {name} | {duration(s.get('seconds', 0))} |" for name, s in stages.items()]
+        total = sum(s.get("seconds", 0) for s in stages.values())
+        lines += [f"| total | {duration(total)} |", ""]
+
+    lines += ["## How this was made", "", "```bash", shlex.join(argv)]
+    lines += ["# the same steps by hand:",
+              f"gato-mini prepare --config {out / 'run' / 'config.yaml'}",
+              f"gato-mini eval --model {out / 'run' / 'model'} "
+              + " ".join(f"--task {t['task']}" for t in evals),
+              f"gato-mini chat --model {out / 'run' / 'model'}", "```", ""]
+    runs = state.get("runs", [])
+    if len(runs) > 1:
+        lines += [f"Resumed {len(runs) - 1} time(s); finished stages were not redone.", ""]
+    versions = state.get("versions", {})
+    if versions:
+        lines += ["| package | version |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in versions.items()] + [""]
+    path = out / "report.md"
+    tmp = out / "report.md.tmp"
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)
+    return path

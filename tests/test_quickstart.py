@@ -1,0 +1,139 @@
+"""`gato-mini quickstart` end to end on a fast config: every report section, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gato_mini.quickstart import STAGES, default_config, load_config
+
+EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
+FAST = {
+    "quickstart": {
+        "collect": {"atari-pong": {"episodes": 2, "max_steps": 40},
+                    "atari-breakout": {"episodes": 1, "max_steps": 30},
+                    "control-pendulum": {"episodes": 3, "max_steps": 30},
+                    "mujoco-reacher": {"episodes": 3}},
+        "eval": {"episodes": 2, "num_envs": 2, "caption_images": 6,
+                 "max_steps": {"atari-pong": 20, "atari-breakout": 20, "control-pendulum": 30}},
+        "chat": ["hello", "how are you?"],
+        "reserve_minutes": 0.5},
+    "model": {"name": "tiny", "n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 128,
+              "text_vocab_size": 300},
+    "data": {"val_windows": 2, "sources": {
+        "atari-pong": {}, "atari-breakout": {}, "control-pendulum": {}, "mujoco-reacher": {},
+        "caption-shapes": {"count": 200, "val_count": 12}, "text-pydoc": {"max_modules": 3},
+        "chat-chatterbot": {"weight": 0.5}}},
+    "train": {"batch_size": 4, "checkpoint_every": 4, "warmup_steps": 2},
+    "trainer": {"max_steps": 8, "log_every_n_steps": 1, "limit_val_batches": 2},
+}
+SECTIONS = ("## Scores", "figures/scores.png", "## Training", "figures/loss.png", "## Captions",
+            "caption-shapes-samples.png", "## An Atari episode", "atari-pong.gif", "## Chat",
+            "## Time per stage", "## How this was made", "| torch |")
+
+
+def _run(out: Path, config: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, "quickstart", "--out", str(out), "--config", str(config), "--minutes", "10",
+                           "--no-progress", *extra], capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def fast_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("qsconfig") / "fast.yaml"
+    path.write_text(yaml.safe_dump(FAST, sort_keys=False))
+    return path
+
+
+def test_the_packaged_config_is_the_documented_default(tmp_path: Path) -> None:
+    from gato_mini.envs.registry import TASKS
+
+    plan, raw = load_config(default_config(), tmp_path)
+    families = [TASKS[t].family for t in plan.collect]
+    assert families.count("atari") >= 2 and families.count("control") >= 2
+    assert {"caption-shapes", "text-pydoc", "chat-chatterbot"} <= set(raw["data"]["sources"])
+    assert raw["model"] == "tiny" and "max_steps" not in raw["trainer"]  # sized from --minutes
+    assert raw["train"]["out"] == str(tmp_path / "run")
+
+
+def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp_path: Path,
+                                                                             fast_config: Path) -> None:
+    out = tmp_path / "qs"
+    r = _run(out, fast_config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for section in SECTIONS:
+        assert section in report, section
+    for figure in ("figures/scores.png", "figures/loss.png", "caption-shapes-samples.png", "atari-pong.gif"):
+        assert (out / figure).stat().st_size > 0, figure
+    state = json.loads((out / "quickstart.json").read_text())
+    assert all(state["stages"][s]["done"] for s in STAGES)
+    scores = state["scores"]
+    assert {"atari-pong", "atari-breakout", "control-pendulum", "mujoco-reacher"} <= set(scores)
+    assert "exact_match" in scores["caption-shapes"] and "bleu4" in scores["caption-shapes"]
+    assert scores["text-pydoc"]["perplexity"] > 1 and scores["chat-chatterbot"]["perplexity"] > 1
+    assert "perplexity" in r.stdout and "total" in r.stdout  # the final table and the stage times
+
+    # Interrupt during evaluation (after training), then rerun: training is not redone.
+    weights = out / "run" / "model" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    state["stages"].pop("eval")
+    state["stages"].pop("samples")
+    (out / "quickstart.json").write_text(json.dumps(state))
+    cmd = [EXE, "quickstart", "--out", str(out), "--config", str(fast_config), "--minutes", "10",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline and "[4/6] eval" not in seen:
+        chunk = os.read(proc.stdout.fileno(), 4096).decode(errors="replace")
+        if not chunk:
+            break  # the process ended
+        seen += chunk
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted during eval" in err
+    r = _run(out, fast_config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "[3/6] train: done in an earlier run, skipped" in r.stdout
+    assert "[1/6] collect: done in an earlier run, skipped" in r.stdout
+    assert weights.stat().st_mtime_ns == before
+    assert len(json.loads((out / "quickstart.json").read_text())["runs"]) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--minutes", "0"], "--minutes must be a positive number"),
+    (["--minutes", "nan"], "--minutes must be a positive number"),
+    (["--out", "/proc/gato-mini-cannot-write"], "cannot write to /proc/gato-mini-cannot-write"),
+    (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+])
+def test_quickstart_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    full = ["--out", str(tmp_path / "qs"), *args] if "--out" not in args else args
+    r = subprocess.run([EXE, "quickstart", "--no-progress", *full], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_quickstart_refuses_a_budget_too_small_to_train(tmp_path: Path, fast_config: Path) -> None:
+    raw = yaml.safe_load(fast_config.read_text())
+    raw["trainer"].pop("max_steps")
+    raw["quickstart"]["reserve_minutes"] = 5
+    config = tmp_path / "tight.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = subprocess.run([EXE, "quickstart", "--out", str(tmp_path / "qs"), "--config", str(config),
+                        "--minutes", "5", "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "give more minutes" in r.stderr, r.stderr[-2000:]
+    state = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
+    assert state["stages"]["collect"]["done"] and "train" not in state["stages"]  # the rest is kept
