@@ -174,3 +174,16 @@ def test_relative_out_folder(tmp_path, monkeypatch):
     result = run_episodes("control-pendulum", "expert", 1, seed=0, max_steps=10, out="eps", progress=False)
     assert result.path == tmp_path / "eps" / "control-pendulum" / "expert-v0"
     assert len(list(iter_episodes(Path("eps") / "control-pendulum" / "expert-v0"))) == 1
+
+
+def test_writer_commits_when_the_block_ends_and_discards_on_an_exception(tmp_path):
+    obs_space, act_space = spaces.Box(0, 1, (2,), np.float32), spaces.Discrete(2)
+    episode = (np.zeros((3, 2), np.float32), np.array([0, 1]), [1.0, 1.0], [False, True], [False, False])
+    with DatasetWriter(tmp_path, "mine/kept-v0", obs_space, act_space) as w:
+        w.add(*episode, seed=0)  # no explicit commit: the end of the block commits
+    assert len(list(iter_episodes(tmp_path / "mine" / "kept-v0"))) == 1
+    with pytest.raises(RuntimeError, match="policy crashed"):
+        with DatasetWriter(tmp_path, "mine/lost-v0", obs_space, act_space) as w:
+            w.add(*episode, seed=0)
+            raise RuntimeError("policy crashed")
+    assert not (tmp_path / "mine" / "lost-v0").exists() and not list(tmp_path.glob(".staging-*"))

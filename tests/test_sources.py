@@ -81,9 +81,15 @@ def test_caption_folder_reads_several_captions(tmp_path: Path) -> None:
     ("{not json", r"metadata.jsonl:2: not valid JSON"),
     (json.dumps({"file_name": "a.png"}), r"metadata.jsonl:2: each line needs"),
     (json.dumps({"file_name": "gone.png", "text": "x"}), r"metadata.jsonl:2: image gone.png not found"),
+    (json.dumps({"file_name": "../../../etc/passwd", "text": "x"}), r"metadata.jsonl:2: .* points outside"),
+    (json.dumps({"file_name": "/etc/passwd", "text": "x"}), r"metadata.jsonl:2: .* points outside"),
+    (json.dumps({"file_name": "link.png", "text": "x"}), r"metadata.jsonl:2: .* points outside"),
 ])
 def test_caption_folder_bad_lines(tmp_path: Path, line: str, message: str) -> None:
     folder = _folder(tmp_path, [json.dumps({"file_name": "a.png", "text": "ok"}), line])
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8)).save(outside)
+    (folder / "link.png").symlink_to(outside)  # a symlink out of the folder is refused too
     with pytest.raises(FileFormatError, match=message):
         list(captions.read_caption_metadata(folder))
 

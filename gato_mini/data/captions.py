@@ -8,7 +8,8 @@ list in ``text``.
 
 Errors name the file and line (``metadata.jsonl:7: ...``): a line that is not
 JSON, a line without ``file_name`` or ``text``, an image that is missing or
-unreadable. A blank line is ignored; an empty caption is skipped and counted.
+unreadable, a ``file_name`` that leads outside the folder (``../../etc/passwd``,
+an absolute path, or a symlink out of it). A blank line is ignored; an empty caption is skipped and counted.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> I
         if not isinstance(name, str) or not all(isinstance(t, str) for t in texts):
             raise FileFormatError(f"{where}: file_name must be a string and text a string or list")
         path = folder / name
+        if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+            raise FileFormatError(f"{where}: file_name {name!r} points outside {folder}; images must be "
+                                  "inside the caption folder")
         if not path.is_file():
             raise FileFormatError(f"{where}: image {name} not found in {folder}")
         for text in texts:

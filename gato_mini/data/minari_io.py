@@ -51,6 +51,9 @@ class DatasetWriter:
 
     >>> # with DatasetWriter(root, "atari-pong/expert-v0", obs_space, act_space) as w:
     >>> #     w.add(observations, actions, rewards, terminations, truncations, seed=0)
+
+    The dataset appears at ``root/<dataset_id>`` when the block ends normally (or
+    at :meth:`commit`); an exception inside the block leaves nothing behind.
     """
 
     def __init__(self, root: str | Path, dataset_id: str, observation_space: spaces.Space,
@@ -65,6 +68,7 @@ class DatasetWriter:
         self.staging = self.root / f"{STAGING_PREFIX}{dataset_id.replace('/', '_')}-{os.getpid()}"
         self._dataset: Any = None
         self.episodes = 0
+        self.committed = False
 
     def __enter__(self) -> DatasetWriter:
         if self.final.exists() and not self.overwrite:
@@ -114,10 +118,16 @@ class DatasetWriter:
             self.final.rename(self.staging / "replaced")
         (self.staging / self.dataset_id).rename(self.final)
         shutil.rmtree(self.staging, ignore_errors=True)
+        self.committed = True
         return self.final
 
-    def __exit__(self, *exc: Any) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        """A block that ends normally commits what was written; an exception discards it."""
+        try:
+            if exc_type is None and self._dataset is not None and not self.committed:
+                self.commit()
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 @dataclass

@@ -1,0 +1,69 @@
+"""The quickstart's results: wall time per stage and the final scores, as JSON and as README rows.
+
+Reads ``DIR/quickstart.json`` (written by ``gato-mini quickstart``); with
+``--run`` it first runs (or resumes) the quickstart itself. Writes
+``benchmarks/results/quickstart.json`` and prints the markdown table that the
+README's results section shows, so that table can be regenerated from a run.
+
+    python benchmarks/quickstart.py [--out runs/quickstart] [--run [--minutes 20] [--config FILE]]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from _common import write  # noqa: E402
+
+
+def table(state: dict, evals: list[dict]) -> list[str]:
+    """README rows: one per task, then the stage times."""
+    rows = ["| task | score | normalized (0 random, 100 expert) |", "|---|---|---|"]
+    for t in evals:
+        if "perplexity" in t:
+            rows.append(f"| {t['task']} | perplexity {t['perplexity']:.1f} (held out) | - |")
+        elif "exact_match" in t:
+            rows.append(f"| {t['task']} | exact match {100 * t['exact_match']:.1f}%, BLEU-4 "
+                        f"{100 * t['bleu4']:.1f} ({t['images']} held-out images) | "
+                        f"{t['normalized_mean']:.0f} |")
+        else:
+            norm = "-" if t["normalized_mean"] is None else f"{t['normalized_mean']:.0f}"
+            rows.append(f"| {t['task']} | return {t['return_mean']:.1f} ± {t['return_std']:.1f} "
+                        f"({t['episodes']} episodes) | {norm} |")
+    stages = state["stages"]
+    times = ", ".join(f"{k} {v['seconds'] / 60:.1f}" for k, v in stages.items())
+    total = sum(v["seconds"] for v in stages.values()) / 60
+    return rows + ["", f"Minutes per stage: {times}; total {total:.1f}."]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/quickstart", help="the quickstart's folder")
+    ap.add_argument("--run", action="store_true", help="run (or resume) the quickstart first")
+    ap.add_argument("--minutes", default="20")
+    ap.add_argument("--config")
+    ap.add_argument("--json", default=None, help="result file (default: benchmarks/results/quickstart.json)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if args.run:
+        cmd = ["gato-mini", "quickstart", "--out", str(out), "--minutes", args.minutes]
+        subprocess.run(cmd + (["--config", args.config] if args.config else []), check=True)
+    state = json.loads((out / "quickstart.json").read_text())
+    evals = json.loads((out / "eval.json").read_text())["tasks"]
+    result = {"versions": state.get("versions"), "runs": state.get("runs"),
+              "stages": state["stages"], "train": state.get("train"), "scores": state.get("scores"),
+              "total_seconds": round(sum(v["seconds"] for v in state["stages"].values()), 1)}
+    write("quickstart", result, args.json)
+    print("\n".join(table(state, evals)))
+
+
+if __name__ == "__main__":
+    main()
