@@ -120,3 +120,13 @@ def test_scores_measures_and_compares(tmp_path):
     out = run("scores", "--task", "control-pendulum", "--episodes", "2", "--no-progress")
     assert out.returncode == 0, out.stderr
     assert "random" in out.stdout and "expert" in out.stdout and "normalized" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "prepare"])
+def test_a_yaml_tag_that_would_run_code_is_refused(tmp_path, command):
+    marker = tmp_path / "pwned"
+    config = tmp_path / "evil.yaml"
+    config.write_text(f'model: tiny\ndata: !!python/object/apply:os.system ["touch {marker}"]\n')
+    r = subprocess.run([EXE, command, "--config", str(config)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "evil.yaml:2: not valid YAML" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not marker.exists()  # one line, and the payload never ran
