@@ -90,7 +90,9 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     (out / "quickstart.json").write_text(json.dumps(state))
     cmd = [EXE, "quickstart", "--out", str(out), "--config", str(fast_config), "--minutes", "10",
            "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Unbuffered, so that the stage header arrives when the stage starts (eval takes several seconds).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
     seen = ""
     while time.time() < deadline and "[4/6] eval" not in seen:
@@ -98,7 +100,7 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
         if not chunk:
             break  # the process ended
         seen += chunk
-    time.sleep(1.0)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
