@@ -90,9 +90,12 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     (out / "quickstart.json").write_text(json.dumps(state))
     cmd = [EXE, "quickstart", "--out", str(out), "--config", str(fast_config), "--minutes", "10",
            "--no-progress"]
-    # Unbuffered, so that the stage header arrives when the stage starts (eval takes several seconds).
+    # Unbuffered, so that the stage header arrives when the stage starts (eval takes several seconds);
+    # SIGINT restored to its default, since a shell's background jobs inherit it ignored (as a user's
+    # Ctrl-C in a terminal is not).
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     seen = ""
     while time.time() < deadline and "[4/6] eval" not in seen:
