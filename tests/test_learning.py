@@ -95,6 +95,18 @@ def _make(cls, key):
     return maker
 
 
+def _train_tiny(tmp_path, data: dict, width: int, block_size: int, max_steps: int):  # noqa: ANN202
+    """Train a 2-layer model on ``data`` (a data section without root) and load its export."""
+    raw = {"model": {"name": "tiny", "n_layer": 2, "n_embd": width, "n_head": 4, "block_size": block_size,
+                     "text_vocab_size": 300},
+           "data": {"root": str(tmp_path / "data"), "val_windows": 2, **data},
+           "train": {"out": str(tmp_path / "run"), "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4,
+                     "warmup_steps": 20, "checkpoint_every": 1000},
+           "trainer": {"max_steps": max_steps, "val_check_interval": max_steps, "limit_val_batches": 1,
+                       "log_every_n_steps": 50}}
+    return load_model(train(parse_run_config(yaml.safe_load(yaml.safe_dump(raw))), progress=False))
+
+
 @pytest.mark.slow
 def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatch) -> None:
     tasks = {"fake-quadrant": reg.Task("fake-quadrant", "Quadrant", "control", "bright quadrant", STEPS,
@@ -108,16 +120,9 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
     monkeypatch.setattr(reg, "load_references", lambda path=None: refs)
     for name in tasks:
         run_episodes(name, "expert", 300, seed=0, out=tmp_path / "eps", progress=False)
-    raw = {"model": {"name": "tiny", "n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 128,
-                     "text_vocab_size": 300},
-           "data": {"root": str(tmp_path / "data"), "episodes": str(tmp_path / "eps"), "val_windows": 2,
-                    "sources": {"fake-quadrant": {}, "fake-track": {}}},
-           "train": {"out": str(tmp_path / "run"), "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4,
-                     "warmup_steps": 20, "checkpoint_every": 1000},
-           "trainer": {"max_steps": 600, "val_check_interval": 600, "limit_val_batches": 1,
-                       "log_every_n_steps": 50}}
-    model_dir = train(parse_run_config(yaml.safe_load(yaml.safe_dump(raw))), progress=False)
-    model, tok, tasks_json = load_model(model_dir)
+    model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"),
+                                                    "sources": {"fake-quadrant": {}, "fake-track": {}}},
+                                         width=64, block_size=128, max_steps=600)
     scores = {}
     for name in tasks:
         report = evaluate_task(model, tok, tasks_json, name, episodes=8, num_envs=4, seed=10_000,
@@ -134,16 +139,8 @@ def test_tiny_model_captions_better_than_the_most_common_caption(tmp_path) -> No
     from gato_mini.envs.caption import caption_items, score_captions
 
     shapes = {"count": 4000, "val_count": 64, "seed": 0}
-    raw = {"model": {"name": "tiny", "n_layer": 2, "n_embd": 96, "n_head": 4, "block_size": 256,
-                     "text_vocab_size": 300},
-           "data": {"root": str(tmp_path / "data"), "val_windows": 2,
-                    "sources": {"caption-shapes": shapes}},
-           "train": {"out": str(tmp_path / "run"), "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4,
-                     "warmup_steps": 20, "checkpoint_every": 1000},
-           "trainer": {"max_steps": 300, "val_check_interval": 300, "limit_val_batches": 1,
-                       "log_every_n_steps": 50}}
-    model_dir = train(parse_run_config(yaml.safe_load(yaml.safe_dump(raw))), progress=False)
-    model, tok, tasks_json = load_model(model_dir)
+    model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"caption-shapes": shapes}}, width=96,
+                                         block_size=256, max_steps=300)
     report = evaluate_task(model, tok, tasks_json, "caption-shapes", episodes=0, num_envs=16).summary()
     train_captions = Counter(it.references[0] for it in caption_items("caption-shapes", shapes, "train"))
     common = train_captions.most_common(1)[0][0]

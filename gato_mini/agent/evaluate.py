@@ -183,23 +183,27 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     finally:
         for env in envs:
             env.close()
-    report = TaskReport(task, results, refs["random"].mean if "random" in refs else None,
-                        refs["expert"].mean if "expert" in refs else None, prompt_name,
-                        time.perf_counter() - t0, sum(r.length for r in results))
+    report = TaskReport(task, results, *_reference_means(refs), prompt_name, time.perf_counter() - t0,
+                        sum(r.length for r in results))
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
 
 
-def _caption_env(tasks: dict[str, Any], task: str, n: int) -> list[Any]:
-    """``n`` caption envs over the held-out images of ``task`` (sharing one list of images)."""
-    from gato_mini.envs.caption import CaptionEnv, caption_items
+def _held_out_images(tasks: dict[str, Any], task: str) -> list[Any]:
+    """The held-out images of the caption source ``task``, each with its references."""
+    from gato_mini.envs.caption import caption_items
 
     entry = source_entry(tasks, task)
     items = caption_items(entry["kind"], entry.get("options"), "val", entry.get("val_fraction", 0.05))
     if not items:
         raise GatoError(f"{task} has no held-out images to caption")
-    return [CaptionEnv(items, render_mode="rgb_array") for _ in range(n)]
+    return items
+
+
+def _reference_means(refs: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(random, expert) mean returns of a task's stored references, None where not measured."""
+    return tuple(refs[k].mean if k in refs else None for k in ("random", "expert"))  # type: ignore[return-value]
 
 
 def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
@@ -208,22 +212,21 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[st
                       max_tokens: int = 48) -> TaskReport:
     """Caption held-out images through the caption env and the `Agent`; exact match and BLEU-4."""
     from gato_mini.data.fields import observation_fields
-    from gato_mini.envs.caption import score_captions
+    from gato_mini.envs.caption import CaptionEnv, score_captions
     from gato_mini.envs.registry import TASKS
 
-    probe = _caption_env(tasks, task, 1)[0]
-    count = len(probe.items)
+    items = _held_out_images(tasks, task)
+    count = len(items)
     episodes = episodes or count  # every held-out image once
     n = min(num_envs, episodes)
-    envs = [probe] + [type(probe)(probe.items, render_mode="rgb_array") for _ in range(n - 1)]
-    fields = observation_fields(probe.observation_space)
+    envs = [CaptionEnv(items, render_mode="rgb_array") for _ in range(n)]  # one list of images, shared
+    fields = observation_fields(envs[0].observation_space)
     agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, temperature, use_cache, seed=seed,
                   max_text_tokens=max_tokens)
     refs = TASKS[task].references() if task in TASKS else {}
     t0 = time.perf_counter()
     results = run_agent(agent, envs, episodes, seed, on_episode=progress, keep_actions=True)
-    report = TaskReport(task, results, refs["random"].mean if "random" in refs else None,
-                        refs["expert"].mean if "expert" in refs else None, None, time.perf_counter() - t0,
+    report = TaskReport(task, results, *_reference_means(refs), None, time.perf_counter() - t0,
                         sum(r.length for r in results))
     done = [r for r in results if r.error is None]
     if done:
@@ -235,7 +238,7 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[st
         from gato_mini.reports.figures import caption_grid
 
         shown = done[:16]
-        images = [probe.items[r.seed % count].load() for r in shown]
+        images = [items[r.seed % count].load() for r in shown]
         report.extra["samples"] = caption_grid(images, [r.info["caption"] for r in shown],
                                                [r.info["references"] for r in shown], samples)
     return report
