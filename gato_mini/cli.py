@@ -9,6 +9,7 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -115,6 +116,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="training config YAML (model, data, train, trainer)")
     p.add_argument("--ckpt_path", help="resume from this checkpoint (opened with weights_only=True)")
+    p.add_argument("--resume", action="store_true",
+                   help="resume from the newest checkpoint in TRAIN.OUT/checkpoints (starts afresh if none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.epilog = "Any --SECTION.KEY VALUE overrides the config, e.g. --trainer.max_steps 200 --train.lr 3e-4."
 
@@ -123,11 +126,19 @@ def _run_train(args: argparse.Namespace) -> None:
     import warnings
 
     from gato_mini.train.config import load_run_config
-    from gato_mini.train.run import train
+    from gato_mini.train.run import latest_checkpoint, train
 
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # lightning's own, about torch's pytree
     run = load_run_config(args.config, args.overrides)
-    model_dir = train(run, args.ckpt_path, progress=not args.no_progress)
+    ckpt_path = args.ckpt_path
+    if args.resume:
+        if ckpt_path:
+            raise GatoError("give --resume or --ckpt_path, not both")
+        found = latest_checkpoint(Path(run.train.out) / "checkpoints")
+        print(f"resuming from {found}" if found else f"no checkpoint in {run.train.out}/checkpoints: "
+              "starting afresh", file=sys.stderr)
+        ckpt_path = str(found) if found else None
+    model_dir = train(run, ckpt_path, progress=not args.no_progress)
     print(f"exported the model to {model_dir}")
 
 
@@ -148,6 +159,10 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (slow)")
     p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
+    p.add_argument("--step-timeout", type=float, default=60.0,
+                   help="seconds an environment may take to answer a reset or step before its episode "
+                        "fails (control envs run in their own processes); 0: in this process, no limit "
+                        "(default: 60)")
     p.add_argument("--video", help="record the first episode of the first task as a .gif (or .mp4)")
     p.add_argument("--out", help="JSON results (default: eval.json beside the model folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -162,6 +177,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     if args.prompt_dataset and len(args.task) > 1:
         raise GatoError("--prompt-dataset goes with a single --task")
+    if not args.step_timeout >= 0:
+        raise GatoError(f"--step-timeout must be 0 (no limit) or a positive number of seconds, "
+                        f"got {args.step_timeout}")
     model, tokenizer, tasks = load_model(args.model)
     kinds = {task: source_entry(tasks, task).get("kind", "") for task in args.task}  # unknown ones fail first
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
@@ -183,7 +201,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             reports.append(evaluate_task(
                 model, tokenizer, tasks, task, episodes, num_envs, args.seed, args.prompt_dataset,
                 not args.no_prompt, args.prompt_tokens, args.temperature, not args.no_cache, args.max_steps,
-                args.video if k == 0 else None, tick, samples))
+                args.video if k == 0 else None, tick, samples, args.step_timeout))
     write_json(reports, out, args.model)
     print_eval(reports)
     print(f"wrote {out}")
@@ -355,6 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gato-mini {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A full disk or quota is the machine's state, not a bug: one line, like a user error.
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"gato-mini {args.command}: error: no space left on the device{where}; free some space and "
+              "run the same command again (finished work is kept)", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

@@ -273,7 +273,7 @@ class Quickstart:
         return sorted(times[1:])[1]
 
     def train(self) -> dict[str, Any]:
-        from gato_mini.train.run import train
+        from gato_mini.train.run import latest_checkpoint, train
 
         info = self.state.data.setdefault("train", {})
         budget = self.minutes * 60 - self.spent_before - self._elapsed() - self.plan.reserve_minutes * 60
@@ -380,23 +380,6 @@ class Quickstart:
         path = write_report(self.out, self.state.data, self.argv)
         self.console.print(f"wrote {path}")
         return {}
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint with the highest global step in ``folder`` (``last.ckpt``, ``stepN.ckpt`` ...)."""
-    if not folder.is_dir():
-        return None
-    from gato_mini.model.export import read_checkpoint
-
-    best, best_step = None, -1
-    for path in folder.glob("*.ckpt"):
-        try:
-            step = int(read_checkpoint(path).get("global_step", -1))
-        except GatoError:
-            continue  # a torn or foreign file: ignore it
-        if step > best_step:
-            best, best_step = path, step
-    return best
 
 
 def main(out: str, minutes: float, config: str | None, progress: bool, argv: list[str]) -> int:

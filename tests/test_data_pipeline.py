@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from gato_mini.data.fields import FieldSpec
 from gato_mini.data.prepare import check_shards, prepare, shard_dir
 from gato_mini.data.shapes import make_scene
 from gato_mini.data.timestep import decode_values, patches_to_image
+from gato_mini.data.windows import collate
 from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.tokenizers import TextTokenizer
 
@@ -178,6 +180,24 @@ def test_ranks_and_workers_see_different_data(prepared) -> None:
     it = iter(loader)
     rows = [tuple(next(it)[1].tokens.tolist()) for _ in range(24)]
     assert len(set(rows[0::2]) & set(rows[1::2])) <= 2  # worker 0 and worker 1 interleave
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_a_loader_started_after_k_batches_goes_on_with_batch_k(prepared, workers) -> None:
+    """The data position of a resumed run: a loader told that 5 batches were used yields the 6th batch
+    onwards of a loader started from scratch, whatever the number of workers."""
+    tmp, config, data, cfg, _ = prepared
+    sampler = open_sampler(data, cfg, "train")
+
+    def batches(start: int, n: int) -> list[tuple]:
+        loader = DataLoader(TrainWindows(sampler, seed=3, rank=0, batch_size=4, start=start), batch_size=4,
+                            num_workers=workers, collate_fn=partial(collate, cfg=cfg))
+        it = iter(loader)
+        return [tuple(next(it)["tokens"].flatten().tolist()) for _ in range(n)]
+
+    whole = batches(0, 12)
+    assert len(set(whole)) == 12
+    assert batches(5, 7) == whole[5:]
 
 
 def test_shards_from_another_layout_or_tokenizer_are_refused(prepared, tmp_path) -> None:

@@ -2,10 +2,13 @@
 
 * ``prepare_data`` (local rank 0 only) runs :func:`~gato_mini.data.prepare.prepare`,
   which does nothing when the shards are up to date.
-* Training draws an endless stream of windows (:class:`TrainWindows`). Each
-  (DDP rank, DataLoader worker) pair seeds its own generator from
-  ``(seed, rank, worker)``, so ranks and workers see different data and a run
-  is reproducible for a fixed number of ranks and workers.
+* Training draws an endless stream of windows (:class:`TrainWindows`). The
+  ``j``-th batch a (DDP rank, DataLoader worker) pair makes is drawn from a
+  generator seeded with ``(seed, rank, worker, j)``, so ranks and workers see
+  different data, a run is reproducible for a fixed number of ranks and
+  workers, and a run resumed from a checkpoint at step ``s`` goes on with the
+  batches an uninterrupted run would have drawn after step ``s`` (its data
+  position is the step, not a saved iterator).
 * Validation is a fixed set of ``val_windows`` windows per source from its
   held-out split (:class:`ValWindows`, map-style, so Lightning shards it across
   ranks); sources whose held-out split is empty are left out and listed in
@@ -38,18 +41,35 @@ def open_sampler(data: DataConfig, cfg: GatoConfig, split: str,
     return WindowSampler(sources, cfg, block_size, data.prompt_probability, data.prompt_fraction)
 
 
-class TrainWindows(IterableDataset):
-    """Endless training windows; the stream depends on (seed, rank, worker) only."""
+def first_batch(batches_done: int, worker: int, workers: int) -> int:
+    """How many batches ``worker`` made of the first ``batches_done`` of a rank's loader.
 
-    def __init__(self, sampler: WindowSampler, seed: int = 0, rank: int = 0) -> None:
+    A DataLoader over an endless iterable takes batch ``b`` from worker ``b % workers``.
+    """
+    return max(0, (batches_done - worker + workers - 1) // workers)
+
+
+class TrainWindows(IterableDataset):
+    """Endless training windows in batches of ``batch_size``; batch ``j`` of a (rank, worker) pair
+    depends on (seed, rank, worker, j) only, and the stream starts after ``start`` batches."""
+
+    def __init__(self, sampler: WindowSampler, seed: int = 0, rank: int = 0, batch_size: int = 1,
+                 start: int = 0) -> None:
         self.sampler, self.seed, self.rank = sampler, seed, rank
+        self.batch_size, self.start = batch_size, start
 
     def __iter__(self):
         info = get_worker_info()
-        worker = info.id if info is not None else 0
-        rng = np.random.default_rng([self.seed, self.rank, worker])
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # The loader takes its k-th batch from worker k % workers. Batch `start + k` of the stream was
+        # made by worker (start + k) % workers, so this worker plays that worker's part.
+        role = (worker + self.start) % workers
+        j = first_batch(self.start, role, workers)
         while True:
-            yield self.sampler.sample(rng)
+            rng = np.random.default_rng([self.seed, self.rank, role, j])
+            for _ in range(self.batch_size):
+                yield self.sampler.sample(rng)
+            j += 1
 
 
 class ValWindows(Dataset):
@@ -108,6 +128,13 @@ class GatoDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(trainer.global_rank) if trainer is not None else 0
 
+    def _batches_done(self) -> int:
+        """Training batches this rank has already used (nonzero when resuming from a checkpoint)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return int(trainer.global_step) * int(trainer.accumulate_grad_batches)
+
     def _loader(self, dataset: Any, **kw: Any) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                           collate_fn=partial(collate, cfg=self.cfg), persistent_workers=self.num_workers > 0,
@@ -116,7 +143,8 @@ class GatoDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_sampler is None:
             self.setup("fit")
-        return self._loader(TrainWindows(self.train_sampler, self.data.seed, self._rank()))
+        return self._loader(TrainWindows(self.train_sampler, self.data.seed, self._rank(), self.batch_size,
+                                         self._batches_done()))
 
     def val_dataloader(self) -> DataLoader | list:
         if self.train_sampler is None:

@@ -126,6 +126,22 @@ _QUEUE: Any = None
 def _init_worker(queue: Any) -> None:
     global _QUEUE
     _QUEUE = queue
+    if queue is not None:
+        die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Linux: this (worker) process gets SIGKILL when its parent dies, so a killed ``prepare`` leaves
+    no orphan still writing shards. Elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _build(config: SourceConfig, cfg_dict: dict[str, Any], tokenizer: str, root: str, fingerprint: str,
@@ -227,7 +243,7 @@ def _run_builds(todo: list[tuple[Source, str]], cfg: GatoConfig, tok_path: Path,
                 bar.update(tasks[a[0].name], completed=done, total=done)
             return out
         ctx = mp.get_context("fork")
-        queue = ctx.Manager().Queue()
+        queue = ctx.Queue()  # not a Manager: its server process would outlive a killed parent
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,))
         with pool:
             futures = [pool.submit(_build, *a) for a in args]

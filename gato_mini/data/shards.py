@@ -40,6 +40,27 @@ ARRAYS = {"tokens": np.int32, "targets": np.uint8, "local_pos": np.int16, "patch
           "patch_pos": np.uint8, "starts": np.int64, "units": np.int64}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Drop the temporary folders of writers of ``path`` that were killed (their process is gone)."""
+    if not path.parent.is_dir():
+        return
+    for prefix in (".tmp-", ".old-"):
+        for stale in path.parent.glob(f"{prefix}{path.name}-*"):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
 def layout(cfg: GatoConfig) -> dict[str, Any]:
     """The config values shards depend on (ids, patches, positions): a mismatch means rebuild."""
     keys = ("text_vocab_size", "discrete_bins", "continuous_bins", "mu", "mu_m", "patch_size",
@@ -54,6 +75,7 @@ class ShardWriter:
         self.path = Path(path)
         self.cfg = cfg
         self.tmp = self.path.parent / f".tmp-{self.path.name}-{os.getpid()}"
+        _remove_stale(self.path)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         self._files = {name: open(self.tmp / f"{name}.bin", "wb") for name in ARRAYS}  # noqa: SIM115

@@ -39,11 +39,25 @@ def _state_dict(model: GatoModel) -> dict[str, torch.Tensor]:
     return sd
 
 
+def finish_interrupted_export(out: Path) -> None:
+    """Complete an export killed between its two renames (``out`` moved aside, the new folder not yet
+    in place). The new folder was whole before the first rename, so it takes ``out``'s place."""
+    tmp, old = out.parent / f".tmp-{out.name}", out.parent / f".old-{out.name}"
+    if not out.exists() and old.is_dir() and tmp.is_dir():
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks: dict[str, Any]) -> Path:
-    """Write a model folder (into a temporary folder first, then renamed into place)."""
+    """Write a model folder (into a temporary folder first, then renamed into place).
+
+    A kill at any point leaves either the previous folder or the new one: before the renames the
+    previous folder is untouched; between them, :func:`finish_interrupted_export` completes the swap.
+    """
     from safetensors.torch import save_file
 
     out = Path(out)
+    finish_interrupted_export(out)
     tmp = out.parent / f".tmp-{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -69,6 +83,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     from safetensors.torch import load_file
 
     path = Path(path)
+    finish_interrupted_export(path)
     if not path.is_dir():
         raise FileFormatError(f"model folder not found: {path}")
     for name in FILES:
@@ -95,13 +110,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     return model.to(device).eval(), tokenizer, tasks
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A Lightning checkpoint loaded with ``weights_only=True``; pickled objects are refused."""
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A Lightning checkpoint loaded with ``weights_only=True``; pickled objects are refused.
+
+    ``mmap``: map the tensors instead of reading them (cheap, to look at the step of a large file).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         if found is None:  # not a pickle at all

@@ -4,6 +4,11 @@ It owns the optimizer (AdamW; weight decay on matrices and convolutions only),
 the schedule (linear warmup, then cosine decay to ``min_lr``) and the logging:
 total loss, loss per source and per group (``text``, ``captions``,
 ``actions``), tokens per second and the learning rate.
+
+The model draws random numbers while training (patch positions inside their
+interval, dropout). Each batch reseeds torch from ``(seed, rank, step, micro-batch)``, so a
+run resumed from a checkpoint draws what the uninterrupted run would have drawn,
+and ends with the same weights.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -43,7 +49,7 @@ class LitGato(L.LightningModule):
     """Training shell: ``hparams`` hold plain dicts only (checkpoints load with weights_only=True)."""
 
     def __init__(self, model_config: dict[str, Any], task_names: list[str], task_kinds: list[str],
-                 optim: dict[str, Any], max_steps: int = 1000, compile: bool = False) -> None:
+                 optim: dict[str, Any], max_steps: int = 1000, compile: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.cfg = GatoConfig.from_dict(model_config)
@@ -52,7 +58,7 @@ class LitGato(L.LightningModule):
         self.groups: dict[str, list[int]] = {}
         for i, kind in enumerate(self.task_kinds):
             self.groups.setdefault(source_group(kind), []).append(i)
-        self.optim, self.max_steps = dict(optim), max_steps
+        self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
         # not a registered submodule: the checkpoint holds the weights once, under "model."
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
         self._tick: float | None = None
@@ -79,6 +85,12 @@ class LitGato(L.LightningModule):
                 self.log(f"{stage}/loss_{group}", sums[idx].sum() / n, batch_size=bs,
                          sync_dist=stage == "val")
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        micro = batch_idx % max(1, int(self.trainer.accumulate_grad_batches))  # within gradient accumulation
+        entropy = [self.seed, self.global_rank, self.global_step, micro]
+        state = np.random.SeedSequence(entropy).generate_state(2)
+        torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._losses(batch, "train")

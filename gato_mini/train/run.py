@@ -6,6 +6,12 @@
 exported folder every inference command loads). ``--ckpt_path`` resumes a run
 at its step with its optimizer state; the checkpoint is opened with
 ``weights_only=True`` and checked against the config's architecture first.
+``--resume`` picks the checkpoint with the highest step in ``checkpoints/``
+(skipping a torn file), so a run killed at any moment loses at most
+``checkpoint_every`` steps; the data stream goes on where it was (see
+:mod:`gato_mini.data.datamodule`). Lightning writes checkpoints to a
+temporary file and renames it, so a kill during a write leaves the previous
+file whole.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 from gato_mini.data.datamodule import GatoDataModule
 from gato_mini.data.prepare import refuse_other_layout
 from gato_mini.data.sources import Source
+from gato_mini.errors import GatoError
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
 from gato_mini.train.config import RunConfig
 from gato_mini.train.lit import LitGato
@@ -87,7 +94,7 @@ def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, Ga
     optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
              "betas": list(t.betas)}
     lit = LitGato(run.model.to_dict(), dm.task_names, [s.kind for s in run.data.sources], optim,
-                  max_steps=settings["max_steps"], compile=t.compile)
+                  max_steps=settings["max_steps"], compile=t.compile, seed=t.seed)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
                            save_last=True, filename="step{step}", auto_insert_metric_name=False)
     # Ctrl-C or a crash inside fit saves checkpoints/interrupted.ckpt, so a rerun loses nothing.
@@ -118,6 +125,23 @@ def tasks_entry(run: RunConfig) -> dict[str, Any]:
             entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
         out[s.name] = entry
     return {"sources": out}
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The readable checkpoint with the highest global step in ``folder`` (``last.ckpt``, ``stepN.ckpt``,
+    ``interrupted.ckpt``); torn or foreign files are skipped. None when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    best, best_step = None, -1
+    for path in sorted(folder.glob("*.ckpt")):
+        try:
+            step = int(read_checkpoint(path, mmap=True).get("global_step", -1))
+        except GatoError:
+            continue  # a torn or foreign file: ignore it
+        if step > best_step or (step == best_step and path.stat().st_mtime > best.stat().st_mtime):
+            best, best_step = path, step
+    return best
 
 
 def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -> Path:
