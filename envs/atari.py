@@ -25,6 +25,7 @@ from gato_mini.envs.policies import Stateless, reflect
 from gato_mini.envs.wrappers import AtariFrame, DictObservation
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner per env (one per eval process)
 
 FRAME_SIZE = (80, 80)
 NOOP, FIRE = 0, 1

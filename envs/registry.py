@@ -8,6 +8,7 @@ elsewhere. Normalized score = ``100 * (score - random) / (expert - random)``.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -63,6 +64,10 @@ class Task:
     def make(self, max_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
         """The task's env with its full wrapper stack."""
         return self.maker(self.env_id, max_steps or self.max_steps, render_mode)
+
+    def factory(self, max_steps: int | None = None, render_mode: str | None = None) -> Callable[[], gym.Env]:
+        """``make`` as a picklable zero-argument callable (for a :class:`ProcessEnv`)."""
+        return functools.partial(self.maker, self.env_id, max_steps or self.max_steps, render_mode)
 
     def policy(self, kind: str) -> Policy:
         """A fresh ``expert`` or ``random`` policy."""

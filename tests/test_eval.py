@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from gato_mini.agent.evaluate import demonstration_prompt
 from gato_mini.cli import main
 from gato_mini.collect import run_episodes
 from gato_mini.config import GatoConfig
+from gato_mini.envs.control import make_control
 from gato_mini.envs.registry import Task, get_task
 from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
@@ -67,6 +69,8 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     (["--task", "control-pendulum", "--prompt-dataset", "{eps}/mujoco-reacher/expert-v0"],
      "is of another task \\(mujoco-reacher\\), not control-pendulum"),
     (["--task", "atari-pongg"], "unknown task 'atari-pongg'"),
+    (["--task", "control-pendulum", "--step-timeout", "-1"], "--step-timeout must be 0 \\(no limit\\) or a "
+     "positive number of seconds, got -1"),
 ])
 def test_eval_bad_input(model_dir: Path, args: list[str], message: str) -> None:
     args = [a.replace("{eps}", str(model_dir / "eps")) for a in args]
@@ -98,7 +102,8 @@ def test_a_crashing_env_is_reported_and_the_exit_code_says_so(model_dir: Path, m
     monkeypatch.setattr(Task, "make", make)
     out = model_dir / "crash.json"
     code = main(["eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "4",
-                 "--num-envs", "2", "--max-steps", "10", "--no-prompt", "--no-progress", "--out", str(out)])
+                 "--num-envs", "2", "--max-steps", "10", "--no-prompt", "--no-progress", "--out", str(out),
+                 "--step-timeout", "0"])  # in this process, where the patched make applies
     assert code == 1
     res = json.loads(out.read_text())["tasks"][0]
     assert res["failed"] == 1 and res["episodes"] == 4
@@ -116,3 +121,61 @@ def test_demonstration_prompt_is_the_end_of_the_best_episode(model_dir: Path) ->
     with pytest.raises(GatoError, match="another task"):
         demonstration_prompt(model_dir / "eps" / "mujoco-reacher" / "expert-v0", "control-pendulum", fields,
                              action, CFG, tok, budget=23)
+
+
+def test_hanging_dying_and_raising_envs_fail_only_their_episode(model_dir: Path, monkeypatch, capsys) -> None:
+    """Envs in their own processes (the default): a step that hangs past --step-timeout, a reset that
+    hangs, a process killed mid-step and a step that raises each fail their own episode, with the reason
+    in the JSON and the table; the healthy episodes complete and match an in-process run."""
+    from dataclasses import replace
+
+    from _faulty import make_faulty
+
+    from gato_mini.envs.registry import TASKS
+
+    monkeypatch.setitem(TASKS, "control-pendulum", replace(TASKS["control-pendulum"], maker=make_faulty))
+    out = model_dir / "faults.json"
+    args = ["eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "6",
+            "--num-envs", "3", "--max-steps", "8", "--no-prompt", "--no-progress", "--seed", "1000"]
+    t0 = time.perf_counter()
+    code = main([*args, "--out", str(out), "--step-timeout", "3"])
+    seconds = time.perf_counter() - t0
+    assert code == 1
+    res = json.loads(out.read_text())["tasks"][0]
+    errors = {e["seed"]: e["error"] for e in res["per_episode"]}
+    assert errors[1000] is None and errors[1005] is None
+    assert "no answer to step within 3 s; its process was killed" in errors[1001]
+    assert "process died during step (exit code -9)" in errors[1002]
+    assert "RuntimeError: physics exploded (at _faulty.py:" in errors[1003]
+    assert "no answer to reset within" in errors[1004]
+    assert res["failed"] == 4 and len(res["per_episode"]) == 6
+    assert "4 episode(s) failed" in capsys.readouterr().err
+    assert seconds < 60  # two timeouts, not a hang
+    # the healthy episodes are the same as in this process (the env process changes nothing)
+    monkeypatch.setitem(TASKS, "control-pendulum", replace(TASKS["control-pendulum"], maker=make_control))
+    inproc = model_dir / "inproc.json"
+    main([*args, "--episodes", "1", "--out", str(inproc), "--step-timeout", "0"])
+    first = json.loads(inproc.read_text())["tasks"][0]["per_episode"][0]
+    assert first["ret"] == pytest.approx(res["per_episode"][0]["ret"]) and first["length"] == 8
+
+
+def test_process_env_starts_steps_and_reports_a_broken_factory() -> None:
+    from functools import partial
+
+    from _faulty import make_broken
+
+    from gato_mini.agent.procenv import EnvError, ProcessEnv
+
+    env = ProcessEnv(partial(make_control, "Pendulum-v1", 5), timeout=30)
+    local = make_control("Pendulum-v1", 5)
+    assert env.observation_space == local.observation_space and env.action_space == local.action_space
+    o1, _ = env.reset(seed=3)
+    o2, _ = local.reset(seed=3)
+    assert o1.keys() == o2.keys() and all(np.array_equal(o1[k], o2[k]) for k in o1)
+    a = local.action_space.sample()
+    o1, o2 = env.step(a)[0], local.step(a)[0]
+    assert all(np.array_equal(o1[k], o2[k]) for k in o1)
+    env.close()
+    local.close()
+    with pytest.raises(EnvError, match="ValueError: cannot build Pendulum-v1"):
+        ProcessEnv(partial(make_broken, "Pendulum-v1", 5), timeout=30).reset(seed=0)

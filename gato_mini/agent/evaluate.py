@@ -141,11 +141,13 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
                   num_envs: int, seed: int = 0, prompt_dataset: str | None = None, use_prompt: bool = True,
                   prompt_tokens: int | None = None, temperature: float = 0.0, use_cache: bool = True,
                   max_steps: int | None = None, video: str | None = None, progress: Any = None,
-                  samples: str | None = None) -> TaskReport:
+                  samples: str | None = None, step_timeout: float | None = 60.0) -> TaskReport:
     """Evaluate ``task``: run ``episodes`` episodes on ``num_envs`` environments at once (control and
     caption tasks; ``episodes`` 0 means every held-out image), or held-out perplexity (text and chat).
 
-    ``samples``: where a caption task's grid image of samples goes.
+    ``samples``: where a caption task's grid image of samples goes. ``step_timeout``: control envs run
+    in their own processes and an env that does not answer a reset or step within this many seconds
+    fails its episode (its process is killed); None or 0 runs them in this process, with no limit.
     """
     from gato_mini.envs.registry import get_task
 
@@ -173,7 +175,14 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     n = min(num_envs, episodes)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
-    envs = [spec.make(max_steps, render_mode="rgb_array" if video and k == 0 else None) for k in range(n)]
+    modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
+    if step_timeout:
+        from gato_mini.agent.procenv import ProcessEnv
+
+        envs = [ProcessEnv(spec.factory(max_steps, m), step_timeout, name=f"{task}[{k}]")
+                for k, m in enumerate(modes)]
+    else:
+        envs = [spec.make(max_steps, render_mode=m) for m in modes]
     agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, seed=seed)
     frames: list[np.ndarray] | None = [] if video else None
     refs = spec.references()

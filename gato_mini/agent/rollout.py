@@ -3,8 +3,11 @@
 Episode ``j`` always uses seed ``seed + j`` whichever slot runs it, so a batch
 of N environments gives the same episodes as N single runs. Slots are stepped
 in lockstep; a slot whose episode ends starts the next episode at once (the
-agent resets that slot only). An environment that raises ends its episode as
-*failed* with the error recorded; the other slots carry on.
+agent resets that slot only). An environment that raises, hangs past its time
+limit or dies (see :class:`~gato_mini.agent.procenv.ProcessEnv`) ends its
+episode as *failed* with the error recorded; the other slots carry on.
+Environments with ``step_async``/``step_wait`` (process envs) are all sent
+their actions before any answer is awaited, so they step in parallel.
 
 Why a list of environments rather than ``gymnasium.vector``: the vector envs
 raise for the whole batch when one sub-environment fails, and their
@@ -15,7 +18,6 @@ training data.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from gato_mini.agent.agent import Agent
+from gato_mini.agent.procenv import EnvError, describe
 from gato_mini.data.fields import as_observation_dict
 from gato_mini.errors import GatoError
 
@@ -82,15 +85,14 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
         start(slot)
     while current:
         actions = agent.act({s: obs[s] for s in current})
-        for slot, action in actions.items():
+        for slot, (action, answer) in _step_all(envs, actions).items():
             r = current[slot]
-            try:
-                o, reward, terminated, truncated, info = envs[slot].step(action)
-            except Exception as exc:  # noqa: BLE001
-                r.error = _describe(exc)
+            if isinstance(answer, BaseException):
+                r.error = _describe(answer)
                 finish(slot)
                 start(slot)
                 continue
+            o, reward, terminated, truncated, info = answer
             r.ret += float(reward)
             r.length += 1
             if keep_actions:
@@ -104,6 +106,30 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
             else:
                 obs[slot] = as_observation_dict(o, envs[slot].observation_space)
     return [results[k] for k in sorted(results)]
+
+
+def _step_all(envs: list[gym.Env], actions: dict[int, Any]) -> dict[int, tuple[Any, Any]]:
+    """Step every slot: ``{slot: (action, (obs, reward, terminated, truncated, info) or the exception)}``.
+
+    Process envs receive all their actions first and are then awaited in turn, so they run in parallel.
+    """
+    answers: dict[int, tuple[Any, Any]] = {}
+    sent = []
+    for slot, action in actions.items():
+        if hasattr(envs[slot], "step_async"):
+            try:
+                envs[slot].step_async(action)
+                sent.append(slot)
+            except Exception as exc:  # noqa: BLE001 - the env's own failure, reported per episode
+                answers[slot] = (action, exc)
+    for slot, action in actions.items():
+        if slot in answers:
+            continue
+        try:
+            answers[slot] = (action, envs[slot].step_wait() if slot in sent else envs[slot].step(action))
+        except Exception as exc:  # noqa: BLE001
+            answers[slot] = (action, exc)
+    return {slot: answers[slot] for slot in actions}
 
 
 def _plain(info: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +149,5 @@ def _render(env: gym.Env) -> np.ndarray:
 
 
 def _describe(exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
-    return f"{type(exc).__name__}: {exc}{at}"
+    # a process env's error already names the original one, raised in the child
+    return str(exc) if isinstance(exc, EnvError) else describe(exc)
