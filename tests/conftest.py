@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from gato_mini.config import GatoConfig
 from gato_mini.tokenizers import TextTokenizer
+
+# No per-example deadline: the machine running the tests is often shared and busy, and a slow example
+# is not a failing one.
+settings.register_profile("gato-mini", deadline=None)
+settings.load_profile("gato-mini")
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.\n",

@@ -108,6 +108,8 @@ def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[st
     Pass the T observations that precede the T actions (drop the final one).
     """
     actions = np.asarray(actions)
+    if actions.ndim == 0:
+        raise TokenizationError("actions need one row per step, got a single value")
     t = actions.shape[0]
     if t == 0:
         raise TokenizationError("an episode needs at least one step")
@@ -121,9 +123,17 @@ def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[st
     text_keys = [k for k in order if fields[k].modality == "text"]
     for key in order:
         spec, col = fields[key], observations[key]
-        if len(col) != t:
-            raise TokenizationError(f"observation '{key}' has {len(col)} rows for {t} actions")
+        rows = _rows(col)
+        if rows != t:
+            raise TokenizationError(f"observation '{key}' has {rows or 'no'} rows for {t} actions")
         if spec.modality == "image":
+            try:
+                col = np.asarray(col)
+            except ValueError:
+                raise TokenizationError(f"observation '{key}': images of different shapes") from None
+            if col.shape[1:] != tuple(spec.shape):
+                raise TokenizationError(f"observation '{key}': images of shape {col.shape[1:]}, the field "
+                                        f"is {tuple(spec.shape)}")
             p = image_patches(col, cfg, image_size)  # (T, N, PPC)
             rows, cols_ = image_grid(np.asarray(col).shape[1:], cfg, image_size)
             cols.append(np.full((t, p.shape[1]), patch_id, np.int64))
@@ -159,6 +169,16 @@ def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[st
             np.concatenate([np.arange(n_obs), np.full(1 + n_act, -1)]).astype(np.int16),
             patch_arr[i * len(pos_row):(i + 1) * len(pos_row)], pos_row, np.zeros(1, np.int32)))
     return concat(steps)
+
+
+def _rows(col: Any) -> int | None:
+    """The number of rows of an observation column, None for a single value."""
+    if isinstance(col, np.ndarray):
+        return col.shape[0] if col.ndim else None
+    try:
+        return len(col)
+    except TypeError:
+        return None
 
 
 def _check_local(n_obs: int, cfg: GatoConfig) -> None:
@@ -197,6 +217,9 @@ def chat_sequence(messages: Sequence[dict[str, str]], cfg: GatoConfig, tokenizer
     tokens, targets = [cfg.special_id("<|bos|>")], [False]
     end = cfg.special_id("<|end|>")
     for k, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise TokenizationError(f"message {k}: must be an object with 'role' and 'content', "
+                                    f"got {type(msg).__name__}")
         role = msg.get("role")
         if role not in CHAT_ROLES:
             raise TokenizationError(f"message {k}: unknown role {role!r}; use one of {', '.join(CHAT_ROLES)}")

@@ -81,6 +81,8 @@ def image_patches(images: Any, cfg: GatoConfig, size: tuple[int, int] | None = N
         raise TokenizationError(f"image must have at least 2 dimensions (H, W), got shape {x.shape}")
     if x.ndim == 2 or x.shape[-1] not in (1, 3):
         x = x[..., None]
+    if 0 in x.shape[-3:-1]:
+        raise TokenizationError(f"image has zero size: shape {x.shape}")
     x = _channels_uint8(x, cfg.image_channels)
     if size is not None:
         x = _resize_uint8(x, size)
@@ -127,12 +129,21 @@ def field_width(spec: FieldSpec, cfg: GatoConfig, size: tuple[int, int] | None =
 def encode_values(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "field") -> np.ndarray:
     """A discrete or continuous column ``(T, *shape)`` -> ids ``(T, width)`` (int64)."""
     x = np.asarray(column)
-    t = x.shape[0]
     try:
+        if x.dtype.kind not in "biuf":
+            raise TokenizationError(f"values must be numbers, got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise TokenizationError("values need one row per step, got a single value")
+        t, width = x.shape[0], math.prod(spec.shape)
+        if math.prod(x.shape[1:]) != width:
+            raise TokenizationError(f"each row must hold {width} value(s) (shape {spec.shape}), "
+                                    f"got rows of shape {x.shape[1:]}")
+        x = x.reshape(t, width)
         if spec.modality == "continuous":
-            ids = continuous.encode(x.reshape(t, -1).astype(np.float64), cfg, spec.mu_law)
+            ids = continuous.encode(x, cfg, spec.mu_law)
         elif spec.modality == "discrete":
-            ids = discrete.encode(x.reshape(t, -1).astype(np.int64) - spec.offset, cfg)
+            x = x.astype(np.float64 if x.dtype.kind == "f" else np.int64)  # wide enough for the offset
+            ids = discrete.encode(x - spec.offset, cfg)
         else:
             raise TokenizationError(f"{spec.modality} is not a value modality")
     except TokenizationError as exc:

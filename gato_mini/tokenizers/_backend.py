@@ -62,3 +62,15 @@ def item(x: Array, index: tuple[int, ...]) -> Any:
     """One element as a Python scalar."""
     v = x[index] if index else x
     return v.item() if hasattr(v, "item") else v
+
+
+def as_ids(ids: Any, what: str) -> Array:
+    """Token ids as int64; anything but integers (floats, strings, objects) is a TokenizationError."""
+    from gato_mini.errors import TokenizationError
+
+    x = as_array(ids)
+    if not is_integer_dtype(x):
+        raise TokenizationError(f"{what} ids must be integers, got dtype {x.dtype}")
+    if not is_torch(x) and x.dtype == np.uint64 and x.size and int(x.max()) > np.iinfo(np.int64).max:
+        raise TokenizationError(f"{what} id {int(x.max())} is out of range")
+    return to_int64(x)

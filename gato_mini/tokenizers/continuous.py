@@ -38,6 +38,7 @@ from gato_mini.errors import TokenizationError
 from gato_mini.tokenizers._backend import (
     Array,
     as_array,
+    as_ids,
     first_index,
     is_torch,
     item,
@@ -111,7 +112,7 @@ def encode(values: Any, cfg: GatoConfig, mu_law_field: bool = False) -> Array:
 
 def decode(ids: Any, cfg: GatoConfig, mu_law_field: bool = False) -> Array:
     """Token ids -> bin centres (undoing mu-law for mu-law fields)."""
-    ids = as_array(ids)
+    ids = as_ids(ids, "continuous-value")
     bins = ids - cfg.continuous_offset
     bad = (bins < 0) | (bins >= cfg.continuous_bins)
     if bool(bad.any()):

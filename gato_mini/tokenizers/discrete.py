@@ -24,6 +24,7 @@ from gato_mini.errors import TokenizationError
 from gato_mini.tokenizers._backend import (
     Array,
     as_array,
+    as_ids,
     first_index,
     is_integer_dtype,
     is_torch,
@@ -46,20 +47,19 @@ def encode(values: Any, cfg: GatoConfig) -> Array:
             raise TokenizationError(
                 f"discrete value {item(x, idx)} at index {list(idx)} is not an integer"
             )
-    x = to_int64(x)
-    bad = (x < 0) | (x >= cfg.discrete_bins)
+    bad = (x < 0) | (x >= cfg.discrete_bins)  # before the cast, which would wrap huge values
     if bool(bad.any()):
         idx = first_index(bad)
         raise TokenizationError(
             f"discrete value {item(x, idx)} at index {list(idx)} is outside "
             f"0..{cfg.discrete_bins - 1}"
         )
-    return x + cfg.discrete_offset
+    return to_int64(x) + cfg.discrete_offset
 
 
 def decode(ids: Any, cfg: GatoConfig) -> Array:
     """Token ids -> the integers they encode."""
-    ids = to_int64(as_array(ids))
+    ids = as_ids(ids, "discrete-value")
     x = ids - cfg.discrete_offset
     bad = (x < 0) | (x >= cfg.discrete_bins)
     if bool(bad.any()):

@@ -66,7 +66,7 @@ def to_hwc(image: Any, channels_first: bool = False) -> Array:
     if c not in (1, 3):
         layout = "CHW" if channels_first else "HWC"
         raise TokenizationError(
-            f"image has {c} channels (read as {layout}, shape {tuple(image.shape)}); "
+            f"image has {c} channels (read as {layout}, shape {tuple(as_array(image).shape)}); "
             "only 1 (gray) or 3 (RGB) are supported; a batch of gray images needs a "
             "channel axis, (N, H, W, 1)"
         )

@@ -24,6 +24,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from gato_mini.config import SPECIAL_TOKENS, GatoConfig
 from gato_mini.errors import FileFormatError, TokenizationError
+from gato_mini.tokenizers._backend import as_array, as_ids, is_torch
 
 # The 256 byte symbols every byte-level BPE starts from.
 _BYTE_ALPHABET_SIZE = 256
@@ -110,7 +111,18 @@ class TextTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text ids -> the exact string. Ids outside ``[0, n_text)`` are an error."""
-        ids = [int(i) for i in ids]
+        if not isinstance(ids, (np.ndarray, str, bytes)) and not is_torch(ids):
+            try:
+                ids = list(ids)
+            except TypeError:
+                raise TokenizationError(f"text ids must be a sequence of integers, got "
+                                        f"{type(ids).__name__}") from None
+        arr = as_array(ids)
+        if arr.ndim != 1:
+            raise TokenizationError(f"text ids must be a 1-D sequence, got shape {tuple(arr.shape)}")
+        if arr.shape[0] == 0:
+            return ""
+        ids = as_ids(arr, "text").tolist()
         bad = [i for i in ids if not 0 <= i < self.n_text]
         if bad:
             raise TokenizationError(f"id {bad[0]} is not a text id [0, {self.n_text})")
