@@ -40,6 +40,13 @@ from gato_mini.errors import ConfigError, GatoError
 STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
 MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
 QUICKSTART_KEYS = ("collect", "eval", "chat", "reserve_minutes")
+EVAL_STEP_TIMES = 110  # evaluation took about 105-160 training-step times on this machine (tiny, small)
+
+
+def run_name(raw: dict[str, Any]) -> str:
+    """The model's name in a raw training config (a size name or a mapping with ``name``)."""
+    model = raw.get("model")
+    return str(model.get("name", "the model") if isinstance(model, dict) else model)
 
 
 def default_config() -> Path:
@@ -287,6 +294,17 @@ class Quickstart:
                                     "reserve for evaluation; give more minutes")
                 self.console.print("measuring the step time on a real batch ...")
                 step_s = self._step_seconds(self._run_config(1))
+                # Evaluation is inference with the same model, so its time grows with the step time:
+                # 2.3 min for tiny (0.88 s steps) and 7.5 min for small (4.25 s steps) here. Keep
+                # the larger of the configured reserve and EVAL_STEP_TIMES step times.
+                extra = max(0.0, EVAL_STEP_TIMES * step_s - self.plan.reserve_minutes * 60)
+                budget -= extra
+                if budget < 30:
+                    raise GatoError(f"--minutes {self.minutes:g} leaves {max(budget, 0):.0f} s for training "
+                                    f"{run_name(self.raw)} after evaluation, which takes about "
+                                    f"{(self.plan.reserve_minutes * 60 + extra) / 60:.1f} min for it; "
+                                    "give more minutes")
+                info["eval_reserve_seconds"] = round(self.plan.reserve_minutes * 60 + extra)
                 # Lightning adds validation, logging and checkpoints: keep 5% slack. (The first
                 # default run measured 0.88 s per step here and trained at 0.79 s per step.)
                 info["max_steps"] = max(20, int(0.95 * budget / step_s))
