@@ -179,3 +179,9 @@ def test_process_env_starts_steps_and_reports_a_broken_factory() -> None:
     local.close()
     with pytest.raises(EnvError, match="ValueError: cannot build Pendulum-v1"):
         ProcessEnv(partial(make_broken, "Pendulum-v1", 5), timeout=30).reset(seed=0)
+    # a closure (a task a user registers inside a function) travels by value
+    limit = 4
+    env = ProcessEnv(lambda: make_control("Pendulum-v1", limit), timeout=30)
+    env.reset(seed=0)
+    assert [env.step(a)[3] for _ in range(limit)] == [False, False, False, True]  # truncated at 4
+    env.close()

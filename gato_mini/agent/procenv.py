@@ -11,9 +11,10 @@ Several ``ProcessEnv`` also step in parallel: ``step_async`` sends the action
 and ``step_wait`` collects the answer, which :func:`~gato_mini.agent.rollout.run_agent`
 uses for a batch of slots.
 
-The factory travels to the child by pickle (``spawn``: no state of the parent,
-such as torch's thread pool or an EGL context, leaks into the child), so it must
-be a module-level function or a ``functools.partial`` of one.
+The child is started with ``spawn`` (no state of the parent, such as torch's
+thread pool or an EGL context, leaks into it), and the factory travels to it
+with cloudpickle (a gymnasium dependency), as in gymnasium's ``AsyncVectorEnv``:
+closures and lambdas work too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+
+from gato_mini.errors import GatoError
 
 START_TIMEOUT = 120.0  # seconds to start the process and build the env (imports included)
 
@@ -48,14 +51,16 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
-def _serve(conn: Any, factory: Callable[[], gym.Env]) -> None:
+def _serve(conn: Any, factory_bytes: bytes) -> None:
     """The child: build the env, then answer (command, argument) messages until ``close``."""
+    import pickle
+
     from gato_mini.data.prepare import die_with_parent
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        env = factory()
+        env = pickle.loads(factory_bytes)()
         conn.send(("ok", (env.observation_space, env.action_space, env.spec, env.metadata, env.render_mode)))
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("error", describe(exc)))
@@ -83,8 +88,16 @@ class ProcessEnv(gym.Env):
                  name: str | None = None) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        import cloudpickle
+
         self.factory, self.timeout = factory, float(timeout)
         self.name = name or getattr(factory, "__name__", "env")
+        try:
+            self._factory_bytes = cloudpickle.dumps(factory)
+        except Exception as exc:  # noqa: BLE001 - many types; the message says what to do
+            raise GatoError(f"{self.name}: the environment's factory cannot be sent to its own process "
+                            f"({type(exc).__name__}: {exc}); use --step-timeout 0 to run it in this "
+                            "process") from None
         self._proc: Any = None
         self._conn: Any = None
         self._waiting: str | None = None
@@ -95,7 +108,7 @@ class ProcessEnv(gym.Env):
         """Launch the process; its spaces are awaited on first use, so several envs start in parallel."""
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.factory), daemon=True,
+        self._proc = ctx.Process(target=_serve, args=(child, self._factory_bytes), daemon=True,
                                  name=f"gato-mini env {self.name}")
         self._proc.start()
         child.close()
