@@ -55,7 +55,7 @@ def _serve(conn: Any, factory_bytes: bytes) -> None:
     """The child: build the env, then answer (command, argument) messages until ``close``."""
     import pickle
 
-    from gato_mini.data.prepare import die_with_parent
+    from gato_mini.procs import die_with_parent
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

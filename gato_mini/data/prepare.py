@@ -33,6 +33,7 @@ from gato_mini.data.datacfg import DataConfig, SourceConfig
 from gato_mini.data.shards import FORMAT, ShardWriter, layout, read_meta
 from gato_mini.data.sources import TEXT_KINDS, Source
 from gato_mini.errors import ConfigError
+from gato_mini.procs import die_with_parent
 from gato_mini.tokenizers.text import TextTokenizer
 
 SPLITS = ("train", "val")
@@ -129,19 +130,6 @@ def _init_worker(queue: Any) -> None:
     if queue is not None:
         die_with_parent()
 
-
-def die_with_parent() -> None:
-    """Linux: this (worker) process gets SIGKILL when its parent dies, so a killed ``prepare`` leaves
-    no orphan still writing shards. Elsewhere a no-op."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def _build(config: SourceConfig, cfg_dict: dict[str, Any], tokenizer: str, root: str, fingerprint: str,
