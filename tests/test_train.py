@@ -124,6 +124,25 @@ def test_train_export_load_and_resume(run_config, tmp_path) -> None:
     assert trainer.global_step == 4
 
 
+def test_fresh_run_never_continues_an_earlier_one(run_config, tmp_path) -> None:
+    """Without --resume, a folder with an earlier run's checkpoints is refused (Lightning would
+    silently load its last.ckpt); with --resume it continues; a new folder starts at step 0."""
+    out = tmp_path / "again"
+    first = _cli("train", "--config", str(run_config), "--train.out", str(out), "--no-progress",
+                 "--trainer.max_steps", "3")
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()}
+    r = _cli("train", "--config", str(run_config), "--train.out", str(out), "--no-progress",
+             "--trainer.max_steps", "6", "--model.n_embd", "128")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "checkpoint(s) of an earlier run; pass --resume" in r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").iterdir()} == before
+    r = _cli("train", "--config", str(run_config), "--train.out", str(out), "--no-progress",
+             "--trainer.max_steps", "5", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] == 5
+
+
 def test_bad_checkpoints_and_model_folders(run_config, tmp_path) -> None:
     out = tmp_path / "bad"
     out.mkdir()

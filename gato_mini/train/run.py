@@ -144,6 +144,20 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return best
 
 
+def refuse_earlier_run(out: Path) -> None:
+    """A fresh run must not land in a folder holding an earlier run's checkpoints.
+
+    Lightning turns ``fit(ckpt_path=None)`` into ``"last"`` when an ``OnExceptionCheckpoint``
+    is present, so a rerun in the same folder would silently continue the old run with its
+    old settings (or crash on a changed model shape). We refuse instead; nothing is touched.
+    """
+    folder = out / "checkpoints"
+    old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    if old:
+        raise GatoError(f"{folder} holds {len(old)} checkpoint(s) of an earlier run; pass --resume to "
+                        f"continue it, or set another train.out (or delete the folder) to start afresh")
+
+
 def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -> Path:
     """Train, checkpoint and export; returns the model folder."""
     out = Path(run.train.out)
@@ -152,6 +166,8 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
         Source(source).check()
     if ckpt_path is not None:
         check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
+    else:
+        refuse_earlier_run(out)
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     trainer, lit, dm = build(run, progress)
     if trainer.is_global_zero:
