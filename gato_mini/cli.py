@@ -62,6 +62,9 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder of Minari datasets; writes OUT/<task>/<policy>-v0")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i (default: 0)")
     p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="DART-style noise on the executed actions, logging the clean ones: the probability of "
+                        "a random action (discrete), or the sd as a share of the half range (Box); default 0")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -70,7 +73,7 @@ def _run_collect(args: argparse.Namespace) -> None:
     from gato_mini.collect import run_episodes
 
     result = run_episodes(args.task, args.policy, args.episodes, args.seed, args.max_steps, args.out,
-                          args.overwrite, progress=not args.no_progress)
+                          args.overwrite, progress=not args.no_progress, noise=args.noise)
     print(f"{args.task} {args.policy}: {args.episodes} episodes, {result.steps} steps, "
           f"mean return {result.mean:.2f} ± {result.std:.2f} "
           f"({result.steps / result.seconds:.0f} steps/s) -> {result.path}")
@@ -163,6 +166,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
                    help="seconds an environment may take to answer a reset or step before its episode "
                         "fails (control envs run in their own processes); 0: in this process, no limit "
                         "(default: 60)")
+    p.add_argument("--no-offline", action="store_true", help="skip the teacher-forced action metrics on "
+                   "held-out logged episodes (control tasks)")
     p.add_argument("--video", help="record the first episode of the first task as a .gif (or .mp4)")
     p.add_argument("--out", help="JSON results (default: eval.json beside the model folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -201,7 +206,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             reports.append(evaluate_task(
                 model, tokenizer, tasks, task, episodes, num_envs, args.seed, args.prompt_dataset,
                 not args.no_prompt, args.prompt_tokens, args.temperature, not args.no_cache, args.max_steps,
-                args.video if k == 0 else None, tick, samples, args.step_timeout))
+                args.video if k == 0 else None, tick, samples, args.step_timeout, not args.no_offline))
     write_json(reports, out, args.model)
     print_eval(reports)
     print(f"wrote {out}")

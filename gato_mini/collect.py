@@ -33,17 +33,45 @@ class EpisodeRecord:
     truncations: list[bool] = field(default_factory=list)
 
 
+def perturb(action: Any, space: Any, noise: float, rng: np.random.Generator) -> Any:
+    """DART-style noise on an executed action (Laskey et al. 2017); the logged action stays clean.
+
+    Discrete spaces: with probability ``noise`` a uniformly random action instead. Box spaces:
+    Gaussian noise of standard deviation ``noise`` times the half-range of each dimension, then
+    clipped to the bounds.
+    """
+    from gymnasium import spaces
+
+    if noise <= 0:
+        return action
+    if isinstance(space, spaces.Discrete):
+        return int(space.start + rng.integers(space.n)) if rng.random() < noise else action
+    if isinstance(space, spaces.Box):
+        a = np.asarray(action, dtype=np.float64)
+        half = (space.high - space.low) / 2.0
+        noisy = a + rng.normal(size=a.shape) * noise * half
+        return np.clip(noisy, space.low, space.high).astype(space.dtype)
+    raise GatoError(f"--noise supports Discrete and Box action spaces, not {type(space).__name__}")
+
+
 def rollout(task: Task, env: Any, policy_kind: str, seed: int, record: bool = False,
-            on_step: Callable[[], None] | None = None) -> EpisodeRecord:
-    """Run one episode of ``policy_kind`` (``expert``/``random``) from ``seed``."""
+            on_step: Callable[[], None] | None = None, noise: float = 0.0) -> EpisodeRecord:
+    """Run one episode of ``policy_kind`` (``expert``/``random``) from ``seed``.
+
+    With ``noise`` > 0 the env executes :func:`perturb`'s noisy action while the record keeps the
+    policy's own (clean) action, so demonstrations show recoveries from states the clean expert
+    never visits. The noise is drawn from its own stream, seeded by ``seed``.
+    """
     policy = task.policy(policy_kind)
+    rng = np.random.default_rng([seed, 0xDA27])
     obs, _ = env.reset(seed=seed)
     policy.reset(env, seed=seed)
     rec = EpisodeRecord(0.0, 0, {k: [v] for k, v in obs.items()} if record else None)
     done = False
     while not done:
         action = policy(obs, env)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        executed = perturb(action, env.action_space, noise, rng)
+        obs, reward, terminated, truncated, _ = env.step(executed)
         rec.episode_return += float(reward)
         rec.steps += 1
         done = terminated or truncated
@@ -95,10 +123,11 @@ class RunResult:
 
 def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
                  max_steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
-                 progress: bool = True) -> RunResult:
+                 progress: bool = True, noise: float = 0.0) -> RunResult:
     """Run ``episodes`` episodes; with ``out``, record them as a Minari dataset under ``out``.
 
-    The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``.
+    The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``. ``noise``: DART-style perturbation of the executed actions
+    (:func:`perturb`); the dataset logs the clean actions and its ``collection.json`` says so.
     """
     task = get_task(task_name)
     policy_kind = policy_kind.lower()
@@ -107,6 +136,8 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
         raise GatoError(f"--episodes must be positive, got {episodes}")
     if max_steps is not None and max_steps <= 0:
         raise GatoError(f"--max-steps must be positive, got {max_steps}")
+    if not 0.0 <= noise <= 1.0:  # also refuses nan
+        raise GatoError(f"--noise must be between 0 and 1, got {noise}")
     if out is not None and task.family == "caption":
         raise GatoError(f"{task.name} is a captioning task: there are no episodes to record; train on the "
                         f"built-in '{task.name}' source instead (configs/mixture.yaml)")
@@ -114,24 +145,43 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
     with contextlib.ExitStack() as stack:
         env = task.make(max_steps=cap)
         stack.callback(env.close)
+        if noise:
+            # an unsupported action space fails before any episode
+            perturb(env.action_space.sample(), env.action_space, noise, np.random.default_rng(0))
+        collection = {"task": task.name, "env_id": task.env_id, "policy": policy_kind, "seed": seed,
+                      "episodes": episodes, "step_cap": cap, "noise": noise_record(noise, env.action_space)}
         writer = None if out is None else stack.enter_context(
-            _writer(task, policy_kind, env, out, seed, episodes, cap, overwrite))
-        return _run(task, policy_kind, env, writer, episodes, seed, progress)
+            _writer(task, collection, env, out, overwrite))
+        return _run(task, policy_kind, env, writer, episodes, seed, progress, noise)
 
 
-def _writer(task: Task, policy_kind: str, env: Any, out: str | Path, seed: int, episodes: int, cap: int,
-            overwrite: bool) -> DatasetWriter:
+def noise_record(noise: float, space: Any) -> dict[str, Any] | None:
+    """How the executed actions were perturbed, as ``collection.json`` records it (None: not at all)."""
+    from gymnasium import spaces
+
+    if noise <= 0:
+        return None
+    how = (f"a uniformly random action with probability {noise}" if isinstance(space, spaces.Discrete)
+           else f"Gaussian noise of sd {noise} x half the action range, clipped")
+    return {"kind": "dart", "scale": noise, "executed": how, "logged": "the policy's clean action"}
+
+
+def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, overwrite: bool
+            ) -> DatasetWriter:
     """The dataset writer of a collection run, with metadata saying how it was made."""
-    meta = {"algorithm_name": f"gato-mini {policy_kind} policy", "author": "gato-mini",
+    c = collection
+    noise = "" if c["noise"] is None else f"; executed actions perturbed ({c['noise']['executed']}), " \
+                                          "clean actions logged (DART)"
+    meta = {"algorithm_name": f"gato-mini {c['policy']} policy", "author": "gato-mini",
             "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
-                           f"policy {policy_kind}; seeds {seed}..{seed + episodes - 1}; "
-                           f"step cap {cap}. Recorded by `gato-mini collect`."}
-    return DatasetWriter(out, f"{task.name}/{policy_kind}-v0", env.observation_space, env.action_space,
-                         overwrite=overwrite, metadata=meta)
+                           f"policy {c['policy']}; seeds {c['seed']}..{c['seed'] + c['episodes'] - 1}; "
+                           f"step cap {c['step_cap']}{noise}. Recorded by `gato-mini collect`."}
+    return DatasetWriter(out, f"{task.name}/{c['policy']}-v0", env.observation_space, env.action_space,
+                         overwrite=overwrite, metadata=meta, collection=collection)
 
 
 def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
-         progress: bool) -> RunResult:
+         progress: bool, noise: float = 0.0) -> RunResult:
     """The episode loop of :func:`run_episodes`, with its progress bar."""
     returns, steps, start = [], 0, time.perf_counter()
     with _progress(progress) as bar:
@@ -146,7 +196,8 @@ def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, e
 
         for i in range(episodes):
             counter[0] = 0
-            rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick)
+            rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick,
+                          noise=noise)
             if writer is not None:
                 obs = {k: np.stack(v) for k, v in rec.observations.items()}
                 writer.add(obs, np.stack(rec.actions), rec.rewards, rec.terminations, rec.truncations,

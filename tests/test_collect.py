@@ -187,3 +187,69 @@ def test_writer_commits_when_the_block_ends_and_discards_on_an_exception(tmp_pat
             w.add(*episode, seed=0)
             raise RuntimeError("policy crashed")
     assert not (tmp_path / "mine" / "lost-v0").exists() and not list(tmp_path.glob(".staging-*"))
+
+
+class _Executed:
+    """Records the actions an env is asked to execute."""
+
+    def __init__(self, env):
+        self.env, self.executed = env, []
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def reset(self, **kw):
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.executed.append(np.array(action, copy=True))
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("task", ["control-pendulum", "atari-pong"])
+def test_dart_noise_executes_the_noisy_action_and_logs_the_clean_one(task):
+    t = get_task(task)
+    env = _Executed(t.make(max_steps=60))
+    rec = rollout(t, env, "expert", 7, record=True, noise=0.5)
+    logged, executed = np.stack(rec.actions), np.stack(env.executed)
+    assert len(logged) == len(executed) == 60
+    differs = np.mean([not np.array_equal(a, b) for a, b in zip(logged, executed, strict=True)])
+    if task == "control-pendulum":
+        assert differs > 0.8  # Gaussian noise moves every torque that is not clipped back to a bound
+        # the logged action is what the expert says in the state that was logged
+        expert = t.policy("expert")
+        expert.reset(env, 7)
+        obs = rec.observations["state"]
+        again = np.stack([expert({"state": obs[k]}, env) for k in range(60)])
+        np.testing.assert_allclose(again, logged, rtol=0, atol=1e-6)
+        space = env.action_space
+        assert np.all(executed >= space.low) and np.all(executed <= space.high)
+    else:
+        # a random action with probability 0.5, which is the expert's own one time in six
+        assert 0.2 < differs < 0.65
+    # the noisy run visits other states than the clean one, from the same seed
+    clean = rollout(t, t.make(max_steps=60), "expert", 7, record=True)
+    key = next(iter(rec.observations))
+    assert not np.array_equal(np.stack(clean.observations[key]), np.stack(rec.observations[key]))
+
+
+def test_collection_metadata_round_trips(tmp_path):
+    from gato_mini.data.minari_io import read_collection
+
+    noisy = collect(tmp_path / "a", task="control-pendulum", episodes=2, seed=4, cap=20, noise=0.2)
+    meta = read_collection(noisy.path)
+    assert meta == {"task": "control-pendulum", "env_id": "Pendulum-v1", "policy": "expert", "seed": 4,
+                    "episodes": 2, "step_cap": 20,
+                    "noise": {"kind": "dart", "scale": 0.2, "logged": "the policy's clean action",
+                              "executed": "Gaussian noise of sd 0.2 x half the action range, clipped"}}
+    assert "DART" in open_dataset(noisy.path).storage.metadata["description"]
+    clean = collect(tmp_path / "b", task="atari-pong", episodes=1, cap=10)
+    assert read_collection(clean.path)["noise"] is None
+    assert read_collection(clean.path / "data")["task"] == "atari-pong"  # the data folder works too
+    (clean.path / "collection.json").write_text("{not json")
+    with pytest.raises(FileFormatError, match="collection.json is corrupt"):
+        read_collection(clean.path)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(GatoError, match="--noise must be between 0 and 1"):
+            collect(tmp_path / "c", noise=bad)
+    assert not (tmp_path / "c").exists()

@@ -101,11 +101,7 @@ def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, Field
     j = int(np.searchsorted(bounds, len(seq) - budget, side="left"))
     if j >= len(bounds) - 1:
         return TokenSequence.empty(cfg)  # one timestep is longer than the budget
-    t0 = int(bounds[j])
-    slots = seq.tokens[:t0] == cfg.special_id("<|patch|>")
-    p0 = int(slots.sum())
-    return TokenSequence(seq.tokens[t0:], seq.targets[t0:], seq.local_pos[t0:], seq.patches[p0:],
-                         seq.patch_pos[p0:], (bounds[j:-1] - t0).astype(np.int32))
+    return seq.timesteps(j, len(seq.starts), cfg)
 
 
 def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
@@ -141,13 +137,16 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
                   num_envs: int, seed: int = 0, prompt_dataset: str | None = None, use_prompt: bool = True,
                   prompt_tokens: int | None = None, temperature: float = 0.0, use_cache: bool = True,
                   max_steps: int | None = None, video: str | None = None, progress: Any = None,
-                  samples: str | None = None, step_timeout: float | None = 60.0) -> TaskReport:
+                  samples: str | None = None, step_timeout: float | None = 60.0,
+                  offline: bool = True) -> TaskReport:
     """Evaluate ``task``: run ``episodes`` episodes on ``num_envs`` environments at once (control and
     caption tasks; ``episodes`` 0 means every held-out image), or held-out perplexity (text and chat).
 
     ``samples``: where a caption task's grid image of samples goes. ``step_timeout``: control envs run
     in their own processes and an env that does not answer a reset or step within this many seconds
     fails its episode (its process is killed); None or 0 runs them in this process, with no limit.
+    ``offline``: also the teacher-forced action metrics on held-out logged episodes
+    (:mod:`gato_mini.agent.offline`), under ``extra["offline"]``.
     """
     from gato_mini.envs.registry import get_task
 
@@ -194,9 +193,32 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
             env.close()
     report = TaskReport(task, results, *_reference_means(refs), prompt_name, time.perf_counter() - t0,
                         sum(r.length for r in results))
+    if offline:
+        report.extra["offline"] = offline_task_metrics(model, tokenizer, tasks, task, action)
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
+
+
+def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                         action: FieldSpec, max_windows: int = 64) -> dict[str, Any]:
+    """Teacher-forced action metrics on the held-out episodes of the source ``task`` (the split training
+    held out); ``{"error": ...}`` when its dataset is not on this machine."""
+    from collections import Counter
+
+    from gato_mini.agent.offline import offline_metrics
+    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
+    from gato_mini.data.sources import Source
+
+    entry = source_entry(tasks, task)
+    source = Source(SourceConfig(task, "episodes", 1.0, {**KIND_OPTIONS["episodes"], **entry.get("options", {})}))
+    try:
+        source.check()
+    except GatoError as exc:
+        return {"error": f"no offline metrics: {exc}"}
+    units = source.units("val", model.cfg, tokenizer, entry.get("val_fraction", 0.05), Counter())
+    metrics = offline_metrics(model, (seq for _, seq in units), action, max_windows)
+    return {**metrics, "dataset": str(source.opt["dataset"])}
 
 
 def _held_out_images(tasks: dict[str, Any], task: str) -> list[Any]:

@@ -15,6 +15,7 @@ MultiBinary, Text or Dict spaces, not only ours.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import warnings
@@ -30,6 +31,7 @@ from gato_mini.data.fields import FieldSpec, action_field, as_observation_dict, 
 from gato_mini.errors import FileFormatError, GatoError
 
 STAGING_PREFIX = ".staging-"
+COLLECTION_FILE = "collection.json"  # gato-mini's record of how a dataset was collected
 
 
 @contextlib.contextmanager
@@ -58,13 +60,14 @@ class DatasetWriter:
 
     def __init__(self, root: str | Path, dataset_id: str, observation_space: spaces.Space,
                  action_space: spaces.Space, overwrite: bool = False,
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None, collection: dict[str, Any] | None = None) -> None:
         self.root = Path(root).resolve()  # Minari mangles relative paths
         self.dataset_id = dataset_id
         self.final = self.root / dataset_id
         self.observation_space, self.action_space = observation_space, action_space
         self.overwrite = overwrite
         self.metadata = metadata or {}
+        self.collection = collection
         self.staging = self.root / f"{STAGING_PREFIX}{dataset_id.replace('/', '_')}-{os.getpid()}"
         self._dataset: Any = None
         self.episodes = 0
@@ -114,6 +117,8 @@ class DatasetWriter:
         ns_meta = self.staging / self.dataset_id.split("/")[0] / "namespace_metadata.json"
         if "/" in self.dataset_id and ns_meta.is_file() and not (self.final.parent / ns_meta.name).exists():
             shutil.copy(ns_meta, self.final.parent / ns_meta.name)
+        if self.collection is not None:  # how the episodes were made, beside Minari's own metadata
+            (self.staging / self.dataset_id / COLLECTION_FILE).write_text(json.dumps(self.collection, indent=1))
         if self.final.exists():  # overwrite: the old dataset is removed with the staging folder
             self.final.rename(self.staging / "replaced")
         (self.staging / self.dataset_id).rename(self.final)
@@ -128,6 +133,21 @@ class DatasetWriter:
                 self.commit()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def read_collection(path: str | Path) -> dict[str, Any] | None:
+    """What ``collection.json`` of a dataset says of how it was recorded (policy, seeds, cap, noise);
+    None for a dataset recorded elsewhere."""
+    f = _data_path(path).parent / COLLECTION_FILE
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FileFormatError(f"{f} is corrupt (not JSON)") from None
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{f} must hold a JSON object")
+    return data
 
 
 @dataclass

@@ -69,6 +69,16 @@ class TokenSequence:
         assert self.patches.ndim == 2 and self.patches.shape[1] == cfg.patch_size ** 2 * cfg.image_channels
         assert len(self.starts) >= 1 and self.starts[0] == 0 and np.all(np.diff(self.starts) > 0)
 
+    def timesteps(self, j: int, k: int, cfg: GatoConfig) -> TokenSequence:
+        """Whole timesteps ``j..k-1`` (tokens ``starts[j]..starts[k]``), with their patches."""
+        bounds = np.append(self.starts, len(self))
+        t0, t1 = int(bounds[j]), int(bounds[k])
+        slot = cfg.special_id("<|patch|>")
+        p0 = int((self.tokens[:t0] == slot).sum())
+        p1 = p0 + int((self.tokens[t0:t1] == slot).sum())
+        return TokenSequence(self.tokens[t0:t1], self.targets[t0:t1], self.local_pos[t0:t1],
+                             self.patches[p0:p1], self.patch_pos[p0:p1], (bounds[j:k] - t0).astype(np.int32))
+
     @staticmethod
     def empty(cfg: GatoConfig) -> TokenSequence:
         """A sequence with no tokens."""

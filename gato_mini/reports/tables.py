@@ -136,6 +136,17 @@ def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001
     print_summaries([r.summary() for r in reports], console)
 
 
+def offline_text(offline: dict | None) -> str:
+    """The offline action metric of a summary, beside the best constant's: one short phrase."""
+    if not offline:
+        return "-"
+    if "error" in offline:
+        return "offline: no held-out data"
+    if offline["metric"] == "accuracy":
+        return f"offline accuracy {offline['value']:.3f} (majority {offline['baseline']:.3f})"
+    return f"offline bin error {offline['value']:.1f} (constant {offline['baseline']:.1f})"
+
+
 def print_summaries(summaries: list[dict], console: Console | None = None) -> None:
     """:func:`print_eval` from ``TaskReport.summary()`` dicts (as stored in ``eval.json``)."""
 
@@ -153,7 +164,7 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
                           f"({s['tokens']:,} tokens)", "-", "-")
             continue
         metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
-                   if "exact_match" in s else "-")
+                   if "exact_match" in s else offline_text(s.get("offline")))
         eps = f"{s['episodes'] - s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
         norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
                 if s["normalized_mean"] is not None else "-")
