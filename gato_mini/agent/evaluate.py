@@ -211,7 +211,8 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
     from gato_mini.data.sources import Source
 
     entry = source_entry(tasks, task)
-    source = Source(SourceConfig(task, "episodes", 1.0, {**KIND_OPTIONS["episodes"], **entry.get("options", {})}))
+    options = {**KIND_OPTIONS["episodes"], **entry.get("options", {})}
+    source = Source(SourceConfig(task, "episodes", 1.0, options))
     try:
         source.check()
     except GatoError as exc:

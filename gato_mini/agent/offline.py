@@ -36,7 +36,7 @@ from gato_mini.model.model import GatoModel
 
 
 def episode_windows(seq: TokenSequence, block: int, cfg: GatoConfig) -> list[TokenSequence]:
-    """Consecutive windows of whole timesteps, each at most ``block`` tokens (a longer timestep is skipped)."""
+    """Consecutive windows of whole timesteps of at most ``block`` tokens (longer timesteps are skipped)."""
     bounds = np.append(seq.starts, len(seq))
     out, j, n = [], 0, len(seq.starts)
     while j < n:

@@ -118,7 +118,8 @@ class DatasetWriter:
         if "/" in self.dataset_id and ns_meta.is_file() and not (self.final.parent / ns_meta.name).exists():
             shutil.copy(ns_meta, self.final.parent / ns_meta.name)
         if self.collection is not None:  # how the episodes were made, beside Minari's own metadata
-            (self.staging / self.dataset_id / COLLECTION_FILE).write_text(json.dumps(self.collection, indent=1))
+            record = json.dumps(self.collection, indent=1)
+            (self.staging / self.dataset_id / COLLECTION_FILE).write_text(record)
         if self.final.exists():  # overwrite: the old dataset is removed with the staging folder
             self.final.rename(self.staging / "replaced")
         (self.staging / self.dataset_id).rename(self.final)
