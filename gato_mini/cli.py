@@ -64,7 +64,8 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
     p.add_argument("--noise", type=float, default=0.0,
                    help="DART-style noise on the executed actions, logging the clean ones: the probability "
-                        "of a random action (discrete), or the sd as a share of the half range (Box); default 0")
+                        "of a random action (discrete), or the sd as a share of the half range (Box); "
+                        "default 0")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

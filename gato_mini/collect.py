@@ -127,7 +127,8 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
     """Run ``episodes`` episodes; with ``out``, record them as a Minari dataset under ``out``.
 
     The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``.
-    ``noise``: DART-style perturbation of the executed actions (:func:`perturb`); the dataset logs the clean actions and its ``collection.json`` says so.
+    ``noise``: DART-style perturbation of the executed actions (:func:`perturb`);
+    the dataset logs the clean actions and its ``collection.json`` says so.
     """
     task = get_task(task_name)
     policy_kind = policy_kind.lower()
