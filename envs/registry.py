@@ -101,8 +101,9 @@ class Task:
         return 100.0 * (score - lo) / (hi - lo) if hi != lo else None
 
 
-def _atari(name: str, game: str, expert: Callable[[], Policy], description: str) -> Task:
-    return Task(name, f"ALE/{game}-v5", "atari", description, 5000, atari.make_atari, expert)
+def _atari(name: str, game: str, expert: Callable[[], Policy], description: str, **frame: Any) -> Task:
+    maker = functools.partial(atari.make_atari, **frame) if frame else atari.make_atari
+    return Task(name, f"ALE/{game}-v5", "atari", description, 5000, maker, expert)
 
 
 def _control(name: str, env_id: str, max_steps: int, expert: Callable[[], Policy], description: str) -> Task:

@@ -14,13 +14,18 @@ import numpy as np
 from gymnasium import spaces
 
 
-class AtariFrame(gym.ObservationWrapper):
-    """Resize an RGB frame (H, W, 3) to ``size`` with area interpolation, optionally gray.
+class AtariFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Crop an RGB frame (H, W, 3) to rows ``crop`` (top, bottom), optionally gray, shrink it to ``size``.
 
+    ``pool="area"`` averages (OpenCV's area interpolation); ``pool="max"`` keeps the brightest pixel
+    of each block, so a one-pixel ball stays at full contrast instead of fading into the background
+    (it needs the cropped frame to be a whole multiple of ``size``).
     Output: uint8 ``(h, w, 1)`` when ``grayscale`` else ``(h, w, 3)``.
     """
 
-    def __init__(self, env: gym.Env, size: tuple[int, int] = (80, 80), grayscale: bool = True) -> None:
+    def __init__(self, env: gym.Env, size: tuple[int, int] = (80, 80), grayscale: bool = True,
+                 crop: tuple[int, int] | None = None, pool: str = "area") -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, grayscale=grayscale, crop=crop, pool=pool)
         super().__init__(env)
         space = env.observation_space
         if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
@@ -28,14 +33,28 @@ class AtariFrame(gym.ObservationWrapper):
             raise TypeError(f"AtariFrame needs uint8 RGB frames (H, W, 3), got {space}")
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"AtariFrame size must be (height, width) > 0, got {size}")
+        h, w = space.shape[:2]
+        top, bottom = (0, h) if crop is None else (int(crop[0]), int(crop[1]))
+        if not 0 <= top < bottom <= h:
+            raise ValueError(f"AtariFrame crop must be rows (top, bottom) inside 0..{h}, got {crop}")
+        if pool not in ("area", "max"):
+            raise ValueError(f"AtariFrame pool must be 'area' or 'max', got {pool!r}")
         self.size = (int(size[0]), int(size[1]))
-        self.grayscale = grayscale
+        if pool == "max" and ((bottom - top) % self.size[0] or w % self.size[1]):
+            raise ValueError(f"AtariFrame pool='max' needs the cropped frame ({bottom - top}x{w}) to be a "
+                             f"whole multiple of size {self.size}")
+        self.grayscale, self.rows, self.pool = grayscale, (top, bottom), pool
         channels = 1 if grayscale else 3
         self.observation_space = spaces.Box(0, 255, (*self.size, channels), np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        frame = cv2.cvtColor(observation, cv2.COLOR_RGB2GRAY) if self.grayscale else observation
-        frame = cv2.resize(frame, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        frame = observation[self.rows[0]:self.rows[1]]
+        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if self.grayscale else frame
+        if self.pool == "max":
+            (h, w), (sh, sw) = frame.shape[:2], self.size
+            frame = frame.reshape(sh, h // sh, sw, w // sw, -1).max(axis=(1, 3))
+        else:
+            frame = cv2.resize(frame, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
         return frame.reshape(self.observation_space.shape)
 
 

@@ -63,6 +63,31 @@ def test_atari_frame_refuses_non_rgb(space):
 def test_atari_frame_refuses_bad_size():
     with pytest.raises(ValueError, match="size"):
         AtariFrame(FakeEnv(RGB), (0, 80))
+    with pytest.raises(ValueError, match="crop must be rows"):
+        AtariFrame(FakeEnv(RGB), (80, 80), crop=(100, 50))
+    with pytest.raises(ValueError, match="whole multiple"):
+        AtariFrame(FakeEnv(RGB), (80, 80), crop=(0, 150), pool="max")
+    with pytest.raises(ValueError, match="pool must be"):
+        AtariFrame(FakeEnv(RGB), (80, 80), pool="median")
+
+
+def test_atari_frame_crop_and_max_pool_keep_a_one_pixel_ball():
+    """A single bright pixel survives max-pooling at full value; area averaging dims it to a quarter."""
+    class Ball(FakeEnv):
+        def _obs(self):
+            frame = np.zeros((210, 160, 3), np.uint8)
+            frame[:34] = 200  # the score bar, cropped away
+            frame[101, 63] = 236
+            return frame
+
+    env = AtariFrame(Ball(RGB), (80, 80), grayscale=True, crop=(34, 194), pool="max")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (80, 80, 1)
+    assert obs[(101 - 34) // 2, 63 // 2, 0] == 236 and int(obs.astype(int).sum()) == 236  # nothing else
+    area = AtariFrame(Ball(RGB), (80, 80), grayscale=True, crop=(34, 194), pool="area").reset(seed=0)[0]
+    assert area.max() == 236 // 4
+    # the wrapper records its arguments, so gymnasium can rebuild it from the env spec
+    assert env._saved_kwargs == {"size": (80, 80), "grayscale": True, "crop": (34, 194), "pool": "max"}
 
 
 def test_dict_and_float32_observation():
