@@ -20,7 +20,7 @@ import yaml
 
 from gato_mini.data.fields import FieldSpec, action_field, field_spec, observation_fields
 from gato_mini.envs import atari, caption, control
-from gato_mini.envs.policies import Policy, RandomPolicy
+from gato_mini.envs.policies import ConstantPolicy, Policy, RandomPolicy
 from gato_mini.errors import GatoError
 
 REFERENCES_FILE = "references.yaml"
@@ -42,10 +42,12 @@ class Reference:
     episodes: int
     seed: int
     max_steps: int
+    policy: str | None = None  # which policy, where a kind has several (the best constant action)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": round(self.mean, 3), "std": round(self.std, 3), "episodes": self.episodes,
-                "seed": self.seed, "max_steps": self.max_steps}
+        out = {"mean": round(self.mean, 3), "std": round(self.std, 3), "episodes": self.episodes,
+               "seed": self.seed, "max_steps": self.max_steps}
+        return out if self.policy is None else {**out, "policy": self.policy}
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,17 @@ class Task:
         return functools.partial(self.maker, self.env_id, max_steps or self.max_steps, render_mode)
 
     def policy(self, kind: str) -> Policy:
-        """A fresh ``expert`` or ``random`` policy."""
+        """A fresh ``expert``, ``random``, ``constant`` (zero torque; button 0) or ``constant:K`` policy."""
         if kind == "expert":
             return self.expert_factory()
         if kind == "random":
             return self.random_factory()
-        raise GatoError(f"unknown policy {kind!r}; use 'expert' or 'random'")
+        if kind == "constant" and self.family != "caption":
+            return ConstantPolicy()
+        head, _, index = kind.partition(":")
+        if head == "constant" and index.isdigit() and self.family != "caption":
+            return ConstantPolicy(int(index))
+        raise GatoError(f"unknown policy {kind!r}; use 'expert', 'random', 'constant' or 'constant:K'")
 
     def fields(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
         """(observation field specs, action field spec) of the wrapped env."""
@@ -93,12 +100,23 @@ class Task:
         return load_references().get(self.name, {})
 
     def normalize(self, score: float) -> float | None:
-        """``100 * (score - random) / (expert - random)``, or None without references."""
+        """``100 * (score - baseline) / (expert - baseline)``, the baseline being the stronger of random and
+        the best constant action (so doing nothing scores at most 0); None without references."""
         refs = self.references()
         if "random" not in refs or "expert" not in refs:
             return None
-        lo, hi = refs["random"].mean, refs["expert"].mean
-        return 100.0 * (score - lo) / (hi - lo) if hi != lo else None
+        return normalized(score, refs["random"].mean, refs["expert"].mean,
+                          refs["constant"].mean if "constant" in refs else None)
+
+
+def normalized(score: float, random: float | None, expert: float | None,
+               constant: float | None = None) -> float | None:
+    """``100 * (score - lo) / (expert - lo)`` with ``lo`` the stronger of random and the best constant
+    action; None when a reference is missing or the expert is no better than ``lo``."""
+    if random is None or expert is None:
+        return None
+    lo = random if constant is None else max(random, constant)
+    return 100.0 * (score - lo) / (expert - lo) if expert > lo else None
 
 
 def _atari(name: str, game: str, expert: Callable[[], Policy], description: str, **frame: Any) -> Task:

@@ -85,6 +85,9 @@ def _add_scores(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=5, help="episodes per policy (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i (default: 0)")
     p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
+    p.add_argument("--policy", action="append", choices=("random", "expert", "constant"),
+                   help="which references to measure; repeat for several (default: all three; constant is "
+                        "the best constant action: zero torque, or the best button held)")
     p.add_argument("--update", action="store_true", help="store the measured scores as the references")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -92,7 +95,9 @@ def _add_scores(p: argparse.ArgumentParser) -> None:
 def _run_scores(args: argparse.Namespace) -> None:
     from gato_mini.reports.tables import print_scores
 
-    print_scores(args.task, args.episodes, args.seed, args.max_steps, args.update, not args.no_progress)
+    kinds = tuple(args.policy) if args.policy else ("random", "expert", "constant")
+    print_scores(args.task, args.episodes, args.seed, args.max_steps, args.update, not args.no_progress,
+                 kinds=kinds)
 
 
 def _add_prepare(p: argparse.ArgumentParser) -> None:

@@ -212,9 +212,37 @@ def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, e
     return RunResult(returns, steps, time.perf_counter() - start, path)
 
 
+def best_constant(task_name: str, episodes: int, seed: int = 0, max_steps: int | None = None,
+                  progress: bool = False, scout_episodes: int = 4) -> Reference:
+    """The best constant-action policy of a task, measured now: zero torque for a Box, the best single
+    button held for a Discrete space (each button is tried on ``scout_episodes`` episodes, then the best
+    on all ``episodes``). The "do nothing" baseline: a model that ignores its input scores at most this."""
+    from gato_mini.envs.policies import constant_kinds
+
+    task = get_task(task_name)
+    if task.family == "caption":
+        raise GatoError(f"{task.name} is a captioning task: it has no constant action")
+    env = task.make(max_steps=1)
+    try:
+        kinds = constant_kinds(env.action_space)
+    finally:
+        env.close()
+    scout = episodes if len(kinds) == 1 else min(episodes, scout_episodes)
+    tried = {k: _measure(task, k, scout, seed, max_steps, progress) for k in kinds}
+    best = max(tried, key=lambda k: tried[k].mean)
+    ref = tried[best] if scout == episodes else _measure(task, best, episodes, seed, max_steps, progress)
+    return Reference(ref.mean, ref.std, ref.episodes, ref.seed, ref.max_steps, policy=best)
+
+
 def measure_reference(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
                       max_steps: int | None = None, progress: bool = True) -> Reference:
     """A reference score measured now (nothing recorded)."""
-    task = get_task(task_name)
-    result = run_episodes(task_name, policy_kind, episodes, seed, max_steps, progress=progress)
+    if policy_kind == "constant":
+        return best_constant(task_name, episodes, seed, max_steps, progress)
+    return _measure(get_task(task_name), policy_kind, episodes, seed, max_steps, progress)
+
+
+def _measure(task: Task, kind: str, episodes: int, seed: int, max_steps: int | None,
+             progress: bool) -> Reference:
+    result = run_episodes(task.name, kind, episodes, seed, max_steps, progress=progress)
     return Reference(result.mean, result.std, episodes, seed, max_steps or task.max_steps)

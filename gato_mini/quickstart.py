@@ -352,8 +352,9 @@ class Quickstart:
                 if kind == "episodes" and cap and cap < TASKS[task].max_steps:
                     # The registry's references are for full episodes: measure both at this cap and seeds.
                     refs = {k: measure_reference(task, k, episodes, 1000, cap, progress=False)
-                            for k in ("random", "expert")}
+                            for k in ("random", "expert", "constant")}
                     report.random, report.expert = refs["random"].mean, refs["expert"].mean
+                    report.constant = refs["constant"].mean
                     report.extra["references"] = f"measured now at a {cap}-step cap, seeds 1000+"
                 reports.append(report)
         write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))

@@ -13,6 +13,7 @@ from gato_mini.data.fields import FieldSpec, action_field, observation_fields
 from gato_mini.envs.policies import reflect
 from gato_mini.envs.registry import TASKS, UnknownTaskError, get_task, load_references
 from gato_mini.envs.wrappers import AtariFrame, DictObservation, Float32Observation, unit_actions
+from gato_mini.errors import GatoError
 
 
 class FakeEnv(gym.Env):
@@ -214,7 +215,49 @@ def test_expert_beats_random(name, cap, episodes, gap):
 def test_every_task_has_measured_references():
     refs = load_references()
     for name in TASKS:
-        assert set(refs.get(name, {})) == {"random", "expert"}, name
-        assert refs[name]["expert"].mean > refs[name]["random"].mean
-        assert get_task(name).normalize(refs[name]["expert"].mean) == pytest.approx(100.0)
-        assert get_task(name).normalize(refs[name]["random"].mean) == pytest.approx(0.0)
+        task = get_task(name)
+        kinds = {"random", "expert"} | ({"constant"} if task.family != "caption" else set())
+        assert set(refs.get(name, {})) == kinds, name
+        r = refs[name]
+        assert r["expert"].mean > r["random"].mean
+        base = max(r["random"].mean, r["constant"].mean) if "constant" in r else r["random"].mean
+        if r["expert"].mean > base:
+            assert task.normalize(r["expert"].mean) == pytest.approx(100.0)
+            assert task.normalize(base) == pytest.approx(0.0)
+            # doing nothing, and acting at random, score at most 0
+            assert task.normalize(r["random"].mean) <= 1e-9
+            if "constant" in r:
+                assert task.normalize(r["constant"].mean) <= 1e-9
+                assert r["constant"].policy.startswith("constant")
+        else:  # the expert is itself a constant action (Freeway: always UP): no margin to normalize by
+            assert task.normalize(r["expert"].mean) is None
+
+
+def test_constant_policies_and_the_baseline():
+    from gato_mini.envs.registry import normalized
+
+    pong = get_task("atari-pong")
+    env = pong.make(max_steps=5)
+    try:
+        for kind, action in (("constant", 0), ("constant:3", 3)):
+            p = pong.policy(kind)
+            p.reset(env, 0)
+            assert p({}, env) == action
+        with pytest.raises(ValueError, match="outside the 6 actions"):
+            pong.policy("constant:6").reset(env, 0)
+    finally:
+        env.close()
+    reacher = get_task("mujoco-reacher")
+    env = reacher.make(max_steps=5)
+    try:
+        p = reacher.policy("constant")
+        p.reset(env, 0)
+        assert np.array_equal(p({}, env), np.zeros(2, np.float32))
+    finally:
+        env.close()
+    with pytest.raises(GatoError, match="unknown policy"):
+        get_task("caption-shapes").policy("constant")
+    assert normalized(5.0, random=0.0, expert=10.0) == 50.0
+    assert normalized(5.0, random=0.0, expert=10.0, constant=5.0) == 0.0  # doing nothing is the bar
+    assert normalized(5.0, random=6.0, expert=10.0, constant=2.0) == -25.0
+    assert normalized(5.0, random=0.0, expert=10.0, constant=10.0) is None

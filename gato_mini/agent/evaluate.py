@@ -53,6 +53,7 @@ class TaskReport:
     seconds: float
     steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    constant: float | None = None  # the best constant action's mean return (zero torque; one button held)
 
     @property
     def returns(self) -> list[float]:
@@ -62,10 +63,17 @@ class TaskReport:
     def failed(self) -> list[EpisodeResult]:
         return [e for e in self.episodes if e.error is not None]
 
-    def normalized(self, score: float) -> float | None:
-        if self.random is None or self.expert is None or self.expert == self.random:
+    @property
+    def baseline(self) -> float | None:
+        """The stronger of random and the best constant action: what 0 normalized means."""
+        if self.random is None:
             return None
-        return 100.0 * (score - self.random) / (self.expert - self.random)
+        return self.random if self.constant is None else max(self.random, self.constant)
+
+    def normalized(self, score: float) -> float | None:
+        from gato_mini.envs.registry import normalized
+
+        return normalized(score, self.random, self.expert, self.constant)
 
     def summary(self) -> dict[str, Any]:
         r = np.array(self.returns, dtype=np.float64)
@@ -75,7 +83,8 @@ class TaskReport:
                 "return_mean": mean, "return_std": float(r.std()) if len(r) else math.nan,
                 "normalized_mean": float(np.mean(norm)) if norm and norm[0] is not None else None,
                 "normalized_std": float(np.std(norm)) if norm and norm[0] is not None else None,
-                "random": self.random, "expert": self.expert, "prompt": self.prompt,
+                "random": self.random, "expert": self.expert, "constant": self.constant,
+                "baseline": self.baseline, "prompt": self.prompt,
                 "steps": self.steps, "seconds": round(self.seconds, 2),
                 "steps_per_s": round(self.steps / self.seconds, 1) if self.seconds else None,
                 "per_episode": [{k: v for k, v in asdict(e).items() if k != "actions"}
@@ -192,7 +201,8 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
         for env in envs:
             env.close()
     report = TaskReport(task, results, *_reference_means(refs), prompt_name, time.perf_counter() - t0,
-                        sum(r.length for r in results))
+                        sum(r.length for r in results),
+                        constant=refs["constant"].mean if "constant" in refs else None)
     if offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, tasks, task, action)
     if video and frames:

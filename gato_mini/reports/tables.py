@@ -74,8 +74,9 @@ def print_tasks(console: Console | None = None) -> None:
 
 
 def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | None, update: bool,
-                 progress: bool, console: Console | None = None) -> None:
-    """Measure random and expert scores now and set them beside the stored references."""
+                 progress: bool, console: Console | None = None,
+                 kinds: tuple[str, ...] = ("random", "expert", "constant")) -> None:
+    """Measure reference scores now (random, expert, best constant action) beside the stored ones."""
     from gato_mini.collect import measure_reference
     from gato_mini.envs.registry import TASKS, get_task, save_reference
 
@@ -87,12 +88,13 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
     for task in tasks:
         stored = task.references()
         measured = {kind: measure_reference(task.name, kind, episodes, seed, max_steps, progress)
-                    for kind in ("random", "expert")}
+                    for kind in kinds if not (kind == "constant" and task.family == "caption")}
         for kind, ref in measured.items():
             old = stored.get(kind)
             diff = "-" if old is None else f"{(ref.mean - old.mean) / max(old.std, 1e-9):+.2f}"
             norm = task.normalize(ref.mean)
-            table.add_row(task.name, kind, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
+            name = kind if ref.policy is None else f"{kind} ({ref.policy})"
+            table.add_row(task.name, name, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
                           "-" if norm is None else f"{norm:.1f}")
         if update:
             for kind, ref in measured.items():
@@ -153,14 +155,16 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
     def num(x, fmt="{:.1f}"):
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
 
-    table = Table(title="gato-mini eval (normalized = 100 (score - random) / (expert - random); "
-                        "caption return: sentence BLEU-4 in [0, 1])")
-    columns = ("task", "episodes", "return", "normalized", "random", "expert", "metrics", "steps/s", "prompt")
+    table = Table(title="gato-mini eval (normalized = 100 (score - baseline) / (expert - baseline), "
+                        "baseline = the stronger of random and the best constant action; caption return: "
+                        "sentence BLEU-4 in [0, 1])")
+    columns = ("task", "episodes", "return", "normalized", "random", "constant", "expert", "metrics",
+               "steps/s", "prompt")
     for col in columns:
         table.add_column(col, justify="left" if col in ("task", "prompt", "metrics") else "right")
     for s in summaries:
         if "perplexity" in s:  # text and chat: no episodes
-            table.add_row(s["task"], "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f} "
+            table.add_row(s["task"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f} "
                           f"({s['tokens']:,} tokens)", "-", "-")
             continue
         metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
@@ -169,8 +173,8 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
         norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
                 if s["normalized_mean"] is not None else "-")
         ret = f"{num(s['return_mean'], '{:.2f}')} ± {num(s['return_std'], '{:.2f}')}"
-        table.add_row(s["task"], eps, ret, norm,
-                      num(s["random"], "{:.2f}"), num(s["expert"], "{:.2f}"), metrics, num(s["steps_per_s"]),
+        refs = (num(s[k] if k in s else None, "{:.2f}") for k in ("random", "constant", "expert"))
+        table.add_row(s["task"], eps, ret, norm, *refs, metrics, num(s["steps_per_s"]),
                       "yes" if s["prompt"] else "none")
     console = console or Console()
     if not console.is_terminal:
