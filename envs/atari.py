@@ -32,11 +32,12 @@ NOOP, FIRE = 0, 1
 
 
 def make_atari(env_id: str, max_steps: int, render_mode: str | None = None,
-               crop: tuple[int, int] | None = None, pool: str = "area") -> gym.Env:
+               size: tuple[int, int] = FRAME_SIZE, crop: tuple[int, int] | None = None,
+               pool: str = "area") -> gym.Env:
     """The gato-mini Atari stack for one game (see the module docstring)."""
     env = gym.make(env_id, frameskip=4, repeat_action_probability=0.25, full_action_space=False,
                    max_episode_steps=max_steps, render_mode=render_mode)
-    return DictObservation(AtariFrame(env, FRAME_SIZE, grayscale=True, crop=crop, pool=pool), "image")
+    return DictObservation(AtariFrame(env, size, grayscale=True, crop=crop, pool=pool), "image")
 
 
 def _ram(env: gym.Env) -> Any:

@@ -363,7 +363,9 @@ class Quickstart:
         for r in reports:
             s = r.summary()
             scores[r.task] = {k: s[k] for k in ("return_mean", "normalized_mean", "exact_match", "bleu4",
-                                                "perplexity") if s.get(k) is not None}
+                                                "perplexity", "bits_per_byte") if s.get(k) is not None}
+            if s.get("offline") and "error" not in s["offline"]:
+                scores[r.task]["offline"] = {k: s["offline"][k] for k in ("metric", "value", "baseline")}
         self.state.data["scores"] = scores
         return {}
 

@@ -33,12 +33,13 @@ def model_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("evalmodel")
     torch.manual_seed(0)
     fields, action = get_task("control-pendulum").fields()
+    run_episodes("control-pendulum", "expert", 2, seed=0, max_steps=30, out=tmp / "eps", progress=False)
     tasks = {"sources": {"control-pendulum": {
         "kind": "episodes", "fields": {"observation": {k: f.to_dict() for k, f in fields.items()},
-                                       "action": action.to_dict()}}}}
+                                       "action": action.to_dict()},
+        "options": {"dataset": str(tmp / "eps" / "control-pendulum" / "expert-v0")}, "val_fraction": 0.5}}}
     TextTokenizer.train(["a few words"], 300).save(tmp / "tok.json")
     export_model(tmp / "model", GatoModel(CFG), tmp / "tok.json", tasks)
-    run_episodes("control-pendulum", "expert", 2, seed=0, max_steps=30, out=tmp / "eps", progress=False)
     run_episodes("mujoco-reacher", "expert", 1, seed=0, max_steps=10, out=tmp / "eps", progress=False)
     return tmp
 
@@ -58,9 +59,15 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     assert res["episodes"] == 3 and res["failed"] == 0
     assert [e["length"] for e in res["per_episode"]] == [20, 20, 20]
     ref = get_task("control-pendulum").references()
-    expected = 100 * (res["return_mean"] - ref["random"].mean) / (ref["expert"].mean - ref["random"].mean)
+    base = max(ref["random"].mean, ref["constant"].mean)
+    assert res["baseline"] == base and res["constant"] == ref["constant"].mean
+    expected = 100 * (res["return_mean"] - base) / (ref["expert"].mean - base)
     assert res["normalized_mean"] == pytest.approx(expected)
     assert res["prompt"].endswith("tokens)")
+    # offline metrics on the held-out episode (30 steps each): an untrained model vs the median bin
+    off = res["offline"]
+    assert off["metric"] == "bin_error" and off["actions"] in (30, 60) and 0 <= off["baseline"] < off["value"]
+    assert "offline bin error" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -222,6 +222,8 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
 
     entry = source_entry(tasks, task)
     options = {**KIND_OPTIONS["episodes"], **entry.get("options", {})}
+    if not options.get("dataset"):
+        return {"error": "no offline metrics: the model's tasks.json names no dataset for this source"}
     source = Source(SourceConfig(task, "episodes", 1.0, options))
     try:
         source.check()
@@ -314,7 +316,8 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     if not windows:
         raise GatoError(f"{task} has no held-out text")
     device = next(model.parameters()).device
-    nll, count = 0.0, 0
+    nll, count, n_bytes = 0.0, 0, 0
+    byte_len = torch.from_numpy(tokenizer.byte_lengths())
     model.eval()
     for k in range(0, len(windows), batch_size):
         batch = collate(list(enumerate(windows[k:k + batch_size])), cfg)
@@ -323,10 +326,16 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
             _, loss = model(**batch, reduction="none")
         nll += float(loss.double().sum())
         count += int(batch["loss_mask"].sum())
+        scored = batch["targets"][batch["loss_mask"]].cpu()
+        text = scored[scored < len(byte_len)]
+        n_bytes += int(byte_len[text].sum())
         if progress is not None:
             progress(None)
     report = TaskReport(task, [], None, None, None, time.perf_counter() - t0, 0)
+    # Bits per byte compare runs with other vocabularies: the same total loss, per UTF-8 byte of the
+    # scored text (end-of-turn tokens add their loss but no bytes).
     report.extra.update({"perplexity": math.exp(nll / max(count, 1)), "loss": nll / max(count, 1),
+                         "bits_per_byte": nll / math.log(2) / max(n_bytes, 1), "bytes": n_bytes,
                          "tokens": count, "windows": len(windows)})
     return report
 

@@ -35,23 +35,29 @@ def _relative(path: str, out: Path) -> str:
 
 def score_rows(tasks: list[dict[str, Any]]) -> list[str]:
     """Markdown rows of the score table, one per evaluated task."""
-    rows = ["| task | kind | raw score | normalized (0 random, 100 expert) | random | expert | metrics |",
-            "|---|---|---|---|---|---|---|"]
+    from gato_mini.reports.tables import offline_text
+
+    rows = ["| task | kind | raw score | normalized (0 baseline, 100 expert) | random | best constant "
+            "| expert | metrics |",
+            "|---|---|---|---|---|---|---|---|"]
     for t in tasks:
         if "perplexity" in t:
-            rows.append(f"| {t['task']} | text | - | - | - | - | perplexity {t['perplexity']:.2f} "
-                        f"on {t['tokens']:,} held-out tokens |")
+            bpb = f", {t['bits_per_byte']:.3f} bits per byte" if t.get("bits_per_byte") else ""
+            rows.append(f"| {t['task']} | text | - | - | - | - | - | perplexity {t['perplexity']:.2f}"
+                        f"{bpb} on {t['tokens']:,} held-out tokens |")
             continue
         caption = "exact_match" in t
         metrics = (f"exact match {100 * t['exact_match']:.1f}%, BLEU-4 {100 * t['bleu4']:.1f} "
                    f"({t.get('images', '?')} images)" if caption else
                    f"{t['episodes'] - t['failed']} episodes"
-                   + (f", {t['failed']} failed" if t["failed"] else ""))
+                   + (f", {t['failed']} failed" if t["failed"] else "")
+                   + (f"; {offline_text(t['offline'])}" if t.get("offline") else ""))
         norm = (f"{_num(t['normalized_mean'])} ± {_num(t['normalized_std'])}"
                 if t.get("normalized_mean") is not None else "-")
         rows.append(f"| {t['task']} | {'caption' if caption else 'control'} | "
                     f"{_num(t['return_mean'], '{:.2f}')} ± {_num(t['return_std'], '{:.2f}')} | {norm} | "
-                    f"{_num(t['random'], '{:.2f}')} | {_num(t['expert'], '{:.2f}')} | {metrics} |")
+                    f"{_num(t['random'], '{:.2f}')} | {_num(t.get('constant'), '{:.2f}')} | "
+                    f"{_num(t['expert'], '{:.2f}')} | {metrics} |")
     return rows
 
 
@@ -62,7 +68,10 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
     samples = json.loads((out / "samples.json").read_text()) if (out / "samples.json").is_file() else {}
     lines = ["# gato-mini quickstart report", "",
              "One `tiny` Transformer trained on control episodes, image captions, text and chat at once, "
-             "then evaluated on each. Normalized score = 100 (score - random) / (expert - random).", ""]
+             "then evaluated on each. Normalized score = 100 (score - baseline) / (expert - baseline), where "
+             "the baseline is the stronger of a random policy and the best constant action (zero torque, "
+             "or one button held): a policy that does nothing scores at most 0. Offline metrics are "
+             "teacher-forced on held-out logged episodes, beside the best constant's.", ""]
 
     lines += ["## Scores", ""] + score_rows(evals) + [""]
     notes = [f"- {t['task']}: references {t['references']}" for t in evals if t.get("references")]

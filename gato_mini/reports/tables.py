@@ -164,7 +164,8 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
         table.add_column(col, justify="left" if col in ("task", "prompt", "metrics") else "right")
     for s in summaries:
         if "perplexity" in s:  # text and chat: no episodes
-            table.add_row(s["task"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f} "
+            bpb = f", {s['bits_per_byte']:.3f} bits/byte" if s.get("bits_per_byte") is not None else ""
+            table.add_row(s["task"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f}{bpb} "
                           f"({s['tokens']:,} tokens)", "-", "-")
             continue
         metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
@@ -178,5 +179,5 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
                       "yes" if s["prompt"] else "none")
     console = console or Console()
     if not console.is_terminal:
-        console.width = max(console.width, 130)
+        console.width = max(console.width, 180)
     console.print(table)

@@ -128,6 +128,11 @@ class TextTokenizer:
             raise TokenizationError(f"id {bad[0]} is not a text id [0, {self.n_text})")
         return self._tok.decode(ids, skip_special_tokens=False)
 
+    def byte_lengths(self) -> np.ndarray:
+        """(n_text,) the UTF-8 bytes each text id stands for: byte-level BPE spells every byte as one
+        character of the token's string, so this is that string's length."""
+        return np.array([len(self._tok.id_to_token(i)) for i in range(self.n_text)], dtype=np.int64)
+
     def token_str(self, token_id: int) -> str:
         """The readable text of one text id (bytes shown as they decode)."""
         return self.decode([token_id])
