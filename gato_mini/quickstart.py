@@ -81,7 +81,11 @@ class Plan:
             spec = spec or {}
             if not isinstance(spec, dict) or int(spec.get("episodes", 0)) < 1:
                 raise ConfigError(f"quickstart.collect.{task}: give 'episodes' (at least 1)")
-            collect[task] = {"episodes": int(spec["episodes"]), "max_steps": spec.get("max_steps")}
+            noise = float(spec.get("noise", 0.0))
+            if not 0.0 <= noise <= 1.0:
+                raise ConfigError(f"quickstart.collect.{task}.noise must be between 0 and 1, got {noise}")
+            collect[task] = {"episodes": int(spec["episodes"]), "max_steps": spec.get("max_steps"),
+                             "noise": noise}
         ev = raw.get("eval") or {}
         chat = raw.get("chat") or []
         if not all(isinstance(c, str) and c.strip() for c in chat):
@@ -216,18 +220,29 @@ class Quickstart:
     # --- stages -------------------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
         from gato_mini.collect import run_episodes
+        from gato_mini.data.minari_io import read_collection
+        from gato_mini.envs.registry import get_task
 
         made = {}
         for task, spec in self.plan.collect.items():
             path = self.out / "episodes" / task / "expert-v0"
+            cap = spec["max_steps"] or get_task(task).max_steps
             if path.is_dir():
-                self.console.print(f"{task}: reusing {path}")
-                continue
+                have = read_collection(path) or {}
+                noise = (have.get("noise") or {}).get("scale", 0.0)
+                wanted = (spec["episodes"], cap, spec["noise"])
+                if (have.get("episodes"), have.get("step_cap"), noise) == wanted:
+                    self.console.print(f"{task}: reusing {path}")
+                    continue
+                self.console.print(f"{task}: {path} was recorded with other settings; recording it again")
             r = run_episodes(task, "expert", spec["episodes"], 0, spec["max_steps"], self.out / "episodes",
-                             progress=self.progress)
-            made[task] = {"episodes": spec["episodes"], "steps": r.steps, "return": round(r.mean, 2)}
-            self.console.print(f"{task}: {spec['episodes']} expert episodes, {r.steps} steps, mean return "
-                               f"{r.mean:.1f} -> {path}")
+                             overwrite=True, progress=self.progress, noise=spec["noise"])
+            made[task] = {"episodes": spec["episodes"], "steps": r.steps, "return": round(r.mean, 2),
+                          "noise": spec["noise"]}
+            noisy = f" (DART noise {spec['noise']}: noisy actions executed, clean ones logged)" \
+                if spec["noise"] else ""
+            self.console.print(f"{task}: {spec['episodes']} expert episodes{noisy}, {r.steps} steps, mean "
+                               f"return {r.mean:.1f} -> {path}")
         return {"collected": made}
 
     def _run_config(self, max_steps: int | None = None):  # noqa: ANN202 (a RunConfig)

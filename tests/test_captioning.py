@@ -169,8 +169,11 @@ def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> No
     report = evaluate_task(model, tok, tasks, "notes", 0, 1)
     units = list(Source(SourceConfig("notes", "text", 1.0, {"path": str(caption_model / "notes")}))
                  .units("val", CFG, tok, 0.5, Counter()))
-    nll, n = 0.0, 0
+    nll, n, n_bytes = 0.0, 0, 0
     for _, seq in units:
+        text_ids = seq.tokens[1:][seq.targets[1:]]
+        text_ids = text_ids[text_ids < tok.n_text]
+        n_bytes += len(tok.decode(text_ids.tolist()).encode("utf-8"))  # the scored text, as bytes
         for a in range(0, len(seq) - 1, CFG.block_size - 1):
             t = torch.as_tensor(seq.tokens[a:a + CFG.block_size], dtype=torch.long)[None]
             with torch.no_grad():
@@ -180,3 +183,5 @@ def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> No
             nll -= float(logp[torch.arange(t.shape[1] - 1), t[0, 1:]][keep].sum())
             n += int(keep.sum())
     assert report.extra["perplexity"] == pytest.approx(np.exp(nll / n), rel=1e-4)
+    assert report.extra["bytes"] == n_bytes > 0
+    assert report.extra["bits_per_byte"] == pytest.approx(nll / np.log(2) / n_bytes, rel=1e-4)
