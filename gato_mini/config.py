@@ -91,6 +91,11 @@ class GatoConfig:
     # Positions (Gato Sec. 2.2: patch rows/columns quantized to 128 intervals)
     position_intervals: int = 128
     max_local_positions: int = 512
+    # Past actions in the input: "keep" (Gato), or "mask": every action token the model reads is
+    # replaced by one learned vector, so it predicts each action from observations alone. Behaviour
+    # cloning with the expert's past actions in view learns to copy them ("copycat", Wen et al.
+    # 2020): in closed loop it then repeats its own first action. Targets are never masked.
+    action_inputs: str = "keep"
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -121,6 +126,8 @@ class GatoConfig:
             raise ConfigError(f"config 'dropout' must be in [0, 1), got {self.dropout}")
         if self.patch_size % 4:
             raise ConfigError(f"config 'patch_size' must be a multiple of 4, got {self.patch_size}")
+        if self.action_inputs not in ("keep", "mask"):
+            raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
         if self.image_channels not in (1, 3):
             raise ConfigError(f"config 'image_channels' must be 1 or 3, got {self.image_channels}")
         self.head_dim = self.n_embd // self.n_head

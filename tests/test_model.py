@@ -163,3 +163,34 @@ def test_sample_stays_in_the_legal_range() -> None:
     for temp in (0.0, 1.0, 5.0):
         ids = sample(logits, 10, 20, temperature=temp, generator=g)
         assert ids.min() >= 10 and ids.max() < 20
+
+
+@pytest.mark.parametrize("inputs", ["keep", "mask"])
+def test_masked_action_inputs_hide_past_actions_and_only_them(inputs) -> None:
+    """With action_inputs="mask" the model's outputs do not depend on which actions were taken before
+    (copycat behaviour cloning has nothing to copy); with "keep" they do. Observations still count."""
+    torch.manual_seed(0)
+    cfg = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=128, text_vocab_size=400,
+                               action_inputs=inputs)
+    model = GatoModel(cfg).eval()
+    with torch.no_grad():  # a trained-looking mask vector, not zeros
+        if model.action_mask is not None:
+            model.action_mask.normal_(0, 0.5)
+    rng = np.random.default_rng(1)
+    fields, action = {"vel": FieldSpec("continuous", (3,))}, FieldSpec("discrete", (), n=4)
+    obs = {"vel": rng.uniform(-1, 1, (6, 3)).astype(np.float32)}
+
+    def logits(actions, o=obs):
+        seq = episode_sequence(o, np.array(actions), fields, action, cfg)
+        t = torch.as_tensor(seq.tokens, dtype=torch.long)[None]
+        return model(t, torch.as_tensor(seq.local_pos, dtype=torch.long)[None])[0][0]
+
+    a, b = logits([0, 1, 2, 3, 0, 1]), logits([3, 3, 3, 3, 3, 1])
+    if inputs == "mask":
+        assert torch.allclose(a, b, atol=1e-6)
+    else:
+        assert not torch.allclose(a[5:], b[5:], atol=1e-3)  # after the first action, the past shows
+    other = {"vel": obs["vel"][::-1].copy()}
+    assert not torch.allclose(logits([0, 1, 2, 3, 0, 1], other), a, atol=1e-3)
+    with pytest.raises(Exception, match="action_inputs"):
+        GatoConfig.from_name("tiny", action_inputs="drop")

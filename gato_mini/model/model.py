@@ -190,6 +190,8 @@ class GatoModel(nn.Module):
         self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
         self.patch_embed = PatchEmbedding(cfg)
         self.local_pos = nn.Embedding(cfg.max_local_positions, cfg.n_embd)
+        # cfg.action_inputs == "mask": the one vector every action token in the input becomes
+        self.action_mask = nn.Parameter(torch.zeros(cfg.n_embd)) if cfg.action_inputs == "mask" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps)
@@ -252,6 +254,11 @@ class GatoModel(nn.Module):
         if local_pos is not None:
             has = (local_pos >= 0).unsqueeze(-1)
             x = x + self.local_pos(local_pos.clamp(min=0)) * has
+            if self.action_mask is not None:
+                # action tokens: value ids (discrete/continuous) outside any observation
+                cfg = self.cfg
+                value = (tokens >= cfg.discrete_offset) & (tokens < cfg.special_offset)
+                x = torch.where((value & (local_pos < 0)).unsqueeze(-1), self.action_mask.to(x.dtype), x)
         return self.drop(x)
 
     def forward(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
