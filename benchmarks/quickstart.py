@@ -1,7 +1,10 @@
-"""The quickstart's results: wall time per stage and the final scores, as JSON and as README rows.
+"""The quickstart's learning measurement: scores, offline action metrics, steps and minutes trained.
 
-Reads ``DIR/quickstart.json`` (written by ``gato-mini quickstart``); with
-``--run`` it first runs (or resumes) the quickstart itself. Writes
+Reads ``DIR/quickstart.json`` and ``DIR/eval.json`` (written by ``gato-mini quickstart``);
+with ``--run`` it first runs (or resumes) the quickstart itself. Per control task the JSON holds
+the raw return, the normalized score, the random, best-constant and expert references it was
+normalized with, and the teacher-forced offline metric beside its constant baseline; per
+caption task exact match and BLEU-4; per text task perplexity and bits per byte. Writes
 ``benchmarks/results/quickstart.json`` and prints the markdown table that the
 README's results section shows, so that table can be regenerated from a run.
 
@@ -26,18 +29,22 @@ from _common import write  # noqa: E402
 
 def table(state: dict, evals: list[dict]) -> list[str]:
     """README rows: one per task, then the stage times."""
-    rows = ["| task | score | normalized (0 random, 100 expert) |", "|---|---|---|"]
+    from gato_mini.reports.tables import offline_text
+
+    rows = ["| task | score | normalized (0 baseline, 100 expert) | offline (held-out episodes) |",
+            "|---|---|---|---|"]
     for t in evals:
         if "perplexity" in t:
-            rows.append(f"| {t['task']} | perplexity {t['perplexity']:.1f} (held out) | - |")
+            bpb = f", {t['bits_per_byte']:.2f} bits/byte" if t.get("bits_per_byte") else ""
+            rows.append(f"| {t['task']} | perplexity {t['perplexity']:.1f}{bpb} (held out) | - | - |")
         elif "exact_match" in t:
             rows.append(f"| {t['task']} | exact match {100 * t['exact_match']:.1f}%, BLEU-4 "
                         f"{100 * t['bleu4']:.1f} ({t['images']} held-out images) | "
-                        f"{t['normalized_mean']:.0f} |")
+                        f"{t['normalized_mean']:.0f} | - |")
         else:
             norm = "-" if t["normalized_mean"] is None else f"{t['normalized_mean']:.0f}"
             rows.append(f"| {t['task']} | return {t['return_mean']:.1f} ± {t['return_std']:.1f} "
-                        f"({t['episodes']} episodes) | {norm} |")
+                        f"({t['episodes']} episodes) | {norm} | {offline_text(t.get('offline'))} |")
     stages = state["stages"]
     times = ", ".join(f"{k} {v['seconds'] / 60:.1f}" for k, v in stages.items())
     total = sum(v["seconds"] for v in stages.values()) / 60
@@ -58,8 +65,14 @@ def main() -> None:
         subprocess.run(cmd + (["--config", args.config] if args.config else []), check=True)
     state = json.loads((out / "quickstart.json").read_text())
     evals = json.loads((out / "eval.json").read_text())["tasks"]
+    keys = ("return_mean", "return_std", "normalized_mean", "random", "constant", "baseline", "expert",
+            "episodes", "failed", "offline", "exact_match", "bleu4", "perplexity", "bits_per_byte")
+    learning = {t["task"]: {k: t[k] for k in keys if t.get(k) is not None} for t in evals}
+    train = state["stages"].get("train", {})
     result = {"versions": state.get("versions"), "runs": state.get("runs"),
               "stages": state["stages"], "train": state.get("train"), "scores": state.get("scores"),
+              "learning": learning, "steps_trained": train.get("max_steps"),
+              "minutes_trained": round(train.get("seconds", 0) / 60, 2),
               "total_seconds": round(sum(v["seconds"] for v in state["stages"].values()), 1)}
     write("quickstart", result, args.json)
     print("\n".join(table(state, evals)))

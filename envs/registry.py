@@ -62,6 +62,8 @@ class Task:
     maker: Callable[[str, int, str | None], gym.Env] = field(repr=False)
     expert_factory: Callable[[], Policy] = field(repr=False)
     random_factory: Callable[[], Policy] = field(default=RandomPolicy, repr=False)
+    # Other scripted demonstrators by name (for `collect --policy NAME`); never a reference score.
+    demonstrators: dict[str, Callable[[], Policy]] = field(default_factory=dict, repr=False)
 
     def make(self, max_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
         """The task's env with its full wrapper stack."""
@@ -77,12 +79,16 @@ class Task:
             return self.expert_factory()
         if kind == "random":
             return self.random_factory()
+        if kind in self.demonstrators:
+            return self.demonstrators[kind]()
         if kind == "constant" and self.family != "caption":
             return ConstantPolicy()
         head, _, index = kind.partition(":")
         if head == "constant" and index.isdigit() and self.family != "caption":
             return ConstantPolicy(int(index))
-        raise GatoError(f"unknown policy {kind!r}; use 'expert', 'random', 'constant' or 'constant:K'")
+        kinds = ("expert", "random", *self.demonstrators, "constant", "constant:K")
+        known = ", ".join(repr(k) for k in kinds)
+        raise GatoError(f"unknown policy {kind!r} for {self.name}; use one of {known}")
 
     def fields(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
         """(observation field specs, action field spec) of the wrapped env."""
@@ -119,9 +125,11 @@ def normalized(score: float, random: float | None, expert: float | None,
     return 100.0 * (score - lo) / (expert - lo) if expert > lo else None
 
 
-def _atari(name: str, game: str, expert: Callable[[], Policy], description: str, **frame: Any) -> Task:
+def _atari(name: str, game: str, expert: Callable[[], Policy], description: str,
+           demonstrators: dict[str, Callable[[], Policy]] | None = None, **frame: Any) -> Task:
     maker = functools.partial(atari.make_atari, **frame) if frame else atari.make_atari
-    return Task(name, f"ALE/{game}-v5", "atari", description, 5000, maker, expert)
+    return Task(name, f"ALE/{game}-v5", "atari", description, 5000, maker, expert,
+                demonstrators=demonstrators or {})
 
 
 def _control(name: str, env_id: str, max_steps: int, expert: Callable[[], Policy], description: str) -> Task:
@@ -135,8 +143,10 @@ def _caption(name: str, description: str) -> Task:
 
 caption.register()
 TASKS: dict[str, Task] = {t.name: t for t in (
-    _atari("atari-pong", "Pong", atari.PongExpert, "Pong; expert intercepts the ball from RAM"),
-    _atari("atari-breakout", "Breakout", atari.BreakoutExpert, "Breakout; expert tracks the ball from RAM"),
+    _atari("atari-pong", "Pong", atari.PongExpert, "Pong; expert intercepts the ball from RAM",
+           {"tracker": atari.PongTracker}),
+    _atari("atari-breakout", "Breakout", atari.BreakoutExpert, "Breakout; expert tracks the ball from RAM",
+           {"tracker": atari.BreakoutTracker}),
     _atari("atari-freeway", "Freeway", atari.FreewayExpert, "Freeway; expert always walks up"),
     _control("control-pendulum", "Pendulum-v1", 200, control.PendulumExpert,
              "Pendulum swing-up; energy pumping then PD"),

@@ -57,7 +57,8 @@ def _run_tasks(args: argparse.Namespace) -> None:
 
 def _add_collect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task name (see `gato-mini tasks`)")
-    p.add_argument("--policy", default="expert", help="expert or random (default: expert)")
+    p.add_argument("--policy", default="expert", help="expert, random, a task's other demonstrator "
+                   "(atari-pong and atari-breakout: tracker), constant or constant:K (default: expert)")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes")
     p.add_argument("--out", required=True, help="folder of Minari datasets; writes OUT/<task>/<policy>-v0")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i (default: 0)")
