@@ -66,6 +66,10 @@ class Plan:
     chat: list[str] = field(default_factory=list)
     reserve_minutes: float = 3.0
 
+    def dataset(self, out: Path, task: str) -> Path:
+        """Where the quickstart records ``task``'s demonstrations: ``out/episodes/<task>/<policy>-v0``."""
+        return out / "episodes" / task / f"{self.collect[task]['policy']}-v0"
+
     @classmethod
     def parse(cls, raw: Any) -> Plan:
         from gato_mini.envs.registry import get_task
@@ -84,8 +88,13 @@ class Plan:
             noise = float(spec.get("noise", 0.0))
             if not 0.0 <= noise <= 1.0:
                 raise ConfigError(f"quickstart.collect.{task}.noise must be between 0 and 1, got {noise}")
+            policy = str(spec.get("policy", "expert"))
+            try:
+                get_task(task).policy(policy)
+            except GatoError as exc:
+                raise ConfigError(f"quickstart.collect.{task}.policy: {exc}") from None
             collect[task] = {"episodes": int(spec["episodes"]), "max_steps": spec.get("max_steps"),
-                             "noise": noise}
+                             "noise": noise, "policy": policy}
         ev = raw.get("eval") or {}
         chat = raw.get("chat") or []
         if not all(isinstance(c, str) and c.strip() for c in chat):
@@ -151,6 +160,10 @@ def load_config(path: Path, out: Path) -> tuple[Plan, dict[str, Any]]:
     raw["data"]["root"] = str(out / "data")
     raw["data"]["episodes"] = str(out / "episodes")
     raw["train"] = {**(raw.get("train") or {}), "out": str(out / "run")}
+    sources = raw["data"].get("sources")
+    if isinstance(sources, dict):  # each collected task trains on the demonstrations recorded for it
+        raw["data"]["sources"] = {name: ({**(spec or {}), "dataset": str(plan.dataset(out, name))}
+                                         if name in plan.collect else spec) for name, spec in sources.items()}
     raw["trainer"] = dict(raw.get("trainer") or {})
     return plan, raw
 
@@ -225,24 +238,25 @@ class Quickstart:
 
         made = {}
         for task, spec in self.plan.collect.items():
-            path = self.out / "episodes" / task / "expert-v0"
+            path = self.plan.dataset(self.out, task)
             cap = spec["max_steps"] or get_task(task).max_steps
             if path.is_dir():
                 have = read_collection(path) or {}
                 noise = (have.get("noise") or {}).get("scale", 0.0)
-                wanted = (spec["episodes"], cap, spec["noise"])
-                if (have.get("episodes"), have.get("step_cap"), noise) == wanted:
+                wanted = (spec["policy"], spec["episodes"], cap, spec["noise"])
+                if (have.get("policy"), have.get("episodes"), have.get("step_cap"), noise) == wanted:
                     self.console.print(f"{task}: reusing {path}")
                     continue
                 self.console.print(f"{task}: {path} was recorded with other settings; recording it again")
-            r = run_episodes(task, "expert", spec["episodes"], 0, spec["max_steps"], self.out / "episodes",
-                             overwrite=True, progress=self.progress, noise=spec["noise"])
+            r = run_episodes(task, spec["policy"], spec["episodes"], 0, spec["max_steps"],
+                             self.out / "episodes", overwrite=True, progress=self.progress,
+                             noise=spec["noise"])
             made[task] = {"episodes": spec["episodes"], "steps": r.steps, "return": round(r.mean, 2),
                           "noise": spec["noise"]}
             noisy = f" (DART noise {spec['noise']}: noisy actions executed, clean ones logged)" \
                 if spec["noise"] else ""
-            self.console.print(f"{task}: {spec['episodes']} expert episodes{noisy}, {r.steps} steps, mean "
-                               f"return {r.mean:.1f} -> {path}")
+            self.console.print(f"{task}: {spec['episodes']} {spec['policy']} episodes{noisy}, {r.steps} "
+                               f"steps, mean return {r.mean:.1f} -> {path}")
         return {"collected": made}
 
     def _run_config(self, max_steps: int | None = None):  # noqa: ANN202 (a RunConfig)
@@ -360,8 +374,9 @@ class Quickstart:
                 video = str(self.out / f"{task}.gif") if atari and task == atari[0] else None
                 report = evaluate_task(model, tok, tasks, task, episodes,
                                        16 if caption else p.eval_num_envs, seed=1000,
-                                       prompt_dataset=str(self.out / "episodes" / task / "expert-v0")
-                                       if kind == "episodes" else None, max_steps=cap, video=video,
+                                       prompt_dataset=str(p.dataset(self.out, task))
+                                       if kind == "episodes" and task in p.collect else None,
+                                       max_steps=cap, video=video,
                                        progress=lambda r, t=bar_task: bar.update(t, advance=1),
                                        samples=str(self.out / f"{task}-samples.png") if caption else None)
                 if kind == "episodes" and cap and cap < TASKS[task].max_steps:

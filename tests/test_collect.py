@@ -253,3 +253,17 @@ def test_collection_metadata_round_trips(tmp_path):
         with pytest.raises(GatoError, match="--noise must be between 0 and 1"):
             collect(tmp_path / "c", noise=bad)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_tasks_other_demonstrator_records_its_own_dataset(tmp_path):
+    from gato_mini.data.minari_io import read_collection
+
+    result = run_episodes("atari-pong", "tracker", 1, seed=2, max_steps=60, out=tmp_path, progress=False)
+    assert result.path == tmp_path / "atari-pong" / "tracker-v0"
+    assert read_collection(result.path)["policy"] == "tracker"
+    actions = next(iter_episodes(result.path)).actions
+    assert set(np.unique(actions)) <= {0, 2, 3}  # NOOP, up, down: it only steers
+    with pytest.raises(GatoError, match="unknown policy 'trackr' for atari-pong; use one of .*'tracker'"):
+        run_episodes("atari-pong", "trackr", 1, out=tmp_path, progress=False)
+    with pytest.raises(GatoError, match="unknown policy 'tracker' for mujoco-reacher"):
+        run_episodes("mujoco-reacher", "tracker", 1, out=tmp_path, progress=False)
