@@ -5,8 +5,12 @@ The stack (the same for collection and evaluation):
 * ALE v5: frameskip 4, sticky actions with probability 0.25, the game's minimal
   action set (as Gymnasium's defaults);
 * episodes capped at the task's step cap (agent steps, 5000 by default);
-* frames converted to gray and resized to 80x80 with area interpolation:
-  25 patches of 16x16 per timestep (Gato embeds frames as 16x16 patches);
+* frames converted to gray and shrunk: by default to 80x80 with area interpolation (25 patches
+  of 16x16 per timestep; Gato embeds frames as 16x16 patches). Pong and Breakout crop the
+  playfield (rows 34..194, dropping the score bar) and max-pool it, which keeps a one-pixel ball
+  at full contrast, to 10 patches: 80 rows x 32 columns for Pong, whose paddle moves up and down,
+  32 x 80 for Breakout, whose paddle moves sideways. 12 tokens a timestep instead of 27 puts 2.25x
+  more action targets in a training window (docs/learning.md);
 * the frame is the observation key ``image``.
 
 Experts act on the emulator RAM (``ale.getRAM()``) while the env logs pixels.

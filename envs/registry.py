@@ -144,9 +144,9 @@ def _caption(name: str, description: str) -> Task:
 caption.register()
 TASKS: dict[str, Task] = {t.name: t for t in (
     _atari("atari-pong", "Pong", atari.PongExpert, "Pong; expert intercepts the ball from RAM",
-           {"tracker": atari.PongTracker}),
+           {"tracker": atari.PongTracker}, size=(80, 32), crop=(34, 194), pool="max"),
     _atari("atari-breakout", "Breakout", atari.BreakoutExpert, "Breakout; expert tracks the ball from RAM",
-           {"tracker": atari.BreakoutTracker}),
+           {"tracker": atari.BreakoutTracker}, size=(32, 80), crop=(34, 194), pool="max"),
     _atari("atari-freeway", "Freeway", atari.FreewayExpert, "Freeway; expert always walks up"),
     _control("control-pendulum", "Pendulum-v1", 200, control.PendulumExpert,
              "Pendulum swing-up; energy pumping then PD"),

@@ -261,3 +261,29 @@ def test_constant_policies_and_the_baseline():
     assert normalized(5.0, random=0.0, expert=10.0, constant=5.0) == 0.0  # doing nothing is the bar
     assert normalized(5.0, random=6.0, expert=10.0, constant=2.0) == -25.0
     assert normalized(5.0, random=0.0, expert=10.0, constant=10.0) is None
+
+
+def test_pong_and_breakout_frames_show_the_ball_where_the_ram_says():
+    for name, shape, ball in (("atari-pong", (80, 32, 1), 236), ("atari-breakout", (32, 80, 1), 110)):
+        task = get_task(name)
+        env = task.make(max_steps=200)
+        try:
+            obs, _ = env.reset(seed=0)
+            assert obs["image"].shape == shape and env.observation_space["image"].shape == shape
+            expert = task.policy("expert")
+            expert.reset(env, 0)
+            seen = 0
+            for _ in range(150):
+                obs, *_ = env.step(expert(obs, env))
+                ram = env.unwrapped.ale.getRAM()
+                in_view = 40 < ram[54] - 13.0 < 180 and 10 < ram[49] - 48.5 < 150
+                if name == "atari-pong" and ram[54] and in_view:
+                    r, c = int((ram[54] - 13.0 - 34) // 2), int((ram[49] - 48.5) // 5)
+                    seen += int(obs["image"][max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() == ball)
+                y, x = ram[101] + 10.5, ram[99] - 48.5
+                if name == "atari-breakout" and ram[101] and 100 < y < 180 and 10 < x < 150:  # below bricks
+                    r, c = int((y - 34) // 5), int(x // 2)
+                    seen += int(obs["image"][max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() == ball)
+            assert seen > 10, (name, seen)
+        finally:
+            env.close()
