@@ -96,6 +96,11 @@ class GatoConfig:
     # cloning with the expert's past actions in view learns to copy them ("copycat", Wen et al.
     # 2020): in closed loop it then repeats its own first action. Targets are never masked.
     action_inputs: str = "keep"
+    # How the embeddings of the 1024 discrete and 1024 continuous value ids start: "random" (as
+    # every other id), or "fourier": sines and cosines of the value, so that neighbouring bins start
+    # out alike (with the tied head, predicting bin b also favours b +- 1). Random rows make the model
+    # learn the order of 1024 bins from data, one bin at a time. Only the start differs; all learn.
+    value_init: str = "random"
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -126,6 +131,8 @@ class GatoConfig:
             raise ConfigError(f"config 'dropout' must be in [0, 1), got {self.dropout}")
         if self.patch_size % 4:
             raise ConfigError(f"config 'patch_size' must be a multiple of 4, got {self.patch_size}")
+        if self.value_init not in ("random", "fourier"):
+            raise ConfigError(f"config 'value_init' must be 'random' or 'fourier', got {self.value_init!r}")
         if self.action_inputs not in ("keep", "mask"):
             raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
         if self.image_channels not in (1, 3):

@@ -194,3 +194,24 @@ def test_masked_action_inputs_hide_past_actions_and_only_them(inputs) -> None:
     assert not torch.allclose(logits([0, 1, 2, 3, 0, 1], other), a, atol=1e-3)
     with pytest.raises(Exception, match="action_inputs"):
         GatoConfig.from_name("tiny", action_inputs="drop")
+
+
+def test_fourier_value_init_orders_the_bins_and_leaves_other_ids_random() -> None:
+    from torch.nn.functional import cosine_similarity as cos
+
+    torch.manual_seed(0)
+    cfg = GatoConfig.from_name("tiny", n_layer=1, n_embd=64, n_head=4, block_size=64, text_vocab_size=400,
+                               value_init="fourier")
+    w = GatoModel(cfg).wte.weight.detach()
+    for offset in (cfg.discrete_offset, cfg.continuous_offset):
+        rows = w[offset:offset + 1024]
+        assert abs(float(rows.std()) - 0.02) < 1e-3
+        near = cos(rows[500], rows[501], 0)
+        assert near > 0.8 and near > cos(rows[500], rows[530], 0) > cos(rows[500], rows[900], 0)
+    torch.manual_seed(0)
+    plain = GatoModel(GatoConfig.from_name("tiny", n_layer=1, n_embd=64, n_head=4, block_size=64,
+                                           text_vocab_size=400)).wte.weight.detach()
+    assert abs(float(cos(plain[cfg.continuous_offset + 500], plain[cfg.continuous_offset + 501], 0))) < 0.5
+    assert torch.equal(w[:400], plain[:400])  # text ids start the same either way
+    with pytest.raises(Exception, match="value_init"):
+        GatoConfig.from_name("tiny", value_init="sorted")

@@ -180,6 +180,20 @@ class PatchEmbedding(nn.Module):
         return out + self.row(rows) + self.col(cols)
 
 
+def fourier_rows(n: int, width: int, std: float = 0.02) -> Tensor:
+    """(n, width) embeddings of the ordered values 0..n-1: cosines and sines of the value at
+    frequencies from half a cycle to n/4 cycles over the range (geometric), scaled to ``std``;
+    neighbouring values get similar rows, distant ones dissimilar."""
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n  # (n,) in (0, 1)
+    half = width // 2
+    freqs = 0.5 * (n / 2) ** (torch.arange(half, dtype=torch.float64) / max(half - 1, 1))  # 0.5 .. n/4
+    angles = 2 * math.pi * u[:, None] * freqs[None, :]
+    rows = torch.cat([angles.cos(), angles.sin()], dim=1)
+    if rows.shape[1] < width:
+        rows = torch.cat([rows, torch.zeros(n, width - rows.shape[1], dtype=rows.dtype)], dim=1)
+    return (rows / rows.std() * std).float()
+
+
 # --- the model ----------------------------------------------------------------------
 class GatoModel(nn.Module):
     """See the module docstring."""
@@ -205,6 +219,11 @@ class GatoModel(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("attn.proj.weight") or name.endswith("mlp.proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.value_init == "fourier":
+            with torch.no_grad():
+                for offset, n in ((cfg.discrete_offset, cfg.discrete_bins),
+                                  (cfg.continuous_offset, cfg.continuous_bins)):
+                    self.wte.weight[offset:offset + n] = fourier_rows(n, cfg.n_embd)
 
     def _set_rope(self, length: int) -> None:
         cos, sin = rope_cache(length, self.cfg.head_dim, self.cfg.rope_base)
