@@ -19,7 +19,7 @@ from gato_mini.quickstart import STAGES, default_config, load_config
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 FAST = {
     "quickstart": {
-        "collect": {"atari-pong": {"episodes": 2, "max_steps": 40},
+        "collect": {"atari-pong": {"episodes": 2, "max_steps": 40, "policy": "tracker", "noise": 0.2},
                     "atari-breakout": {"episodes": 1, "max_steps": 30},
                     "control-pendulum": {"episodes": 3, "max_steps": 30},
                     "mujoco-reacher": {"episodes": 3}},
@@ -60,8 +60,13 @@ def test_the_packaged_config_is_the_documented_default(tmp_path: Path) -> None:
     families = [TASKS[t].family for t in plan.collect]
     assert families.count("atari") >= 2 and families.count("control") >= 2
     assert {"caption-shapes", "text-pydoc", "chat-chatterbot"} <= set(raw["data"]["sources"])
-    assert raw["model"] == "tiny" and "max_steps" not in raw["trainer"]  # sized from --minutes
+    assert raw["model"]["name"] == "tiny" and "max_steps" not in raw["trainer"]  # sized from --minutes
     assert raw["train"]["out"] == str(tmp_path / "run")
+    assert plan.eval_episodes >= 16  # issue 16: scores over at least 16 episodes
+    # every collected task trains on (and is prompted with) the dataset recorded for it
+    for task, spec in plan.collect.items():
+        path = tmp_path / "episodes" / task / f"{spec['policy']}-v0"
+        assert raw["data"]["sources"][task]["dataset"] == str(path)
 
 
 def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp_path: Path,
