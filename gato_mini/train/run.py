@@ -16,6 +16,7 @@ file whole.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -144,6 +145,27 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return best
 
 
+@contextlib.contextmanager
+def quiet_lightning():  # noqa: ANN201
+    """Lightning's tips and the warnings about choices made here, kept off the user's terminal: the
+    litlogger advert, "GPU available", the ``ckpt_path=None``/"last" notes (a fresh run is checked by
+    :func:`refuse_earlier_run`) and torch's pytree deprecation. Real warnings still show."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in (r".*ckpt_path=None\)` was called without a model.*", r".*LeafSpec.*",
+                            r'.*ckpt_path="last"\) is set, but there is no last checkpoint.*'):
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def refuse_earlier_run(out: Path) -> None:
     """A fresh run must not land in a folder holding an earlier run's checkpoints.
 
@@ -169,11 +191,13 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
     else:
         refuse_earlier_run(out)
     L.seed_everything(run.train.seed, workers=True, verbose=False)
-    trainer, lit, dm = build(run, progress)
+    with quiet_lightning():
+        trainer, lit, dm = build(run, progress)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         run.save(out / "config.yaml")
-    trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    with quiet_lightning():
+        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     model_dir = out / "model"
     if trainer.is_global_zero:
         export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run))
