@@ -15,7 +15,8 @@ its observation and action fields must match the task's, and each episode is
 prompted with a demonstration: the last timesteps (within ``prompt_tokens``)
 of the highest-return episode of a Minari dataset of the same task (Gato
 Sec. 3.3: a successful episode's end), by default ``runs/episodes/<task>/expert-v0``.
-Scores: mean ± sd of the raw return and ``100 * (score - random) / (expert - random)``
+Scores: mean ± sd of the raw return and ``100 * (score - baseline) / (expert - baseline)``, the
+baseline being the stronger of random and the best constant action,
 with the registry's references.
 """
 
