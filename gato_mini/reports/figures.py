@@ -121,7 +121,8 @@ def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -
 
 
 def score_bars(scores: dict[str, float], path: str | Path, title: str) -> str:
-    """Horizontal bars of normalized scores (0 = random, 100 = expert)."""
+    """Horizontal bars of normalized scores (0 = the stronger of random and the best constant action,
+    100 = expert)."""
     plt = _pyplot()
     if not scores:
         raise GatoError("no normalized scores to plot")
@@ -134,7 +135,8 @@ def score_bars(scores: dict[str, float], path: str | Path, title: str) -> str:
     ax.axvline(100, color="grey", lw=0.8, ls="--")
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.0f}", va="center", ha="left" if v >= 0 else "right")
-    ax.set_xlabel("normalized score: 0 = random, 100 = expert")
+    ax.set_xlabel("normalized score: 0 = random or the best constant action (the stronger); "
+                  "100 = expert")
     ax.set_title(title)
     ax.invert_yaxis()
     lo = min(0.0, min(values)) - 10
