@@ -230,8 +230,11 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
         source.check()
     except GatoError as exc:
         return {"error": f"no offline metrics: {exc}"}
-    units = source.units("val", model.cfg, tokenizer, entry.get("val_fraction", 0.05), Counter())
-    metrics = offline_metrics(model, (seq for _, seq in units), action, max_windows)
+    held = [seq for _, seq in source.units("val", model.cfg, tokenizer, entry.get("val_fraction", 0.05),
+                                           Counter())]
+    if not held:  # a dataset of one episode holds none out
+        return {"error": "no offline metrics: the source holds out no episode"}
+    metrics = offline_metrics(model, held, action, max_windows)
     return {**metrics, "dataset": str(source.opt["dataset"])}
 
 
