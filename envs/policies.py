@@ -6,6 +6,8 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 
+from gato_mini.errors import ConfigError
+
 
 class Policy(Protocol):
     """A policy acting in one (wrapped) environment. ``reset`` starts an episode."""
@@ -46,11 +48,12 @@ class ConstantPolicy:
         if isinstance(space, spaces.Discrete):
             k = 0 if self.index is None else self.index
             if not 0 <= k < space.n:
-                raise ValueError(f"constant action {k} is outside the {space.n} actions")
+                raise ConfigError(f"constant action {k} is outside the {space.n} actions")
             self._action = int(space.start + k)
         elif isinstance(space, spaces.Box):
             if self.index is not None:
-                raise ValueError("a Box action space has one constant policy (its middle), not numbered ones")
+                raise ConfigError("a Box action space has one constant policy (its middle), "
+                                  "not numbered ones")
             bounded = np.isfinite(space.low) & np.isfinite(space.high)
             mid = np.where(bounded, (space.low + space.high) / 2, 0.0)
             self._action = np.clip(mid, space.low, space.high).astype(space.dtype)

@@ -146,6 +146,7 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
     with contextlib.ExitStack() as stack:
         env = task.make(max_steps=cap)
         stack.callback(env.close)
+        task.policy(policy_kind).reset(env, seed)  # a policy that cannot act here fails before any writing
         if noise:
             # an unsupported action space fails before any episode
             perturb(env.action_space.sample(), env.action_space, noise, np.random.default_rng(0))

@@ -267,3 +267,13 @@ def test_a_tasks_other_demonstrator_records_its_own_dataset(tmp_path):
         run_episodes("atari-pong", "trackr", 1, out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="unknown policy 'tracker' for mujoco-reacher"):
         run_episodes("mujoco-reacher", "tracker", 1, out=tmp_path, progress=False)
+
+
+def test_a_constant_button_outside_the_action_set_and_a_constant_for_captions_are_one_line(tmp_path):
+    from gato_mini.reports.tables import print_scores
+
+    with pytest.raises(GatoError, match="constant action 9 is outside the 6 actions"):
+        run_episodes("atari-pong", "constant:9", 1, out=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(GatoError, match="caption-shapes is a captioning task: it has no constant action"):
+        print_scores(["caption-shapes"], 1, 0, None, False, False, kinds=("constant",))

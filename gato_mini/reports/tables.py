@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gato_mini.config import NAMED_SIZES, SPECIAL_TOKENS, GatoConfig
+from gato_mini.errors import GatoError
 from gato_mini.tokenizers import TextTokenizer, Vocab
 
 _WHAT = {
@@ -82,13 +83,20 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
 
     names = list(TASKS) if names == ["all"] else names
     tasks = [get_task(n) for n in names]  # unknown names fail before any work
+    if set(kinds) == {"constant"} and names != list(TASKS):
+        caption = next((t.name for t in tasks if t.family == "caption"), None)
+        if caption:
+            raise GatoError(f"{caption} is a captioning task: it has no constant action to measure")
     table = Table(title=f"reference scores: measured now ({episodes} episodes, seed {seed}) vs stored")
     for col in ("task", "policy", "measured", "stored", "difference / stored sd", "normalized"):
         table.add_column(col)
     for task in tasks:
         stored = task.references()
+        wanted = [k for k in kinds if not (k == "constant" and task.family == "caption")]
+        if not wanted:
+            continue  # a caption task asked only for a constant (checked above when named)
         measured = {kind: measure_reference(task.name, kind, episodes, seed, max_steps, progress)
-                    for kind in kinds if not (kind == "constant" and task.family == "caption")}
+                    for kind in wanted}
         for kind, ref in measured.items():
             old = stored.get(kind)
             diff = "-" if old is None else f"{(ref.mean - old.mean) / max(old.std, 1e-9):+.2f}"
