@@ -115,13 +115,20 @@ class Task:
                           refs["constant"].mean if "constant" in refs else None)
 
 
+def baseline(random: float | None, constant: float | None = None) -> float | None:
+    """What 0 normalized means: the stronger of random and the best constant action."""
+    if random is None:
+        return None
+    return random if constant is None else max(random, constant)
+
+
 def normalized(score: float, random: float | None, expert: float | None,
                constant: float | None = None) -> float | None:
-    """``100 * (score - lo) / (expert - lo)`` with ``lo`` the stronger of random and the best constant
-    action; None when a reference is missing or the expert is no better than ``lo``."""
-    if random is None or expert is None:
+    """``100 * (score - lo) / (expert - lo)`` with ``lo`` the :func:`baseline`; None when a reference
+    is missing or the expert is no better than ``lo``."""
+    lo = baseline(random, constant)
+    if lo is None or expert is None:
         return None
-    lo = random if constant is None else max(random, constant)
     return 100.0 * (score - lo) / (expert - lo) if expert > lo else None
 
 

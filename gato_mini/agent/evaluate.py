@@ -67,9 +67,9 @@ class TaskReport:
     @property
     def baseline(self) -> float | None:
         """The stronger of random and the best constant action: what 0 normalized means."""
-        if self.random is None:
-            return None
-        return self.random if self.constant is None else max(self.random, self.constant)
+        from gato_mini.envs.registry import baseline
+
+        return baseline(self.random, self.constant)
 
     def normalized(self, score: float) -> float | None:
         from gato_mini.envs.registry import normalized
@@ -211,6 +211,16 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     return report
 
 
+def trained_source(entry: dict[str, Any], task: str) -> Any:
+    """The :class:`~gato_mini.data.sources.Source` a model was trained on, rebuilt from its ``tasks.json``
+    entry (kind and options), so eval reads the same held-out split."""
+    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
+    from gato_mini.data.sources import Source
+
+    kind = entry.get("kind", "episodes")
+    return Source(SourceConfig(task, kind, 1.0, {**KIND_OPTIONS[kind], **entry.get("options", {})}))
+
+
 def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
                          action: FieldSpec, max_windows: int = 64) -> dict[str, Any]:
     """Teacher-forced action metrics on the held-out episodes of the source ``task`` (the split training
@@ -218,14 +228,11 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
     from collections import Counter
 
     from gato_mini.agent.offline import offline_metrics
-    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
-    from gato_mini.data.sources import Source
 
     entry = source_entry(tasks, task)
-    options = {**KIND_OPTIONS["episodes"], **entry.get("options", {})}
-    if not options.get("dataset"):
+    source = trained_source(entry, task)
+    if not source.opt.get("dataset"):
         return {"error": "no offline metrics: the model's tasks.json names no dataset for this source"}
-    source = Source(SourceConfig(task, "episodes", 1.0, options))
     try:
         source.check()
     except GatoError as exc:
@@ -300,15 +307,14 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
 
     import torch
 
-    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
-    from gato_mini.data.sources import Source
+    from gato_mini.data.datacfg import KIND_OPTIONS
     from gato_mini.data.windows import collate
 
     entry = source_entry(tasks, task)
     kind, cfg = entry["kind"], model.cfg
     if kind not in KIND_OPTIONS or kind == "episodes" or kind.startswith("caption"):
         raise GatoError(f"{task}: cannot measure perplexity on a {kind!r} source")
-    source = Source(SourceConfig(task, kind, 1.0, {**KIND_OPTIONS[kind], **entry.get("options", {})}))
+    source = trained_source(entry, task)
     t0 = time.perf_counter()
     windows: list[TokenSequence] = []
     for _, seq in source.units("val", cfg, tokenizer, entry.get("val_fraction", 0.05), Counter()):
