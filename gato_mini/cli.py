@@ -245,8 +245,9 @@ def _add_caption(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an exported model folder")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--samples", type=int, default=1, help="captions per image (sampled when > 1)")
-    p.add_argument("--image-size", type=int, default=64,
-                   help="images are fitted into SIZE x SIZE, as in training (default: 64)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="images are fitted into SIZE x SIZE (default: the size the model's caption sources "
+                        "were trained at, from its tasks.json; 64 for a model trained on none)")
     _add_sampling(p, 32)
 
 
@@ -257,8 +258,13 @@ def _run_caption(args: argparse.Namespace) -> None:
 
     if args.samples < 1:
         raise GatoError(f"--samples must be at least 1, got {args.samples}")
-    model, tokenizer, _ = load_model(args.model)
-    images = [(path, load_image(Path(path), (args.image_size, args.image_size))) for path in args.images]
+    from gato_mini.agent.evaluate import caption_image_size
+
+    model, tokenizer, tasks = load_model(args.model)
+    if args.image_size is not None and args.image_size < 1:
+        raise GatoError(f"--image-size must be at least 1, got {args.image_size}")
+    size = (args.image_size, args.image_size) if args.image_size else caption_image_size(tasks) or (64, 64)
+    images = [(path, load_image(Path(path), size)) for path in args.images]
     for path, image in images:
         for k in range(args.samples):
             temp = args.temperature if args.samples == 1 or args.temperature > 0 else 0.8

@@ -1,4 +1,7 @@
-"""The agent loop: batched equals single, cached equals uncached, legal actions only, failing envs."""
+"""The agent loop: batched equals single, cached equals uncached, legal actions only, failing envs.
+
+Parity runs a "loud" model (tests/_models.py) whose actions depend on what it reads, and checks that
+it really chooses several actions, so a constant policy or an ignored input cannot pass."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from gato_mini.agent import Agent
 from gato_mini.agent.rollout import run_agent
 from gato_mini.config import GatoConfig
 from gato_mini.data.fields import action_field, observation_fields
+from gato_mini.data.sequence import episode_sequence
 from gato_mini.model import GatoModel
+from tests._models import LogitLog, assert_same_logits, loud_model
 
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=96, text_vocab_size=300)
 
@@ -49,11 +54,33 @@ class FakeEnv(gym.Env):
         return self.last, reward, self.t >= self.length, False, {}
 
 
-def _agent(n: int, continuous: bool = False, **kw) -> Agent:
-    torch.manual_seed(0)
+def _agent(n: int, continuous: bool = False, loud: bool = True, **kw) -> Agent:
     env = FakeEnv(continuous)
-    model = GatoModel(CFG)
+    if loud:
+        model = loud_model(CFG)
+    else:
+        torch.manual_seed(0)
+        model = GatoModel(CFG)
     return Agent(model, observation_fields(env.observation_space), action_field(env.action_space), n, **kw)
+
+
+def _prompt(continuous: bool, steps: int = 3):
+    """A demonstration of ``steps`` FakeEnv timesteps (7-8 tokens each), tokenized as training does."""
+    env = FakeEnv(continuous)
+    obs, _ = env.reset(seed=99)
+    env.action_space.seed(99)
+    rows = {"image": [], "state": []}
+    for _ in range(steps):
+        for k in rows:
+            rows[k].append(obs[k])
+        obs, *_ = env.step(env.action_space.sample())
+    actions = np.stack([env.action_space.sample() for _ in range(steps)])
+    fields, action = observation_fields(env.observation_space), action_field(env.action_space)
+    return episode_sequence({k: np.stack(v) for k, v in rows.items()}, actions, fields, action, CFG)
+
+
+def _distinct(results) -> int:
+    return len({tuple(np.asarray(a, dtype=float).ravel().round(6)) for r in results for a in r.actions})
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -67,17 +94,41 @@ def test_batched_equals_single(continuous: bool) -> None:
     assert [r.length for r in batched] == [r.length for r in single]
     assert [r.actions for r in batched] == [r.actions for r in single]
     assert [r.ret for r in batched] == pytest.approx([r.ret for r in single])
+    assert _distinct(batched) >= (20 if continuous else 3)  # the policy reads its observations
 
 
+@pytest.mark.parametrize("keep_prompt", [None, True, False])
 @pytest.mark.parametrize("continuous", [False, True])
-def test_cached_equals_uncached_across_context_overflow(continuous: bool) -> None:
-    # 2 patches + 3 values + | + 1-2 action tokens per step: block 96 overflows within an episode
-    cached = run_agent(_agent(2, continuous, use_cache=True), [FakeEnv(continuous) for _ in range(2)], 4, 3,
-                       keep_actions=True)
-    plain = run_agent(_agent(2, continuous, use_cache=False), [FakeEnv(continuous) for _ in range(2)], 4, 3,
-                      keep_actions=True)
+def test_cached_equals_uncached_across_context_overflow(continuous: bool, keep_prompt) -> None:
+    # 2 patches + 3 values + | + 1-2 action tokens per step: block 96 overflows within an episode, so the
+    # cache is refilled (with or without the prompt) several times
+    kw = {} if keep_prompt is None else {"prompt": _prompt(continuous), "keep_prompt": keep_prompt}
+    runs = {}
+    for use_cache in (True, False):
+        with LogitLog.recording() as log:
+            results = run_agent(_agent(2, continuous, use_cache=use_cache, **kw),
+                                [FakeEnv(continuous) for _ in range(2)], 4, 3, keep_actions=True)
+        runs[use_cache] = results, log
+    (cached, log_c), (plain, log_p) = runs[True], runs[False]
+    assert all(r.error is None for r in cached + plain), [r.error for r in cached + plain]
     assert max(r.length for r in cached) * 7 > CFG.block_size  # the test really overflows
     assert [r.actions for r in cached] == [r.actions for r in plain]
+    assert_same_logits(log_c, log_p)
+    assert _distinct(cached) >= (20 if continuous else 3)
+
+
+def test_the_prompt_changes_the_actions_and_keep_prompt_decides_the_refills() -> None:
+    def logits(**kw):
+        with LogitLog.recording() as log:
+            run_agent(_agent(1, **kw), [FakeEnv()], 1, 5)
+        return log.calls
+
+    bare, kept, dropped = logits(), logits(prompt=_prompt(False), keep_prompt=True), \
+        logits(prompt=_prompt(False), keep_prompt=False)
+    assert not torch.allclose(bare[0], kept[0], atol=1e-3)  # the prompt is read at the first step
+    assert torch.allclose(kept[0], dropped[0], atol=1e-5)  # both open the episode with it
+    later = [k for k in range(len(kept)) if not torch.allclose(kept[k], dropped[k], atol=1e-3)]
+    assert later and later[0] > 5  # they part at the first refill, where only one drops the prompt
 
 
 @pytest.mark.parametrize("continuous", [False, True])

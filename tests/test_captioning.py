@@ -30,6 +30,7 @@ from gato_mini.envs.registry import get_task
 from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model, load_model
+from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=128, text_vocab_size=400)
@@ -114,28 +115,33 @@ def caption_model(tmp_path_factory, text_tokenizer) -> Path:
         "notes": {"kind": "text", "options": {"path": str(notes)}, "val_fraction": 0.5},
         "chats": {"kind": "chat-jsonl", "options": {"path": str(tmp / "chats.jsonl")}, "val_fraction": 0.5}}}
     export_model(tmp / "model", GatoModel(CFG), tmp / "tok.json", tasks)
+    export_model(tmp / "loud", loud_model(CFG, std=0.15), tmp / "tok.json", tasks)  # its captions differ
     for it in caption_items("caption-shapes", SHAPES):
         Image.fromarray(it.load()).save(tmp / f"{it.key.replace('/', '-')}.png")
     return tmp
 
 
 def test_agent_rollout_captions_equal_the_caption_command(caption_model: Path) -> None:
-    model, tok, tasks = load_model(caption_model / "model")
+    model, tok, tasks = load_model(caption_model / "loud")
     items = caption_items("caption-shapes", SHAPES)
     envs = [CaptionEnv(items) for _ in range(4)]
     fields = observation_fields(envs[0].observation_space)
-    runs = {}
+    runs, logs = {}, {}
     for cache in (True, False):
         agent = Agent(model, fields, FieldSpec("text", ()), 4, tok, use_cache=cache, max_text_tokens=20)
-        results = run_agent(agent, envs, 6, seed=0, keep_actions=True)
+        with LogitLog.recording() as logs[cache]:
+            results = run_agent(agent, envs, 6, seed=0, keep_actions=True)
         runs[cache] = [r.info["caption"] for r in results]
         assert [r.actions[0] for r in results] == runs[cache]
     assert runs[True] == runs[False]
+    assert_same_logits(logs[True], logs[False])
+    assert len(set(runs[True])) >= 3, runs[True]  # the captions read the images
     images = [str(caption_model / f"val-{k}.png") for k in range(6)]
-    r = subprocess.run([EXE, "caption", "--model", str(caption_model / "model"), *images,
+    r = subprocess.run([EXE, "caption", "--model", str(caption_model / "loud"), *images,
                         "--max-tokens", "20"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    printed = [line.split(": ", 1)[1] if ": " in line else "" for line in r.stdout.splitlines()]
+    lines = r.stdout.split("\n")[:-1]  # not splitlines(): a caption may hold \x1c, a line break to it
+    printed = [line.split(": ", 1)[1] if ": " in line else "" for line in lines]
     assert printed == runs[True]
 
 
@@ -185,3 +191,30 @@ def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> No
     assert report.extra["perplexity"] == pytest.approx(np.exp(nll / n), rel=1e-4)
     assert report.extra["bytes"] == n_bytes > 0
     assert report.extra["bits_per_byte"] == pytest.approx(nll / np.log(2) / n_bytes, rel=1e-4)
+
+
+def test_the_caption_command_fits_images_to_the_size_the_model_trained_at(tmp_path: Path, text_tokenizer,
+                                                                         monkeypatch, capsys) -> None:
+    from gato_mini.cli import main
+    from gato_mini.data import captions
+
+    text_tokenizer.save(tmp_path / "tok.json")
+    Image.fromarray(np.zeros((50, 70, 3), np.uint8)).save(tmp_path / "x.png")
+    seen = []
+    real = captions.load_image
+    monkeypatch.setattr(captions, "load_image", lambda path, size: seen.append(size) or real(path, size))
+
+    def run(sources, *extra):
+        export_model(tmp_path / "m", GatoModel(CFG), tmp_path / "tok.json", {"sources": sources})
+        return main(["caption", "--model", str(tmp_path / "m"), str(tmp_path / "x.png"), "--max-tokens", "2",
+                     *extra])
+
+    assert run({"caption-digits": {"kind": "caption-digits", "options": {"image_size": 32}}}) == 0
+    assert run({"caption-shapes": {"kind": "caption-shapes", "options": SHAPES}}) == 0
+    assert run({"caption-digits": {"kind": "caption-digits", "options": {}}}, "--image-size", "40") == 0
+    assert seen == [(32, 32), (64, 64), (40, 40)]
+    two = {"caption-digits": {"kind": "caption-digits", "options": {"image_size": 32}},
+           "caption-shapes": {"kind": "caption-shapes", "options": SHAPES}}
+    assert run(two) != 0
+    assert "used different image sizes (caption-digits: 32x32, caption-shapes: 64x64); choose one with " \
+           "--image-size" in capsys.readouterr().err

@@ -192,3 +192,37 @@ def test_process_env_starts_steps_and_reports_a_broken_factory() -> None:
     env.reset(seed=0)
     assert [env.step(a)[3] for _ in range(limit)] == [False, False, False, True]  # truncated at 4
     env.close()
+
+
+def test_eval_fits_frames_to_the_image_size_the_source_trained_at(tmp_path: Path, monkeypatch) -> None:
+    """An episodes source with ``image_size`` was resized in training; eval's agent and its prompt must
+    see the frames at that size too (Pong's 80x32 frames are 10 patches; at 16x16 they are one)."""
+    from gato_mini.agent import agent as agent_module
+    from gato_mini.agent.evaluate import evaluate_task
+
+    torch.manual_seed(0)
+    fields, action = get_task("atari-pong").fields()
+    run_episodes("atari-pong", "random", 1, seed=0, max_steps=12, out=tmp_path / "eps", progress=False)
+    dataset = tmp_path / "eps" / "atari-pong" / "random-v0"
+
+    def evaluate(options):
+        tasks = {"sources": {"atari-pong": {
+            "kind": "episodes", "fields": {"observation": {k: f.to_dict() for k, f in fields.items()},
+                                           "action": action.to_dict()},
+            "options": {"dataset": str(dataset), **options}, "val_fraction": 0.5}}}
+        patches = []
+        real = agent_module.Agent.observe
+        def observe(self, obs):
+            seq = real(self, obs)
+            patches.append(len(seq.patches))
+            return seq
+
+        monkeypatch.setattr(agent_module.Agent, "observe", observe)
+        report = evaluate_task(GatoModel(CFG), TextTokenizer.train(["a few words"], 300), tasks, "atari-pong",
+                               1, 1, prompt_dataset=str(dataset), prompt_tokens=60, max_steps=4,
+                               step_timeout=None, offline=False)
+        monkeypatch.undo()
+        return set(patches), int(report.prompt.rsplit("(", 1)[1].split()[0])
+
+    assert evaluate({}) == ({10}, 60)  # 5 timesteps of 10 patches + separator + action
+    assert evaluate({"image_size": [16, 16]}) == ({1}, 36)  # all 12 logged timesteps, 3 tokens each

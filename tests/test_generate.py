@@ -19,6 +19,7 @@ from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model
 from gato_mini.model.generate import filter_logits, generate
+from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=96, text_vocab_size=400)
@@ -34,12 +35,17 @@ def _image() -> np.ndarray:
     return (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
 
 
-def test_cached_greedy_equals_uncached(model, text_tokenizer) -> None:
+def test_cached_greedy_equals_uncached(text_tokenizer) -> None:
+    model = loud_model(CFG, std=0.15)  # its tokens depend on the context, unlike an untrained model's
     prompt = caption_prompt(model, text_tokenizer, _image())
     allowed = text_mask(model, text_tokenizer, "<|eos|>")
-    a = list(generate(model, prompt, 30, allowed, use_cache=True))
-    b = list(generate(model, prompt, 30, allowed, use_cache=False))
+    with LogitLog.recording() as cached:
+        a = list(generate(model, prompt, 30, allowed, use_cache=True))
+    with LogitLog.recording() as plain:
+        b = list(generate(model, prompt, 30, allowed, use_cache=False))
     assert a == b and len(a) == 30
+    assert len(set(a)) >= 5, a
+    assert_same_logits(cached, plain)
     assert all(t < text_tokenizer.n_text or t == CFG.special_id("<|eos|>") for t in a)
 
 

@@ -11,9 +11,10 @@ which is the reference the cached path must equal.
 Context rules: a slot's context is ``[prompt] + its episode's timesteps``.
 When the next timestep would not fit ``block_size``, the oldest whole
 timesteps are dropped until the context is at most half the block (so the
-cache is refilled rarely, not every step); the prompt is kept unless
-``keep_prompt=False`` or it alone leaves no room. Resetting a slot (a new
-episode) leaves the other slots untouched.
+cache is refilled rarely, not every step); the prompt is kept on such a
+refill unless ``keep_prompt=False`` (then it opens each episode only) or it
+alone leaves no room. The cached and the uncached paths see the very same
+context. Resetting a slot (a new episode) leaves the other slots untouched.
 
 Text actions (a captioning env, ``gymnasium.spaces.Text``): the observation
 must be one image, prompted with the caption layout training used,
@@ -45,7 +46,7 @@ from gato_mini.tokenizers.text import TextTokenizer
 class _Slot:
     steps: list[TokenSequence] = field(default_factory=list)
     pos: int = 0  # tokens in this slot's cache row
-    keep_prompt: bool = True
+    prompt: bool = False  # whether the prompt opens this slot's context
 
 
 class Agent:
@@ -86,12 +87,12 @@ class Agent:
     # --- contexts -------------------------------------------------------------------
     def _context(self, i: int) -> TokenSequence:
         s = self.slots[i]
-        parts = ([self.prompt] if self.prompt is not None and s.keep_prompt else []) + s.steps
+        parts = ([self.prompt] if s.prompt else []) + s.steps
         return concat(parts) if parts else TokenSequence.empty(self.cfg)
 
     def _context_len(self, i: int) -> int:
         s = self.slots[i]
-        prompt = len(self.prompt) if self.prompt is not None and s.keep_prompt else 0
+        prompt = len(self.prompt) if s.prompt and self.prompt is not None else 0
         return prompt + sum(len(step) for step in s.steps)
 
     def _tensors(self, seqs: list[TokenSequence]) -> dict[str, torch.Tensor]:
@@ -138,10 +139,12 @@ class Agent:
         s = self.slots[i]
         if self._context_len(i) + need <= self.block:
             return
+        if not self.keep_prompt:
+            s.prompt = False  # the prompt opens the episode only
         while s.steps and self._context_len(i) > self.block // 2 - need:
             s.steps.pop(0)
-        if self._context_len(i) + need > self.block and s.keep_prompt and self.prompt is not None:
-            s.keep_prompt = False  # the prompt alone leaves no room for a timestep
+        if self._context_len(i) + need > self.block and s.prompt:
+            s.prompt = False  # the prompt alone leaves no room for a timestep
         if self._context_len(i) + need > self.block:
             raise GatoError(f"one timestep takes {need} tokens; block_size is {self.block}")
         if self.use_cache:
@@ -153,7 +156,7 @@ class Agent:
     # --- public -------------------------------------------------------------------
     def reset(self, i: int) -> None:
         """Start a new episode in slot ``i`` (its context becomes the prompt)."""
-        self.slots[i] = _Slot(keep_prompt=self.keep_prompt)
+        self.slots[i] = _Slot(prompt=self.prompt is not None)
         if self.use_cache and self.prompt is not None:
             self._feed([i], [self.prompt])
 
@@ -210,7 +213,7 @@ class Agent:
         for i, p in zip(rows, prompts, strict=True):
             if len(p) >= self.block:
                 raise GatoError(f"the image takes {len(p)} tokens; block_size is {self.block}")
-            self.slots[i] = _Slot(steps=[] if self.use_cache else [p], keep_prompt=False)
+            self.slots[i] = _Slot(steps=[] if self.use_cache else [p])
         empty = [TokenSequence.empty(self.cfg) for _ in rows]
         logits = self._feed(rows, prompts) if self.use_cache else self._recompute(rows, empty)
         if self.use_cache:

@@ -94,8 +94,10 @@ class TaskReport:
 
 
 def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, FieldSpec], action: FieldSpec,
-                         cfg: GatoConfig, tokenizer: TextTokenizer | None, budget: int) -> TokenSequence:
-    """The end of the best episode of a Minari dataset of ``task``, whole timesteps within ``budget``."""
+                         cfg: GatoConfig, tokenizer: TextTokenizer | None, budget: int,
+                         image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """The end of the best episode of a Minari dataset of ``task``, whole timesteps within ``budget``;
+    images are fitted to ``image_size`` as the source's training data was."""
     from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
     from gato_mini.envs.registry import TASKS
 
@@ -106,7 +108,7 @@ def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, Field
         raise GatoError(f"prompt dataset {dataset} is of another task ({namespace or 'unknown'}), not {task}")
     best = max(iter_episodes(dataset), key=lambda e: e.episode_return)
     seq = episode_sequence({k: v[:-1] for k, v in best.observations.items()}, best.actions, fields, action,
-                           cfg, tokenizer)
+                           cfg, tokenizer, image_size)
     bounds = np.append(seq.starts, len(seq))
     j = int(np.searchsorted(bounds, len(seq) - budget, side="left"))
     if j >= len(bounds) - 1:
@@ -124,6 +126,39 @@ def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
     if task not in sources:
         raise GatoError(f"the model was not trained on {task}; it knows: {', '.join(sources) or 'nothing'}")
     return sources[task]
+
+
+def source_image_size(entry: dict[str, Any]) -> tuple[int, int] | None:
+    """The size an ``episodes`` source's images were fitted to in training (its ``image_size`` option),
+    or None where they kept the env's size."""
+    size = (entry.get("options") or {}).get("image_size")
+    if size is None:
+        return None
+    size = [size, size] if isinstance(size, int) else list(size)
+    return int(size[0]), int(size[1])
+
+
+def caption_image_size(tasks: dict[str, Any]) -> tuple[int, int] | None:
+    """The one size a model's caption sources fitted their images to in training (``tasks.json``), None
+    for a model trained on no caption source; sources of different sizes are an error (choose one)."""
+    from gato_mini.data.datacfg import KIND_OPTIONS
+    from gato_mini.data.shapes import SCENE_SIZE
+
+    sizes = {}
+    for name, entry in tasks.get("sources", {}).items():
+        kind = entry.get("kind", "")
+        if not kind.startswith("caption"):
+            continue
+        size = SCENE_SIZE if kind == "caption-shapes" else \
+            {**KIND_OPTIONS.get(kind, {}), **(entry.get("options") or {})}.get("image_size")
+        if size is not None:
+            size = [size, size] if isinstance(size, int) else list(size)
+            sizes[name] = (int(size[0]), int(size[1]))
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{k}: {h}x{w}" for k, (h, w) in sizes.items())
+        raise GatoError(f"the model's caption sources used different image sizes ({listed}); choose one with "
+                        "--image-size")
+    return next(iter(sizes.values()), None)
 
 
 def check_task(tasks: dict[str, Any], task: str) -> tuple[dict[str, FieldSpec], FieldSpec]:
@@ -173,13 +208,14 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
         raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
     spec = get_task(task)
     fields, action = check_task(tasks, task)
+    size = source_image_size(source_entry(tasks, task))
     cfg = model.cfg
     prompt, prompt_name = None, None
     if use_prompt:
         path = prompt_dataset or str(Path("runs/episodes") / task / "expert-v0")
         if prompt_dataset is not None or Path(path).exists():
             budget = prompt_tokens or cfg.block_size // 4
-            prompt = demonstration_prompt(path, task, fields, action, cfg, tokenizer, budget)
+            prompt = demonstration_prompt(path, task, fields, action, cfg, tokenizer, budget, size)
             prompt_name = f"{path} ({len(prompt)} tokens)"
     n = min(num_envs, episodes)
     if video:
@@ -192,7 +228,8 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
                 for k, m in enumerate(modes)]
     else:
         envs = [spec.make(max_steps, render_mode=m) for m in modes]
-    agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, seed=seed)
+    agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, image_size=size,
+                  seed=seed)
     frames: list[np.ndarray] | None = [] if video else None
     refs = spec.references()
     t0 = time.perf_counter()
