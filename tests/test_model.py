@@ -215,3 +215,57 @@ def test_fourier_value_init_orders_the_bins_and_leaves_other_ids_random() -> Non
     assert torch.equal(w[:400], plain[:400])  # text ids start the same either way
     with pytest.raises(Exception, match="value_init"):
         GatoConfig.from_name("tiny", value_init="sorted")
+
+
+def test_patch_positions_are_a_random_point_of_the_interval_in_training_and_its_middle_in_eval() -> None:
+    """Gato Sec. 2.2, read off the indices the row and column embeddings are looked up with."""
+    from gato_mini.tokenizers.image import patch_intervals
+
+    torch.manual_seed(0)
+    model = GatoModel(CFG)
+    seen = {}
+    hooks = [emb.register_forward_hook(lambda m, inp, out, k=k: seen.__setitem__(k, inp[0].clone()))
+             for k, emb in (("row", model.patch_embed.row), ("col", model.patch_embed.col))]
+    rlo, rhi = patch_intervals(3)  # a 3 x 5 grid of patches
+    clo, chi = patch_intervals(5)
+    pos = torch.tensor([[rlo[r], rhi[r], clo[c], chi[c]] for r in range(3) for c in range(5)]).repeat(40, 1)
+    patches = torch.randint(0, 256, (len(pos), CFG.patch_size ** 2 * CFG.image_channels), dtype=torch.uint8)
+    model.patch_embed.train()
+    model.patch_embed(patches, pos)
+    for k, (lo, hi) in (("row", (pos[:, 0], pos[:, 1])), ("col", (pos[:, 2], pos[:, 3]))):
+        idx = seen[k]
+        assert bool(((idx >= lo) & (idx < hi)).all()), k
+        first = idx[(lo == lo[0]) & (hi == hi[0])]
+        assert len(first.unique()) >= 10, (k, first.unique())  # about 25-43 indices per interval, sampled
+    model.patch_embed.eval()
+    model.patch_embed(patches, pos)
+    assert torch.equal(seen["row"], (pos[:, 0] + pos[:, 1]) // 2)
+    assert torch.equal(seen["col"], (pos[:, 2] + pos[:, 3]) // 2)
+    for h in hooks:
+        h.remove()
+
+
+def test_rope_makes_the_order_of_the_context_matter_and_extends_past_block_size() -> None:
+    """Text tokens carry no other position: without RoPE, one layer's last logits would ignore the order
+    of the tokens before it (its keys and values are per-token embeddings; deeper layers would see the
+    order through the causal mask). And a cache set up longer than block_size gives the same logits as
+    recomputing that longer sequence."""
+    torch.manual_seed(3)
+    one = GatoModel(GatoConfig.from_dict({**CFG.to_dict(), "n_layer": 1})).eval()
+    seq = torch.randint(0, 400, (1, 24))
+    perm = torch.cat([torch.randperm(23), torch.tensor([23])])  # the last token stays last
+    with torch.no_grad():
+        a, b = one(seq)[0][0, -1], one(seq[:, perm])[0][0, -1]
+    assert not torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    model = GatoModel(CFG).eval()
+    n = CFG.block_size + 40
+    long = torch.randint(0, 400, (1, n))
+    model.setup_caches(1, 2 * CFG.block_size)
+    with torch.no_grad():
+        logits = [prefill(model, long[:, :100], torch.arange(100))]
+        for i in range(100, n):
+            logits.append(decode_one_token(model, long[:, i:i + 1], torch.tensor([i])))
+        model.clear_caches()
+        full = model(long)[0][0]
+    cached = torch.cat([logits[0][:, None], *[x[:, None] for x in logits[1:]]], dim=1)[0]
+    assert torch.allclose(cached, full[99:], atol=1e-4), (cached - full[99:]).abs().max()
