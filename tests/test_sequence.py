@@ -153,3 +153,17 @@ def test_patch_grid_with_padding(cfg: GatoConfig) -> None:
 class _NoText:
     def encode(self, text: str) -> np.ndarray:
         return np.zeros(0, np.int64)
+
+
+@pytest.mark.parametrize("width", [1, 3, 5])
+def test_gray_image_fields_of_width_one_or_three_are_not_read_as_channels(cfg, width) -> None:
+    """A gray field (H, W): a column (T, H, W) with W of 1 or 3 once read as T images with W channels
+    (found by the fuzz test). Each step must be one image of its own pixels."""
+    frames = np.stack([np.full((20, width), 10 * (k + 1), np.uint8) for k in range(3)])
+    seq = episode_sequence({"cam": frames}, np.zeros((3, 1), np.float32), {"cam": FieldSpec("image", (20, width))},
+                           FieldSpec("continuous", (1,)), cfg)
+    assert len(seq.starts) == 3 and len(seq.patches) == 3 * 2  # 20 rows: two patch rows, one column
+    for k in range(3):
+        step = seq.patches[2 * k:2 * k + 2].reshape(2, cfg.patch_size, cfg.patch_size, cfg.image_channels)
+        assert set(np.unique(step[:, :, :width])) <= {10 * (k + 1), 0} and step[0, 0, 0, 0] == 10 * (k + 1)
+        assert not step[:, :, width:].any()  # the padding is black

@@ -144,6 +144,8 @@ def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[st
             if col.shape[1:] != tuple(spec.shape):
                 raise TokenizationError(f"observation '{key}': images of shape {col.shape[1:]}, the field "
                                         f"is {tuple(spec.shape)}")
+            if len(spec.shape) == 2:  # gray (H, W): name the channel axis, or a width of 1 or 3 reads as one
+                col = col[..., None]
             p = image_patches(col, cfg, image_size)  # (T, N, PPC)
             rows, cols_ = image_grid(np.asarray(col).shape[1:], cfg, image_size)
             cols.append(np.full((t, p.shape[1]), patch_id, np.int64))
