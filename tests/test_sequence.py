@@ -160,8 +160,8 @@ def test_gray_image_fields_of_width_one_or_three_are_not_read_as_channels(cfg, w
     """A gray field (H, W): a column (T, H, W) with W of 1 or 3 once read as T images with W channels
     (found by the fuzz test). Each step must be one image of its own pixels."""
     frames = np.stack([np.full((20, width), 10 * (k + 1), np.uint8) for k in range(3)])
-    seq = episode_sequence({"cam": frames}, np.zeros((3, 1), np.float32), {"cam": FieldSpec("image", (20, width))},
-                           FieldSpec("continuous", (1,)), cfg)
+    seq = episode_sequence({"cam": frames}, np.zeros((3, 1), np.float32),
+                           {"cam": FieldSpec("image", (20, width))}, FieldSpec("continuous", (1,)), cfg)
     assert len(seq.starts) == 3 and len(seq.patches) == 3 * 2  # 20 rows: two patch rows, one column
     for k in range(3):
         step = seq.patches[2 * k:2 * k + 2].reshape(2, cfg.patch_size, cfg.patch_size, cfg.image_channels)
