@@ -30,9 +30,17 @@ def test_no_command_prints_help_and_fails():
 
 
 def test_tokens_shows_every_range():
+    from gato_mini.config import GatoConfig
+
     out = run("tokens", "--size", "small")
     assert out.returncode == 0
-    for text in ("[0, 4096)", "[4096, 5120)", "[5120, 6144)", "[6144, 6154)", "<|sep|>", "<|patch|>"):
+    cfg = GatoConfig.from_name("small")
+    ranges = [(0, cfg.text_vocab_size), (cfg.discrete_offset, cfg.discrete_offset + cfg.discrete_bins),
+              (cfg.continuous_offset, cfg.continuous_offset + cfg.continuous_bins),
+              (cfg.special_offset, cfg.vocab_size)]
+    for lo, hi in ranges:
+        assert f"[{lo}, {hi})" in out.stdout, (lo, hi)
+    for text in ("<|sep|>", "<|patch|>"):
         assert text in out.stdout
 
 
@@ -44,9 +52,30 @@ def test_tokens_counts_a_real_tokenizer(tmp_path, text_tokenizer):
 
 
 def test_sizes_lists_gato_shapes():
-    out = run("sizes")
+    """Every row's numbers equal the config's, and its parameter count the built model's (on the meta
+    device, so even 1.18B costs nothing)."""
+    import torch
+
+    from gato_mini.config import NAMED_SIZES, GatoConfig
+    from gato_mini.model import GatoModel
+
+    out = run("sizes", env={"COLUMNS": "200"})
     assert out.returncode == 0
-    assert "gato-1.18b" in out.stdout and "82.8M" in out.stdout
+    rows = {}
+    for line in out.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 8 and cells[0] in NAMED_SIZES:
+            rows[cells[0]] = cells[1:]
+    assert list(rows) == list(NAMED_SIZES)
+    for name, cells in rows.items():
+        cfg = GatoConfig.from_name(name)
+        shape = [cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.intermediate_size, cfg.block_size,
+                 cfg.text_vocab_size]
+        assert [int(c) for c in cells[:6]] == shape, name
+        with torch.device("meta"):
+            params = GatoModel(cfg).num_params()
+        assert cells[6] == f"{params / 1e6:.1f}M", (name, cells[6], params)
+    assert rows["gato-79m"][:3] == ["8", "768", "24"]  # Gato's Table 1
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -63,7 +63,11 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     assert res["baseline"] == base and res["constant"] == ref["constant"].mean
     expected = 100 * (res["return_mean"] - base) / (ref["expert"].mean - base)
     assert res["normalized_mean"] == pytest.approx(expected)
-    assert res["prompt"].endswith("tokens)")
+    fields, action = get_task("control-pendulum").fields()
+    per_step = sum(int(np.prod(f.shape)) for f in fields.values()) + 1 + int(np.prod(action.shape))
+    budget = CFG.block_size // 4  # eval's default prompt budget: whole timesteps within it
+    assert res["prompt"].endswith(f"({budget // per_step * per_step} tokens)"), res["prompt"]
+    assert budget // per_step >= 2
     # offline metrics on the held-out episode (30 steps each): an untrained model vs the median bin
     off = res["offline"]
     assert off["metric"] == "bin_error" and off["actions"] in (30, 60) and 0 <= off["baseline"] < off["value"]

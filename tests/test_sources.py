@@ -189,15 +189,27 @@ def test_data_config_file(tmp_path: Path) -> None:
         load_data_config(f)
 
 
-def test_every_config_file_parses() -> None:
-    """Every YAML in configs/ builds a data config (and a model config where it names one)."""
+def test_every_config_file_parses(tmp_path: Path) -> None:
+    """Every YAML in configs/ builds its data config: a data config alone, or the data section of a
+    training (or quickstart) config; test_train.py builds the models of the latter."""
+    from gato_mini.quickstart import load_config
+    from gato_mini.train.config import load_run_config, parse_run_config
+
     root = Path(__file__).resolve().parents[1] / "configs"
-    files = [f for f in sorted(root.glob("*.yaml")) if "model" not in yaml.safe_load(f.read_text())]
-    assert files
+    files = sorted(root.glob("*.yaml"))
+    kinds = []
     for f in files:
-        data, cfg = load_data_config(f)
-        assert data.sources and sum(data.weights.values()) > 0
-        assert cfg.vocab_size > 0
+        raw = yaml.safe_load(f.read_text())
+        if "model" not in raw:
+            data, cfg = load_data_config(f)
+            kinds.append("data")
+        else:
+            run = parse_run_config(load_config(f, tmp_path)[1]) if "quickstart" in raw else load_run_config(f)
+            data, cfg = run.data, run.model
+            kinds.append("run")
+        assert data.sources and sum(data.weights.values()) > 0, f
+        assert cfg.vocab_size > 0, f
+    assert len(kinds) == len(files) >= 4 and {"data", "run"} <= set(kinds)
 
 
 def test_text_jsonl_documents(tmp_path: Path) -> None:

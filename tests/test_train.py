@@ -37,6 +37,13 @@ def run_config(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def trained(run_config) -> Path:
+    """The run of ``run_config`` trained once (6 steps), for every test that reads its outputs, so each
+    test also runs alone."""
+    return train(load_run_config(run_config), progress=False)
+
+
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
@@ -84,9 +91,9 @@ def test_schedule() -> None:
     assert lrs[55] < lrs[20] and lrs[100] == pytest.approx(1e-4) and min(lrs) >= 1e-4 - 1e-12
 
 
-def test_train_export_load_and_resume(run_config, tmp_path) -> None:
+def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:
     run = load_run_config(run_config)
-    model_dir = train(run, progress=False)
+    model_dir = trained
     out = Path(run.train.out)
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     metrics = (next((out / "logs").rglob("metrics.csv"))).read_text()
@@ -143,7 +150,7 @@ def test_fresh_run_never_continues_an_earlier_one(run_config, tmp_path) -> None:
     assert read_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] == 5
 
 
-def test_bad_checkpoints_and_model_folders(run_config, tmp_path) -> None:
+def test_bad_checkpoints_and_model_folders(run_config, trained, tmp_path) -> None:
     out = tmp_path / "bad"
     out.mkdir()
     evil = out / "evil.ckpt"
@@ -166,27 +173,23 @@ def test_bad_checkpoints_and_model_folders(run_config, tmp_path) -> None:
     # a checkpoint of another architecture
     run = load_run_config(run_config)
     ckpt = Path(run.train.out) / "checkpoints" / "last.ckpt"
-    if ckpt.is_file():
-        r = _cli("train", "--config", str(run_config), "--ckpt_path", str(ckpt), "--model.n_embd", "128",
-                 "--no-progress", "--train.out", str(out / "run2"))
-        assert r.returncode == 2 and "another architecture: n_embd=64" in r.stderr, r.stderr
-        assert not (out / "run2").exists()
+    r = _cli("train", "--config", str(run_config), "--ckpt_path", str(ckpt), "--model.n_embd", "128",
+             "--no-progress", "--train.out", str(out / "run2"))
+    assert r.returncode == 2 and "another architecture: n_embd=64" in r.stderr, r.stderr
+    assert not (out / "run2").exists()
     # shards built for another vocabulary: refused, nothing rebuilt or written
     index = Path(run.data.root) / "data.json"
-    if index.is_file():
-        before = index.read_bytes()
-        r = _cli("train", "--config", str(run_config), "--model.text_vocab_size", "1024", "--no-progress",
-                 "--train.out", str(out / "run3"))
-        assert r.returncode == 2, r.stderr
-        assert "built for another model config (text_vocab_size=512" in r.stderr, r.stderr
-        assert index.read_bytes() == before and not (out / "run3").exists()
+    before = index.read_bytes()
+    r = _cli("train", "--config", str(run_config), "--model.text_vocab_size", "1024", "--no-progress",
+             "--train.out", str(out / "run3"))
+    assert r.returncode == 2, r.stderr
+    assert "built for another model config (text_vocab_size=512" in r.stderr, r.stderr
+    assert index.read_bytes() == before and not (out / "run3").exists()
     # model folders: missing and corrupt files
     model = GatoModel(model_config(SMALL))
     from gato_mini.model.export import export_model
 
-    tok = next(Path(run.data.root).glob("tokenizer.json"), None)
-    if tok is None:
-        pytest.skip("needs the prepared data of the training test")
+    tok = Path(run.data.root) / "tokenizer.json"
     folder = export_model(out / "m", model, tok, {"sources": {}})
     load_model(folder)
     (folder / "model.safetensors").write_bytes(b"\x00" * 10)
