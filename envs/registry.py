@@ -115,6 +115,29 @@ class Task:
                           refs["constant"].mean if "constant" in refs else None)
 
 
+# Published Atari-57 references: (random, human) undiscounted returns of full episodes that start with up
+# to 30 no-ops, as tabulated in DeepMind's DQN Zoo (dqn_zoo/atari_data.py) and in rliable (from the
+# MuZero and Agent57 papers; random and human from Mnih et al. 2015 and Wang et al. 2016). They are the
+# references of the human-normalized scores of DQN-family papers, Multi-Game DT and jat.
+HUMAN_REFERENCES: dict[str, tuple[float, float]] = {
+    "atari-pong": (-20.7, 14.6),
+    "atari-breakout": (1.7, 30.5),
+    "atari-freeway": (0.0, 29.6),
+}
+HUMAN_SOURCE = ("Atari-57 random and human returns (DQN Zoo atari_data.py; rliable), full episodes with "
+                "no-op starts")
+
+
+def human_normalized(task: str, score: float) -> float | None:
+    """``100 (score - random) / (human - random)`` with the published Atari references
+    (:data:`HUMAN_REFERENCES`); None for a task without them. Those references are for full episodes:
+    a score at a shorter step cap is not comparable with the published tables."""
+    if task not in HUMAN_REFERENCES:
+        return None
+    random, human = HUMAN_REFERENCES[task]
+    return 100.0 * (score - random) / (human - random)
+
+
 def baseline(random: float | None, constant: float | None = None) -> float | None:
     """What 0 normalized means: the stronger of random and the best constant action."""
     if random is None:

@@ -72,6 +72,15 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     off = res["offline"]
     assert off["metric"] == "bin_error" and off["actions"] in (30, 60) and 0 <= off["baseline"] < off["value"]
     assert "offline bin error" in r.stdout
+    # the aggregate over tasks: one task, its per-episode normalized scores
+    from gato_mini.reports.aggregate import iqm
+
+    agg = json.loads(out.read_text())["aggregate"]["normalized"]
+    per_episode = [100 * (e["ret"] - base) / (ref["expert"].mean - base) for e in res["per_episode"]]
+    assert agg["tasks"] == ["control-pendulum"]
+    assert agg["iqm"]["value"] == pytest.approx(iqm(per_episode))
+    assert agg["iqm"]["ci_low"] <= agg["iqm"]["value"] <= agg["iqm"]["ci_high"]
+    assert "IQM [95% CI]" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -112,3 +112,15 @@ def test_non_numeric_and_foreign_ids_are_refused():
         continuous.encode(np.array(["a"]), CFG)
     with pytest.raises(TokenizationError, match="not a continuous-value id"):
         continuous.decode(np.array([CFG.continuous_offset - 1]), CFG)
+    with pytest.raises(TokenizationError, match="^continuous-value ids must be integers, got dtype float64"):
+        continuous.decode(np.array([1.0]), CFG)
+
+
+def test_mu_law_defaults_are_gatos_constants():
+    """Gato Sec. 2.1: mu = 100, M = 256, the config's values; the functions' defaults must agree."""
+    x = np.array([-300.0, -5.0, -0.01, 0.0, 0.3, 7.0, 256.0])
+    assert (CFG.mu, CFG.mu_m) == (100.0, 256.0)
+    assert np.array_equal(continuous.mu_law(x), continuous.mu_law(x, 100.0, 256.0))
+    y = continuous.mu_law(np.clip(x, -256, 256))
+    assert np.array_equal(continuous.inverse_mu_law(y), continuous.inverse_mu_law(y, 100.0, 256.0))
+    assert continuous.mu_law(np.array([256.0]))[0] == pytest.approx(1.0)

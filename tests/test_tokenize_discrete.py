@@ -48,3 +48,9 @@ def test_torch_errors_and_foreign_ids():
         discrete.encode(torch.tensor([[3, 5000]]), CFG)
     with pytest.raises(TokenizationError, match="not a discrete-value id"):
         discrete.decode([CFG.continuous_offset], CFG)
+    # the message names the id, its index and the range (mutmut: these survived as None)
+    with pytest.raises(TokenizationError, match=rf"^id {CFG.continuous_offset} at index \[1\] is not a "
+                                                r"discrete-value id"):
+        discrete.decode([CFG.discrete_offset, CFG.continuous_offset], CFG)
+    with pytest.raises(TokenizationError, match="^discrete-value ids must be integers, got dtype float64"):
+        discrete.decode(np.array([1.0]), CFG)

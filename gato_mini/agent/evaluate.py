@@ -80,6 +80,10 @@ class TaskReport:
         r = np.array(self.returns, dtype=np.float64)
         mean = float(r.mean()) if len(r) else math.nan
         norm = [self.normalized(x) for x in r]
+        from gato_mini.envs.registry import human_normalized
+
+        human = [human_normalized(self.task, x) for x in r]
+        extra = {"human_normalized_mean": float(np.mean(human))} if human and human[0] is not None else {}
         return {"task": self.task, "episodes": len(self.episodes), "failed": len(self.failed),
                 "return_mean": mean, "return_std": float(r.std()) if len(r) else math.nan,
                 "normalized_mean": float(np.mean(norm)) if norm and norm[0] is not None else None,
@@ -90,7 +94,7 @@ class TaskReport:
                 "steps_per_s": round(self.steps / self.seconds, 1) if self.seconds else None,
                 "per_episode": [{k: v for k, v in asdict(e).items() if k != "actions"}
                                 for e in self.episodes],
-                **self.extra}
+                **extra, **self.extra}
 
 
 def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, FieldSpec], action: FieldSpec,
@@ -413,5 +417,9 @@ def write_json(reports: list[TaskReport], path: str | Path, model_dir: str) -> N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"model": str(model_dir), "tasks": [r.summary() for r in reports]}, indent=1))
+    from gato_mini.reports.aggregate import aggregate_summaries
+
+    summaries = [r.summary() for r in reports]
+    tmp.write_text(json.dumps({"model": str(model_dir), "tasks": summaries,
+                               "aggregate": aggregate_summaries(summaries)}, indent=1))
     tmp.replace(path)

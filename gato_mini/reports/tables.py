@@ -189,3 +189,25 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
     if not console.is_terminal:
         console.width = max(console.width, 180)
     console.print(table)
+    print_aggregates(summaries, console)
+
+
+def print_aggregates(summaries: list[dict], console: Console | None = None) -> None:
+    """Mean, median and IQM over tasks of the normalized (and, for Atari, human-normalized) scores,
+    each with its 95% stratified bootstrap interval; nothing when no task has a normalized score."""
+    from gato_mini.envs.registry import HUMAN_SOURCE
+    from gato_mini.reports.aggregate import aggregate_summaries
+
+    agg = aggregate_summaries(summaries)
+    rows = [(k, agg[k]) for k in ("normalized", "human_normalized") if agg[k]["tasks"]]
+    if not rows:
+        return
+    table = Table(title=f"aggregates over tasks ({agg['method']}); human-normalized: {HUMAN_SOURCE}, "
+                        "so a score at a shorter step cap is not comparable with published tables")
+    for col in ("score", "tasks", "mean [95% CI]", "median [95% CI]", "IQM [95% CI]"):
+        table.add_column(col, justify="left" if col in ("score", "tasks") else "right")
+    for name, a in rows:
+        cells = [f"{a[s]['value']:.1f} [{a[s]['ci_low']:.1f}, {a[s]['ci_high']:.1f}]"
+                 for s in ("mean", "median", "iqm")]
+        table.add_row(name.replace("_", "-"), str(len(a["tasks"])), *cells)
+    (console or Console()).print(table)

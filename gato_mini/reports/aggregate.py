@@ -1,0 +1,95 @@
+"""Scores aggregated over tasks, with 95% stratified bootstrap confidence intervals (Agarwal et al. 2021,
+"Deep RL at the edge of the statistical precipice", the method of the ``rliable`` package).
+
+Input: per task, the normalized score of each episode. Three statistics over tasks:
+
+* ``mean``: the mean over tasks of each task's mean score;
+* ``median``: the median over tasks of each task's mean score;
+* ``iqm``: the interquartile mean of all episode scores pooled, the mean of the middle 50% after
+  dropping ``int(0.25 n)`` scores from each end (``scipy.stats.trim_mean(x, 0.25)``). With the same
+  number of episodes on every task (as ``gato-mini eval`` runs), this is rliable's IQM of its
+  (runs x tasks) score matrix.
+
+The interval resamples each task's episodes with replacement, independently per task (stratified:
+every task keeps its episode count), recomputes the statistic ``reps`` times and takes the 2.5th and
+97.5th percentiles. Seeded, so the same scores give the same interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Scores = Mapping[str, Sequence[float]]
+
+
+def iqm(x: Any) -> float:
+    """Interquartile mean of ``x`` (flattened): the mean after dropping ``int(0.25 n)`` from each end."""
+    v = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    k = int(0.25 * len(v))
+    return float(v[k:len(v) - k].mean())
+
+
+def _mean(per_task: list[np.ndarray]) -> float:
+    return float(np.mean([t.mean() for t in per_task]))
+
+
+def _median(per_task: list[np.ndarray]) -> float:
+    return float(np.median([t.mean() for t in per_task]))
+
+
+def _iqm(per_task: list[np.ndarray]) -> float:
+    return iqm(np.concatenate(per_task))
+
+
+STATISTICS: dict[str, Callable[[list[np.ndarray]], float]] = {"mean": _mean, "median": _median, "iqm": _iqm}
+
+
+def stratified_bootstrap(scores: Scores, statistic: Callable[[list[np.ndarray]], float], reps: int = 2000,
+                         seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` under resampling each task's episodes (see the module)."""
+    rng = np.random.default_rng(seed)
+    tasks = [np.asarray(v, dtype=np.float64) for v in scores.values()]
+    draws = [t[rng.integers(0, len(t), size=(reps, len(t)))] for t in tasks]  # (reps, n_task) each
+    values = np.array([statistic([d[r] for d in draws]) for r in range(reps)])
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(values, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def aggregate(scores: Scores, reps: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """``{statistic: {"value", "ci_low", "ci_high"}}`` over the tasks of ``scores`` (each task with at
+    least one episode); ``{}`` for no tasks."""
+    scores = {k: v for k, v in scores.items() if len(v)}
+    if not scores:
+        return {}
+    tasks = [np.asarray(v, dtype=np.float64) for v in scores.values()]
+    out = {}
+    for name, fn in STATISTICS.items():
+        lo, hi = stratified_bootstrap(scores, fn, reps, seed)
+        out[name] = {"value": fn(tasks), "ci_low": lo, "ci_high": hi}
+    return out
+
+
+def aggregate_summaries(summaries: list[dict[str, Any]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """The aggregates of ``TaskReport.summary()`` dicts: over the tasks with a normalized score
+    (``normalized``), and over the Atari tasks with a human-normalized one (``human_normalized``)."""
+    from gato_mini.envs.registry import human_normalized, normalized
+
+    expert: dict[str, list[float]] = {}
+    human: dict[str, list[float]] = {}
+    for s in summaries:
+        returns = [e["ret"] for e in s.get("per_episode", []) if e.get("error") is None]
+        if not returns:
+            continue
+        norm = [normalized(r, s.get("random"), s.get("expert"), s.get("constant")) for r in returns]
+        if norm[0] is not None:
+            expert[s["task"]] = norm
+        hum = [human_normalized(s["task"], r) for r in returns]
+        if hum[0] is not None:
+            human[s["task"]] = hum
+    return {"normalized": {"tasks": sorted(expert), **aggregate(expert, reps, seed)},
+            "human_normalized": {"tasks": sorted(human), **aggregate(human, reps, seed)},
+            "method": f"95% stratified bootstrap, {reps} resamples, seed {seed} (Agarwal et al. 2021)"}
