@@ -58,10 +58,11 @@ class AtariFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return frame.reshape(self.observation_space.shape)
 
 
-class DictObservation(gym.ObservationWrapper):
+class DictObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Put a single observation under one named key: ``{"image": frame}``, ``{"state": x}``."""
 
     def __init__(self, env: gym.Env, key: str) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, key=key)
         super().__init__(env)
         if isinstance(env.observation_space, spaces.Dict):
             raise TypeError(f"DictObservation needs a non-dict space, got {env.observation_space}")
@@ -74,10 +75,11 @@ class DictObservation(gym.ObservationWrapper):
         return {self.key: observation}
 
 
-class Float32Observation(gym.ObservationWrapper):
+class Float32Observation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Cast a float Box observation to float32 (MuJoCo returns float64): smaller datasets."""
 
     def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         space = env.observation_space
         if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
@@ -98,5 +100,14 @@ def unit_actions(env: gym.Env) -> gym.Env:
         return env
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ValueError(f"cannot rescale an unbounded action space {space}")
-    ones = np.ones(space.shape, dtype=space.dtype)  # bounds in the space's own dtype: no cast warning
-    return gym.wrappers.RescaleAction(env, -ones, ones)
+    return UnitActions(env)
+
+
+class UnitActions(gym.wrappers.RescaleAction):
+    """Gymnasium's ``RescaleAction`` to [-1, 1], recorded without its bound arrays: an ndarray in the
+    recorded arguments would make the env's spec unserializable, so no dataset could store it."""
+
+    def __init__(self, env: gym.Env) -> None:
+        ones = np.ones(env.action_space.shape, dtype=env.action_space.dtype)  # no precision-cast warning
+        super().__init__(env, -ones, ones)
+        self._saved_kwargs = {}  # what RecordConstructorArgs recorded: nothing is needed to rebuild it

@@ -174,7 +174,8 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
     c = collection
     noise = "" if c["noise"] is None else f"; executed actions perturbed ({c['noise']['executed']}), " \
                                           "clean actions logged (DART)"
-    meta = {"algorithm_name": f"gato-mini {c['policy']} policy", "author": "gato-mini",
+    meta = {"env": env.spec,  # every wrapper records its arguments: Minari can recreate the env
+            "algorithm_name": f"gato-mini {c['policy']} policy", "author": "gato-mini",
             "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
                            f"policy {c['policy']}; seeds {c['seed']}..{c['seed'] + c['episodes'] - 1}; "
                            f"step cap {c['step_cap']}{noise}. Recorded by `gato-mini collect`."}

@@ -277,3 +277,24 @@ def test_a_constant_button_outside_the_action_set_and_a_constant_for_captions_ar
     assert not (tmp_path / "out").exists()
     with pytest.raises(GatoError, match="caption-shapes is a captioning task: it has no constant action"):
         print_scores(["caption-shapes"], 1, 0, None, False, False, kinds=("constant",))
+
+
+@pytest.mark.parametrize("name", ["atari-pong", "control-pendulum"])
+def test_a_collected_dataset_stores_the_env_spec_and_minari_recreates_the_env(tmp_path, name) -> None:
+    """Issue 18: the dataset records its env (every wrapper with its arguments), so the env can be
+    rebuilt later with Minari's ``recover_environment``, without the command line that made it."""
+    from gato_mini.data.minari_io import open_dataset
+    from gato_mini.envs.registry import get_task
+
+    run_episodes(name, "random", 1, seed=0, max_steps=6, out=tmp_path, progress=False)
+    ds = open_dataset(tmp_path / name / "random-v0")
+    env, ref = ds.recover_environment(), get_task(name).make(6)
+    try:
+        assert env.spec.id == get_task(name).env_id and env.spec.max_episode_steps == 6
+        assert env.observation_space == ds.observation_space and env.action_space == ds.action_space
+        a, _ = env.reset(seed=11)
+        b, _ = ref.reset(seed=11)
+        assert all(np.array_equal(a[k], b[k]) for k in b)
+    finally:
+        env.close()
+        ref.close()

@@ -193,6 +193,33 @@ def test_every_task_builds_resets_and_steps(name):
         env.close()
 
 
+@pytest.mark.parametrize("name", [n for n, t in TASKS.items() if t.family != "caption"])
+def test_gymnasium_check_env_passes_and_the_spec_recreates_the_env(name):
+    """Every wrapper records its constructor arguments, so ``env.spec`` (what a Minari dataset stores)
+    rebuilds the very same env: the same spaces and, for the same seed, the same first observation."""
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = get_task(name).make(50)
+    again = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the checker's notes on wrapped envs and infinite bounds
+            check_env(env, skip_render_check=True)
+        spec = env.spec
+        assert [w.name for w in spec.additional_wrappers][-1] == "DictObservation"
+        again = gym.make(spec)
+        assert again.observation_space == env.observation_space and again.action_space == env.action_space
+        a, _ = env.reset(seed=5)
+        b, _ = again.reset(seed=5)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    finally:
+        env.close()
+        if again is not None:
+            again.close()
+
+
 # Short runs: (task, step cap, episodes, minimum gap between expert and random mean return).
 # Long reference runs are `gato-mini scores`.
 SHORT = [("atari-pong", 1500, 1, 3.0), ("atari-breakout", 1000, 1, 5.0), ("atari-freeway", 1000, 1, 3.0),
