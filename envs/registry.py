@@ -56,7 +56,7 @@ class Task:
 
     name: str
     env_id: str
-    family: str  # "atari" | "control" | "caption"
+    family: str  # "atari" | "control" | "caption" | "gym" (a user's env, envs/user.py)
     description: str
     max_steps: int  # episode step cap (agent steps), the same for collection and evaluation
     maker: Callable[[str, int, str | None], gym.Env] = field(repr=False)
@@ -74,7 +74,12 @@ class Task:
         return functools.partial(self.maker, self.env_id, max_steps or self.max_steps, render_mode)
 
     def policy(self, kind: str) -> Policy:
-        """A fresh ``expert``, ``random``, ``constant`` (zero torque; button 0) or ``constant:K`` policy."""
+        """A fresh ``expert``, ``random``, ``constant`` (zero torque; button 0), ``constant:K`` policy, or a
+        user's ``MODULE:CALLABLE`` (:class:`~gato_mini.envs.user.CallablePolicy`)."""
+        if ":" in kind and not kind.startswith("constant:"):
+            from gato_mini.envs.user import CallablePolicy
+
+            return CallablePolicy(kind)  # a user's MODULE:CALLABLE
         if kind == "expert":
             return self.expert_factory()
         if kind == "random":
@@ -86,7 +91,7 @@ class Task:
         head, _, index = kind.partition(":")
         if head == "constant" and index.isdigit() and self.family != "caption":
             return ConstantPolicy(int(index))
-        kinds = ("expert", "random", *self.demonstrators, "constant", "constant:K")
+        kinds = ("expert", "random", *self.demonstrators, "constant", "constant:K", "MODULE:CALLABLE")
         known = ", ".join(repr(k) for k in kinds)
         raise GatoError(f"unknown policy {kind!r} for {self.name}; use one of {known}")
 

@@ -56,9 +56,16 @@ def _run_tasks(args: argparse.Namespace) -> None:
 
 
 def _add_collect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="task name (see `gato-mini tasks`)")
-    p.add_argument("--policy", default="expert", help="expert, random, a task's other demonstrator "
-                   "(atari-pong and atari-breakout: tracker), constant or constant:K (default: expert)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="task name (see `gato-mini tasks`)")
+    which.add_argument("--env", metavar="ENV_ID", help="any gymnasium env id instead of a task, also one "
+                       "your package registers (`module:EnvId`, or with --import); writes OUT/<env id, lower "
+                       "case>/<policy>-v0 and records the env spec")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers your envs); repeat for several")
+    p.add_argument("--policy", default=None, help="expert, random, a task's other demonstrator "
+                   "(atari-pong and atari-breakout: tracker), constant, constant:K, or MODULE:CALLABLE, your "
+                   "function from observation to action (default: expert for a task, random for --env)")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes")
     p.add_argument("--out", required=True, help="folder of Minari datasets; writes OUT/<task>/<policy>-v0")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i (default: 0)")
@@ -73,10 +80,15 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
 
 def _run_collect(args: argparse.Namespace) -> None:
     from gato_mini.collect import run_episodes
+    from gato_mini.envs.user import import_modules, user_task
 
-    result = run_episodes(args.task, args.policy, args.episodes, args.seed, args.max_steps, args.out,
+    import_modules(args.imports)
+    task = args.task if args.env is None else user_task(args.env, args.max_steps, args.imports)
+    policy = args.policy or ("expert" if args.env is None else "random")
+    result = run_episodes(task, policy, args.episodes, args.seed, args.max_steps, args.out,
                           args.overwrite, progress=not args.no_progress, noise=args.noise)
-    print(f"{args.task} {args.policy}: {args.episodes} episodes, {result.steps} steps, "
+    name = args.task or args.env
+    print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
           f"mean return {result.mean:.2f} ± {result.std:.2f} "
           f"({result.steps / result.seconds:.0f} steps/s) -> {result.path}")
 

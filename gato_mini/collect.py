@@ -7,6 +7,7 @@ Episode ``i`` of a run with seed ``S`` resets the env and the policy with seed
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,7 +122,12 @@ class RunResult:
         return float(np.std(self.returns))
 
 
-def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
+def policy_label(kind: str) -> str:
+    """A policy name as given: built-in names are case-free, a user's ``MODULE:CALLABLE`` is not."""
+    return kind if ":" in kind and not kind.lower().startswith("constant:") else kind.lower()
+
+
+def run_episodes(task_name: str | Task, policy_kind: str, episodes: int, seed: int = 0,
                  max_steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, noise: float = 0.0) -> RunResult:
     """Run ``episodes`` episodes; with ``out``, record them as a Minari dataset under ``out``.
@@ -130,8 +136,8 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
     ``noise``: DART-style perturbation of the executed actions (:func:`perturb`);
     the dataset logs the clean actions and its ``collection.json`` says so.
     """
-    task = get_task(task_name)
-    policy_kind = policy_kind.lower()
+    task = task_name if isinstance(task_name, Task) else get_task(task_name)
+    policy_kind = policy_label(policy_kind)
     task.policy(policy_kind)  # an unknown policy name fails before any work
     if episodes <= 0:
         raise GatoError(f"--episodes must be positive, got {episodes}")
@@ -146,6 +152,11 @@ def run_episodes(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
     with contextlib.ExitStack() as stack:
         env = task.make(max_steps=cap)
         stack.callback(env.close)
+        if task.family != "caption":  # a space that cannot be tokenized fails before any writing
+            from gato_mini.data.fields import action_field, observation_fields
+
+            observation_fields(env.observation_space)
+            action_field(env.action_space)
         task.policy(policy_kind).reset(env, seed)  # a policy that cannot act here fails before any writing
         if noise:
             # an unsupported action space fails before any episode
@@ -174,12 +185,17 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
     c = collection
     noise = "" if c["noise"] is None else f"; executed actions perturbed ({c['noise']['executed']}), " \
                                           "clean actions logged (DART)"
-    meta = {"env": env.spec,  # every wrapper records its arguments: Minari can recreate the env
-            "algorithm_name": f"gato-mini {c['policy']} policy", "author": "gato-mini",
+    meta = {"algorithm_name": f"gato-mini {c['policy']} policy", "author": "gato-mini",
             "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
                            f"policy {c['policy']}; seeds {c['seed']}..{c['seed'] + c['episodes'] - 1}; "
                            f"step cap {c['step_cap']}{noise}. Recorded by `gato-mini collect`."}
-    return DatasetWriter(out, f"{task.name}/{c['policy']}-v0", env.observation_space, env.action_space,
+    try:  # every wrapper records its arguments, so Minari can recreate the env from the stored spec
+        env.spec.to_json()
+        meta["env"] = env.spec
+    except Exception as exc:  # noqa: BLE001 (e.g. an env registered with a class, not a "module:Class" string)
+        collection = {**collection, "env_spec": f"not stored: {exc}"}
+    slug = re.sub(r"[^a-z0-9]+", "-", c["policy"].lower()).strip("-")  # MODULE:FN -> module-fn
+    return DatasetWriter(out, f"{task.name}/{slug}-v0", env.observation_space, env.action_space,
                          overwrite=overwrite, metadata=meta, collection=collection)
 
 

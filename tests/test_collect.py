@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from gato_mini.data.fields import UnsupportedSpaceError
 from gato_mini.data.minari_io import DatasetWriter, iter_episodes, open_dataset
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import FileFormatError, GatoError
+
+EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 
 
 def collect(tmp_path, task="atari-pong", episodes=2, seed=3, cap=40, **kw):
@@ -298,3 +301,94 @@ def test_a_collected_dataset_stores_the_env_spec_and_minari_recreates_the_env(tm
     finally:
         env.close()
         ref.close()
+
+
+USER_MODULE = '''
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class Corridor(gym.Env):
+    """Walk right to the end of a corridor: the observation is the position in [0, 1] (float64)."""
+
+    def __init__(self, length=10):
+        self.length = length
+        self.observation_space = spaces.Box(0.0, 1.0, (1,), np.float64)
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = int(self.np_random.integers(0, 3))
+        return np.array([self.pos / self.length]), {}
+
+    def step(self, action):
+        self.pos = max(0, self.pos + (1 if action == 1 else -1))
+        done = self.pos >= self.length
+        return np.array([self.pos / self.length]), float(done), done, False, {}
+
+
+gym.register("MyCorridor-v0", entry_point="corridor:Corridor", max_episode_steps=40)
+gym.register("MyCallableCorridor-v0", entry_point=Corridor, max_episode_steps=40)  # no serializable spec
+
+
+def walk_right(obs):
+    return 1
+
+
+def out_of_space(obs):
+    return 5
+'''
+
+
+def _collect(tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([EXE, "collect", "--no-progress", "--out", str(tmp_path / "eps"), *args],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+
+
+def test_collect_any_gymnasium_env_with_a_user_policy(tmp_path) -> None:
+    from gato_mini.data.fields import observation_fields
+    from gato_mini.data.minari_io import iter_episodes, open_dataset, read_collection
+
+    (tmp_path / "corridor.py").write_text(USER_MODULE)
+    r = _collect(tmp_path, "--env", "MyCorridor-v0", "--import", "corridor", "--policy",
+                 "corridor:walk_right", "--episodes", "3")
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "eps" / "mycorridor-v0" / "corridor-walk-right-v0"
+    eps = list(iter_episodes(path))
+    assert [e.episode_return for e in eps] == [1.0, 1.0, 1.0] and all((e.actions == 1).all() for e in eps)
+    ds = open_dataset(path)
+    assert observation_fields(ds.observation_space)["observation"].modality == "continuous"
+    assert eps[0].observations["observation"].dtype == np.float32  # float64 is stored as float32
+    assert ds.spec.env_spec.id == "MyCorridor-v0"  # recoverable once the module is imported
+    r = _collect(tmp_path, "--env", "corridor:MyCorridor-v0", "--episodes", "2")  # gymnasium's module:id form
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "eps" / "corridor-mycorridor-v0" / "random-v0").is_dir()
+    # an env registered with a class has no serializable spec: recorded anyway, and collection.json says so
+    r = _collect(tmp_path, "--env", "MyCallableCorridor-v0", "--import", "corridor", "--episodes", "1")
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "eps" / "mycallablecorridor-v0" / "random-v0"
+    assert open_dataset(path).spec.env_spec is None
+    assert read_collection(path)["env_spec"].startswith("not stored: Callable found")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "CartPol-v1"], "unknown gymnasium env 'CartPol-v1' (did you mean CartPole-v1?)"),
+    (["--env", "CartPole-v1", "--policy", "corridor:out_of_space", "--import", "corridor"],
+     "policy corridor:out_of_space returned 5, outside the action space Discrete(2)"),
+    (["--env", "CartPole-v1", "--policy", "nomodule:fn"], "cannot import 'nomodule': ModuleNotFoundError"),
+    (["--env", "CartPole-v1", "--policy", "corridor:nothing", "--import", "corridor"],
+     "policy 'corridor:nothing': corridor has no callable 'nothing'"),
+    (["--env", "CartPole-v1", "--policy", "expert"], "CartPole-v1 has no scripted expert"),
+    (["--env", "Blackjack-v1"],
+     "field 'observation': space Tuple(Discrete(32), Discrete(11), Discrete(2)) is not supported"),
+    (["--env", "CartPole-v1", "--import", "no_such_module"], "cannot import 'no_such_module'"),
+])
+def test_collect_env_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message) -> None:
+    (tmp_path / "corridor.py").write_text(USER_MODULE)
+    r = _collect(tmp_path, *args, "--episodes", "2")
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "eps").exists() or not any((tmp_path / "eps").rglob("*.hdf5"))
