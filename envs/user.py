@@ -142,3 +142,25 @@ class CallablePolicy:
         if isinstance(space, spaces.Box):
             return (2.0 * (value - space.low) / (space.high - space.low) - 1.0).astype(np.float32)
         return action
+
+
+def _from_spec(spec_json: str, env_id: str, max_steps: int, render_mode: str | None = None) -> gym.Env:
+    """A task ``maker`` that rebuilds an env from a dataset's stored spec (its wrappers included)."""
+    spec = gym.envs.registration.EnvSpec.from_json(spec_json)
+    kwargs = {} if render_mode is None else {"render_mode": render_mode}
+    try:
+        env = gym.make(spec, max_episode_steps=max_steps, **kwargs)
+    except Exception as exc:  # noqa: BLE001 (a spec that no longer builds: one line, and the way out)
+        raise GatoError(f"cannot recreate the env {spec.id} from the dataset's stored spec "
+                        f"({type(exc).__name__}: {exc}); pass --env ENV_ID") from None
+    # a spec recorded by Minari's own DataCollector has none of gato-mini's wrappers
+    return env if isinstance(env.observation_space, spaces.Dict) else DictObservation(env, OBSERVATION_KEY)
+
+
+def spec_task(name: str, spec_json: str, max_steps: int) -> Any:
+    """A Task (no expert) for the env a dataset's stored spec describes, capped at ``max_steps``."""
+    from gato_mini.envs.registry import Task
+
+    spec = gym.envs.registration.EnvSpec.from_json(spec_json)
+    return Task(name, spec.id, "gym", f"gymnasium env {spec.id} (from the dataset's stored spec)",
+                int(max_steps), functools.partial(_from_spec, spec_json), _no_expert(spec.id))

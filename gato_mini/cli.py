@@ -187,6 +187,10 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
                         "(default: 60)")
     p.add_argument("--no-offline", action="store_true", help="skip the teacher-forced action metrics on "
                    "held-out logged episodes (control tasks)")
+    p.add_argument("--env", metavar="ENV_ID", help="evaluate an episodes source on this gymnasium env "
+                   "(default: the registered task of that name, else the env its dataset stored the spec of)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers your envs); repeat for several")
     p.add_argument("--video", help="record the first episode of the first task as a .gif (or .mp4)")
     p.add_argument("--out", help="JSON results (default: eval.json beside the model folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -199,8 +203,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     from gato_mini.model.export import load_model
     from gato_mini.reports.tables import eval_progress, print_eval
 
-    if args.prompt_dataset and len(args.task) > 1:
-        raise GatoError("--prompt-dataset goes with a single --task")
+    if (args.prompt_dataset or args.env) and len(args.task) > 1:
+        raise GatoError("--prompt-dataset and --env go with a single --task")
     if not args.step_timeout >= 0:
         raise GatoError(f"--step-timeout must be 0 (no limit) or a positive number of seconds, "
                         f"got {args.step_timeout}")
@@ -225,7 +229,8 @@ def _run_eval(args: argparse.Namespace) -> int:
             reports.append(evaluate_task(
                 model, tokenizer, tasks, task, episodes, num_envs, args.seed, args.prompt_dataset,
                 not args.no_prompt, args.prompt_tokens, args.temperature, not args.no_cache, args.max_steps,
-                args.video if k == 0 else None, tick, samples, args.step_timeout, not args.no_offline))
+                args.video if k == 0 else None, tick, samples, args.step_timeout, not args.no_offline,
+                args.env, tuple(args.imports), Path(args.model) / "references.json"))
     write_json(reports, out, args.model)
     print_eval(reports)
     print(f"wrote {out}")

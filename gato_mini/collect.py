@@ -230,14 +230,14 @@ def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, e
     return RunResult(returns, steps, time.perf_counter() - start, path)
 
 
-def best_constant(task_name: str, episodes: int, seed: int = 0, max_steps: int | None = None,
+def best_constant(task_name: str | Task, episodes: int, seed: int = 0, max_steps: int | None = None,
                   progress: bool = False, scout_episodes: int = 4) -> Reference:
     """The best constant-action policy of a task, measured now: zero torque for a Box, the best single
     button held for a Discrete space (each button is tried on ``scout_episodes`` episodes, then the best
     on all ``episodes``). The "do nothing" baseline: a model that ignores its input scores at most this."""
     from gato_mini.envs.policies import constant_kinds
 
-    task = get_task(task_name)
+    task = task_name if isinstance(task_name, Task) else get_task(task_name)
     if task.family == "caption":
         raise GatoError(f"{task.name} is a captioning task: it has no constant action")
     env = task.make(max_steps=1)
@@ -252,15 +252,16 @@ def best_constant(task_name: str, episodes: int, seed: int = 0, max_steps: int |
     return Reference(ref.mean, ref.std, ref.episodes, ref.seed, ref.max_steps, policy=best)
 
 
-def measure_reference(task_name: str, policy_kind: str, episodes: int, seed: int = 0,
+def measure_reference(task_name: str | Task, policy_kind: str, episodes: int, seed: int = 0,
                       max_steps: int | None = None, progress: bool = True) -> Reference:
     """A reference score measured now (nothing recorded)."""
     if policy_kind == "constant":
         return best_constant(task_name, episodes, seed, max_steps, progress)
-    return _measure(get_task(task_name), policy_kind, episodes, seed, max_steps, progress)
+    task = task_name if isinstance(task_name, Task) else get_task(task_name)
+    return _measure(task, policy_kind, episodes, seed, max_steps, progress)
 
 
 def _measure(task: Task, kind: str, episodes: int, seed: int, max_steps: int | None,
              progress: bool) -> Reference:
-    result = run_episodes(task.name, kind, episodes, seed, max_steps, progress=progress)
+    result = run_episodes(task, kind, episodes, seed, max_steps, progress=progress)
     return Reference(result.mean, result.std, episodes, seed, max_steps or task.max_steps)

@@ -54,3 +54,8 @@ def _write_config(tmp: Path, dataset: Path, **extra) -> Path:
     path = tmp / "data.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def cartpole_balance(obs):
+    """A user policy for CartPole-v1 (``tests._data:cartpole_balance``): push toward the pole's fall."""
+    return int(obs[2] + 0.5 * obs[3] > 0)

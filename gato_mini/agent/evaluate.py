@@ -165,21 +165,70 @@ def caption_image_size(tasks: dict[str, Any]) -> tuple[int, int] | None:
     return next(iter(sizes.values()), None)
 
 
-def check_task(tasks: dict[str, Any], task: str) -> tuple[dict[str, FieldSpec], FieldSpec]:
-    """The fields a model was trained with for the control task ``task``."""
-    from gato_mini.envs.registry import TASKS, get_task
+def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,
+                imports: tuple[str, ...] = ()) -> tuple[Any, dict[str, FieldSpec], FieldSpec]:
+    """(the env's Task, observation fields, action field) to evaluate the ``episodes`` source ``task`` on:
+    ``env_id`` when given (any gymnasium id), else the registered task of that name, else the env the
+    source's dataset stored a spec of (``tasks.json`` keeps it). The env's fields must be the trained ones."""
+    from gato_mini.envs.registry import TASKS
+    from gato_mini.envs.user import import_modules, spec_task, user_task
 
     entry = source_entry(tasks, task)
-    if entry.get("kind") != "episodes" or task not in TASKS:
-        raise GatoError(f"{task} is a {entry.get('kind')} source, not a registered control task")
-    entry = entry["fields"]
-    fields = {k: FieldSpec.from_dict(v) for k, v in entry["observation"].items()}
-    action = FieldSpec.from_dict(entry["action"])
-    env_fields, env_action = get_task(task).fields()
+    if entry.get("kind") != "episodes":
+        raise GatoError(f"{task} is a {entry.get('kind')} source, not a control task")
+    fields = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
+    action = FieldSpec.from_dict(entry["fields"]["action"])
+    import_modules(imports)
+    if env_id is not None:
+        spec = user_task(env_id, entry.get("step_cap"), imports)
+    elif task in TASKS:
+        spec = TASKS[task]
+    elif entry.get("env_spec"):
+        spec = spec_task(task, entry["env_spec"], entry.get("step_cap") or 1000)
+    else:
+        raise GatoError(f"{task}: its dataset stores no env spec, so its env cannot be recreated; pass "
+                        "--env ENV_ID")
+    env_fields, env_action = spec.fields()
     if env_fields != fields or env_action != action:
-        raise GatoError(f"{task}: the environment's observation/action fields differ from what the model "
-                        "was trained on (was the task changed after training?)")
-    return fields, action
+        def show(f: dict[str, FieldSpec], a: FieldSpec) -> str:
+            obs = ", ".join(f"{k}: {v.modality} {tuple(v.shape)}" for k, v in f.items())
+            n = f" n={a.n}" if a.n else ""
+            return f"observation {{{obs}}}, action {a.modality} {tuple(a.shape)}{n}"
+        raise GatoError(f"{task}: the env {spec.env_id} has {show(env_fields, env_action)}, but the model "
+                        f"was trained on {show(fields, action)}")
+    return spec, fields, action
+
+
+def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, max_steps: int | None,
+                    cache: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """References of an env outside the registry: random and the best constant action measured now at
+    this step cap and these seeds (cached in ``cache``, a JSON file beside the model), and as expert the
+    mean return of the source's own dataset (Gato Sec. 3.1). Returns (references, where each came from)."""
+    from gato_mini.collect import measure_reference
+    from gato_mini.envs.registry import Reference
+
+    cap = max_steps or spec.max_steps
+    key = f"{spec.env_id} cap={cap} seed={seed} episodes={episodes}"
+    stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    if key not in stored:
+        measured = {k: measure_reference(spec, k, episodes, seed, cap, progress=False).to_dict()
+                    for k in ("random", "constant")}
+        stored[key] = measured
+        if cache is not None:
+            try:
+                tmp = cache.with_name(cache.name + ".tmp")
+                tmp.write_text(json.dumps(stored, indent=1))
+                tmp.replace(cache)
+            except OSError:
+                pass  # a read-only model folder: measured again next time
+    refs = {k: Reference(**v) for k, v in stored[key].items()}
+    origin = {k: f"measured at eval ({key})" for k in refs}
+    data = entry.get("dataset_return")
+    if data:
+        refs["expert"] = Reference(data["mean"], data["std"], data["episodes"], 0,
+                                   entry.get("step_cap") or cap, policy="the training dataset")
+        origin["expert"] = f"the training dataset's mean return ({data['episodes']} episodes; Gato Sec. 3.1)"
+    return refs, origin
 
 
 def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str, episodes: int,
@@ -187,7 +236,8 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
                   prompt_tokens: int | None = None, temperature: float = 0.0, use_cache: bool = True,
                   max_steps: int | None = None, video: str | None = None, progress: Any = None,
                   samples: str | None = None, step_timeout: float | None = 60.0,
-                  offline: bool = True) -> TaskReport:
+                  offline: bool = True, env_id: str | None = None, imports: tuple[str, ...] = (),
+                  reference_cache: Path | None = None) -> TaskReport:
     """Evaluate ``task``: run ``episodes`` episodes on ``num_envs`` environments at once (control and
     caption tasks; ``episodes`` 0 means every held-out image), or held-out perplexity (text and chat).
 
@@ -195,9 +245,12 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     in their own processes and an env that does not answer a reset or step within this many seconds
     fails its episode (its process is killed); None or 0 runs them in this process, with no limit.
     ``offline``: also the teacher-forced action metrics on held-out logged episodes
-    (:mod:`gato_mini.agent.offline`), under ``extra["offline"]``.
+    (:mod:`gato_mini.agent.offline`), under ``extra["offline"]``. ``env_id``/``imports``: the gymnasium
+    env to evaluate an ``episodes`` source on instead of the registry's or the dataset's stored one
+    (:func:`source_task`). ``reference_cache``: where the measured references of an env outside the
+    registry are kept (:func:`user_references`).
     """
-    from gato_mini.envs.registry import get_task
+    from gato_mini.envs.registry import TASKS
 
     if num_envs < 1 or episodes < 0:
         raise GatoError(f"--num-envs must be at least 1 and --episodes at least 0, got {num_envs} and "
@@ -210,13 +263,16 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
         return evaluate_text(model, tokenizer, tasks, task, progress)
     if episodes < 1:
         raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
-    spec = get_task(task)
-    fields, action = check_task(tasks, task)
-    size = source_image_size(source_entry(tasks, task))
+    spec, fields, action = source_task(tasks, task, env_id, imports)
+    entry = source_entry(tasks, task)
+    size = source_image_size(entry)
     cfg = model.cfg
     prompt, prompt_name = None, None
     if use_prompt:
-        path = prompt_dataset or str(Path("runs/episodes") / task / "expert-v0")
+        default = Path("runs/episodes") / task / "expert-v0"
+        if task not in TASKS and entry.get("options", {}).get("dataset"):
+            default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
+        path = prompt_dataset or str(default)
         if prompt_dataset is not None or Path(path).exists():
             budget = prompt_tokens or cfg.block_size // 4
             prompt = demonstration_prompt(path, task, fields, action, cfg, tokenizer, budget, size)
@@ -235,7 +291,11 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, image_size=size,
                   seed=seed)
     frames: list[np.ndarray] | None = [] if video else None
-    refs = spec.references()
+    if task in TASKS and env_id is None:
+        refs, origin = spec.references(), {"random": "references.yaml", "constant": "references.yaml",
+                                           "expert": "references.yaml (the scripted expert)"}
+    else:
+        refs, origin = user_references(spec, entry, episodes, seed, max_steps, reference_cache)
     t0 = time.perf_counter()
     try:
         results = run_agent(agent, envs, episodes, seed, on_episode=progress, frames=frames)
@@ -245,6 +305,7 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     report = TaskReport(task, results, *_reference_means(refs), prompt_name, time.perf_counter() - t0,
                         sum(r.length for r in results),
                         constant=refs["constant"].mean if "constant" in refs else None)
+    report.extra["references_from"] = {k: v for k, v in origin.items() if k in refs}
     if offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, tasks, task, action)
     if video and frames:

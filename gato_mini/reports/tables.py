@@ -202,8 +202,9 @@ def print_aggregates(summaries: list[dict], console: Console | None = None) -> N
     rows = [(k, agg[k]) for k in ("normalized", "human_normalized") if agg[k]["tasks"]]
     if not rows:
         return
-    table = Table(title=f"aggregates over tasks ({agg['method']}); human-normalized: {HUMAN_SOURCE}, "
-                        "so a score at a shorter step cap is not comparable with published tables")
+    note = (f"; human-normalized: {HUMAN_SOURCE}, so a score at a shorter step cap is not comparable with "
+            "published tables") if agg["human_normalized"]["tasks"] else ""
+    table = Table(title=f"aggregates over tasks ({agg['method']}){note}")
     for col in ("score", "tasks", "mean [95% CI]", "median [95% CI]", "IQM [95% CI]"):
         table.add_column(col, justify="left" if col in ("score", "tasks") else "right")
     for name, a in rows:

@@ -121,11 +121,37 @@ def tasks_entry(run: RunConfig) -> dict[str, Any]:
         entry.pop("shards", None)
         # Options and the split fraction let `gato-mini eval` rebuild the held-out split.
         entry["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in s.options.items()}
+        if entry["options"].get("dataset") and Path(entry["options"]["dataset"]).exists():
+            # absolute, so eval (offline metrics, prompts) works from any working directory
+            entry["options"]["dataset"] = str(Path(entry["options"]["dataset"]).resolve())
         entry["val_fraction"] = run.data.val_fraction
         if s.name in TASKS:
             entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
+        elif entry.get("kind") == "episodes":
+            entry.update(episodes_env(s.options["dataset"]))  # what eval needs for an env of the user's
         out[s.name] = entry
     return {"sources": out}
+
+
+def episodes_env(dataset: str | Path) -> dict[str, Any]:
+    """For a dataset of an env outside the registry: its env spec (JSON, None when the dataset stores
+    none), the step cap it was recorded at, and its episodes' mean return (eval's expert reference, as
+    in Gato Sec. 3.1), so eval needs neither the working directory nor the original config."""
+    import numpy as np
+
+    from gato_mini.data.minari_io import iter_episodes, open_dataset, read_collection
+
+    ds = open_dataset(dataset)
+    spec = ds.spec.env_spec
+    returns, lengths = [], []
+    for ep in iter_episodes(dataset):
+        returns.append(float(ep.episode_return))
+        lengths.append(len(ep.actions))
+    collection = read_collection(dataset) or {}
+    cap = collection.get("step_cap") or (spec.max_episode_steps if spec is not None else None) or max(lengths)
+    return {"env_spec": spec.to_json() if spec is not None else None, "step_cap": int(cap),
+            "dataset_return": {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
+                               "episodes": len(returns)}}
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
