@@ -172,3 +172,27 @@ def test_tiny_model_balances_the_real_inverted_pendulum(tmp_path) -> None:
     print({"return": s["return_mean"], **refs, "normalized": s["normalized_mean"], "offline": s["offline"]})
     assert s["offline"]["value"] < s["offline"]["baseline"]  # it reads the state
     assert s["normalized_mean"] >= 50, s
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_an_env_outside_the_registry(tmp_path) -> None:
+    """Issue 18: CartPole-v1 is no registered task. A user's policy (tests._data:cartpole_balance) records
+    DART-noised episodes, the model trains on them, and eval recreates the env from the dataset's stored
+    spec, measures random and the best constant action itself, and takes the dataset's return as expert."""
+    from gato_mini.envs.user import user_task
+
+    cap = 200
+    run_episodes(user_task("CartPole-v1", cap), "tests._data:cartpole_balance", 60, seed=0,
+                 out=tmp_path / "eps", progress=False, noise=0.3)
+    dataset = tmp_path / "eps" / "cartpole-v1" / "tests-data-cartpole-balance-v0"
+    raw_model = {"action_inputs": "mask", "value_init": "fourier"}
+    model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"cartpole": {"kind": "episodes",
+                                                                             "dataset": str(dataset)}}},
+                                         width=64, block_size=128, max_steps=400, model=raw_model)
+    report = evaluate_task(model, tok, tasks_json, "cartpole", episodes=8, num_envs=4, seed=20_000,
+                           step_timeout=0, reference_cache=tmp_path / "references.json").summary()
+    print({k: report[k] for k in ("return_mean", "random", "constant", "expert", "normalized_mean")},
+          report["offline"], report["references_from"])
+    assert report["expert"] > max(report["random"], report["constant"]) + 50
+    assert report["offline"]["value"] > report["offline"]["baseline"]  # it reads the state
+    assert report["normalized_mean"] >= 50, report
