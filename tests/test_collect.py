@@ -392,3 +392,23 @@ def test_collect_env_bad_input_is_one_line_and_writes_nothing(tmp_path, args, me
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert not (tmp_path / "eps").exists() or not any((tmp_path / "eps").rglob("*.hdf5"))
+
+
+def test_datasets_by_minari_id_and_with_a_tilde(tmp_path, monkeypatch) -> None:
+    """Issue 18: a Minari dataset id resolves in Minari's root (MINARI_DATASETS_PATH, else
+    ~/.minari/datasets), and ``~`` in a path is expanded."""
+    from gato_mini.data.minari_io import dataset_folder, open_dataset
+
+    home = tmp_path / "home"
+    root = home / ".minari" / "datasets"
+    run_episodes("control-pendulum", "random", 1, seed=0, max_steps=5, out=root, progress=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("MINARI_DATASETS_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    expected = root / "control-pendulum" / "random-v0" / "data"
+    assert dataset_folder("control-pendulum/random-v0") == expected  # the default root
+    assert dataset_folder("~/.minari/datasets/control-pendulum/random-v0") == expected
+    assert open_dataset("control-pendulum/random-v0").total_steps == 5
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileFormatError, match="dataset not found: control-pendulum/random-v0"):
+        dataset_folder("control-pendulum/random-v0")  # MINARI_DATASETS_PATH wins

@@ -59,6 +59,12 @@ def test_overrides_and_unknown_keys(run_config) -> None:
                          (["--model.n_layr", "3"], "unknown config key.*n_layr"),
                          (["--data.sources.nope", "{}"], "unknown source 'nope'"),
                          (["--train.lr", "fast"], "'train.lr' must be a number"),
+                         (["--trainer.default_root_dir", "x"], "'trainer.default_root_dir' is set by "
+                                                               "gato-mini: use train.out"),
+                         (["--trainer.callbacks", "[]"], "'trainer.callbacks' cannot come from a config"),
+                         (["--trainer.logger", "comet"], "unknown logger 'comet'; use csv, tensorboard, "
+                                                         "wandb"),
+                         (["--trainer.logger", "wandb"], "'trainer.logger' wandb needs the wandb package"),
                          (["stray"], "unexpected argument 'stray'")):
         with pytest.raises(ConfigError, match=message):
             parse_run_config(apply_overrides(raw, bad))
@@ -89,6 +95,16 @@ def test_schedule() -> None:
     lrs = [lr_at(s, 10, 100, 1e-3, 1e-4) for s in range(120)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert lrs[55] < lrs[20] and lrs[100] == pytest.approx(1e-4) and min(lrs) >= 1e-4 - 1e-12
+
+
+def test_trainer_logger_choices(run_config, tmp_path) -> None:
+    """``--trainer.logger csv`` or ``false`` work (they used to crash with a TypeError traceback)."""
+    for value, logs in (("csv", True), ("false", False)):
+        out = tmp_path / value
+        r = _cli("train", "--config", str(run_config), "--train.out", str(out), "--no-progress",
+                 "--trainer.max_steps", "2", "--trainer.logger", value)
+        assert r.returncode == 0, r.stderr
+        assert any((out / "logs").rglob("metrics.csv")) == logs and (out / "model" / "tasks.json").is_file()
 
 
 def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:

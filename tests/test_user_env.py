@@ -164,3 +164,45 @@ def test_an_env_whose_spaces_differ_or_that_cannot_be_recreated_is_one_line(cart
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_a_dataset_made_by_minaris_own_datacollector_trains_and_evaluates(tmp_path) -> None:
+    """tests/fixtures/datacollector-cartpole was recorded by ``minari.DataCollector`` (raw CartPole
+    observations, no gato-mini wrapper; tests/fixtures/make_datacollector_fixture.py). It trains as an
+    episodes source, and eval rebuilds its env from the spec Minari stored."""
+    from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "datacollector-cartpole"
+    fields, action = dataset_fields(open_dataset(fixture))
+    assert {k: f.shape for k, f in fields.items()} == {"observation": (4,)} and action.n == 2
+    assert [len(e.actions) for e in iter_episodes(fixture)] == [40, 40, 40, 40]
+    cfg = {
+        "model": SMALL,
+        "data": {
+            "root": "data",
+            "val_fraction": 0.25,
+            "sources": {"dc": {"kind": "episodes", "dataset": str(fixture)}},
+        },
+        "train": {"out": "run", "batch_size": 4, "warmup_steps": 1},
+        "trainer": {"max_steps": 2, "val_check_interval": 2, "limit_val_batches": 1},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = _cli("train", "--config", "c.yaml", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _cli(
+        "eval",
+        "--model",
+        "run/model",
+        "--task",
+        "dc",
+        "--episodes",
+        "2",
+        "--out",
+        "e.json",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "e.json").read_text())["tasks"][0]
+    assert res["failed"] == 0 and res["expert"] == 40.0 and all(e["length"] <= 40 for e in res["per_episode"])
+    assert res["offline"]["actions"] == 40  # one held-out episode of the four

@@ -176,18 +176,30 @@ class Episode:
         return float(np.sum(self.rewards))
 
 
+def minari_root() -> Path:
+    """Minari's own local root: ``MINARI_DATASETS_PATH``, else ``~/.minari/datasets``."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets").expanduser()
+
+
 def _data_path(path: str | Path) -> Path:
-    p = Path(path)
+    """The ``data`` folder of a dataset given as a folder (``~`` expanded) or as a Minari dataset id
+    (``namespace/name-v0``) under :func:`minari_root`."""
+    p = Path(path).expanduser()
     if (p / "data" / "metadata.json").is_file():
         return p / "data"
     if (p / "metadata.json").is_file():
         return p
-    root = os.environ.get("MINARI_DATASETS_PATH")
-    if root and (Path(root) / str(path) / "data" / "metadata.json").is_file():
-        return Path(root) / str(path) / "data"
+    by_id = minari_root() / str(path)
+    if not p.is_absolute() and (by_id / "data" / "metadata.json").is_file():
+        return by_id / "data"
     if p.exists():
         raise FileFormatError(f"{p} is not a Minari dataset (no data/metadata.json)")
     raise FileFormatError(f"dataset not found: {p}")
+
+
+def dataset_folder(path: str | Path) -> Path:
+    """The folder holding a dataset's files (its ``data`` folder), from a path or a Minari dataset id."""
+    return _data_path(path)
 
 
 def open_dataset(path: str | Path) -> Any:

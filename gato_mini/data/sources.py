@@ -142,8 +142,9 @@ class Source:
         """Everything the units depend on, except the tokenizer and the id layout."""
         fp: dict[str, Any] = {"kind": self.kind, "options": self.opt}
         if self.kind == "episodes":
-            root = Path(self.opt["dataset"])
-            fp["input"] = _stat(root / "data" if (root / "data").is_dir() else root)
+            from gato_mini.data.minari_io import dataset_folder
+
+            fp["input"] = _stat(dataset_folder(self.opt["dataset"]))
         elif self.kind in ("caption-folder", "text", "chat-jsonl"):
             fp["input"] = _stat(Path(self.opt["path"]))
         elif self.kind == "caption-shapes":

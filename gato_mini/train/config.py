@@ -59,6 +59,29 @@ def _suggest(key: str, known: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+LOGGERS = {"csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}  # name -> the package it needs
+
+
+def logger_names(value: Any) -> list[str]:
+    """``trainer.logger``: false (no logger), one of :data:`LOGGERS` or a list of them; each must be
+    installed. Returns the names (empty for false)."""
+    import importlib.util
+
+    if value is False or value is None:
+        return []
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"'trainer.logger' must be false, a logger name or a list of them "
+                          f"({', '.join(LOGGERS)}), got {value!r}")
+    for name in names:
+        if name not in LOGGERS:
+            raise ConfigError(f"'trainer.logger': unknown logger {name!r}; use {', '.join(LOGGERS)} or false")
+        package = LOGGERS[name]
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"'trainer.logger' {name} needs the {package} package: pip install {package}")
+    return names
+
+
 def trainer_keys() -> list[str]:
     """Arguments ``lightning.Trainer`` accepts."""
     import lightning as L
@@ -146,6 +169,15 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     for key in trainer:
         if key not in allowed:
             raise ConfigError(f"unknown config key 'trainer.{key}'{_suggest(key, allowed)}")
+    if "default_root_dir" in trainer:
+        raise ConfigError("'trainer.default_root_dir' is set by gato-mini: use train.out (--train.out DIR), "
+                          "the run's folder for checkpoints, logs and the model")
+    if "callbacks" in trainer:
+        raise ConfigError("'trainer.callbacks' cannot come from a config: gato-mini sets its own "
+                          "(checkpoints, progress); add yours in Python to the Trainer that "
+                          "gato_mini.train.run.build returns")
+    if "logger" in trainer:
+        logger_names(trainer["logger"])  # an unknown or uninstalled logger fails before anything is written
     return RunConfig(cfg, data, train, trainer, raw)
 
 

@@ -30,7 +30,7 @@ from gato_mini.data.prepare import refuse_other_layout
 from gato_mini.data.sources import Source
 from gato_mini.errors import GatoError
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
-from gato_mini.train.config import RunConfig
+from gato_mini.train.config import RunConfig, logger_names
 from gato_mini.train.lit import LitGato
 
 
@@ -54,9 +54,27 @@ class BatchAudit(L.Callback):
         (self.folder / f"weights-rank{trainer.global_rank}.txt").write_text(h.hexdigest() + "\n")
 
 
-def _loggers(out: Path) -> list[Any]:
+def _loggers(out: Path, names: list[str] | None = None) -> list[Any] | bool:
+    """The run's loggers: CSV (and TensorBoard where installed) by default, else those ``names``
+    (``trainer.logger``: csv, tensorboard, wandb; none is False)."""
     from lightning.pytorch.loggers import CSVLogger
 
+    if names is not None:
+        if not names:
+            return False
+        made: list[Any] = []
+        for name in names:
+            if name == "csv":
+                made.append(CSVLogger(out, name="logs"))
+            elif name == "tensorboard":
+                from lightning.pytorch.loggers import TensorBoardLogger
+
+                made.append(TensorBoardLogger(out, name="tb"))
+            else:
+                from lightning.pytorch.loggers import WandbLogger
+
+                made.append(WandbLogger(save_dir=str(out), project="gato-mini"))
+        return made
     loggers: list[Any] = [CSVLogger(out, name="logs")]
     try:
         import tensorboard  # noqa: F401
@@ -106,7 +124,8 @@ def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, Ga
         callbacks.append(RichProgressBar())
     if t.record_batches:
         callbacks.append(BatchAudit(out / "audit"))
-    trainer = L.Trainer(default_root_dir=out, logger=_loggers(out), callbacks=callbacks, **settings)
+    names = logger_names(settings.pop("logger")) if "logger" in settings else None
+    trainer = L.Trainer(default_root_dir=out, logger=_loggers(out, names), callbacks=callbacks, **settings)
     return trainer, lit, dm
 
 
@@ -121,9 +140,12 @@ def tasks_entry(run: RunConfig) -> dict[str, Any]:
         entry.pop("shards", None)
         # Options and the split fraction let `gato-mini eval` rebuild the held-out split.
         entry["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in s.options.items()}
-        if entry["options"].get("dataset") and Path(entry["options"]["dataset"]).exists():
-            # absolute, so eval (offline metrics, prompts) works from any working directory
-            entry["options"]["dataset"] = str(Path(entry["options"]["dataset"]).resolve())
+        if entry["options"].get("dataset") and entry.get("kind") == "episodes":
+            # the dataset's own folder, absolute (a path or a Minari id), so eval (offline metrics,
+            # prompts) works from any working directory
+            from gato_mini.data.minari_io import dataset_folder
+
+            entry["options"]["dataset"] = str(dataset_folder(entry["options"]["dataset"]).parent.resolve())
         entry["val_fraction"] = run.data.val_fraction
         if s.name in TASKS:
             entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
