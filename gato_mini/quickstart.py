@@ -378,8 +378,9 @@ class Quickstart:
                                        if kind == "episodes" and task in p.collect else None,
                                        max_steps=cap, video=video,
                                        progress=lambda r, t=bar_task: bar.update(t, advance=1),
-                                       samples=str(self.out / f"{task}-samples.png") if caption else None)
-                if kind == "episodes" and cap and cap < TASKS[task].max_steps:
+                                       samples=str(self.out / f"{task}-samples.png") if caption else None,
+                                       reference_cache=self.out / "run" / "model" / "references.json")
+                if kind == "episodes" and cap and task in TASKS and cap < TASKS[task].max_steps:
                     # The registry's references are for full episodes: measure both at this cap and seeds.
                     refs = {k: measure_reference(task, k, episodes, 1000, cap, progress=False)
                             for k in ("random", "expert", "constant")}

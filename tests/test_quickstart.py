@@ -17,6 +17,7 @@ import yaml
 from gato_mini.quickstart import STAGES, default_config, load_config
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "datacollector-cartpole"
 FAST = {
     "quickstart": {
         "collect": {"atari-pong": {"episodes": 2, "max_steps": 40, "policy": "tracker", "noise": 0.2},
@@ -32,7 +33,9 @@ FAST = {
     "data": {"val_windows": 2, "sources": {
         "atari-pong": {}, "atari-breakout": {}, "control-pendulum": {}, "mujoco-reacher": {},
         "caption-shapes": {"count": 200, "val_count": 12}, "text-pydoc": {"max_modules": 3},
-        "chat-chatterbot": {"weight": 0.5}}},
+        "chat-chatterbot": {"weight": 0.5},
+        # a user's env, outside the registry: Minari's own DataCollector recorded it (issue 18)
+        "cartpole-dc": {"kind": "episodes", "dataset": str(FIXTURE)}}},
     "train": {"batch_size": 4, "checkpoint_every": 4, "warmup_steps": 2},
     "trainer": {"max_steps": 8, "log_every_n_steps": 1, "limit_val_batches": 2},
 }
@@ -82,7 +85,9 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     state = json.loads((out / "quickstart.json").read_text())
     assert all(state["stages"][s]["done"] for s in STAGES)
     scores = state["scores"]
-    assert {"atari-pong", "atari-breakout", "control-pendulum", "mujoco-reacher"} <= set(scores)
+    assert {"atari-pong", "atari-breakout", "control-pendulum", "mujoco-reacher", "cartpole-dc"} <= \
+        set(scores)
+    assert "normalized_mean" in scores["cartpole-dc"]  # references measured at eval, expert = its data
     assert "exact_match" in scores["caption-shapes"] and "bleu4" in scores["caption-shapes"]
     assert scores["text-pydoc"]["perplexity"] > 1 and scores["chat-chatterbot"]["perplexity"] > 1
     assert "perplexity" in r.stdout and "total" in r.stdout  # the final table and the stage times
