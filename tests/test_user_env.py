@@ -26,6 +26,25 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
 
 
+def _train(tmp: Path, name: str, dataset: str, val_fraction: float, steps: int) -> Path:
+    """Train SMALL on one episodes source for ``steps`` steps through the command, from ``tmp`` (relative
+    paths); the exported model folder."""
+    cfg = {
+        "model": SMALL,
+        "data": {
+            "root": "data",
+            "val_fraction": val_fraction,
+            "sources": {name: {"kind": "episodes", "dataset": dataset}},
+        },
+        "train": {"out": "run", "batch_size": 4, "warmup_steps": 1},
+        "trainer": {"max_steps": steps, "val_check_interval": steps, "limit_val_batches": 1},
+    }
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = _cli("train", "--config", "c.yaml", "--no-progress", cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    return tmp / "run" / "model"
+
+
 @pytest.fixture(scope="module")
 def cartpole_model(tmp_path_factory) -> Path:
     """CartPole-v1 (not a registered task) recorded at a 30-step cap and trained for 4 steps."""
@@ -38,22 +57,7 @@ def cartpole_model(tmp_path_factory) -> Path:
         out=tmp / "eps",
         progress=False,
     )
-    cfg = {
-        "model": SMALL,
-        "data": {
-            "root": "data",
-            "val_fraction": 0.2,
-            "sources": {
-                "cartpole": {"kind": "episodes", "dataset": "eps/cartpole-v1/tests-data-cartpole-balance-v0"}
-            },
-        },
-        "train": {"out": "run", "batch_size": 4, "warmup_steps": 1},
-        "trainer": {"max_steps": 4, "val_check_interval": 4, "limit_val_batches": 1},
-    }
-    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
-    r = _cli("train", "--config", "c.yaml", "--no-progress", cwd=tmp)  # relative paths, from tmp
-    assert r.returncode == 0, r.stderr
-    return tmp / "run" / "model"
+    return _train(tmp, "cartpole", "eps/cartpole-v1/tests-data-cartpole-balance-v0", 0.2, 4)
 
 
 def test_record_train_and_evaluate_an_env_outside_the_registry(cartpole_model, tmp_path) -> None:
@@ -176,19 +180,7 @@ def test_a_dataset_made_by_minaris_own_datacollector_trains_and_evaluates(tmp_pa
     fields, action = dataset_fields(open_dataset(fixture))
     assert {k: f.shape for k, f in fields.items()} == {"observation": (4,)} and action.n == 2
     assert [len(e.actions) for e in iter_episodes(fixture)] == [40, 40, 40, 40]
-    cfg = {
-        "model": SMALL,
-        "data": {
-            "root": "data",
-            "val_fraction": 0.25,
-            "sources": {"dc": {"kind": "episodes", "dataset": str(fixture)}},
-        },
-        "train": {"out": "run", "batch_size": 4, "warmup_steps": 1},
-        "trainer": {"max_steps": 2, "val_check_interval": 2, "limit_val_batches": 1},
-    }
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    r = _cli("train", "--config", "c.yaml", "--no-progress", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    _train(tmp_path, "dc", str(fixture), 0.25, 2)
     r = _cli(
         "eval",
         "--model",
