@@ -64,7 +64,13 @@ def test_record_train_and_evaluate_an_env_outside_the_registry(cartpole_model, t
     entry = json.loads((cartpole_model / "tasks.json").read_text())["sources"]["cartpole"]
     assert json.loads(entry["env_spec"])["id"] == "CartPole-v1" and entry["step_cap"] == 30
     returns = entry["dataset_return"]
-    assert returns == {"mean": 30.0, "std": 0.0, "episodes": 6}  # the balancing policy lasts to the cap
+    assert returns == {
+        "mean": 30.0,
+        "window": 6,
+        "overall_mean": 30.0,
+        "std": 0.0,
+        "episodes": 6,
+    }  # the balancing policy lasts to the cap
     assert Path(entry["options"]["dataset"]).is_absolute()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -89,12 +95,15 @@ def test_record_train_and_evaluate_an_env_outside_the_registry(cartpole_model, t
     assert res["references_from"]["random"].startswith(
         "measured at eval (CartPole-v1 cap=30 seed=1000 episodes=3)"
     )
-    assert "training dataset's mean return" in res["references_from"]["expert"]
+    assert (
+        "the training dataset's return, the best mean over 6 consecutive" in res["references_from"]["expert"]
+    )
     base = max(res["random"], res["constant"])
     assert res["normalized_mean"] == pytest.approx(
         np.mean([100 * (e["ret"] - base) / (res["expert"] - base) for e in res["per_episode"]])
     )
     assert "offline accuracy" in r.stdout and res["offline"]["actions"] > 0
+    assert "cartpole references: random measured at eval (CartPole-v1 cap=30" in r.stdout  # the table says
     cache = json.loads((cartpole_model / "references.json").read_text())
     assert list(cache) == ["CartPole-v1 cap=30 seed=1000 episodes=3"]
     assert set(cache["CartPole-v1 cap=30 seed=1000 episodes=3"]) == {"random", "constant"}
@@ -198,3 +207,12 @@ def test_a_dataset_made_by_minaris_own_datacollector_trains_and_evaluates(tmp_pa
     res = json.loads((tmp_path / "e.json").read_text())["tasks"][0]
     assert res["failed"] == 0 and res["expert"] == 40.0 and all(e["length"] <= 40 for e in res["per_episode"])
     assert res["offline"]["actions"] == 40  # one held-out episode of the four
+
+
+def test_the_dataset_expert_is_its_best_windowed_mean() -> None:
+    from gato_mini.train.run import best_windowed_mean
+
+    assert best_windowed_mean([1.0, 2.0, 3.0]) == (2.0, 3)  # fewer than the window: the plain mean
+    rising = [float(k) for k in range(150)]  # an improving agent: the last 100 episodes count
+    assert best_windowed_mean(rising) == (float(np.mean(range(50, 150))), 100)
+    assert best_windowed_mean([0.0, 10.0, 0.0, 0.0], window=2) == (5.0, 2)

@@ -203,7 +203,8 @@ def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, 
                     cache: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
     """References of an env outside the registry: random and the best constant action measured now at
     this step cap and these seeds (cached in ``cache``, a JSON file beside the model), and as expert the
-    mean return of the source's own dataset (Gato Sec. 3.1). Returns (references, where each came from)."""
+    return of the source's own dataset (its best windowed mean, Gato Sec. 3.1). Returns (references,
+    where each came from)."""
     from gato_mini.collect import measure_reference
     from gato_mini.envs.registry import Reference
 
@@ -227,7 +228,9 @@ def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, 
     if data:
         refs["expert"] = Reference(data["mean"], data["std"], data["episodes"], 0,
                                    entry.get("step_cap") or cap, policy="the training dataset")
-        origin["expert"] = f"the training dataset's mean return ({data['episodes']} episodes; Gato Sec. 3.1)"
+        window = data.get("window", data["episodes"])
+        origin["expert"] = (f"the training dataset's return, the best mean over {window} consecutive of its "
+                            f"{data['episodes']} episodes (Gato Sec. 3.1)")
     return refs, origin
 
 

@@ -189,6 +189,10 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
     if not console.is_terminal:
         console.width = max(console.width, 180)
     console.print(table)
+    for s in summaries:  # references that are not the registry's: say where they came from
+        origin = s.get("references_from") or {}
+        if any(not v.startswith("references.yaml") for v in origin.values()):
+            console.print(f"{s['task']} references: " + "; ".join(f"{k} {v}" for k, v in origin.items()))
     print_aggregates(summaries, console)
 
 

@@ -155,10 +155,22 @@ def tasks_entry(run: RunConfig) -> dict[str, Any]:
     return {"sources": out}
 
 
+def best_windowed_mean(returns: list[float], window: int = 100) -> tuple[float, int]:
+    """Gato Sec. 3.1's expert score of a dataset: the largest mean return over ``window`` consecutive
+    episodes (all of them when there are fewer), so data from an improving agent counts its best
+    stretch. Returns (that mean, the window used)."""
+    import numpy as np
+
+    window = min(window, len(returns))
+    sums = np.convolve(np.asarray(returns, dtype=np.float64), np.ones(window), mode="valid")
+    return float(sums.max() / window), window
+
+
 def episodes_env(dataset: str | Path) -> dict[str, Any]:
     """For a dataset of an env outside the registry: its env spec (JSON, None when the dataset stores
-    none), the step cap it was recorded at, and its episodes' mean return (eval's expert reference, as
-    in Gato Sec. 3.1), so eval needs neither the working directory nor the original config."""
+    none), the step cap it was recorded at, and its return (eval's expert reference: the best mean over
+    windows of 100 consecutive episodes, as in Gato Sec. 3.1), so eval needs neither the working
+    directory nor the original config."""
     import numpy as np
 
     from gato_mini.data.minari_io import iter_episodes, open_dataset, read_collection
@@ -171,8 +183,10 @@ def episodes_env(dataset: str | Path) -> dict[str, Any]:
         lengths.append(len(ep.actions))
     collection = read_collection(dataset) or {}
     cap = collection.get("step_cap") or (spec.max_episode_steps if spec is not None else None) or max(lengths)
+    best, window = best_windowed_mean(returns)
     return {"env_spec": spec.to_json() if spec is not None else None, "step_cap": int(cap),
-            "dataset_return": {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
+            "dataset_return": {"mean": best, "window": window,
+                               "overall_mean": float(np.mean(returns)), "std": float(np.std(returns)),
                                "episodes": len(returns)}}
 
 
