@@ -333,7 +333,7 @@ COMMANDS: dict[str, Command] = {
                _add_tokens, _run_tokens),
     "sizes": ("list the named model sizes with their parameter counts", _add_sizes, _run_sizes),
     "tasks": ("list the registered tasks: observations, actions, reference scores", _add_tasks, _run_tasks),
-    "collect": ("record episodes of a task's expert or random policy as a Minari dataset",
+    "collect": ("record episodes of a task, or of any gymnasium env, as a Minari dataset",
                 _add_collect, _run_collect),
     "scores": ("measure random and expert reference scores and compare them with the registry",
                _add_scores, _run_scores),
