@@ -1,18 +1,11 @@
 """Probe (docs/learning.md, session 3): Gato's patch embedding on Pong frames -> action, several readers.
-Usage: python docs/probes/pong_patch_readers.py DATASET MODE STEPS LR; MODE: concat|attn|deepsets|rawsets
-with -fixed (middle positions), -zero, -bigpos, -bigproj, -film variants."""
-import sys
-import time
-
-import numpy as np
-import torch
-import torch.nn as nn
-
-from gato_mini.config import GatoConfig
+Usage: python docs/probes/pong_patch_readers.py DATASET MODE STEPS LR; MODE: concat|attn|deepsets|rawsets|mixattn
+with -fixed (middle positions), -zero, -bigpos, -bigproj, -film variants; EASY=1: the sanity label "ball in the top half"."""
+import sys, numpy as np, torch, time, torch.nn as nn
 from gato_mini.data.minari_io import iter_episodes
+from gato_mini.config import GatoConfig
 from gato_mini.model.model import PatchEmbedding
 from gato_mini.tokenizers.image import patch_intervals
-
 torch.manual_seed(0)
 mode = sys.argv[2]; steps = int(sys.argv[3]); lr = float(sys.argv[4])
 eps = list(iter_episodes(sys.argv[1]))
@@ -20,6 +13,9 @@ X = [e.observations["image"][:-1] for e in eps]; Y = [e.actions for e in eps]
 def patches(F):  # (N, H, W, 1) -> (N, n, 256)
     N, H, W, _ = F.shape; p = 16
     return torch.tensor(F.reshape(N, H//p, p, W//p, p).transpose(0, 1, 3, 2, 4).reshape(N, (H//p)*(W//p), p*p))
+import os
+if os.environ.get("EASY"):  # sanity labels: is the ball (value 236) in the top half of the frame?
+    Y = [np.array([int((f[:40] == 236).any()) for f in x]) for x in X]
 Ptr = patches(np.concatenate(X[:54])); ytr = torch.tensor(np.concatenate(Y[:54])).long()
 Pte = patches(np.concatenate(X[54:])); yte = torch.tensor(np.concatenate(Y[54:])).long()
 H, W = X[0].shape[1:3]; rlo, rhi = patch_intervals(H//16); clo, chi = patch_intervals(W//16)
@@ -31,11 +27,14 @@ class M(nn.Module):
         super().__init__(); s.pe = PatchEmbedding(cfg); d = cfg.n_embd
         s.head = nn.Sequential(nn.Linear(n*d, 256), nn.GELU(), nn.Linear(256, 6))
         s.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 4, 4*d, 0.0, batch_first=True, norm_first=True), 4)
-        s.raw = nn.Sequential(nn.Linear(256 + n, 4*d), nn.GELU(), nn.Linear(4*d, d)); s.tok = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4*d), nn.GELU(), nn.Linear(4*d, d)); s.head2 = nn.Sequential(nn.Linear(d, 256), nn.GELU(), nn.Linear(256, 6)); s.q = nn.Parameter(torch.randn(1, 1, d) * 0.02); s.out = nn.Linear(d, 6)
+        s.raw = nn.Sequential(nn.Linear(256 + n, 4*d), nn.GELU(), nn.Linear(4*d, d)); s.tok = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4*d), nn.GELU(), nn.Linear(4*d, d)); s.head2 = nn.Sequential(nn.Linear(d, 256), nn.GELU(), nn.Linear(256, 6)); s.mix = nn.Sequential(nn.Linear(n*d, 256), nn.GELU(), nn.Linear(256, n*d)); s.q = nn.Parameter(torch.randn(1, 1, d) * 0.02); s.out = nn.Linear(d, 6)
     def forward(s, P):
         B = P.shape[0]
         e = s.pe(P.reshape(B*n, -1), pos.repeat(B, 1)).reshape(B, n, -1)
         if mode.startswith("concat"): return s.head(e.flatten(1))
+        if mode.startswith("mixattn"):
+            e = e + s.mix(e.flatten(1)).view(B, n, -1)
+            x = s.enc(torch.cat([e, s.q.expand(B, 1, -1)], 1)); return s.out(x[:, -1])
         if mode.startswith("rawsets"):
             x = torch.cat([P.float() / 255, torch.eye(n).expand(B, n, n)], -1)
             return s.head2(s.raw(x).sum(1))
@@ -43,9 +42,7 @@ class M(nn.Module):
         x = s.enc(torch.cat([e, s.q.expand(B, 1, -1)], 1)); return s.out(x[:, -1])
 m = M()
 if "film" in mode:
-    import types
-
-    import torch.nn.functional as F
+    import types, torch.nn.functional as F
     pe = m.pe; pe.grow = nn.Embedding(128, cfg.n_embd); pe.gcol = nn.Embedding(128, cfg.n_embd)
     nn.init.normal_(pe.grow.weight, std=1.0); nn.init.normal_(pe.gcol.weight, std=1.0)
     def fwd(self, patches, patch_pos):
@@ -57,7 +54,6 @@ if "film" in mode:
         return out * (self.grow(r) + self.gcol(c)) + self.row(r) + self.col(c)
     pe.forward = types.MethodType(fwd, pe)
 from gato_mini.model.model import GatoModel
-
 m.pe.apply(GatoModel._init_weights)
 if 'film' in mode: nn.init.normal_(m.pe.grow.weight, std=1.0); nn.init.normal_(m.pe.gcol.weight, std=1.0)
 if 'bigpos' in mode: torch.nn.init.normal_(m.pe.row.weight, std=1.0); torch.nn.init.normal_(m.pe.col.weight, std=1.0)
