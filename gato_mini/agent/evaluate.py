@@ -135,11 +135,15 @@ def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
 def source_image_size(entry: dict[str, Any]) -> tuple[int, int] | None:
     """The size an ``episodes`` source's images were fitted to in training (its ``image_size`` option),
     or None where they kept the env's size."""
-    size = (entry.get("options") or {}).get("image_size")
+    return _pair((entry.get("options") or {}).get("image_size"))
+
+
+def _pair(size: Any) -> tuple[int, int] | None:
+    """An ``image_size`` option (an int, or [height, width]) as (height, width); None stays None."""
     if size is None:
         return None
-    size = [size, size] if isinstance(size, int) else list(size)
-    return int(size[0]), int(size[1])
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(h), int(w)
 
 
 def caption_image_size(tasks: dict[str, Any]) -> tuple[int, int] | None:
@@ -156,8 +160,7 @@ def caption_image_size(tasks: dict[str, Any]) -> tuple[int, int] | None:
         size = SCENE_SIZE if kind == "caption-shapes" else \
             {**KIND_OPTIONS.get(kind, {}), **(entry.get("options") or {})}.get("image_size")
         if size is not None:
-            size = [size, size] if isinstance(size, int) else list(size)
-            sizes[name] = (int(size[0]), int(size[1]))
+            sizes[name] = _pair(size)
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{k}: {h}x{w}" for k, (h, w) in sizes.items())
         raise GatoError(f"the model's caption sources used different image sizes ({listed}); choose one with "
@@ -217,9 +220,7 @@ def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, 
         stored[key] = measured
         if cache is not None:
             try:
-                tmp = cache.with_name(cache.name + ".tmp")
-                tmp.write_text(json.dumps(stored, indent=1))
-                tmp.replace(cache)
+                _write_json(cache, stored)
             except OSError:
                 pass  # a read-only model folder: measured again next time
     refs = {k: Reference(**v) for k, v in stored[key].items()}
@@ -478,12 +479,17 @@ def write_video(frames: list[np.ndarray], path: str, fps: int = 30) -> str:
 
 def write_json(reports: list[TaskReport], path: str | Path, model_dir: str) -> None:
     """All reports as one JSON file (written then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     from gato_mini.reports.aggregate import aggregate_summaries
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     summaries = [r.summary() for r in reports]
-    tmp.write_text(json.dumps({"model": str(model_dir), "tasks": summaries,
-                               "aggregate": aggregate_summaries(summaries)}, indent=1))
+    _write_json(path, {"model": str(model_dir), "tasks": summaries,
+                       "aggregate": aggregate_summaries(summaries)})
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """``value`` as JSON at ``path``, written beside it then renamed (never half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
     tmp.replace(path)
