@@ -101,6 +101,13 @@ class GatoConfig:
     # out alike (with the tied head, predicting bin b also favours b +- 1). Random rows make the model
     # learn the order of 1024 bins from data, one bin at a time. Only the start differs; all learn.
     value_init: str = "random"
+    # How each image patch is read: "none" (Gato: pixels to [-1, 1] / sqrt(P)), or "center": each
+    # patch, channel by channel, minus its median (its background) before the ResNet block, with the
+    # median itself added back through its own linear map, so no colour is lost. Uncentred, every
+    # patch of a game frame is one large shared background vector and a ball of a few pixels is a
+    # tiny perturbation on it; readers that sum or attend over such tokens find nothing to grip
+    # (docs/learning.md, "Why Pong is not learned").
+    patch_norm: str = "none"
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -133,6 +140,8 @@ class GatoConfig:
             raise ConfigError(f"config 'patch_size' must be a multiple of 4, got {self.patch_size}")
         if self.value_init not in ("random", "fourier"):
             raise ConfigError(f"config 'value_init' must be 'random' or 'fourier', got {self.value_init!r}")
+        if self.patch_norm not in ("none", "center"):
+            raise ConfigError(f"config 'patch_norm' must be 'none' or 'center', got {self.patch_norm!r}")
         if self.action_inputs not in ("keep", "mask"):
             raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
         if self.image_channels not in (1, 3):

@@ -269,3 +269,41 @@ def test_rope_makes_the_order_of_the_context_matter_and_extends_past_block_size(
         full = model(long)[0][0]
     cached = torch.cat([logits[0][:, None], *[x[:, None] for x in logits[1:]]], dim=1)[0]
     assert torch.allclose(cached, full[99:], atol=1e-4), (cached - full[99:]).abs().max()
+
+
+
+def _patch_embedding(patch_norm: str):
+    torch.manual_seed(0)
+    cfg = GatoConfig.from_name("tiny", n_layer=1, n_embd=64, n_head=4, block_size=64, text_vocab_size=400,
+                               patch_norm=patch_norm)
+    return GatoModel(cfg).patch_embed.eval()
+
+
+def test_centred_patches_embed_the_background_apart_and_keep_small_objects_large() -> None:
+    """patch_norm: center. A uniform patch embeds as its colour alone (whatever the colour, the block
+    sees zeros); a few bright pixels on it move the embedding far more than without centring, where
+    every patch is one large shared vector (docs/learning.md, "Why Pong is not learned")."""
+    pos = torch.tensor([[0, 64, 0, 64]] * 3)
+    flat = torch.full((3, 16, 16, 3), 87, dtype=torch.uint8)
+    flat[1] = 20  # another background colour
+    ball = flat[0].clone()
+    ball[5:7, 5] = 236  # a 2x1 ball on the first background
+    patches = torch.stack([flat[0], flat[1], ball]).reshape(3, -1)
+    out = {}
+    for patch_norm in ("none", "center"):
+        pe = _patch_embedding(patch_norm)
+        with torch.no_grad():
+            out[patch_norm] = pe(patches, pos) - pe.row(torch.tensor([32])) - pe.col(torch.tensor([32]))
+    plain, centred = out["none"], out["center"]
+    assert all(not conv.bias.detach().any() for conv in (pe.stem, pe.conv1, pe.conv2))
+    with torch.no_grad():  # uniform patches: the level's map of their colour, nothing from the block
+        for i, value in ((0, 87), (1, 20)):
+            level = torch.full((1, 3), (value / 127.5 - 1.0) / 4)
+            assert torch.allclose(centred[i], pe.level(level)[0] + pe.proj.bias, atol=1e-6)
+    assert not torch.allclose(centred[0], centred[1])  # the colour is kept
+    def moved(e: torch.Tensor) -> float:  # how far the ball moves the token, relative to the background's
+        return float((e[2] - e[0]).norm() / e[0].norm())
+
+    assert moved(centred) > 2 and moved(centred) > 3 * moved(plain)  # uncentred: a perturbation
+    with pytest.raises(Exception, match="patch_norm"):
+        GatoConfig.from_name("tiny", patch_norm="whiten")

@@ -155,6 +155,11 @@ class PatchEmbedding(nn.Module):
         self.norm1, self.conv1 = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, c, 3, padding=1)
         self.norm2, self.conv2 = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, c, 3, padding=1)
         self.proj = nn.Linear(c * (p // 4) ** 2, cfg.n_embd)
+        # cfg.patch_norm == "center": the per-channel median each patch is centred on, embedded apart
+        self.level = nn.Linear(cfg.image_channels, cfg.n_embd) if cfg.patch_norm == "center" else None
+        if self.level is not None:  # no biases in the block: a centred uniform patch embeds as its level alone
+            for conv in (self.stem, self.conv1, self.conv2):
+                nn.init.zeros_(conv.bias)
         self.row = nn.Embedding(cfg.position_intervals, cfg.n_embd)
         self.col = nn.Embedding(cfg.position_intervals, cfg.n_embd)
 
@@ -172,9 +177,14 @@ class PatchEmbedding(nn.Module):
         p = self.cfg.patch_size
         x = rearrange(patches, "n (p1 p2 c) -> n c p1 p2", p1=p, p2=p)  # (N, C, P, P)
         x = x.to(self.stem.weight.dtype)
+        if self.level is not None:
+            level = x.flatten(2).median(dim=2).values  # (N, C): the patch's background
+            x = x - level[:, :, None, None]
         h = self.stem(x)  # (N, hidden, P/4, P/4)
         h = h + self.conv2(F.gelu(self.norm2(self.conv1(F.gelu(self.norm1(h))))))
         out = self.proj(h.flatten(1))  # (N, n_embd)
+        if self.level is not None:
+            out = out + self.level(level)
         pos = patch_pos.long()
         rows, cols = self._position(pos[:, 0], pos[:, 1]), self._position(pos[:, 2], pos[:, 3])
         return out + self.row(rows) + self.col(cols)
