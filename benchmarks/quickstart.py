@@ -62,7 +62,14 @@ def main() -> None:
     out = Path(args.out)
     if args.run:
         cmd = ["gato-mini", "quickstart", "--out", str(out), "--minutes", args.minutes]
-        subprocess.run(cmd + (["--config", args.config] if args.config else []), check=True)
+        code = subprocess.run(cmd + (["--config", args.config] if args.config else [])).returncode
+        if code:
+            sys.exit(code)
+    missing = [f for f in ("quickstart.json", "eval.json") if not (out / f).is_file()]
+    if missing:
+        print(f"benchmarks/quickstart.py: error: {out} holds no finished quickstart (no {missing[0]}): "
+              f"run `gato-mini quickstart --out {out}` to the end first, or pass --run", file=sys.stderr)
+        sys.exit(2)
     state = json.loads((out / "quickstart.json").read_text())
     evals = json.loads((out / "eval.json").read_text())["tasks"]
     keys = ("return_mean", "return_std", "normalized_mean", "random", "constant", "baseline", "expert",

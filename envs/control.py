@@ -16,11 +16,13 @@ import gymnasium as gym
 import numpy as np
 
 from gato_mini.envs.policies import Stateless
-from gato_mini.envs.wrappers import DictObservation, Float32Observation, unit_actions
+from gato_mini.envs.wrappers import (DictObservation, Float32Observation, mujoco_warnings_as_python_warnings,
+                                     unit_actions)
 
 
 def make_control(env_id: str, max_steps: int, render_mode: str | None = None) -> gym.Env:
     """The gato-mini continuous-control stack for one env (see the module docstring)."""
+    mujoco_warnings_as_python_warnings()
     env = gym.make(env_id, max_episode_steps=max_steps, render_mode=render_mode)
     return DictObservation(Float32Observation(unit_actions(env)), "state")
 

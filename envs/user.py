@@ -25,7 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gato_mini.envs.wrappers import DictObservation, Float32Observation, unit_actions
+from gato_mini.envs.wrappers import (DictObservation, Float32Observation, mujoco_warnings_as_python_warnings,
+                                     unit_actions)
 from gato_mini.errors import GatoError
 
 OBSERVATION_KEY = "observation"
@@ -74,6 +75,7 @@ def make_user_env(env_id: str, max_steps: int, render_mode: str | None = None,
     """``gym.make(env_id)`` capped at ``max_steps`` with gato-mini's wrappers (a task ``maker``)."""
     import_modules(imports)
     check_env_id(env_id)
+    mujoco_warnings_as_python_warnings()
     kwargs = {} if render_mode is None else {"render_mode": render_mode}  # an env may take no render_mode
     try:
         env = gym.make(env_id, max_episode_steps=max_steps, **kwargs)

@@ -14,6 +14,20 @@ import numpy as np
 from gymnasium import spaces
 
 
+def mujoco_warnings_as_python_warnings() -> None:
+    """MuJoCo prints its warnings (e.g. Gymnasium's half-cheetah model using the deprecated
+    ``settotalmass``) straight to the terminal; send them through Python's ``warnings`` instead, so the
+    command line hides them like any library's and ``--verbose`` shows them."""
+    import warnings
+
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo: {message}", RuntimeWarning,
+                                                              stacklevel=2))
+
+
 class AtariFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Crop an RGB frame (H, W, 3) to rows ``crop`` (top, bottom), optionally gray, shrink it to ``size``.
 

@@ -57,7 +57,8 @@ def _run_tasks(args: argparse.Namespace) -> None:
 
 def _add_collect(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", help="task name (see `gato-mini tasks`)")
+    which.add_argument("--task", action="append", help="task name (see `gato-mini tasks`); repeat for several, "
+                       "or 'all' for every control task")
     which.add_argument("--env", metavar="ENV_ID", help="any gymnasium env id instead of a task, also one "
                        "your package registers (`module:EnvId`, or with --import); writes OUT/<env id, lower "
                        "case>/<policy>-v0 and records the env spec")
@@ -80,17 +81,31 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
 
 def _run_collect(args: argparse.Namespace) -> None:
     from gato_mini.collect import run_episodes
+    from gato_mini.envs.registry import get_task
     from gato_mini.envs.user import import_modules, user_task
 
     import_modules(args.imports)
-    task = args.task if args.env is None else user_task(args.env, args.max_steps, args.imports)
-    policy = args.policy or ("expert" if args.env is None else "random")
-    result = run_episodes(task, policy, args.episodes, args.seed, args.max_steps, args.out,
-                          args.overwrite, progress=not args.no_progress, noise=args.noise)
-    name = args.task or args.env
-    print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
-          f"mean return {result.mean:.2f} ± {result.std:.2f} "
-          f"({result.steps / result.seconds:.0f} steps/s) -> {result.path}")
+    if args.env is not None:
+        names: list = [user_task(args.env, args.max_steps, args.imports)]
+    else:
+        names = control_task_names() if args.task == ["all"] else args.task
+        for name in names:
+            get_task(name)  # an unknown name fails before any episode is recorded
+    for task in names:
+        policy = args.policy or ("expert" if args.env is None else "random")
+        result = run_episodes(task, policy, args.episodes, args.seed, args.max_steps, args.out,
+                              args.overwrite, progress=not args.no_progress, noise=args.noise)
+        name = args.env or task
+        print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
+              f"mean return {result.mean:.2f} ± {result.std:.2f} "
+              f"({result.steps / result.seconds:.0f} steps/s) -> {result.path}")
+
+
+def control_task_names() -> list[str]:
+    """Every registered task with episodes to record (all but the caption tasks)."""
+    from gato_mini.envs.registry import TASKS
+
+    return [name for name, t in TASKS.items() if t.family != "caption"]
 
 
 def _add_scores(p: argparse.ArgumentParser) -> None:
@@ -113,21 +128,47 @@ def _run_scores(args: argparse.Namespace) -> None:
                  kinds=kinds)
 
 
+def _recipes_epilog() -> str:
+    from gato_mini.data.datacfg import recipes
+
+    lines = [f"  {name:<12} {about}" for name, about in recipes().items()]
+    return ("--config takes a YAML path or the name of a packaged recipe:\n" + "\n".join(lines) +
+            "\nEvery relative path, in a config or on the command line, starts from the current directory.")
+
+
 def _add_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
-                   help="data config YAML (or a training config with a data section)")
+                   help="data config: a YAML path or a recipe name (or a training config with a data section)")
     p.add_argument("--force", action="store_true", help="rebuild every shard even when up to date")
     p.add_argument("--workers", type=int,
                    help="processes tokenizing sources in parallel (default: the config's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("Any --data.KEY VALUE or --model.KEY VALUE overrides the config, e.g. "
+                "--data.sources.caption-shapes.count 500.\n\n" + _recipes_epilog())
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from gato_mini.data.datacfg import load_data_config
+    from gato_mini.data.datacfg import data_config_from, model_config, read_config_file
     from gato_mini.data.prepare import prepare
+    from gato_mini.errors import ConfigError
     from gato_mini.reports.tables import print_prepare
+    from gato_mini.train.config import apply_overrides
 
-    data, cfg = load_data_config(args.config)
+    raw = read_config_file(args.config)
+    try:
+        data, cfg = data_config_from(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    if args.overrides:  # --data.KEY / --model.KEY, as train takes them
+        try:
+            if "data" in raw:
+                data, cfg = data_config_from(apply_overrides(raw, args.overrides))
+            else:  # a data config alone: its keys are --data.KEY
+                new = apply_overrides({"data": raw}, args.overrides)
+                data, cfg = data_config_from(new["data"])[0], model_config(new.get("model"))
+        except ConfigError as exc:
+            raise ConfigError(f"on the command line: {exc}") from None
     if args.workers is not None:
         if args.workers < 1:
             raise GatoError(f"--workers must be at least 1, got {args.workers}")
@@ -136,30 +177,37 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="training config YAML (model, data, train, trainer)")
-    p.add_argument("--ckpt_path", help="resume from this checkpoint (opened with weights_only=True)")
+    p.add_argument("--config", required=True,
+                   help="training config (model, data, train, trainer): a YAML path or a recipe name, e.g. tiny")
+    p.add_argument("--out", help="the run's folder: checkpoints, logs, the exported model (default: the "
+                   "config's train.out)")
+    p.add_argument("--ckpt-path", dest="ckpt_path",
+                   help="resume from this checkpoint (opened with weights_only=True)")
     p.add_argument("--resume", action="store_true",
-                   help="resume from the newest checkpoint in TRAIN.OUT/checkpoints (starts afresh if none)")
+                   help="resume from the newest checkpoint in OUT/checkpoints (starts afresh if none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.epilog = "Any --SECTION.KEY VALUE overrides the config, e.g. --trainer.max_steps 200 --train.lr 3e-4."
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("Any --SECTION.KEY VALUE overrides the config, e.g. --trainer.max_steps 200 --train.lr 3e-4.\n\n"
+                + _recipes_epilog())
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    import warnings
-
     from gato_mini.train.config import load_run_config
-    from gato_mini.train.run import latest_checkpoint, train
+    from gato_mini.train.run import latest_checkpoint, train, trainer_settings
 
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # lightning's own, about torch's pytree
-    run = load_run_config(args.config, args.overrides)
+    overrides = list(args.overrides) + (["--train.out", args.out] if args.out else [])
+    run = load_run_config(args.config, overrides)
     ckpt_path = args.ckpt_path
     if args.resume:
         if ckpt_path:
-            raise GatoError("give --resume or --ckpt_path, not both")
+            raise GatoError("give --resume or --ckpt-path, not both")
         found = latest_checkpoint(Path(run.train.out) / "checkpoints")
         print(f"resuming from {found}" if found else f"no checkpoint in {run.train.out}/checkpoints: "
               "starting afresh", file=sys.stderr)
         ckpt_path = str(found) if found else None
+    m, steps = run.model, trainer_settings(run, False)["max_steps"]
+    print(f"training {m.n_layer} layers x {m.n_embd} ({m.num_params() / 1e6:.1f}M parameters) for {steps} "
+          f"steps of {run.train.batch_size} x {m.block_size} tokens into {run.train.out}")
     model_dir = train(run, ckpt_path, progress=not args.no_progress)
     print(f"exported the model to {model_dir}")
 
@@ -218,13 +266,18 @@ def _run_eval(args: argparse.Namespace) -> int:
             episodes = args.episodes if args.episodes is not None else (0 if caption else 10)
             num_envs = args.num_envs if args.num_envs is not None else (16 if caption else 4)
             total = episodes if kinds[task] == "episodes" or (caption and episodes) else None
-            bar_task = bar.add_task(task, total=total, ret="-")
+            control = kinds[task] == "episodes"
+            first = "episodes, mean return -" if control else ("images" if caption else "batches of text")
+            bar_task = bar.add_task(task, total=total, note=first)
             done: list[float] = []
 
-            def tick(r, bar_task=bar_task, done=done) -> None:
+            def tick(r, bar_task=bar_task, done=done, control=control) -> None:
                 if r is not None:
                     done.append(r.ret)
-                bar.update(bar_task, advance=1, ret=f"{sum(done) / len(done):.2f}" if done else "-")
+                if control and done:
+                    bar.update(bar_task, advance=1, note=f"episodes, mean return {sum(done) / len(done):.2f}")
+                else:
+                    bar.update(bar_task, advance=1)
             samples = str(out.with_name(f"{out.stem}-{task}-samples.png")) if caption else None
             reports.append(evaluate_task(
                 model, tokenizer, tasks, task, episodes, num_envs, args.seed, args.prompt_dataset,
@@ -348,14 +401,14 @@ COMMANDS: dict[str, Command] = {
              _add_chat, _run_chat),
 }
 #: Commands that take free --SECTION.KEY VALUE overrides after their own options.
-TAKES_OVERRIDES = {"train"}
+TAKES_OVERRIDES = {"train", "prepare"}
 
 
 def _add_quickstart(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--minutes", type=float, default=20.0,
                    help="wall-time budget of the whole run in minutes (default: 20)")
-    p.add_argument("--config", help="a quickstart config (default: the packaged configs/quickstart.yaml)")
+    p.add_argument("--config", help="a quickstart config: a YAML path or a recipe name (default: quickstart)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -371,6 +424,19 @@ COMMANDS["quickstart"] = ("the main job: collect expert episodes, train one mode
                           "text, evaluate it, write a report (resumable)", _add_quickstart, _run_quickstart)
 
 
+def quiet_libraries() -> None:
+    """Everything a user sees is gato-mini's own: the libraries' info lines (Lightning's "GPU
+    available", its tips) and warnings are hidden, here and in the processes this one starts. gato-mini
+    itself never warns: what it has to say it prints. ``--verbose`` keeps them all."""
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    os.environ["PYTHONWARNINGS"] = "ignore"  # env worker processes and DataLoader workers
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
     parser = argparse.ArgumentParser(
@@ -381,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gato-mini {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks for user errors too (or set GATO_MINI_DEBUG=1)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let the libraries (Lightning, PyTorch, Gymnasium, ...) print their own info "
+                             "lines and warnings (or set GATO_MINI_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, (help_line, add_args, _) in COMMANDS.items():
         add_args(sub.add_parser(name, help=help_line, description=help_line))
@@ -398,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("GATO_MINI_DEBUG", "") not in ("", "0")
+    if args.verbose:
+        os.environ["GATO_MINI_VERBOSE"] = "1"  # for train's own filters and the processes started here
+    if os.environ.get("GATO_MINI_VERBOSE", "") in ("", "0"):
+        quiet_libraries()
     try:
         code = COMMANDS[args.command][2](args)
     except GatoError as exc:

@@ -89,19 +89,10 @@ def rollout(task: Task, env: Any, policy_kind: str, seed: int, record: bool = Fa
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from gato_mini.reports.tables import progress_bar
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("episodes"), TextColumn("{task.fields[steps]} steps"),
-                    TextColumn("{task.fields[rate]:.0f} steps/s"), TextColumn("return {task.fields[ret]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+    return progress_bar("episodes", "{task.fields[steps]} steps", "{task.fields[rate]:.0f} steps/s",
+                        "return {task.fields[ret]}", enabled=enabled, remaining=True)
 
 
 @dataclass

@@ -191,9 +191,9 @@ class Quickstart:
             raise GatoError(f"--minutes must be a positive number, got {minutes}")
         self.out = Path(out).resolve()
         self.minutes = float(minutes)
-        self.config_path = Path(config) if config else default_config()
-        if not self.config_path.is_file():
-            raise GatoError(f"config file not found: {self.config_path}")
+        from gato_mini.data.datacfg import resolve_config
+
+        self.config_path = resolve_config(config) if config else default_config()
         check_out_dir(self.out)
         self.plan, self.raw = load_config(self.config_path, self.out)
         self.progress = progress
@@ -203,9 +203,29 @@ class Quickstart:
         self.t0 = time.perf_counter()
         self.spent_before = sum(s.get("seconds", 0) for s in self.state.data["stages"].values())
 
+    def least_minutes(self) -> float:
+        """A lower bound on the minutes the stages before training take, plus the evaluation reserve
+        and the shortest training run: recording at 2,000 steps/s (faster than any task records here)
+        the datasets not already in ``out``, and 20 s of data preparation."""
+        from gato_mini.envs.registry import get_task
+
+        if self.state.done("train") or "max_steps" in self.raw["trainer"]:
+            return 0.0
+        steps = sum(spec["episodes"] * (spec["max_steps"] or get_task(task).max_steps)
+                    for task, spec in self.plan.collect.items()
+                    if not self.state.done("collect") and not self.plan.dataset(self.out, task).is_dir())
+        before = steps / 2000 + (0 if self.state.done("prepare") else 20)
+        return (before + 30 + self.spent_before) / 60 + self.plan.reserve_minutes
+
     # --- the driver -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Every stage not done yet; returns the final scores."""
+        least = self.least_minutes()
+        if self.minutes < least:  # known before anything runs
+            raise GatoError(f"--minutes {self.minutes:g} cannot hold recording and data "
+                            f"({least - self.plan.reserve_minutes - 0.5:.1f} min at least), 30 s of training and "
+                            f"the {self.plan.reserve_minutes:g}-minute evaluation reserve: give --minutes "
+                            f"{math.ceil(least)} or more")
         self.state.data["runs"].append({"argv": self.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.state.data["versions"] = versions()
         self.state.save()
@@ -352,7 +372,6 @@ class Quickstart:
 
     def evaluate(self) -> dict[str, Any]:
         from gato_mini.agent.evaluate import evaluate_task, write_json
-        from gato_mini.collect import measure_reference
         from gato_mini.envs.registry import TASKS
         from gato_mini.model.export import load_model
         from gato_mini.reports.tables import eval_progress, print_eval
@@ -369,7 +388,8 @@ class Quickstart:
                 caption = kind.startswith("caption")
                 episodes = p.caption_images if caption else p.eval_episodes
                 bar_task = bar.add_task(task, total=episodes if kind == "episodes" or caption else None,
-                                        ret="-")
+                                        note="episodes" if kind == "episodes" else
+                                        ("images" if caption else "batches of text"))
                 cap = p.eval_max_steps.get(task)
                 video = str(self.out / f"{task}.gif") if atari and task == atari[0] else None
                 report = evaluate_task(model, tok, tasks, task, episodes,
@@ -380,13 +400,6 @@ class Quickstart:
                                        progress=lambda r, t=bar_task: bar.update(t, advance=1),
                                        samples=str(self.out / f"{task}-samples.png") if caption else None,
                                        reference_cache=self.out / "run" / "model" / "references.json")
-                if kind == "episodes" and cap and task in TASKS and cap < TASKS[task].max_steps:
-                    # The registry's references are for full episodes: measure both at this cap and seeds.
-                    refs = {k: measure_reference(task, k, episodes, 1000, cap, progress=False)
-                            for k in ("random", "expert", "constant")}
-                    report.random, report.expert = refs["random"].mean, refs["expert"].mean
-                    report.constant = refs["constant"].mean
-                    report.extra["references"] = f"measured now at a {cap}-step cap, seeds 1000+"
                 reports.append(report)
         write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))
         print_eval(reports, self.console)

@@ -159,3 +159,59 @@ def test_a_yaml_tag_that_would_run_code_is_refused(tmp_path, command):
     r = subprocess.run([EXE, command, "--config", str(config)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "evil.yaml:2: not valid YAML" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1 and not marker.exists()  # one line, and the payload never ran
+
+
+FOREIGN = ("warning", "warn(", "tip:", "💡", "gpu available", "tpu available", "hpu available",
+           "checkpoint_connector", "exists and is not empty", "flops", "epoch 0/", "v_num", "leafspec",
+           "litlogger", "deprecat", "settotalmass", "you are using", "consider", "lightning.pytorch")
+
+
+def test_a_fresh_train_collect_tasks_and_eval_print_only_gato_minis_own_lines(tmp_path) -> None:
+    """Everything a user sees is ours: no library's info line, tip or warning, with the progress bars
+    on (a resumed run too, which is where Lightning warns about checkpoints)."""
+    import yaml
+
+    config = tmp_path / "quiet.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "tiny", "n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 64,
+                  "text_vocab_size": 300},
+        "data": {"episodes": str(tmp_path / "eps"), "val_windows": 1,
+                 "sources": {"mujoco-halfcheetah": {}, "caption-shapes": {"count": 20, "val_count": 4}}},
+        "train": {"out": str(tmp_path / "run"), "batch_size": 2, "checkpoint_every": 2},
+        "trainer": {"max_steps": 3, "val_check_interval": 3, "limit_val_batches": 1, "log_every_n_steps": 1}}))
+    steps = [("tasks",),
+             ("collect", "--task", "mujoco-halfcheetah", "--episodes", "2", "--max-steps", "8", "--out",
+              str(tmp_path / "eps"), "--policy", "expert"),
+             ("train", "--config", str(config)),
+             ("train", "--config", str(config), "--resume", "--trainer.max_steps", "5"),
+             ("eval", "--model", str(tmp_path / "run" / "model"), "--task", "mujoco-halfcheetah",
+              "--task", "caption-shapes", "--episodes", "2", "--max-steps", "5", "--num-envs", "2")]
+    for args in steps:
+        r = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                           env={k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "COLUMNS")})
+        assert r.returncode == 0, (args, r.stdout[-2000:], r.stderr[-2000:])
+        for line in (r.stdout + r.stderr).splitlines():
+            assert not any(f in line.lower() for f in FOREIGN), (args, line)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in names and not [n for n in names if n.startswith("last-v")], names  # rewritten
+    # --verbose gives the libraries their voice back
+    r = subprocess.run([EXE, "--verbose", "train", "--config", str(config), "--out", str(tmp_path / "loud"),
+                        "--no-progress"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and "GPU available" in r.stdout + r.stderr, r.stderr[-2000:]
+
+
+def test_train_help_lists_the_recipes_and_flags_are_spelled_alike(tmp_path) -> None:
+    from gato_mini.data.datacfg import recipes
+
+    out = run("train", "--help")
+    assert out.returncode == 0
+    for name in recipes():
+        assert f"  {name} " in out.stdout, name
+    assert "--ckpt-path" in out.stdout and "--out" in out.stdout and "_" not in \
+        "".join(w for w in out.stdout.split() if w.startswith("--") and "." not in w)
+    # a typo on the command line is the command line's, not the config file's
+    r = subprocess.run([EXE, "train", "--config", "tiny", "--train.lrr", "1"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("gato-mini train: error: on the command line: unknown config key 'train.lrr'; "
+                                "did you mean 'lr'?"), r.stderr

@@ -114,10 +114,10 @@ def test_resume_with_no_checkpoint_starts_afresh_and_both_flags_are_refused(conf
                         "--resume", "--trainer.max_steps", "2"], capture_output=True, text=True, env=_env(),
                        timeout=600)
     assert r.returncode == 0 and "starting afresh" in r.stderr, r.stderr[-2000:]
-    r = subprocess.run([EXE, "train", "--config", str(config), "--resume", "--ckpt_path", "x.ckpt"],
+    r = subprocess.run([EXE, "train", "--config", str(config), "--resume", "--ckpt-path", "x.ckpt"],
                        capture_output=True, text=True, env=_env(), timeout=600)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "gato-mini train: error: give --resume or --ckpt_path, not both"]
+        "gato-mini train: error: give --resume or --ckpt-path, not both"]
 
 
 def test_latest_checkpoint_skips_torn_and_foreign_files(reference, tmp_path) -> None:

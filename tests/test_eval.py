@@ -58,10 +58,21 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     res = json.loads(out.read_text())["tasks"][0]
     assert res["episodes"] == 3 and res["failed"] == 0
     assert [e["length"] for e in res["per_episode"]] == [20, 20, 20]
-    ref = get_task("control-pendulum").references()
-    base = max(ref["random"].mean, ref["constant"].mean)
-    assert res["baseline"] == base and res["constant"] == ref["constant"].mean
-    expected = 100 * (res["return_mean"] - base) / (ref["expert"].mean - base)
+    # --max-steps 20 is under the task's 200-step cap: the references are measured at 20 steps, on the
+    # same seeds, and cached beside the model; the registry's full-episode ones would flatter it
+    from gato_mini.collect import measure_reference
+
+    ref = {k: measure_reference("control-pendulum", k, 3, 1000, 20, progress=False) for k in
+           ("random", "constant", "expert")}
+    assert {k: res[k] for k in ref} == pytest.approx({k: r.mean for k, r in ref.items()}, abs=0.01)
+    assert res["random"] != pytest.approx(get_task("control-pendulum").references()["random"].mean)
+    assert all("cap=20 seed=1000 episodes=3" in v for v in res["references_from"].values())
+    cache = json.loads((model_dir / "model" / "references.json").read_text())
+    assert set(cache["Pendulum-v1 cap=20 seed=1000 episodes=3"]) == {"random", "constant", "expert"}
+    assert "references: random measured at eval" in r.stdout
+    base = max(res["random"], res["constant"])
+    assert res["baseline"] == base
+    expected = 100 * (res["return_mean"] - base) / (res["expert"] - base)
     assert res["normalized_mean"] == pytest.approx(expected)
     fields, action = get_task("control-pendulum").fields()
     per_step = sum(int(np.prod(f.shape)) for f in fields.values()) + 1 + int(np.prod(action.shape))
@@ -76,7 +87,7 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     from gato_mini.reports.aggregate import iqm
 
     agg = json.loads(out.read_text())["aggregate"]["normalized"]
-    per_episode = [100 * (e["ret"] - base) / (ref["expert"].mean - base) for e in res["per_episode"]]
+    per_episode = [100 * (e["ret"] - base) / (res["expert"] - base) for e in res["per_episode"]]
     assert agg["tasks"] == ["control-pendulum"]
     assert agg["iqm"]["value"] == pytest.approx(iqm(per_episode))
     assert agg["iqm"]["ci_low"] <= agg["iqm"]["value"] <= agg["iqm"]["ci_high"]
@@ -119,10 +130,16 @@ def test_a_crashing_env_is_reported_and_the_exit_code_says_so(model_dir: Path, m
         env.step = step
         return env
 
+    from dataclasses import replace
+
+    from gato_mini.envs.registry import TASKS
+
     monkeypatch.setattr(Task, "make", make)
+    # a 10-step task of its own, not --max-steps 10: that would measure references on the crashing env
+    monkeypatch.setitem(TASKS, "control-pendulum", replace(TASKS["control-pendulum"], max_steps=10))
     out = model_dir / "crash.json"
     code = main(["eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "4",
-                 "--num-envs", "2", "--max-steps", "10", "--no-prompt", "--no-progress", "--out", str(out),
+                 "--num-envs", "2", "--no-prompt", "--no-progress", "--out", str(out),
                  "--step-timeout", "0"])  # in this process, where the patched make applies
     assert code == 1
     res = json.loads(out.read_text())["tasks"][0]
@@ -153,10 +170,12 @@ def test_hanging_dying_and_raising_envs_fail_only_their_episode(model_dir: Path,
 
     from gato_mini.envs.registry import TASKS
 
-    monkeypatch.setitem(TASKS, "control-pendulum", replace(TASKS["control-pendulum"], maker=make_faulty))
+    # an 8-step task of its own, not --max-steps 8: that would measure references on the faulty envs
+    pendulum = replace(TASKS["control-pendulum"], max_steps=8)
+    monkeypatch.setitem(TASKS, "control-pendulum", replace(pendulum, maker=make_faulty))
     out = model_dir / "faults.json"
     args = ["eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "6",
-            "--num-envs", "3", "--max-steps", "8", "--no-prompt", "--no-progress", "--seed", "1000"]
+            "--num-envs", "3", "--no-prompt", "--no-progress", "--seed", "1000"]
     t0 = time.perf_counter()
     code = main([*args, "--out", str(out), "--step-timeout", "3"])
     seconds = time.perf_counter() - t0
@@ -172,7 +191,7 @@ def test_hanging_dying_and_raising_envs_fail_only_their_episode(model_dir: Path,
     assert "4 episode(s) failed" in capsys.readouterr().err
     assert seconds < 60  # two timeouts, not a hang
     # the healthy episodes are the same as in this process (the env process changes nothing)
-    monkeypatch.setitem(TASKS, "control-pendulum", replace(TASKS["control-pendulum"], maker=make_control))
+    monkeypatch.setitem(TASKS, "control-pendulum", replace(pendulum, maker=make_control))
     inproc = model_dir / "inproc.json"
     main([*args, "--episodes", "1", "--out", str(inproc), "--step-timeout", "0"])
     first = json.loads(inproc.read_text())["tasks"][0]["per_episode"][0]

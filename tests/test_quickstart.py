@@ -131,6 +131,7 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     (["--minutes", "nan"], "--minutes must be a positive number"),
     (["--out", "/proc/gato-mini-cannot-write"], "cannot write to /proc/gato-mini-cannot-write"),
     (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+    (["--minutes", "1"], "give --minutes 8 or more"),  # the default plan; refused before recording
 ])
 def test_quickstart_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
     full = ["--out", str(tmp_path / "qs"), *args] if "--out" not in args else args
@@ -149,6 +150,17 @@ def test_quickstart_refuses_a_budget_too_small_to_train(tmp_path: Path, fast_con
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     r = subprocess.run([EXE, "quickstart", "--out", str(tmp_path / "qs"), "--config", str(config),
                         "--minutes", "5", "--no-progress"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and "give more minutes" in r.stderr, r.stderr[-2000:]
-    state = json.loads((tmp_path / "qs" / "quickstart.json").read_text())
-    assert state["stages"]["collect"]["done"] and "train" not in state["stages"]  # the rest is kept
+    # known before anything runs: nothing is recorded, one line says how many minutes would do
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "give --minutes 6 or more" in lines[0], r.stderr[-2000:]
+    assert not (tmp_path / "qs" / "episodes").exists()
+
+
+def test_the_benchmark_on_an_unfinished_run_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "qs").mkdir()
+    (tmp_path / "qs" / "quickstart.json").write_text("{}")  # started, never evaluated
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "quickstart.py"
+    r = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "qs")], capture_output=True,
+                       text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "holds no finished quickstart (no eval.json)" in lines[0]

@@ -222,3 +222,45 @@ def test_text_jsonl_documents(tmp_path: Path) -> None:
     f.write_text('{"text": "ok"}\n{"body": "x"}\n')
     with pytest.raises(FileFormatError, match=r"notes.jsonl:2: each line needs a string \"text\""):
         list(corpora.read_text_documents(f))
+
+
+def test_recipes_by_name_from_any_directory_and_one_path_rule(tmp_path: Path, monkeypatch) -> None:
+    """`--config tiny` names a packaged recipe wherever the user is; every relative path in a config
+    starts from the current directory, `data: NAME` included; each training config keeps its data in
+    <train.out>/data (issue 19)."""
+    from gato_mini.data.datacfg import read_config_file, recipes, resolve_config
+    from gato_mini.train.config import load_run_config
+
+    monkeypatch.chdir(tmp_path)
+    assert {"tiny", "small", "mixture", "language", "quickstart", "gato-79m"} <= set(recipes())
+    assert all(recipes().values())  # each says what it is
+    for name in ("tiny", "tiny.yaml"):
+        run = load_run_config(name)
+        assert run.data.root == Path("runs/tiny/data") and run.train.out == "runs/tiny"
+    assert load_run_config("small").data.root == Path("runs/small/data")  # configs never share data
+    assert load_data_config("mixture")[0].root == Path("runs/data")  # a data config alone
+    assert load_run_config("tiny", ["--train.out", "elsewhere"]).data.root == Path("elsewhere/data")
+    with pytest.raises(ConfigError, match="config file not found: tiyn.*named recipes: .*did you mean 'tiny'"):
+        resolve_config("tiyn")
+    # a file of the user's wins over a recipe of the same name, and data: NAME follows the same rule
+    (tmp_path / "mixture.yaml").write_text("sources: {caption-shapes: {count: 10}}\n")
+    (tmp_path / "mine.yaml").write_text("model: tiny\ndata: mixture.yaml\n")
+    assert list(read_config_file("mine.yaml")["data"]["sources"]) == ["caption-shapes"]
+    (tmp_path / "mine.yaml").write_text("model: tiny\ndata: mixture\n")  # no file named so: the recipe
+    assert "atari-pong" in read_config_file("mine.yaml")["data"]["sources"]
+    # the trap of the old rule: a data file beside the config, not in the current directory
+    sub = tmp_path / "cfg"
+    sub.mkdir()
+    (sub / "mine.yaml").write_text("model: tiny\ndata: my-data.yaml\n")
+    (sub / "my-data.yaml").write_text("sources: {caption-shapes: {}}\n")
+    with pytest.raises(ConfigError, match="read from the current directory.*cfg/my-data.yaml"):
+        read_config_file(sub / "mine.yaml")
+    # sources at the top of a training config: the error says where they go
+    (tmp_path / "my.yaml").write_text("model: tiny\nsources: {caption-shapes: {}}\n")
+    with pytest.raises(ConfigError, match="'sources' belongs under 'data:'"):
+        load_run_config("my.yaml")
+
+
+def test_an_unknown_kind_gets_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match="unknown kind 'chatjsonl'; did you mean 'chat-jsonl'"):
+        parse_data_config({"sources": {"mine": {"kind": "chatjsonl", "path": "x"}}})

@@ -182,14 +182,14 @@ def test_bad_checkpoints_and_model_folders(run_config, trained, tmp_path) -> Non
     (out / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(FileFormatError, match="not a readable checkpoint"):
         read_checkpoint(out / "junk.ckpt")
-    r = _cli("train", "--config", str(run_config), "--ckpt_path", str(evil), "--no-progress",
+    r = _cli("train", "--config", str(run_config), "--ckpt-path", str(evil), "--no-progress",
              "--train.out", str(out / "run"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "refusing to load" in r.stderr and not (out / "run").exists()
     # a checkpoint of another architecture
     run = load_run_config(run_config)
     ckpt = Path(run.train.out) / "checkpoints" / "last.ckpt"
-    r = _cli("train", "--config", str(run_config), "--ckpt_path", str(ckpt), "--model.n_embd", "128",
+    r = _cli("train", "--config", str(run_config), "--ckpt-path", str(ckpt), "--model.n_embd", "128",
              "--no-progress", "--train.out", str(out / "run2"))
     assert r.returncode == 2 and "another architecture: n_embd=64" in r.stderr, r.stderr
     assert not (out / "run2").exists()

@@ -202,28 +202,41 @@ def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,
     return spec, fields, action
 
 
-def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, max_steps: int | None,
-                    cache: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """References of an env outside the registry: random and the best constant action measured now at
-    this step cap and these seeds (cached in ``cache``, a JSON file beside the model), and as expert the
-    return of the source's own dataset (its best windowed mean, Gato Sec. 3.1). Returns (references,
-    where each came from)."""
+def measured_references(spec: Any, kinds: tuple[str, ...], episodes: int, seed: int, cap: int,
+                        cache: Path | None) -> tuple[dict[str, Any], str]:
+    """References of ``spec`` measured now at step cap ``cap`` and seeds ``seed``.. (``kinds`` among
+    random, constant and expert), cached in ``cache`` (a JSON file beside the model) so they are
+    measured once. Returns (references, the key saying how they were measured)."""
     from gato_mini.collect import measure_reference
     from gato_mini.envs.registry import Reference
 
-    cap = max_steps or spec.max_steps
     key = f"{spec.env_id} cap={cap} seed={seed} episodes={episodes}"
-    stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
-    if key not in stored:
-        measured = {k: measure_reference(spec, k, episodes, seed, cap, progress=False).to_dict()
-                    for k in ("random", "constant")}
-        stored[key] = measured
-        if cache is not None:
-            try:
-                _write_json(cache, stored)
-            except OSError:
-                pass  # a read-only model folder: measured again next time
-    refs = {k: Reference(**v) for k, v in stored[key].items()}
+    try:
+        stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}  # a torn cache is measured again
+    have = stored.setdefault(key, {})
+    missing = [k for k in kinds if k not in have]
+    for k in missing:
+        have[k] = measure_reference(spec, k, episodes, seed, cap, progress=False).to_dict()
+    if missing and cache is not None:
+        try:
+            _write_json(cache, stored)
+        except OSError:
+            pass  # a read-only model folder: measured again next time
+    return {k: Reference(**have[k]) for k in kinds}, key
+
+
+def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, max_steps: int | None,
+                    cache: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """References of an env outside the registry: random and the best constant action measured now at
+    this step cap and these seeds (:func:`measured_references`), and as expert the return of the
+    source's own dataset (its best windowed mean, Gato Sec. 3.1). Returns (references, where each came
+    from)."""
+    from gato_mini.envs.registry import Reference
+
+    cap = max_steps or spec.max_steps
+    refs, key = measured_references(spec, ("random", "constant"), episodes, seed, cap, cache)
     origin = {k: f"measured at eval ({key})" for k in refs}
     data = entry.get("dataset_return")
     if data:
@@ -252,7 +265,8 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     (:mod:`gato_mini.agent.offline`), under ``extra["offline"]``. ``env_id``/``imports``: the gymnasium
     env to evaluate an ``episodes`` source on instead of the registry's or the dataset's stored one
     (:func:`source_task`). ``reference_cache``: where the measured references of an env outside the
-    registry are kept (:func:`user_references`).
+    registry, or of a registry task at a ``max_steps`` below its own cap, are kept
+    (:func:`measured_references`): a normalized score always compares like with like.
     """
     from gato_mini.envs.registry import TASKS
 
@@ -295,7 +309,12 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, image_size=size,
                   seed=seed)
     frames: list[np.ndarray] | None = [] if video else None
-    if task in TASKS and env_id is None:
+    if task in TASKS and env_id is None and max_steps and max_steps < spec.max_steps:
+        # references.yaml holds full episodes: compare like with like, at this cap and these seeds
+        refs, key = measured_references(spec, ("random", "constant", "expert"), episodes, seed, max_steps,
+                                        reference_cache)
+        origin = {k: f"measured at eval ({key})" for k in refs}
+    elif task in TASKS and env_id is None:
         refs, origin = spec.references(), {"random": "references.yaml", "constant": "references.yaml",
                                            "expert": "references.yaml (the scripted expert)"}
     else:

@@ -16,9 +16,15 @@ A YAML file holds either the data section alone or a training config with
         my-photos: {kind: caption-folder, path: data/photos, weight: 0.5}
 
 A source is a built-in name (a task from ``gato-mini tasks``, or one of
-:data:`BUILTIN_SOURCES`) or any name with an explicit ``kind``. Relative paths
-are relative to the working directory. Unknown keys, unknown sources and bad
-weights are :class:`ConfigError`.
+:data:`BUILTIN_SOURCES`) or any name with an explicit ``kind``. Unknown keys,
+unknown sources and bad weights are :class:`ConfigError`.
+
+**One rule for paths**: every relative path, in a config file or on the command
+line, is relative to the current directory. A config is named by a path or by
+the name of a packaged recipe (``tiny``, ``mixture``, ...: :func:`recipes`),
+both for ``--config`` and for ``data: NAME`` inside a config; a path wins over a
+recipe of the same name. A training config without ``data.root`` keeps its
+tokenizer and shards in ``<train.out>/data``, so configs never share them.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ KIND_OPTIONS: dict[str, dict[str, Any]] = {
 BUILTIN_SOURCES = {"caption-shapes": "caption-shapes", "caption-digits": "caption-digits",
                    "text-pydoc": "text-pydoc", "chat-chatterbot": "chat-chatterbot"}
 _REQUIRED_PATH = {"caption-folder", "text", "chat-jsonl"}
-_DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
+DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
               "seed", "workers", "val_windows", "sources"}
 
 
@@ -123,7 +129,9 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
             hint = f"; did you mean '{close[0]}'?" if close else f"; built-in sources: {', '.join(known)}"
             raise ConfigError(f"unknown source '{name}' (give it a 'kind' if it is your own){hint}")
     if kind not in KIND_OPTIONS:
-        raise ConfigError(f"source '{name}': unknown kind '{kind}'; known: {', '.join(KIND_OPTIONS)}")
+        close = difflib.get_close_matches(str(kind), list(KIND_OPTIONS), n=1)
+        hint = f"did you mean '{close[0]}'? known" if close else "known"
+        raise ConfigError(f"source '{name}': unknown kind '{kind}'; {hint}: {', '.join(KIND_OPTIONS)}")
     allowed = KIND_OPTIONS[kind]
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
@@ -147,9 +155,9 @@ def parse_data_config(raw: dict[str, Any]) -> DataConfig:
     """A :class:`DataConfig` from the ``data`` mapping of a config file."""
     if not isinstance(raw, dict):
         raise ConfigError("the data config must be a mapping")
-    unknown = sorted(set(raw) - _DATA_KEYS)
+    unknown = sorted(set(raw) - DATA_KEYS)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(_DATA_KEYS), n=1)
+        close = difflib.get_close_matches(unknown[0], sorted(DATA_KEYS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"unknown data config key '{unknown[0]}'{hint}")
     sources_raw = raw.get("sources")
@@ -192,6 +200,37 @@ def model_config(raw: Any) -> GatoConfig:
     raise ConfigError(f"'model' must be a size name or a mapping, got {raw!r}")
 
 
+def _recipe_folder() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("gato_mini.configs")))
+
+
+def recipes() -> dict[str, str]:
+    """The packaged recipes (``configs/*.yaml``): name -> the first line of its header comment."""
+    out = {}
+    for f in sorted(_recipe_folder().glob("*.yaml")):
+        first = f.read_text(encoding="utf-8").splitlines()[:1]
+        out[f.stem] = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+    return out
+
+
+def resolve_config(name: str | Path) -> Path:
+    """The config file ``name`` stands for: a path from the current directory, else a packaged recipe
+    (``tiny`` or ``tiny.yaml``). Neither is a :class:`ConfigError` naming the recipes."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    known = recipes()
+    if len(path.parts) == 1 and stem in known:
+        return _recipe_folder() / f"{stem}.yaml"
+    close = difflib.get_close_matches(stem, list(known), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"config file not found: {name} (relative paths start from the current directory; "
+                      f"named recipes: {', '.join(known)}){hint}")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file; a missing or malformed file is a :class:`ConfigError`."""
     path = Path(path)
@@ -209,22 +248,49 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A config file's mapping, with ``data: FILE.yaml`` replaced by that file's data section."""
+    """A config file's mapping (``path``: a file or a recipe name, :func:`resolve_config`), with
+    ``data: NAME`` replaced by the data section that config names, found by the same rule."""
+    path = resolve_config(path)
     raw = read_yaml(path)
-    if isinstance(raw.get("data"), str):  # "data: mixture.yaml": a data config beside this file
-        inner = read_yaml(Path(path).parent / raw["data"])
+    if isinstance(raw.get("data"), str):  # "data: mixture": another config's data section
+        name = raw["data"]
+        beside = path.parent / name
+        if not Path(name).expanduser().is_file() and beside.is_file() and \
+                beside.resolve().parent != _recipe_folder().resolve():
+            raise ConfigError(f"{path}: 'data: {name}' is read from the current directory, like every path "
+                              f"in a config; the file beside the config is '{beside}': write that")
+        try:
+            inner = read_yaml(resolve_config(name))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: data: {exc}") from None
         raw["data"] = inner.get("data", inner)
     return raw
 
 
+RUN_OUT = "runs/gato"  # a training config's train.out when it sets none
+
+
+def default_root(raw: dict[str, Any]) -> Path:
+    """Where a config's tokenizer and shards go when its data section sets no ``root``: a training
+    config's ``<train.out>/data`` (so configs never share them), else ``runs/data``."""
+    if "data" not in raw:  # a data config alone
+        return Path("runs/data")
+    return Path((raw.get("train") or {}).get("out") or RUN_OUT) / "data"
+
+
+def data_config_from(raw: dict[str, Any]) -> tuple[DataConfig, GatoConfig]:
+    """(data config, model config) from a data-only or a full training config mapping."""
+    data = raw["data"] if "data" in raw else raw
+    parsed = parse_data_config(data)
+    if not isinstance(data, dict) or data.get("root") is None:
+        parsed.root = default_root(raw)
+    return parsed, model_config(raw.get("model") if "data" in raw else None)
+
+
 def load_data_config(path: str | Path) -> tuple[DataConfig, GatoConfig]:
-    """(data config, model config) from a data-only or a full training YAML file."""
+    """(data config, model config) from a data-only or a full training YAML file (or recipe name)."""
     raw = read_config_file(path)
-    if "data" in raw:
-        data, model = raw["data"], raw.get("model")
-    else:
-        data, model = raw, None
     try:
-        return parse_data_config(data), model_config(model)
+        return data_config_from(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

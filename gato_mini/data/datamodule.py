@@ -114,7 +114,7 @@ class GatoDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.run_prepare:
-            prepare(self.data, self.cfg, progress=self.progress)
+            print(prepare(self.data, self.cfg, progress=self.progress).summary())
 
     def setup(self, stage: str | None = None) -> None:
         self.train_sampler = open_sampler(self.data, self.cfg, "train")

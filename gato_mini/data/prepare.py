@@ -84,6 +84,17 @@ class PrepareResult:
     def build_seconds(self) -> float:
         return sum(r.seconds for r in self.sources if r.status == "built")
 
+    def summary(self) -> str:
+        """One line: where the data is, and what was reused and what built."""
+        built = [r.name for r in self.sources if r.status == "built"]
+        kept = len(self.sources) - len(built)
+        parts = [f"tokenizer {'trained now' if self.tokenizer_trained else 'reused'}"]
+        if kept:
+            parts.append(f"{kept} source{'s' if kept > 1 else ''} reused")
+        if built:
+            parts.append(f"built {', '.join(built)}")
+        return f"data in {self.root}: {'; '.join(parts)}"
+
 
 # --- tokenizer ----------------------------------------------------------------
 def _tokenizer(data: DataConfig, cfg: GatoConfig, sources: list[Source], say: Callable[[str], None]
@@ -100,15 +111,17 @@ def _tokenizer(data: DataConfig, cfg: GatoConfig, sources: list[Source], say: Ca
     fp = _digest({"vocab": cfg.text_vocab_size, "specials": SPECIAL_TOKENS, "version": TOKENIZER_VERSION,
                   "sources": [[s.name, s.fingerprint()] for s in text_sources]})
     meta = root / "tokenizer.meta.json"
+    why = f"none in {root} yet"
     if path.is_file() and meta.is_file():
         try:
             if json.loads(meta.read_text()).get("fingerprint") == fp:
                 TextTokenizer.load(path, cfg)
                 return path, False
+            why = f"the one in {root} was trained on other text or sizes"
         except (json.JSONDecodeError, UnicodeDecodeError):
-            pass
+            why = f"the one in {root} is unreadable"
     say(f"training the text tokenizer ({cfg.text_vocab_size} tokens) on "
-        f"{', '.join(s.name for s in text_sources) or 'bytes only (no text sources)'}")
+        f"{', '.join(s.name for s in text_sources) or 'bytes only (no text sources)'}: {why}")
 
     def texts():
         for s in text_sources:
@@ -216,10 +229,9 @@ def _run_builds(todo: list[tuple[Source, str]], cfg: GatoConfig, tok_path: Path,
                 data: DataConfig, progress: bool) -> list[SourceReport]:
     args = [(s.config, cfg.to_dict(), str(tok_path), str(root), fp, data.val_fraction) for s, fp in todo]
     workers = min(data.workers, len(todo))
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from gato_mini.reports.tables import progress_bar
 
-    bar = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("units"), TimeElapsedColumn(), disable=not progress, transient=False)
+    bar = progress_bar("units", enabled=progress)
     with bar:
         tasks = {s.name: bar.add_task(s.name, total=_expected_units(s)) for s, _ in todo}
         if workers <= 1:

@@ -10,6 +10,24 @@ from gato_mini.config import NAMED_SIZES, SPECIAL_TOKENS, GatoConfig
 from gato_mini.errors import GatoError
 from gato_mini.tokenizers import TextTokenizer, Vocab
 
+PIPED_WIDTH = 200  # columns of a table or bar written to a file or a pipe
+
+
+def terminal(console: Console | None = None) -> Console:
+    """The console gato-mini's tables and bars print to. Piped or redirected output gets
+    :data:`PIPED_WIDTH` columns, never rich's 80, so a table line stays whole (``gato-mini tasks |
+    grep atari-breakout`` finds it) and a log keeps the bars' times."""
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, PIPED_WIDTH)
+    return console
+
+
+def name_column(table: Table, header: str, names: list[str], **kw) -> None:  # noqa: ANN003
+    """A column of names a user types (tasks, sources): never wrapped or cut, whatever the width."""
+    table.add_column(header, no_wrap=True, min_width=max([len(header), *map(len, names)]), **kw)
+
+
 _WHAT = {
     "text": "text, byte-level BPE",
     "discrete": "discrete values 0..1023 (buttons, discrete observations)",
@@ -34,7 +52,7 @@ def print_token_space(size: str, tokenizer_path: str | None = None, console: Con
         table.add_row(f"[{r.start}, {r.stop})", str(len(r)), what)
     for k, name in enumerate(SPECIAL_TOKENS):
         table.add_row(str(cfg.special_offset + k), "1", f"  {name}")
-    (console or Console()).print(table)
+    terminal(console).print(table)
 
 
 def print_sizes(console: Console | None = None) -> None:
@@ -47,7 +65,7 @@ def print_sizes(console: Console | None = None) -> None:
         table.add_row(name, str(cfg.n_layer), str(cfg.n_embd), str(cfg.n_head),
                       str(cfg.intermediate_size), str(cfg.block_size), str(cfg.text_vocab_size),
                       f"{cfg.num_params() / 1e6:.1f}M")
-    (console or Console()).print(table)
+    terminal(console).print(table)
 
 
 def _ref(ref) -> str:
@@ -59,7 +77,8 @@ def print_tasks(console: Console | None = None) -> None:
     from gato_mini.envs.registry import TASKS
 
     table = Table(title="gato-mini tasks (references: mean ± sd return, measured by `gato-mini scores`)")
-    for col in ("task / env", "observation", "action", "step cap", "random", "expert"):
+    name_column(table, "task / env", [n for t in TASKS.values() for n in (t.name, t.env_id)])
+    for col in ("observation", "action", "step cap", "random", "expert"):
         table.add_column(col)
     for task in TASKS.values():
         obs, act = task.fields()
@@ -71,7 +90,7 @@ def print_tasks(console: Console | None = None) -> None:
         refs = task.references()
         table.add_row(f"{task.name}\n[dim]{task.env_id}[/dim]", obs_text, act_text, str(task.max_steps),
                       _ref(refs.get("random")), _ref(refs.get("expert")))
-    (console or Console()).print(table)
+    terminal(console).print(table)
 
 
 def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | None, update: bool,
@@ -88,7 +107,8 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
         if caption:
             raise GatoError(f"{caption} is a captioning task: it has no constant action to measure")
     table = Table(title=f"reference scores: measured now ({episodes} episodes, seed {seed}) vs stored")
-    for col in ("task", "policy", "measured", "stored", "difference / stored sd", "normalized"):
+    name_column(table, "task", names)
+    for col in ("policy", "measured", "stored", "difference / stored sd", "normalized"):
         table.add_column(col)
     for task in tasks:
         stored = task.references()
@@ -107,38 +127,54 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
         if update:
             for kind, ref in measured.items():
                 save_reference(task.name, kind, ref)
-    (console or Console()).print(table)
+    terminal(console).print(table)
     if update:
-        (console or Console()).print("stored the measured scores as the references")
+        terminal(console).print("stored the measured scores as the references")
 
 
 def print_prepare(result, console: Console | None = None) -> None:  # noqa: ANN001 (PrepareResult)
     """Print what ``gato-mini prepare`` built or found up to date, with counts and skips."""
     table = Table(title=f"prepared data in {result.root}  (tokenizer: {result.tokenizer}"
                         f"{', trained now' if result.tokenizer_trained else ''})")
-    for col in ("source", "status", "units train/val", "tokens train/val", "patches", "skipped", "seconds"):
-        table.add_column(col, justify="left" if col in ("source", "status", "skipped") else "right")
+    name_column(table, "source", [r.name for r in result.sources])
+    for col in ("status", "units train/val", "tokens train/val", "patches", "skipped", "seconds"):
+        table.add_column(col, justify="left" if col in ("status", "skipped") else "right")
     for r in result.sources:
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(r.skipped.items())) or "-"
         table.add_row(r.name, r.status, f"{r.units.get('train', 0)}/{r.units.get('val', 0)}",
                       f"{r.tokens.get('train', 0):,}/{r.tokens.get('val', 0):,}", f"{r.patches:,}", skipped,
                       f"{r.seconds:.1f}" if r.status == "built" else "-")
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 130)  # logs: keep the table on one line per source
+    console = terminal(console)
     console.print(table)
     if result.build_seconds > 0:
         console.print(f"tokenized {result.built_tokens:,} tokens in {result.build_seconds:.1f} s of work "
                       f"({result.built_tokens / result.build_seconds:,.0f} tokens/s per process)")
 
 
-def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
-    """The episode progress bar of ``gato-mini eval``."""
+def progress_bar(*fields: str, enabled: bool = True, remaining: bool = False):  # noqa: ANN201 (a Progress)
+    """gato-mini's progress bars: the task's name, a bar that takes the room left, done/total, then
+    ``fields`` (rich format strings of the task) and the elapsed (and remaining) time. Names, counts and
+    times are never wrapped or cut, at 80 columns or piped (:func:`terminal`); the bar shrinks instead."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TimeRemainingColumn
+    from rich.table import Column
 
-    return Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("episodes, mean return {task.fields[ret]}"), TimeElapsedColumn(),
-                    disable=not enabled)
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    columns = [TextColumn("{task.description}", table_column=fixed()),
+               BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=5)),
+               MofNCompleteColumn(table_column=fixed()),
+               *(TextColumn(f, table_column=fixed()) for f in fields),
+               TimeElapsedColumn(table_column=fixed())]
+    if remaining:
+        columns.append(TimeRemainingColumn(table_column=fixed()))
+    return Progress(*columns, console=terminal(), expand=True, disable=not enabled)
+
+
+def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
+    """The episode progress bar of ``gato-mini eval`` and the quickstart's evaluation."""
+    return progress_bar("{task.fields[note]}", enabled=enabled)
 
 
 def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001 (list[TaskReport])
@@ -168,8 +204,9 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
                         "sentence BLEU-4 in [0, 1])")
     columns = ("task", "episodes", "return", "normalized", "random", "constant", "expert", "metrics",
                "steps/s", "prompt")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("task", "prompt", "metrics") else "right")
+    name_column(table, "task", [s["task"] for s in summaries])
+    for col in columns[1:]:
+        table.add_column(col, justify="left" if col in ("prompt", "metrics") else "right")
     for s in summaries:
         if "perplexity" in s:  # text and chat: no episodes
             bpb = f", {s['bits_per_byte']:.3f} bits/byte" if s.get("bits_per_byte") is not None else ""
@@ -185,9 +222,7 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
         refs = (num(s[k] if k in s else None, "{:.2f}") for k in ("random", "constant", "expert"))
         table.add_row(s["task"], eps, ret, norm, *refs, metrics, num(s["steps_per_s"]),
                       "yes" if s["prompt"] else "none")
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 180)
+    console = terminal(console)
     console.print(table)
     for s in summaries:  # references that are not the registry's: say where they came from
         origin = s.get("references_from") or {}
@@ -215,4 +250,4 @@ def print_aggregates(summaries: list[dict], console: Console | None = None) -> N
         cells = [f"{a[s]['value']:.1f} [{a[s]['ci_low']:.1f}, {a[s]['ci_high']:.1f}]"
                  for s in ("mean", "median", "iqm")]
         table.add_row(name.replace("_", "-"), str(len(a["tasks"])), *cells)
-    (console or Console()).print(table)
+    terminal(console).print(table)

@@ -3,7 +3,7 @@
 .. code-block:: yaml
 
     model: tiny                 # a size name, or {name: tiny, n_layer: 6, ...}
-    data: mixture.yaml          # a data config (gato_mini.data.datacfg): inline, or a file beside this one
+    data: mixture               # a data config (gato_mini.data.datacfg): inline, a recipe name or a path
     train: {out: runs/tiny, batch_size: 16, lr: 1.0e-3, ...}   # see TrainOptions
     trainer: {max_steps: 600, ...}                              # any lightning.Trainer argument
 
@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.datacfg import DataConfig, model_config, parse_data_config, read_config_file
+from gato_mini.data.datacfg import (RUN_OUT, DataConfig, default_root, model_config, parse_data_config,
+                                    read_config_file)
 from gato_mini.errors import ConfigError
 
 SECTIONS = ("model", "data", "train", "trainer")
@@ -40,7 +41,7 @@ SECTIONS = ("model", "data", "train", "trainer")
 class TrainOptions:
     """The ``train`` section: optimization and run bookkeeping."""
 
-    out: str = "runs/gato"  # run folder: checkpoints, logs, resolved config, exported model
+    out: str = RUN_OUT  # run folder: checkpoints, logs, resolved config, exported model
     batch_size: int = 16
     num_workers: int = 0  # DataLoader workers; 0 is fastest on 2 cores (benchmarks/data.py)
     lr: float = 1e-3
@@ -140,6 +141,11 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     """Check every section of a training config."""
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
+        from gato_mini.data.datacfg import DATA_KEYS
+
+        if unknown[0] in DATA_KEYS:
+            raise ConfigError(f"'{unknown[0]}' belongs under 'data:' in a training config "
+                              f"(data: {{{unknown[0]}: ...}}); sections: {', '.join(SECTIONS)}")
         raise ConfigError(f"unknown config section '{unknown[0]}'{_suggest(unknown[0], list(SECTIONS))}; "
                           f"sections: {', '.join(SECTIONS)}")
     if "data" not in raw:
@@ -159,6 +165,8 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
             except (TypeError, ValueError):
                 raise ConfigError(f"'train.{key}' must be a number, got {train_raw[key]!r}") from None
     train = TrainOptions(**train_raw)
+    if not isinstance(raw["data"], dict) or raw["data"].get("root") is None:
+        data.root = default_root({**raw, "train": {"out": train.out}})  # each run keeps its own data
     for key in ("batch_size", "checkpoint_every"):
         if not isinstance(getattr(train, key), int) or getattr(train, key) < 1:
             raise ConfigError(f"'train.{key}' must be a whole number >= 1, got {getattr(train, key)!r}")
@@ -182,9 +190,17 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a training config file and apply overrides; errors name the file."""
-    raw = apply_overrides(read_config_file(path), overrides or [])
+    """Read a training config (a file or a recipe name) and apply overrides; an error in the file
+    names the file, an error in an override names the override."""
+    raw = read_config_file(path)
     try:
-        return parse_run_config(raw)
+        return parse_run_config(apply_overrides(raw, overrides or []))
     except ConfigError as exc:
+        if overrides:
+            try:
+                parse_run_config(raw)
+            except ConfigError:
+                pass  # the file alone is wrong too
+            else:
+                raise ConfigError(f"on the command line: {exc}") from None
         raise ConfigError(f"{path}: {exc}") from None

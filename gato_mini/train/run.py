@@ -3,7 +3,7 @@
 ``<train.out>/`` receives ``config.yaml`` (the resolved config),
 ``checkpoints/`` (every ``train.checkpoint_every`` steps plus ``last.ckpt``),
 ``logs/`` (CSV, and TensorBoard when it is installed) and ``model/`` (the
-exported folder every inference command loads). ``--ckpt_path`` resumes a run
+exported folder every inference command loads). ``--ckpt-path`` resumes a run
 at its step with its optimizer state; the checkpoint is opened with
 ``weights_only=True`` and checked against the config's architecture first.
 ``--resume`` picks the checkpoint with the highest step in ``checkpoints/``
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,32 @@ def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
         "max_steps": max_steps, "accelerator": "auto", "devices": 1,
         "precision": "bf16-mixed" if on_gpu else "32-true", "gradient_clip_val": 1.0,
         "val_check_interval": min(200, max_steps), "check_val_every_n_epoch": None,
-        "log_every_n_steps": 10, "enable_progress_bar": progress, "enable_model_summary": progress,
+        "log_every_n_steps": 10, "enable_progress_bar": progress, "enable_model_summary": False,
         "num_sanity_val_steps": 0,
     }
     settings.update(run.trainer)
     return settings
+
+
+def step_progress_bar():  # noqa: ANN201 (a RichProgressBar)
+    """Lightning's rich bar, counted in steps: runs are sized in optimizer steps over an endless
+    stream of windows, so "Epoch 0/-2", an unknown total and the logger's "v_num" mean nothing here."""
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class StepProgressBar(RichProgressBar):
+        @property
+        def total_train_batches(self) -> int | float:
+            return max(self.trainer.max_steps - self.trainer.global_step, 0)
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            return "training steps"
+
+        def get_metrics(self, trainer, pl_module):  # noqa: ANN001, ANN202
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+    return StepProgressBar()
 
 
 def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, GatoDataModule]:
@@ -115,13 +137,12 @@ def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, Ga
     lit = LitGato(run.model.to_dict(), dm.task_names, [s.kind for s in run.data.sources], optim,
                   max_steps=settings["max_steps"], compile=t.compile, seed=t.seed)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
-                           save_last=True, filename="step{step}", auto_insert_metric_name=False)
+                           save_last=True, filename="step{step}", auto_insert_metric_name=False,
+                           enable_version_counter=False)  # a resumed run rewrites last.ckpt, no last-v1
     # Ctrl-C or a crash inside fit saves checkpoints/interrupted.ckpt, so a rerun loses nothing.
     callbacks: list[Any] = [ckpt, OnExceptionCheckpoint(out / "checkpoints", filename="interrupted")]
     if progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar())
+        callbacks.append(step_progress_bar())
     if t.record_batches:
         callbacks.append(BatchAudit(out / "audit"))
     names = logger_names(settings.pop("logger")) if "logger" in settings else None
@@ -215,6 +236,9 @@ def quiet_lightning():  # noqa: ANN201
     import logging
     import warnings
 
+    if os.environ.get("GATO_MINI_VERBOSE", "") not in ("", "0"):  # gato-mini --verbose
+        yield
+        return
     log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     level = log.level
     log.setLevel(logging.WARNING)
