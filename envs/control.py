@@ -16,8 +16,12 @@ import gymnasium as gym
 import numpy as np
 
 from gato_mini.envs.policies import Stateless
-from gato_mini.envs.wrappers import (DictObservation, Float32Observation, mujoco_warnings_as_python_warnings,
-                                     unit_actions)
+from gato_mini.envs.wrappers import (
+    DictObservation,
+    Float32Observation,
+    mujoco_warnings_as_python_warnings,
+    unit_actions,
+)
 
 
 def make_control(env_id: str, max_steps: int, render_mode: str | None = None) -> gym.Env:

@@ -25,8 +25,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gato_mini.envs.wrappers import (DictObservation, Float32Observation, mujoco_warnings_as_python_warnings,
-                                     unit_actions)
+from gato_mini.envs.wrappers import (
+    DictObservation,
+    Float32Observation,
+    mujoco_warnings_as_python_warnings,
+    unit_actions,
+)
 from gato_mini.errors import GatoError
 
 OBSERVATION_KEY = "observation"

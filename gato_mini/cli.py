@@ -57,7 +57,8 @@ def _run_tasks(args: argparse.Namespace) -> None:
 
 def _add_collect(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", action="append", help="task name (see `gato-mini tasks`); repeat for several, "
+    which.add_argument("--task", action="append", help="task name (see `gato-mini tasks`); repeat for "
+                       "several, "
                        "or 'all' for every control task")
     which.add_argument("--env", metavar="ENV_ID", help="any gymnasium env id instead of a task, also one "
                        "your package registers (`module:EnvId`, or with --import); writes OUT/<env id, lower "
@@ -138,7 +139,8 @@ def _recipes_epilog() -> str:
 
 def _add_prepare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
-                   help="data config: a YAML path or a recipe name (or a training config with a data section)")
+                   help="data config: a YAML path or a recipe name (or a training config with a data "
+                        "section)")
     p.add_argument("--force", action="store_true", help="rebuild every shard even when up to date")
     p.add_argument("--workers", type=int,
                    help="processes tokenizing sources in parallel (default: the config's)")
@@ -178,7 +180,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
-                   help="training config (model, data, train, trainer): a YAML path or a recipe name, e.g. tiny")
+                   help="training config (model, data, train, trainer): a YAML path or a recipe name, "
+                        "e.g. tiny")
     p.add_argument("--out", help="the run's folder: checkpoints, logs, the exported model (default: the "
                    "config's train.out)")
     p.add_argument("--ckpt-path", dest="ckpt_path",
@@ -187,7 +190,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                    help="resume from the newest checkpoint in OUT/checkpoints (starts afresh if none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.epilog = ("Any --SECTION.KEY VALUE overrides the config, e.g. --trainer.max_steps 200 --train.lr 3e-4.\n\n"
+    p.epilog = ("Any --SECTION.KEY VALUE overrides the config, e.g. --trainer.max_steps 200 "
+                "--train.lr 3e-4.\n\n"
                 + _recipes_epilog())
 
 
@@ -333,7 +337,10 @@ def _run_caption(args: argparse.Namespace) -> None:
     model, tokenizer, tasks = load_model(args.model)
     if args.image_size is not None and args.image_size < 1:
         raise GatoError(f"--image-size must be at least 1, got {args.image_size}")
-    size = (args.image_size, args.image_size) if args.image_size else caption_image_size(tasks) or (64, 64)
+    size, note = ((args.image_size, args.image_size), None) if args.image_size else caption_image_size(tasks)
+    size = size or (64, 64)
+    if note:
+        print(note, file=sys.stderr)
     images = [(path, load_image(Path(path), size)) for path in args.images]
     for path, image in images:
         for k in range(args.samples):

@@ -223,7 +223,8 @@ class Quickstart:
         least = self.least_minutes()
         if self.minutes < least:  # known before anything runs
             raise GatoError(f"--minutes {self.minutes:g} cannot hold recording and data "
-                            f"({least - self.plan.reserve_minutes - 0.5:.1f} min at least), 30 s of training and "
+                            f"({least - self.plan.reserve_minutes - 0.5:.1f} min at least), 30 s of training "
+                            "and "
                             f"the {self.plan.reserve_minutes:g}-minute evaluation reserve: give --minutes "
                             f"{math.ceil(least)} or more")
         self.state.data["runs"].append({"argv": self.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")})

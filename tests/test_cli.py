@@ -178,7 +178,8 @@ def test_a_fresh_train_collect_tasks_and_eval_print_only_gato_minis_own_lines(tm
         "data": {"episodes": str(tmp_path / "eps"), "val_windows": 1,
                  "sources": {"mujoco-halfcheetah": {}, "caption-shapes": {"count": 20, "val_count": 4}}},
         "train": {"out": str(tmp_path / "run"), "batch_size": 2, "checkpoint_every": 2},
-        "trainer": {"max_steps": 3, "val_check_interval": 3, "limit_val_batches": 1, "log_every_n_steps": 1}}))
+        "trainer": {"max_steps": 3, "val_check_interval": 3, "limit_val_batches": 1,
+                    "log_every_n_steps": 1}}))
     steps = [("tasks",),
              ("collect", "--task", "mujoco-halfcheetah", "--episodes", "2", "--max-steps", "8", "--out",
               str(tmp_path / "eps"), "--policy", "expert"),
@@ -188,7 +189,8 @@ def test_a_fresh_train_collect_tasks_and_eval_print_only_gato_minis_own_lines(tm
               "--task", "caption-shapes", "--episodes", "2", "--max-steps", "5", "--num-envs", "2")]
     for args in steps:
         r = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                           env={k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "COLUMNS")})
+                           env={k: v for k, v in os.environ.items()
+                                if k not in ("PYTHONWARNINGS", "COLUMNS")})
         assert r.returncode == 0, (args, r.stdout[-2000:], r.stderr[-2000:])
         for line in (r.stdout + r.stderr).splitlines():
             assert not any(f in line.lower() for f in FOREIGN), (args, line)
@@ -213,5 +215,36 @@ def test_train_help_lists_the_recipes_and_flags_are_spelled_alike(tmp_path) -> N
     r = subprocess.run([EXE, "train", "--config", "tiny", "--train.lrr", "1"], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip() == ("gato-mini train: error: on the command line: unknown config key 'train.lrr'; "
+    assert r.stderr.strip() == ("gato-mini train: error: on the command line: unknown config key "
+                                "'train.lrr'; "
                                 "did you mean 'lr'?"), r.stderr
+
+
+def test_names_a_user_types_survive_80_columns_and_pipes() -> None:
+    """`gato-mini tasks | grep atari-breakout` finds its row, and on an 80-column terminal no task name
+    is cut; the bars keep their counts and times at 80 columns."""
+    import io
+
+    from rich.console import Console
+
+    from gato_mini.envs.registry import TASKS
+    from gato_mini.reports.tables import print_tasks, progress_bar
+
+    piped = subprocess.run([EXE, "tasks"], capture_output=True, text=True, timeout=120)
+    assert any("atari-breakout" in line and "5000" in line for line in piped.stdout.splitlines())
+    narrow = io.StringIO()
+    print_tasks(Console(file=narrow, width=80, force_terminal=True, color_system=None))
+    text = narrow.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for name in TASKS:
+        assert name in text, name
+    out = io.StringIO()
+    bar = progress_bar("episodes, mean return {task.fields[note]}",
+                       console=Console(file=out, width=80, force_terminal=True, color_system=None))
+    with bar:
+        t = bar.add_task("control-pendulum", total=16, note="-1234.56")
+        bar.update(t, advance=3)
+    shown = [line for line in out.getvalue().splitlines() if "3/16" in line]
+    assert shown, out.getvalue()
+    last = shown[-1]
+    assert "control-pendulum" in last and "-1234.56" in last and "0:00:0" in last, last

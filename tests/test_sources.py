@@ -240,7 +240,7 @@ def test_recipes_by_name_from_any_directory_and_one_path_rule(tmp_path: Path, mo
     assert load_run_config("small").data.root == Path("runs/small/data")  # configs never share data
     assert load_data_config("mixture")[0].root == Path("runs/data")  # a data config alone
     assert load_run_config("tiny", ["--train.out", "elsewhere"]).data.root == Path("elsewhere/data")
-    with pytest.raises(ConfigError, match="config file not found: tiyn.*named recipes: .*did you mean 'tiny'"):
+    with pytest.raises(ConfigError, match="config file not found: tiyn.*recipes: .*did you mean 'tiny'"):
         resolve_config("tiyn")
     # a file of the user's wins over a recipe of the same name, and data: NAME follows the same rule
     (tmp_path / "mixture.yaml").write_text("sources: {caption-shapes: {count: 10}}\n")

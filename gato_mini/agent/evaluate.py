@@ -146,9 +146,10 @@ def _pair(size: Any) -> tuple[int, int] | None:
     return int(h), int(w)
 
 
-def caption_image_size(tasks: dict[str, Any]) -> tuple[int, int] | None:
-    """The one size a model's caption sources fitted their images to in training (``tasks.json``), None
-    for a model trained on no caption source; sources of different sizes are an error (choose one)."""
+def caption_image_size(tasks: dict[str, Any]) -> tuple[tuple[int, int] | None, str | None]:
+    """(the size a model's caption sources fitted their images to in training, per ``tasks.json``; a
+    note when they differ). None for a model trained on no caption source. Sources of different sizes
+    give the largest (an image fitted into it loses the least) and a note naming the others."""
     from gato_mini.data.datacfg import KIND_OPTIONS
     from gato_mini.data.shapes import SCENE_SIZE
 
@@ -161,11 +162,16 @@ def caption_image_size(tasks: dict[str, Any]) -> tuple[int, int] | None:
             {**KIND_OPTIONS.get(kind, {}), **(entry.get("options") or {})}.get("image_size")
         if size is not None:
             sizes[name] = _pair(size)
-    if len(set(sizes.values())) > 1:
-        listed = ", ".join(f"{k}: {h}x{w}" for k, (h, w) in sizes.items())
-        raise GatoError(f"the model's caption sources used different image sizes ({listed}); choose one with "
-                        "--image-size")
-    return next(iter(sizes.values()), None)
+    if not sizes:
+        return None, None
+    best = max(sizes, key=lambda k: sizes[k][0] * sizes[k][1])
+    others = {k: v for k, v in sizes.items() if v != sizes[best]}
+    if not others:
+        return sizes[best], None
+    listed = ", ".join(f"{k} at {h}x{w}" for k, (h, w) in others.items())
+    h, w = sizes[best]
+    return sizes[best], (f"captioning at {h}x{w}, the size {best} trained at ({listed}; --image-size "
+                         "chooses)")
 
 
 def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,

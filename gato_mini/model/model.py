@@ -157,7 +157,7 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Linear(c * (p // 4) ** 2, cfg.n_embd)
         # cfg.patch_norm == "center": the per-channel median each patch is centred on, embedded apart
         self.level = nn.Linear(cfg.image_channels, cfg.n_embd) if cfg.patch_norm == "center" else None
-        if self.level is not None:  # no biases in the block: a centred uniform patch embeds as its level alone
+        if self.level is not None:  # no biases in the block: a centred uniform patch embeds as its level
             for conv in (self.stem, self.conv1, self.conv2):
                 nn.init.zeros_(conv.bias)
         self.row = nn.Embedding(cfg.position_intervals, cfg.n_embd)

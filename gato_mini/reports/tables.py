@@ -151,12 +151,19 @@ def print_prepare(result, console: Console | None = None) -> None:  # noqa: ANN0
                       f"({result.built_tokens / result.build_seconds:,.0f} tokens/s per process)")
 
 
-def progress_bar(*fields: str, enabled: bool = True, remaining: bool = False):  # noqa: ANN201 (a Progress)
+def progress_bar(*fields: str, enabled: bool = True, remaining: bool = False,  # noqa: ANN201 (a Progress)
+                 console: Console | None = None):
     """gato-mini's progress bars: the task's name, a bar that takes the room left, done/total, then
     ``fields`` (rich format strings of the task) and the elapsed (and remaining) time. Names, counts and
     times are never wrapped or cut, at 80 columns or piped (:func:`terminal`); the bar shrinks instead."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Column
 
     def fixed() -> Column:
@@ -169,7 +176,7 @@ def progress_bar(*fields: str, enabled: bool = True, remaining: bool = False):  
                TimeElapsedColumn(table_column=fixed())]
     if remaining:
         columns.append(TimeRemainingColumn(table_column=fixed()))
-    return Progress(*columns, console=terminal(), expand=True, disable=not enabled)
+    return Progress(*columns, console=terminal(console), expand=True, disable=not enabled)
 
 
 def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)

@@ -30,8 +30,14 @@ from typing import Any
 import yaml
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.datacfg import (RUN_OUT, DataConfig, default_root, model_config, parse_data_config,
-                                    read_config_file)
+from gato_mini.data.datacfg import (
+    RUN_OUT,
+    DataConfig,
+    default_root,
+    model_config,
+    parse_data_config,
+    read_config_file,
+)
 from gato_mini.errors import ConfigError
 
 SECTIONS = ("model", "data", "train", "trainer")
