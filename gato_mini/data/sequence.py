@@ -204,6 +204,8 @@ def caption_sequence(image: Any, caption: str, cfg: GatoConfig, tokenizer: TextT
                      image_size: tuple[int, int] | None = None) -> TokenSequence:
     """``[patches] <|caption|> text <|eos|>``; loss on the text and ``<|eos|>``."""
     img = np.asarray(image)
+    if img.ndim not in (2, 3):  # one image; image_patches would read a 4-D array as a stack of them
+        raise TokenizationError(f"a caption's image must be (H, W) or (H, W, C), got shape {img.shape}")
     p = image_patches(img, cfg, image_size)
     rows, cols = image_grid(img.shape, cfg, image_size)
     _check_local(len(p), cfg)
