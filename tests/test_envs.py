@@ -314,3 +314,23 @@ def test_pong_and_breakout_frames_show_the_ball_where_the_ram_says():
             assert seen > 10, (name, seen)
         finally:
             env.close()
+
+
+def test_an_environment_process_starts_without_torch():
+    """What an env's own process imports (the server, the registry, each family's wrappers) must not pull
+    in torch: it costs seconds per process, and eval starts one per env (issue 21)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import gato_mini.agent.procenv, gato_mini.procs\n"
+            "from gato_mini.envs.registry import get_task\n"
+            "for name in ('atari-pong', 'control-pendulum', 'mujoco-reacher', 'caption-shapes'):\n"
+            "    env = get_task(name).make(5)\n"
+            "    env.reset(seed=0)\n"
+            "    env.step(env.action_space.sample())\n"
+            "    env.close()\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

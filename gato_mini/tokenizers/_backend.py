@@ -6,20 +6,24 @@ few operations they need are picked from the matching module here.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
-try:  # torch is a dependency, but the tokenizers must not need it to import.
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
-
 Array = Any  # np.ndarray | torch.Tensor
+
+
+def torch_module() -> Any:
+    """torch if this process has imported it, else None. The tokenizers never import it themselves: a
+    tensor can only exist once torch is loaded, and an environment's process (which tokenizes nothing
+    but builds its fields from these modules) then starts without torch's seconds of import."""
+    return sys.modules.get("torch")
 
 
 def is_torch(x: Array) -> bool:
     """True for a torch tensor."""
+    torch = torch_module()
     return torch is not None and isinstance(x, torch.Tensor)
 
 
@@ -30,17 +34,18 @@ def as_array(x: Any) -> Array:
 
 def xp(x: Array) -> Any:
     """The array module (``numpy`` or ``torch``) that owns ``x``."""
-    return torch if is_torch(x) else np
+    return torch_module() if is_torch(x) else np
 
 
 def to_int64(x: Array) -> Array:
     """Cast to int64 in the same library."""
-    return x.to(torch.int64) if is_torch(x) else x.astype(np.int64)
+    return x.to(torch_module().int64) if is_torch(x) else x.astype(np.int64)
 
 
 def to_float(x: Array) -> Array:
     """Cast to float: float32 for torch (float64 stays), float64 for numpy."""
     if is_torch(x):
+        torch = torch_module()
         return x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
     return x.astype(np.float64)
 

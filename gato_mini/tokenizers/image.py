@@ -36,13 +36,7 @@ from einops import rearrange
 
 from gato_mini.config import GatoConfig
 from gato_mini.errors import TokenizationError
-from gato_mini.tokenizers._backend import Array, as_array, is_torch, xp
-
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
+from gato_mini.tokenizers._backend import Array, as_array, is_torch, torch_module, xp
 
 
 def to_hwc(image: Any, channels_first: bool = False) -> Array:
@@ -77,6 +71,7 @@ def to_unit_float(x: Array) -> Array:
     """uint8 0..255 -> float32 0..1; float input must already lie in [0, 1]."""
     lib = xp(x)
     if is_torch(x):
+        torch = torch_module()
         if x.dtype == torch.uint8:
             return x.to(torch.float32) / 255.0
         if x.dtype == torch.bool or not x.dtype.is_floating_point:
@@ -109,7 +104,7 @@ def convert_channels(x: Array, channels: int) -> Array:
         return x.repeat(*([1] * (x.ndim - 1)), 3) if is_torch(x) else np.repeat(x, 3, axis=-1)
     weights = [0.299, 0.587, 0.114]
     if is_torch(x):
-        w = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        w = torch_module().tensor(weights, dtype=x.dtype, device=x.device)
         return (x * w).sum(-1, keepdim=True)
     return (x * np.asarray(weights, dtype=x.dtype)).sum(-1, keepdims=True)
 
@@ -124,7 +119,7 @@ def resize(x: Array, size: tuple[int, int]) -> Array:
     if is_torch(x):
         lead = x.shape[:-3]
         y = rearrange(x.reshape(-1, *x.shape[-3:]), "b h w c -> b c h w")
-        y = F.interpolate(y, size=(h, w), mode="area" if h <= y.shape[-2] else "bilinear")
+        y = torch_module().nn.functional.interpolate(y, size=(h, w), mode="area" if h <= y.shape[-2] else "bilinear")
         return rearrange(y, "b c h w -> b h w c").reshape(*lead, h, w, x.shape[-1])
     import cv2
 
@@ -141,7 +136,7 @@ def pad_to_multiple(x: Array, patch_size: int) -> Array:
     if not (ph or pw):
         return x
     if is_torch(x):
-        return F.pad(x, (0, 0, 0, pw, 0, ph))
+        return torch_module().nn.functional.pad(x, (0, 0, 0, pw, 0, ph))
     pad = [(0, 0)] * (x.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
     return np.pad(x, pad)
 
