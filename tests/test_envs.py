@@ -334,3 +334,32 @@ def test_an_environment_process_starts_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_breakout_serves_by_itself_after_a_reset_and_each_lost_life():
+    """`FireOnNewLife`: the ball is in play right after a reset and after every lost life, so a policy that
+    never presses FIRE (NOOP held) still gets every serve."""
+    from gato_mini.envs.atari import FireOnNewLife
+
+    env = get_task("atari-breakout").make(max_steps=2000)
+    try:
+        _, info = env.reset(seed=0)
+        lives, lost, waiting, done = info["lives"], 0, 0, False
+        assert lives == 5
+        while not done:
+            _, _, terminated, truncated, info = env.step(0)  # NOOP only
+            done = terminated or truncated
+            lost += int(info["lives"] < lives)
+            lives = info["lives"]
+            waiting += int(env.unwrapped.ale.getRAM()[101] == 0 and not done)
+        assert terminated and lives == 0 and lost == 5, (lives, lost)
+        assert waiting < 25, waiting  # no ball only in the few frames between a miss and its serve
+    finally:
+        env.close()
+
+    class NoFire(FakeEnv):
+        def get_action_meanings(self):
+            return ["NOOP", "UP", "DOWN"]
+
+    with pytest.raises(ValueError, match="FIRE"):
+        FireOnNewLife(NoFire(spaces.Box(0, 255, (4, 4, 3), np.uint8)))

@@ -6,7 +6,9 @@ environment, tokenizes it exactly as the training data was tokenized
 decodes the action one dimension at a time, sampling only from that
 dimension's legal id range. With the cache, only the new tokens go through
 the model; without it (``use_cache=False``) the whole context is recomputed,
-which is the reference the cached path must equal.
+which is the reference the cached path must equal. With the cache, a step costs one forward per
+action dimension: the last dimension's token is not fed on its own (its logits would go unused) but
+together with the next observation.
 
 Context rules: a slot's context is ``[prompt] + its episode's timesteps``.
 When the next timestep would not fit ``block_size``, the oldest whole
@@ -47,6 +49,7 @@ class _Slot:
     steps: list[TokenSequence] = field(default_factory=list)
     pos: int = 0  # tokens in this slot's cache row
     prompt: bool = False  # whether the prompt opens this slot's context
+    pending: TokenSequence | None = None  # the last action's tokens, in the context but not yet cached
 
 
 class Agent:
@@ -148,7 +151,7 @@ class Agent:
         if self._context_len(i) + need > self.block:
             raise GatoError(f"one timestep takes {need} tokens; block_size is {self.block}")
         if self.use_cache:
-            s.pos = 0
+            s.pos, s.pending = 0, None  # the refill holds the last action too
             ctx = self._context(i)
             if len(ctx):
                 self._feed([i], [ctx])
@@ -188,15 +191,26 @@ class Agent:
             self._make_room(i, len(seq) + self.n_act)
         chosen = np.zeros((len(rows), self.n_act), np.int64)
         tails = list(new)
-        logits = self._feed(rows, new) if self.use_cache else self._recompute(rows, tails)
+        if self.use_cache:  # the previous action's last token goes in with this observation
+            fed = [concat([self.slots[i].pending, seq]) if self.slots[i].pending is not None else seq
+                   for i, seq in zip(rows, new, strict=True)]
+            for i in rows:
+                self.slots[i].pending = None
+            logits = self._feed(rows, fed)
+        else:
+            logits = self._recompute(rows, tails)
         for d in range(self.n_act):
             ids = sample(logits, self.lo, self.hi, self.temperature, self.generator)
             chosen[:, d] = ids.cpu().numpy()
             tok = [self._action_token(int(t)) for t in chosen[:, d]]
             tails = [concat([t, a]) for t, a in zip(tails, tok, strict=True)]
-            if self.use_cache:
+            if d + 1 == self.n_act:
+                if self.use_cache:
+                    for i, a in zip(rows, tok, strict=True):
+                        self.slots[i].pending = a
+            elif self.use_cache:
                 logits = self._feed(rows, tok)
-            elif d + 1 < self.n_act:
+            else:
                 logits = self._recompute(rows, tails)
         out = {}
         for r, i in enumerate(rows):

@@ -119,7 +119,12 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
                     for kind in wanted}
         for kind, ref in measured.items():
             old = stored.get(kind)
-            diff = "-" if old is None else f"{(ref.mean - old.mean) / max(old.std, 1e-9):+.2f}"
+            if old is None:
+                diff = "-"
+            elif old.std > 0:
+                diff = f"{(ref.mean - old.mean) / old.std:+.2f}"
+            else:  # a stored score without spread (a deterministic policy): the raw difference
+                diff = "same" if ref.mean == old.mean else f"{ref.mean - old.mean:+.4g} (stored sd 0)"
             norm = task.normalize(ref.mean)
             name = kind if ref.policy is None else f"{kind} ({ref.policy})"
             table.add_row(task.name, name, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
