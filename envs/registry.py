@@ -183,7 +183,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     _atari("atari-breakout", "Breakout", atari.BreakoutExpert, "Breakout; expert tracks the ball from RAM",
            {"tracker": atari.BreakoutTracker}, size=(32, 80), crop=(34, 194), pool="max",
            fire_on_new_life=True),
-    _atari("atari-freeway", "Freeway", atari.FreewayExpert, "Freeway; expert always walks up"),
+    _atari("atari-freeway", "Freeway", atari.FreewayExpert, "Freeway; expert waits for the cars from RAM"),
     _control("control-pendulum", "Pendulum-v1", 200, control.PendulumExpert,
              "Pendulum swing-up; energy pumping then PD"),
     _control("mujoco-reacher", "Reacher-v5", 50, control.ReacherExpert,

@@ -256,7 +256,7 @@ def test_every_task_has_measured_references():
             if "constant" in r:
                 assert task.normalize(r["constant"].mean) <= 1e-9
                 assert r["constant"].policy.startswith("constant")
-        else:  # the expert is itself a constant action (Freeway: always UP): no margin to normalize by
+        else:  # the expert no better than a constant action (Freeway's, once always UP): no margin
             assert task.normalize(r["expert"].mean) is None
 
 

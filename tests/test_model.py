@@ -156,6 +156,20 @@ def test_per_row_positions_in_the_cache() -> None:
     assert torch.allclose(out[0], ref_a, atol=1e-4) and torch.allclose(out[1], ref_b, atol=1e-4)
 
 
+def test_cache_positions_without_a_cache_raise() -> None:
+    """input_pos means "write into the cache": without setup_caches (or after clear_caches) that is a
+    misuse, not a silent full recomputation."""
+    model = GatoModel(CFG).eval()
+    tok = torch.randint(0, 400, (1, 3))
+    with pytest.raises(ValueError, match="setup_caches"):
+        model(tok, input_pos=torch.arange(3))
+    model.setup_caches(1)
+    model(tok, input_pos=torch.arange(3))
+    model.clear_caches()
+    with pytest.raises(ValueError, match="setup_caches"):
+        model(tok, input_pos=torch.arange(3))
+
+
 def test_sample_stays_in_the_legal_range() -> None:
     logits = torch.randn(64, 100)
     logits[:, 0] = 50.0  # the overall argmax is illegal

@@ -41,13 +41,18 @@ ARRAYS = {"tokens": np.int32, "targets": np.uint8, "local_pos": np.int16, "patch
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie does not: a killed writer whose parent died too stays
+    one until init reaps it, and a container's init may never do so."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # no /proc (not Linux), or the process ended meanwhile
+        return not Path("/proc").is_dir()
 
 
 def _remove_stale(path: Path) -> None:

@@ -310,6 +310,9 @@ class GatoModel(nn.Module):
                 raise ValueError(f"sequence of {T} tokens exceeds block_size={self.cfg.block_size}")
             cos, sin = self.rope_cos[:T][None, None], self.rope_sin[:T][None, None]  # (1, 1, T, hd/2)
         else:
+            if self.blocks[0].attn.kv_cache is None:
+                raise ValueError("forward(input_pos=...) writes into the KV cache: call setup_caches() first "
+                                 "(or drop input_pos to recompute attention over the input)")
             pos = input_pos.expand(B, T) if input_pos.dim() == 1 else input_pos  # (B, T)
             cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # (B, 1, T, hd/2)
             keys = torch.arange(self.cache_length, device=tokens.device)

@@ -119,7 +119,8 @@ def resize(x: Array, size: tuple[int, int]) -> Array:
     if is_torch(x):
         lead = x.shape[:-3]
         y = rearrange(x.reshape(-1, *x.shape[-3:]), "b h w c -> b c h w")
-        y = torch_module().nn.functional.interpolate(y, size=(h, w), mode="area" if h <= y.shape[-2] else "bilinear")
+        mode = "area" if h <= y.shape[-2] else "bilinear"
+        y = torch_module().nn.functional.interpolate(y, size=(h, w), mode=mode)
         return rearrange(y, "b c h w -> b h w c").reshape(*lead, h, w, x.shape[-1])
     import cv2
 
