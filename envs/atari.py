@@ -223,10 +223,11 @@ class FreewayExpert(Stateless):
     UP, DOWN = 1, 2
     COLUMN = 44.0  # the chicken's column, where cars hit it
     MARGIN, HORIZON = 6.0, 4
+    prev_cars: Any = None  # the cars' columns one step ago (None at an episode's start)
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         super().reset(env, seed)
-        self.prev_cars: Any = None
+        self.prev_cars = None
 
     @staticmethod
     def _lane(y: float) -> int:
@@ -240,7 +241,7 @@ class FreewayExpert(Stateless):
     def __call__(self, obs: dict[str, Any], env: gym.Env) -> int:
         ram = _ram(env)
         y, cars = float(ram[14]), ram[108:118].astype(np.float64)
-        speed = np.zeros(len(cars)) if getattr(self, "prev_cars", None) is None else cars - self.prev_cars
+        speed = np.zeros(len(cars)) if self.prev_cars is None else cars - self.prev_cars
         speed[np.abs(speed) > 20] = 0.0  # a car that wrapped around the screen
         self.prev_cars = cars
         if self._danger(cars, speed, self._lane(y + 8.0), self.HORIZON):  # the lane an UP step enters
