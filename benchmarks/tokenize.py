@@ -53,17 +53,22 @@ def main() -> None:
     }
     cont["copy_over_mu_law_ratio"] = cont["baseline_copy_values_per_s"] / cont["values_per_s_mu_law_numpy"]
 
+    # The codec that runs on the data path and in the agent: uint8 frames -> uint8 patches.
     frames = rng.integers(0, 256, (256, 84, 84, 3), dtype=np.uint8)
     gray = frames[..., :1].copy()  # (N, H, W, 1)
+    gray_cfg = GatoConfig.from_name("tiny", image_channels=1)
+    atari = np.ascontiguousarray(np.resize(frames[:64], (64, 210, 160, 3)))  # full-size frames to shrink
     img = {
-        "frames_per_s_rgb_84x84_numpy": best_rate(lambda: image.encode(frames, cfg), len(frames)),
-        "frames_per_s_gray_84x84_numpy": best_rate(lambda: image.encode(gray, cfg), len(frames)),
-        "frames_per_s_rgb_84x84_torch": best_rate(lambda: image.encode(torch.from_numpy(frames), cfg),
-                                                  len(frames)),
-        "baseline_copy_frames_per_s": best_rate(lambda: frames.astype(np.float32), len(frames)),
+        "codec": "gato_mini.tokenizers.image.encode (uint8 -> uint8 patches, as shards and the agent use it)",
+        "frames_per_s_rgb_84x84": best_rate(lambda: image.encode(frames, cfg), len(frames)),
+        "frames_per_s_gray_84x84_to_rgb_model": best_rate(lambda: image.encode(gray, cfg), len(frames)),
+        "frames_per_s_gray_84x84_gray_model": best_rate(lambda: image.encode(gray, gray_cfg), len(frames)),
+        "frames_per_s_rgb_210x160_resized_80x80": best_rate(lambda: image.encode(atari, cfg, size=(80, 80)),
+                                                            len(atari)),
+        "baseline_copy_frames_per_s": best_rate(lambda: frames.copy(), len(frames)),
         "patches_per_frame": int(image.encode(frames[0], cfg).shape[0]),
     }
-    img["copy_over_rgb_ratio"] = img["baseline_copy_frames_per_s"] / img["frames_per_s_rgb_84x84_numpy"]
+    img["copy_over_rgb_ratio"] = img["baseline_copy_frames_per_s"] / img["frames_per_s_rgb_84x84"]
 
     docs = pydoc_text()
     mb = sum(len(d.encode()) for d in docs) / 1e6

@@ -54,12 +54,13 @@ MUTANTS = [
      "edits": [["    if mu_law_field:\n        x = mu_law(", "    if False:\n        x = mu_law("]],
      "tests": ["tests/test_tokenize_continuous.py"]},
     {"name": "separator missing", "module": "gato_mini.data.sequence",
-     "edits": [["    fixed = np.concatenate(cols + [np.full((t, 1), sep_id, np.int64), act], axis=1)",
-                "    fixed = np.concatenate(cols + [act], axis=1)"],
-               ["[np.arange(n_fixed), np.full(1 + n_act, -1)]", "[np.arange(n_fixed), np.full(n_act, -1)]"],
+     "edits": [["    fixed = np.concatenate(cols + [np.full((t, 1), sep_id, np.int64)], axis=1)",
+                "    fixed = np.concatenate(cols + [np.zeros((t, 0), np.int64)], axis=1)"],
+               ["n_fixed = obs.fixed.shape[1] - 1", "n_fixed = obs.fixed.shape[1]"],
+               ["[np.arange(n_fixed), np.full(1 + n_tail, -1)]", "[np.arange(n_fixed), np.full(n_tail, -1)]"],
                ["[np.zeros(n_fixed + 1, bool)", "[np.zeros(n_fixed, bool)"],
                ["[np.zeros(n_obs + 1, bool)", "[np.zeros(n_obs, bool)"],
-               ["[np.arange(n_obs), np.full(1 + n_act, -1)]", "[np.arange(n_obs), np.full(n_act, -1)]"]],
+               ["[np.arange(n_obs), np.full(1 + n_tail, -1)]", "[np.arange(n_obs), np.full(n_tail, -1)]"]],
      "tests": ["tests/test_sequence.py"]},
 ]
 

@@ -20,10 +20,10 @@ from gato_mini.data.datamodule import GatoDataModule, TrainWindows, open_sampler
 from gato_mini.data.fields import FieldSpec
 from gato_mini.data.prepare import check_shards, prepare, shard_dir
 from gato_mini.data.shapes import make_scene
-from gato_mini.data.timestep import decode_values, patches_to_image
+from gato_mini.data.timestep import decode_values
 from gato_mini.data.windows import collate
 from gato_mini.errors import ConfigError, FileFormatError
-from gato_mini.tokenizers import TextTokenizer
+from gato_mini.tokenizers import TextTokenizer, image
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
                 k = 0
                 for start, s in _timesteps(body, sep):
                     k = int((body[:start] == patch).sum())
-                    img = patches_to_image(row_patches[k:k + 4], 2, 2, cfg)[..., 0]
+                    img = image.decode(row_patches[k:k + 4], 2, 2, cfg)[..., 0]
                     ep, t = divmod(int(img[0, 0]), 25)
                     src = episodes[ep]
                     assert np.array_equal(img, src["obs"]["image"][t])
@@ -128,8 +128,8 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
                 eos = np.flatnonzero(body == cfg.special_id("<|eos|>"))
                 for j, (c, e) in enumerate(zip(caps, eos, strict=False)):
                     text = tok.decode(body[c + 1:e])
-                    image = patches_to_image(row_patches[16 * j:16 * (j + 1)], 4, 4, cfg)
-                    assert any(np.array_equal(image, im) for im in scenes[text]), text
+                    picture = image.decode(row_patches[16 * j:16 * (j + 1)], 4, 4, cfg)
+                    assert any(np.array_equal(picture, im) for im in scenes[text]), text
             elif name == "docs":
                 text = tok.decode([i for i in body if i < tok.n_text])
                 assert any(text[:40] in d * 2 for d in docs), text[:40]

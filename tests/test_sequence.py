@@ -8,15 +8,18 @@ import pytest
 from gato_mini.config import GatoConfig
 from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import (
+    caption_prompt_sequence,
     caption_sequence,
     chat_prompt,
     chat_sequence,
     concat,
     document_sequence,
     episode_sequence,
+    observation_sequence,
 )
-from gato_mini.data.timestep import decode_values, field_order, normalize_patches, patches_to_image
+from gato_mini.data.timestep import decode_values, field_order
 from gato_mini.errors import TokenizationError
+from gato_mini.tokenizers import image
 
 # tiny: text [0, 4096), discrete [4096, 5120), continuous [5120, 6144), specials from 6144
 PAD, BOS, EOS, SEP, PATCH, CAPTION, SYSTEM, USER, ASSISTANT, END = range(6144, 6154)
@@ -52,11 +55,8 @@ def test_two_step_episode_by_hand(cfg: GatoConfig) -> None:
         patch = seq.patches[2 + k].reshape(16, 16, 3)
         assert np.array_equal(patch[..., 0], cam[1, :, 16 * k:16 * (k + 1)])
         assert np.array_equal(patch[..., 0], patch[..., 2])
-    image = patches_to_image(seq.patches[2:4], 1, 2, cfg)
-    assert np.array_equal(image[..., 0], cam[1])
-    floats = normalize_patches(seq.patches, cfg)
-    assert floats.dtype == np.float32
-    assert np.allclose(floats[0], (10 / 255 * 2 - 1) / 4) and floats.max() <= 0.25
+    picture = image.decode(seq.patches[2:4], 1, 2, cfg)
+    assert np.array_equal(picture[..., 0], cam[1])
 
 
 def test_values_decode_back(cfg: GatoConfig) -> None:
@@ -144,7 +144,7 @@ def test_patch_grid_with_padding(cfg: GatoConfig) -> None:
     img = np.full((20, 40, 3), 255, np.uint8)
     seq = caption_sequence(img, "", cfg, _NoText())
     assert len(seq.patches) == 6
-    back = patches_to_image(seq.patches, 2, 3, cfg)
+    back = image.decode(seq.patches, 2, 3, cfg)
     assert back.shape == (32, 48, 3)
     assert np.all(back[:20, :40] == 255) and np.all(back[20:] == 0) and np.all(back[:, 40:] == 0)
     assert GatoConfig.from_name("tiny", image_channels=1).patch_size == 16
@@ -167,3 +167,42 @@ def test_gray_image_fields_of_width_one_or_three_are_not_read_as_channels(cfg, w
         step = seq.patches[2 * k:2 * k + 2].reshape(2, cfg.patch_size, cfg.patch_size, cfg.image_channels)
         assert set(np.unique(step[:, :, :width])) <= {10 * (k + 1), 0} and step[0, 0, 0, 0] == 10 * (k + 1)
         assert not step[:, :, width:].any()  # the padding is black
+
+
+@pytest.mark.parametrize("with_text", [False, True])
+def test_the_observation_builder_gives_the_first_part_of_each_training_timestep(
+        cfg: GatoConfig, text_tokenizer, with_text: bool) -> None:
+    """What the agent feeds before it acts is, token for token, what training saw before the action."""
+    rng = np.random.default_rng(0)
+    t = 3
+    fields = {"cam": FieldSpec("image", (20, 36, 3)), "vel": FieldSpec("continuous", (2,)),
+              "key": FieldSpec("discrete", (), n=4)}
+    obs = {"cam": rng.integers(0, 256, (t, 20, 36, 3), dtype=np.uint8),
+           "vel": rng.normal(0, 0.5, (t, 2)).astype(np.float32), "key": rng.integers(0, 4, t)}
+    if with_text:
+        fields["note"] = FieldSpec("text", ())
+        obs["note"] = np.array(["left", "a longer note", ""], dtype=object)
+    action = FieldSpec("continuous", (2,))
+    episode = episode_sequence(obs, rng.uniform(-1, 1, (t, 2)), fields, action, cfg, text_tokenizer)
+    for i in range(t):
+        step = episode.timesteps(i, i + 1, cfg)
+        seen = observation_sequence({k: v[i:i + 1] for k, v in obs.items()}, fields, cfg, text_tokenizer)
+        n = len(step) - 2  # the two action tokens
+        assert seen.tokens.tolist() == step.tokens[:n].tolist() and seen.tokens[-1] == SEP
+        assert seen.local_pos.tolist() == step.local_pos[:n].tolist()
+        assert not seen.targets.any() and step.targets[n:].all()
+        assert np.array_equal(seen.patches, step.patches) and np.array_equal(seen.patch_pos, step.patch_pos)
+    both = observation_sequence(obs, fields, cfg, text_tokenizer)  # T observations at once: T timesteps
+    assert len(both.starts) == t
+
+
+def test_the_caption_prompt_is_the_part_of_a_training_caption_before_its_text(
+        cfg: GatoConfig, text_tokenizer) -> None:
+    img = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    full = caption_sequence(img, "a red square", cfg, text_tokenizer)
+    prompt = caption_prompt_sequence(img, cfg)
+    n = len(prompt)
+    assert prompt.tokens.tolist() == full.tokens[:n].tolist() and prompt.tokens[-1] == CAPTION
+    assert prompt.local_pos.tolist() == full.local_pos[:n].tolist() and not prompt.targets.any()
+    assert np.array_equal(prompt.patches, full.patches) and full.targets[n:].all()
+    assert full.starts.tolist() == [0]

@@ -2,7 +2,7 @@
 
 Each call to :meth:`Agent.act` takes the new observation of every active
 environment, tokenizes it exactly as the training data was tokenized
-(:func:`~gato_mini.data.sequence.episode_sequence`), appends ``<|sep|>`` and
+(:func:`~gato_mini.data.sequence.observation_sequence`: ``[obs tokens] <|sep|>``) and
 decodes the action one dimension at a time, sampling only from that
 dimension's legal id range. With the cache, only the new tokens go through
 the model; without it (``use_cache=False``) the whole context is recomputed,
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from gato_mini.data.fields import FieldSpec
-from gato_mini.data.sequence import TokenSequence, caption_sequence, concat, episode_sequence
+from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, concat, observation_sequence
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.model.generate import pick, sample
@@ -84,8 +84,6 @@ class Agent:
             raise GatoError(f"the prompt has {len(self.prompt)} tokens; block_size is {self.block}")
         if use_cache:
             model.setup_caches(num_envs, self.block)
-        dtype = {"continuous": np.float32, "text": np.int64}.get(action.modality, np.int64)
-        self._dummy = np.zeros(action.shape or (), dtype=dtype)  # stands in for the action while observing
 
     # --- contexts -------------------------------------------------------------------
     def _context(self, i: int) -> TokenSequence:
@@ -170,16 +168,10 @@ class Agent:
         if missing:
             raise GatoError(f"observation lacks the field(s) {missing}")
         if self.action.modality == "text":
-            seq = caption_sequence(np.asarray(obs[next(iter(self.fields))]), "", self.cfg, self.tokenizer,
-                                   self.image_size)
-            n = len(seq) - 1  # without the <|eos|> of the empty caption
-            return TokenSequence(seq.tokens[:n], seq.targets[:n], seq.local_pos[:n], seq.patches,
-                                 seq.patch_pos, np.zeros(1, np.int32))
-        step = episode_sequence({k: np.asarray(obs[k])[None] for k in self.fields}, self._dummy[None],
-                                self.fields, self.action, self.cfg, self.tokenizer, self.image_size)
-        n = len(step) - self.n_act
-        return TokenSequence(step.tokens[:n], step.targets[:n], step.local_pos[:n], step.patches,
-                             step.patch_pos, np.zeros(1, np.int32))
+            picture = np.asarray(obs[next(iter(self.fields))])
+            return caption_prompt_sequence(picture, self.cfg, self.image_size)
+        return observation_sequence({k: np.asarray(obs[k])[None] for k in self.fields}, self.fields, self.cfg,
+                                    self.tokenizer, self.image_size)
 
     def act(self, observations: dict[int, dict[str, Any]]) -> dict[int, np.ndarray]:
         """Actions for the slots given (slot -> observation dict); other slots are left alone."""

@@ -1,7 +1,7 @@
 """Prompting the model for captions and chat, with the layouts training used.
 
 * caption: ``[image patches] <|caption|>`` then text until ``<|eos|>``
-  (:func:`~gato_mini.data.sequence.caption_sequence` without its text);
+  (:func:`~gato_mini.data.sequence.caption_prompt_sequence`, the part of a training caption before its text);
 * chat: the chat template up to an open ``<|assistant|>`` turn
   (:func:`~gato_mini.data.sequence.chat_prompt`), then text until ``<|end|>``.
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gato_mini.data.sequence import caption_sequence, chat_prompt
+from gato_mini.data.sequence import caption_prompt_sequence, chat_prompt
 from gato_mini.errors import GatoError
 from gato_mini.model.generate import generate
 from gato_mini.model.model import GatoModel
@@ -54,10 +54,8 @@ def _tensors(tokens: np.ndarray, local: np.ndarray, patches: np.ndarray, patch_p
 
 def caption_prompt(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray) -> dict[str, torch.Tensor]:
     """``[patches] <|caption|>`` for one uint8 image (H, W[, C])."""
-    seq = caption_sequence(image, "", model.cfg, tokenizer)
-    n = len(seq) - 1  # drop the <|eos|> of the empty caption
-    device = next(model.parameters()).device
-    return _tensors(seq.tokens[:n], seq.local_pos[:n], seq.patches, seq.patch_pos, device)
+    seq = caption_prompt_sequence(image, model.cfg)
+    return _tensors(seq.tokens, seq.local_pos, seq.patches, seq.patch_pos, next(model.parameters()).device)
 
 
 def stream_caption(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray, sampling: Sampling,

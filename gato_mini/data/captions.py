@@ -23,6 +23,7 @@ import numpy as np
 
 from gato_mini.data.jsonl import iter_jsonl
 from gato_mini.errors import FileFormatError
+from gato_mini.tokenizers import image
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -77,14 +78,8 @@ def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray
         with Image.open(path) as im:
             if im.width == 0 or im.height == 0:
                 raise FileFormatError(f"{prefix}image {path} has zero size")
-            im = im.convert("RGB")
-            h, w = size
-            scale = min(h / im.height, w / im.width)
-            new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-            im = im.resize(new, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
-            canvas = Image.new("RGB", (w, h))
-            canvas.paste(im, (0, 0))
-            return np.asarray(canvas, dtype=np.uint8)
+            pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        return image.letterbox(pixels, size)
     except FileFormatError:
         raise
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -98,8 +93,7 @@ def digit_captions(size: int = 32) -> Iterator[tuple[str, np.ndarray, str]]:
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         raise FileFormatError("caption-digits needs scikit-learn (pip install scikit-learn)") from None
     digits = load_digits()
-    scale = max(1, size // 8)
     for i, (img, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         px = np.clip(np.rint(img * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-        px = np.kron(px, np.ones((scale, scale), np.uint8))  # nearest-neighbour upscaling
+        px = image.resize(px[..., None], (size, size))[..., 0]  # nearest-neighbour upscaling
         yield f"digit-{i}", px, f"a handwritten digit {DIGIT_WORDS[int(label)]}"

@@ -32,14 +32,9 @@ import numpy as np
 
 from gato_mini.config import GatoConfig
 from gato_mini.data.fields import FieldSpec
-from gato_mini.data.timestep import (
-    encode_values,
-    field_order,
-    image_grid,
-    image_patches,
-    patch_positions,
-)
+from gato_mini.data.timestep import encode_values, field_order
 from gato_mini.errors import TokenizationError
+from gato_mini.tokenizers import image
 from gato_mini.tokenizers.text import TextTokenizer
 
 #: Roles a chat message may have; each has its own special token.
@@ -110,19 +105,22 @@ def _flat(tokens: list[int] | np.ndarray, targets: np.ndarray | list[bool], cfg:
 
 
 # --- episodes ----------------------------------------------------------------
-def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[str, FieldSpec],
-                     action_spec: FieldSpec, cfg: GatoConfig, tokenizer: TextTokenizer | None = None,
-                     image_size: tuple[int, int] | None = None) -> TokenSequence:
-    """Timesteps ``obs_t | action_t`` for t < T; ``observations`` hold T rows per key.
+@dataclass
+class _Observations:
+    """T observations tokenized column by column (the first part of T timesteps)."""
 
-    Pass the T observations that precede the T actions (drop the final one).
-    """
-    actions = np.asarray(actions)
-    if actions.ndim == 0:
-        raise TokenizationError("actions need one row per step, got a single value")
-    t = actions.shape[0]
-    if t == 0:
-        raise TokenizationError("an episode needs at least one step")
+    fixed: np.ndarray  # (T, k) ids of the fixed-width fields (patch slots hold <|patch|>), then <|sep|>
+    patches: np.ndarray  # (T * N, P*P*C) uint8, N patches per timestep
+    pos_row: np.ndarray  # (N, 4) one timestep's patch positions (the same every timestep)
+    text: list[np.ndarray] | None  # per timestep, the text fields' ids; None without text fields
+
+    def __len__(self) -> int:
+        return self.fixed.shape[0]
+
+
+def _observations(observations: dict[str, Any], fields: dict[str, FieldSpec], cfg: GatoConfig, t: int,
+                  tokenizer: TextTokenizer | None, image_size: tuple[int, int] | None,
+                  per: str = "steps") -> _Observations:
     missing = sorted(set(fields) - set(observations))
     if missing:
         raise TokenizationError(f"observation lacks the field(s) {missing}")
@@ -135,7 +133,7 @@ def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[st
         spec, col = fields[key], observations[key]
         rows = _rows(col)
         if rows != t:
-            raise TokenizationError(f"observation '{key}' has {rows or 'no'} rows for {t} actions")
+            raise TokenizationError(f"observation '{key}' has {rows or 'no'} rows for {t} {per}")
         if spec.modality == "image":
             try:
                 col = np.asarray(col)
@@ -146,41 +144,78 @@ def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[st
                                         f"is {tuple(spec.shape)}")
             if len(spec.shape) == 2:  # gray (H, W): name the channel axis, or a width of 1 or 3 reads as one
                 col = col[..., None]
-            p = image_patches(col, cfg, image_size)  # (T, N, PPC)
-            rows, cols_ = image_grid(np.asarray(col).shape[1:], cfg, image_size)
+            p = image.encode(col, cfg, image_size)  # (T, N, PPC)
+            rows, cols_ = image.grid_shape(col.shape[1:], cfg.patch_size, image_size)
             cols.append(np.full((t, p.shape[1]), patch_id, np.int64))
             patches.append(p)
-            ppos.append(patch_positions(rows, cols_, cfg))
+            ppos.append(image.patch_positions(rows, cols_, cfg))
         elif spec.modality != "text":
             cols.append(encode_values(col, spec, cfg, f"observation '{key}'"))
-    n_fixed = sum(c.shape[1] for c in cols)
-    act = encode_values(actions, action_spec, cfg, "action")
-    fixed = np.concatenate(cols + [np.full((t, 1), sep_id, np.int64), act], axis=1)  # (T, k)
-    n_act = act.shape[1]
+    fixed = np.concatenate(cols + [np.full((t, 1), sep_id, np.int64)], axis=1)
     patch_arr = (np.concatenate(patches, axis=1).reshape(-1, patches[0].shape[-1]) if patches
                  else TokenSequence.empty(cfg).patches)
     pos_row = np.concatenate(ppos) if ppos else np.zeros((0, 4), np.uint8)
-    pos_arr = np.tile(pos_row, (t, 1))
-    if not text_keys:
-        width = fixed.shape[1]
+    text = None
+    if text_keys:
+        if tokenizer is None:
+            raise TokenizationError(f"text observation(s) {text_keys} need a text tokenizer")
+        text = [np.concatenate([tokenizer.encode(str(observations[k][i])) for k in text_keys])
+                for i in range(t)]
+    return _Observations(fixed, patch_arr, pos_row, text)
+
+
+def _timesteps(obs: _Observations, tail: np.ndarray, cfg: GatoConfig) -> TokenSequence:
+    """``[obs tokens] <|sep|> [tail]`` per timestep; the ``tail`` (T, m) ids are the loss targets."""
+    t, n_tail = len(obs), tail.shape[1]
+    fixed = np.concatenate([obs.fixed, tail], axis=1)
+    n_fixed = obs.fixed.shape[1] - 1  # without the separator
+    if obs.text is None:
         _check_local(n_fixed, cfg)
-        local = np.concatenate([np.arange(n_fixed), np.full(1 + n_act, -1)]).astype(np.int16)
-        targets = np.concatenate([np.zeros(n_fixed + 1, bool), np.ones(n_act, bool)])
+        local = np.concatenate([np.arange(n_fixed), np.full(1 + n_tail, -1)]).astype(np.int16)
+        targets = np.concatenate([np.zeros(n_fixed + 1, bool), np.ones(n_tail, bool)])
         return TokenSequence(fixed.reshape(-1).astype(np.int32), np.tile(targets, t), np.tile(local, t),
-                             patch_arr, pos_arr, (np.arange(t) * width).astype(np.int32))
-    if tokenizer is None:
-        raise TokenizationError(f"text observation(s) {text_keys} need a text tokenizer")
-    steps = []
-    for i in range(t):
-        text = np.concatenate([tokenizer.encode(str(observations[k][i])) for k in text_keys])
+                             obs.patches, np.tile(obs.pos_row, (t, 1)),
+                             (np.arange(t) * fixed.shape[1]).astype(np.int32))
+    steps, n_patch = [], len(obs.pos_row)
+    for i, text in enumerate(obs.text):
         n_obs = len(text) + n_fixed
         _check_local(n_obs, cfg)
         steps.append(TokenSequence(
             np.concatenate([text, fixed[i]]).astype(np.int32),
-            np.concatenate([np.zeros(n_obs + 1, bool), np.ones(n_act, bool)]),
-            np.concatenate([np.arange(n_obs), np.full(1 + n_act, -1)]).astype(np.int16),
-            patch_arr[i * len(pos_row):(i + 1) * len(pos_row)], pos_row, np.zeros(1, np.int32)))
+            np.concatenate([np.zeros(n_obs + 1, bool), np.ones(n_tail, bool)]),
+            np.concatenate([np.arange(n_obs), np.full(1 + n_tail, -1)]).astype(np.int16),
+            obs.patches[i * n_patch:(i + 1) * n_patch], obs.pos_row, np.zeros(1, np.int32)))
     return concat(steps)
+
+
+def observation_sequence(observations: dict[str, Any], fields: dict[str, FieldSpec], cfg: GatoConfig,
+                         tokenizer: TextTokenizer | None = None,
+                         image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """T observations (T rows per key) as T times ``[obs tokens] <|sep|>``: the first part of each
+    timestep of :func:`episode_sequence`, token for token (what the agent feeds before it acts)."""
+    first = next(iter(field_order(fields)), None)
+    t = _rows(observations.get(first)) if first is not None else None
+    if not t:
+        raise TokenizationError("an observation needs at least one row per field")
+    obs = _observations(observations, fields, cfg, t, tokenizer, image_size)
+    return _timesteps(obs, np.zeros((t, 0), np.int64), cfg)
+
+
+def episode_sequence(observations: dict[str, Any], actions: Any, fields: dict[str, FieldSpec],
+                     action_spec: FieldSpec, cfg: GatoConfig, tokenizer: TextTokenizer | None = None,
+                     image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """Timesteps ``obs_t <|sep|> action_t`` for t < T; ``observations`` hold T rows per key.
+
+    Pass the T observations that precede the T actions (drop the final one).
+    """
+    actions = np.asarray(actions)
+    if actions.ndim == 0:
+        raise TokenizationError("actions need one row per step, got a single value")
+    t = actions.shape[0]
+    if t == 0:
+        raise TokenizationError("an episode needs at least one step")
+    obs = _observations(observations, fields, cfg, t, tokenizer, image_size, "actions")
+    return _timesteps(obs, encode_values(actions, action_spec, cfg, "action"), cfg)
 
 
 def _rows(col: Any) -> int | None:
@@ -200,22 +235,32 @@ def _check_local(n_obs: int, cfg: GatoConfig) -> None:
 
 
 # --- captions, documents, chats ------------------------------------------------
-def caption_sequence(image: Any, caption: str, cfg: GatoConfig, tokenizer: TextTokenizer,
+def caption_prompt_sequence(picture: Any, cfg: GatoConfig,
+                            image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """``[patches] <|caption|>``: the part of :func:`caption_sequence` before the text."""
+    img = np.asarray(picture)
+    if img.ndim not in (2, 3):  # one image; the codec would read a 4-D array as a stack of them
+        raise TokenizationError(f"a caption's image must be (H, W) or (H, W, C), got shape {img.shape}")
+    p = image.encode(img, cfg, image_size)
+    rows, cols = image.grid_shape(img.shape, cfg.patch_size, image_size)
+    _check_local(len(p), cfg)
+    n = len(p)
+    tokens = np.concatenate([np.full(n, cfg.special_id("<|patch|>")), [cfg.special_id("<|caption|>")]])
+    local = np.concatenate([np.arange(n), [-1]]).astype(np.int16)
+    return TokenSequence(tokens.astype(np.int32), np.zeros(n + 1, bool), local, p,
+                         image.patch_positions(rows, cols, cfg), np.zeros(1, np.int32))
+
+
+def caption_sequence(picture: Any, caption: str, cfg: GatoConfig, tokenizer: TextTokenizer,
                      image_size: tuple[int, int] | None = None) -> TokenSequence:
     """``[patches] <|caption|> text <|eos|>``; loss on the text and ``<|eos|>``."""
-    img = np.asarray(image)
-    if img.ndim not in (2, 3):  # one image; image_patches would read a 4-D array as a stack of them
-        raise TokenizationError(f"a caption's image must be (H, W) or (H, W, C), got shape {img.shape}")
-    p = image_patches(img, cfg, image_size)
-    rows, cols = image_grid(img.shape, cfg, image_size)
-    _check_local(len(p), cfg)
+    prompt = caption_prompt_sequence(picture, cfg, image_size)
     text = tokenizer.encode(caption)
-    n, m = len(p), len(text)
-    tokens = np.concatenate([np.full(n, cfg.special_id("<|patch|>")), [cfg.special_id("<|caption|>")],
-                             text, [cfg.special_id("<|eos|>")]]).astype(np.int32)
-    targets = np.concatenate([np.zeros(n + 1, bool), np.ones(m + 1, bool)])
-    local = np.concatenate([np.arange(n), np.full(m + 2, -1)]).astype(np.int16)
-    return TokenSequence(tokens, targets, local, p, patch_positions(rows, cols, cfg), np.zeros(1, np.int32))
+    tail = np.concatenate([text, [cfg.special_id("<|eos|>")]]).astype(np.int32)
+    return TokenSequence(np.concatenate([prompt.tokens, tail]),
+                         np.concatenate([prompt.targets, np.ones(len(tail), bool)]),
+                         np.concatenate([prompt.local_pos, np.full(len(tail), -1, np.int16)]), prompt.patches,
+                         prompt.patch_pos, prompt.starts)
 
 
 def document_sequence(text: str, cfg: GatoConfig, tokenizer: TextTokenizer) -> TokenSequence:

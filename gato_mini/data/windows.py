@@ -36,8 +36,8 @@ BATCH_KEYS = {
     "targets": "(B, L) int64 the next id (tokens shifted left by one)",
     "loss_mask": "(B, L) bool whether targets[b, i] counts in the loss",
     "local_pos": "(B, L) int64 local observation position, -1 for none",
-    "patches": "(N, P*P*C) uint8 raw patch pixels, in (b, i) order of the slots; the model normalizes "
-               "them with timestep.normalize_patches on its device (4x less to copy than floats)",
+    "patches": "(N, P*P*C) uint8 raw patch pixels, in (b, i) order of the slots; the model's patch "
+               "embedding normalizes them on its device (4x less to copy than floats)",
     "patch_pos": "(N, 4) int64 row lo, row hi, col lo, col hi of each patch (intervals of 128)",
     "task": "(B,) int64 index of the source each window came from",
 }
