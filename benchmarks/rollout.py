@@ -29,8 +29,8 @@ from _common import write  # noqa: E402
 
 from gato_mini.agent import Agent  # noqa: E402
 from gato_mini.config import GatoConfig  # noqa: E402
-from gato_mini.data.fields import as_observation_dict  # noqa: E402
 from gato_mini.envs.registry import get_task  # noqa: E402
+from gato_mini.fields import as_observation_dict  # noqa: E402
 from gato_mini.model import GatoModel  # noqa: E402
 
 TASK = "atari-pong"

@@ -36,6 +36,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from gato_mini.data import shapes
+from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
+from gato_mini.data.sources import Source
 from gato_mini.errors import GatoError
 
 #: Characters a sampled caption may hold (``action_space.sample()``); ``step`` accepts any string.
@@ -110,10 +113,6 @@ def score_captions(captions: Sequence[str], references: Sequence[Sequence[str]])
 def caption_items(kind: str, options: dict[str, Any] | None = None, split: str = "val",
                   val_fraction: float = 0.05) -> list[CaptionItem]:
     """The images of one split of a caption source, each with all of its references."""
-    from gato_mini.data import shapes
-    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
-    from gato_mini.data.sources import Source
-
     if kind not in ("caption-shapes", "caption-digits", "caption-folder"):
         raise GatoError(f"{kind!r} is not a caption source kind")
     opts = {**KIND_OPTIONS[kind], **(options or {})}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
 
-from gato_mini.errors import ConfigError
+from gato_mini.errors import ConfigError, GatoError
 
 
 class Policy(Protocol):
@@ -88,3 +92,52 @@ class Stateless:
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         """Nothing to reset."""
+
+
+OBSERVATION_KEY = "observation"
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import the modules that register a user's envs; one that fails is a one-line error."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 (any failure of the user's module is reported, in one line)
+            raise GatoError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+
+
+class CallablePolicy:
+    """A user's function ``fn(observation) -> action`` as a policy. It sees the observation as the env
+    returns it and answers in the env's own action space; an action outside that space is a one-line
+    error. Box actions are then mapped to the [-1, 1] the wrapped env takes."""
+
+    def __init__(self, target: str) -> None:
+        module, _, name = target.partition(":")
+        if not module or not name:
+            raise GatoError(f"policy {target!r} must be MODULE:CALLABLE")
+        import_modules([module])
+        fn = getattr(importlib.import_module(module), name, None)
+        if not callable(fn):
+            raise GatoError(f"policy {target!r}: {module} has no callable {name!r}")
+        self.target, self.fn = target, fn
+        self._space: spaces.Space | None = None
+        self._unwrap: bool = False
+
+    def reset(self, env: gym.Env, seed: int | None = None) -> None:
+        self._space = env.unwrapped.action_space
+        self._unwrap = not isinstance(env.unwrapped.observation_space, spaces.Dict)
+
+    def __call__(self, obs: dict[str, Any], env: gym.Env) -> Any:
+        assert self._space is not None, "call reset() first"
+        action = self.fn(obs[OBSERVATION_KEY] if self._unwrap and OBSERVATION_KEY in obs else obs)
+        space = self._space
+        value = np.asarray(action, dtype=space.dtype) if isinstance(space, spaces.Box) else action
+        try:
+            ok = space.contains(value)
+        except Exception:  # noqa: BLE001 (a malformed action is reported like any other bad one)
+            ok = False
+        if not ok:
+            raise GatoError(f"policy {self.target} returned {action!r}, outside the action space {space}")
+        if isinstance(space, spaces.Box):
+            return (2.0 * (value - space.low) / (space.high - space.low) - 1.0).astype(np.float32)
+        return action

@@ -18,10 +18,11 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from gato_mini.data.fields import FieldSpec, action_field, field_spec, observation_fields
+from gato_mini.catalog import BUILTIN_TASKS
 from gato_mini.envs import atari, caption, control
-from gato_mini.envs.policies import ConstantPolicy, Policy, RandomPolicy
+from gato_mini.envs.policies import CallablePolicy, ConstantPolicy, Policy, RandomPolicy
 from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec, action_field, field_spec, observation_fields
 
 REFERENCES_FILE = "references.yaml"
 
@@ -75,10 +76,8 @@ class Task:
 
     def policy(self, kind: str) -> Policy:
         """A fresh ``expert``, ``random``, ``constant`` (zero torque; button 0), ``constant:K`` policy, or a
-        user's ``MODULE:CALLABLE`` (:class:`~gato_mini.envs.user.CallablePolicy`)."""
+        user's ``MODULE:CALLABLE`` (:class:`~gato_mini.envs.policies.CallablePolicy`)."""
         if ":" in kind and not kind.startswith("constant:"):
-            from gato_mini.envs.user import CallablePolicy
-
             return CallablePolicy(kind)  # a user's MODULE:CALLABLE
         if kind == "expert":
             return self.expert_factory()
@@ -195,6 +194,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     _caption("caption-shapes", "caption held-out shape scenes; reward: sentence BLEU-4 in [0, 1]"),
     _caption("caption-digits", "caption held-out handwritten digits; reward: sentence BLEU-4 in [0, 1]"),
 )}
+
+
+if tuple(TASKS) != BUILTIN_TASKS:  # the names data/ sees (gato_mini.catalog) are the registry's own
+    raise ImportError(f"gato_mini.catalog.BUILTIN_TASKS {BUILTIN_TASKS} differs from the registry "
+                      f"{tuple(TASKS)}")
 
 
 def get_task(name: str) -> Task:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from gato_mini.envs.policies import OBSERVATION_KEY, import_modules
+from gato_mini.envs.registry import Task
 from gato_mini.envs.wrappers import (
     DictObservation,
     Float32Observation,
@@ -32,17 +33,6 @@ from gato_mini.envs.wrappers import (
     unit_actions,
 )
 from gato_mini.errors import GatoError
-
-OBSERVATION_KEY = "observation"
-
-
-def import_modules(modules: Sequence[str]) -> None:
-    """Import the modules that register a user's envs; one that fails is a one-line error."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 (any failure of the user's module is reported, in one line)
-            raise GatoError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from None
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -103,51 +93,12 @@ def _no_expert(env_id: str) -> Callable[[], Any]:
 def user_task(env_id: str, max_steps: int | None = None, imports: Sequence[str] = ()) -> Any:
     """A :class:`~gato_mini.envs.registry.Task` for the gymnasium env ``env_id`` (not in the registry);
     its step cap is ``max_steps``, else the env's own limit, else 1000."""
-    from gato_mini.envs.registry import Task
-
     imports = tuple(imports)
     import_modules(imports)
     spec = check_env_id(env_id)
     cap = max_steps or spec.max_episode_steps or 1000
     return Task(task_name(env_id), env_id, "gym", f"gymnasium env {env_id}", int(cap),
                 functools.partial(make_user_env, imports=imports), _no_expert(env_id))
-
-
-class CallablePolicy:
-    """A user's function ``fn(observation) -> action`` as a policy. It sees the observation as the env
-    returns it and answers in the env's own action space; an action outside that space is a one-line
-    error. Box actions are then mapped to the [-1, 1] the wrapped env takes."""
-
-    def __init__(self, target: str) -> None:
-        module, _, name = target.partition(":")
-        if not module or not name:
-            raise GatoError(f"policy {target!r} must be MODULE:CALLABLE")
-        import_modules([module])
-        fn = getattr(importlib.import_module(module), name, None)
-        if not callable(fn):
-            raise GatoError(f"policy {target!r}: {module} has no callable {name!r}")
-        self.target, self.fn = target, fn
-        self._space: spaces.Space | None = None
-        self._unwrap: bool = False
-
-    def reset(self, env: gym.Env, seed: int | None = None) -> None:
-        self._space = env.unwrapped.action_space
-        self._unwrap = not isinstance(env.unwrapped.observation_space, spaces.Dict)
-
-    def __call__(self, obs: dict[str, Any], env: gym.Env) -> Any:
-        assert self._space is not None, "call reset() first"
-        action = self.fn(obs[OBSERVATION_KEY] if self._unwrap and OBSERVATION_KEY in obs else obs)
-        space = self._space
-        value = np.asarray(action, dtype=space.dtype) if isinstance(space, spaces.Box) else action
-        try:
-            ok = space.contains(value)
-        except Exception:  # noqa: BLE001 (a malformed action is reported like any other bad one)
-            ok = False
-        if not ok:
-            raise GatoError(f"policy {self.target} returned {action!r}, outside the action space {space}")
-        if isinstance(space, spaces.Box):
-            return (2.0 * (value - space.low) / (space.high - space.low) - 1.0).astype(np.float32)
-        return action
 
 
 def _from_spec(spec_json: str, env_id: str, max_steps: int, render_mode: str | None = None) -> gym.Env:
@@ -165,8 +116,6 @@ def _from_spec(spec_json: str, env_id: str, max_steps: int, render_mode: str | N
 
 def spec_task(name: str, spec_json: str, max_steps: int) -> Any:
     """A Task (no expert) for the env a dataset's stored spec describes, capped at ``max_steps``."""
-    from gato_mini.envs.registry import Task
-
     spec = gym.envs.registration.EnvSpec.from_json(spec_json)
     return Task(name, spec.id, "gym", f"gymnasium env {spec.id} (from the dataset's stored spec)",
                 int(max_steps), functools.partial(_from_spec, spec_json), _no_expert(spec.id))

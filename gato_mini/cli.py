@@ -82,8 +82,9 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
 
 def _run_collect(args: argparse.Namespace) -> None:
     from gato_mini.collect import run_episodes
+    from gato_mini.envs.policies import import_modules
     from gato_mini.envs.registry import get_task
-    from gato_mini.envs.user import import_modules, user_task
+    from gato_mini.envs.user import user_task
 
     import_modules(args.imports)
     if args.env is not None:
@@ -196,6 +197,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from gato_mini.model.model import count_params
     from gato_mini.train.config import load_run_config
     from gato_mini.train.run import latest_checkpoint, train, trainer_settings
 
@@ -210,7 +212,7 @@ def _run_train(args: argparse.Namespace) -> None:
               "starting afresh", file=sys.stderr)
         ckpt_path = str(found) if found else None
     m, steps = run.model, trainer_settings(run, False)["max_steps"]
-    print(f"training {m.n_layer} layers x {m.n_embd} ({m.num_params() / 1e6:.1f}M parameters) for {steps} "
+    print(f"training {m.n_layer} layers x {m.n_embd} ({count_params(m) / 1e6:.1f}M parameters) for {steps} "
           f"steps of {run.train.batch_size} x {m.block_size} tokens into {run.train.out}")
     model_dir = train(run, ckpt_path, progress=not args.no_progress)
     print(f"exported the model to {model_dir}")

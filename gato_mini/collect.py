@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from gato_mini.data.minari_io import DatasetWriter
+from gato_mini.envs.policies import constant_kinds
 from gato_mini.envs.registry import Reference, Task, get_task
 from gato_mini.errors import GatoError
+from gato_mini.fields import action_field, observation_fields
+from gato_mini.terminal import progress_bar
 
 
 @dataclass
@@ -89,8 +92,6 @@ def rollout(task: Task, env: Any, policy_kind: str, seed: int, record: bool = Fa
 
 
 def _progress(enabled: bool) -> Any:
-    from gato_mini.reports.tables import progress_bar
-
     return progress_bar("episodes", "{task.fields[steps]} steps", "{task.fields[rate]:.0f} steps/s",
                         "return {task.fields[ret]}", enabled=enabled, remaining=True)
 
@@ -144,8 +145,6 @@ def run_episodes(task_name: str | Task, policy_kind: str, episodes: int, seed: i
         env = task.make(max_steps=cap)
         stack.callback(env.close)
         if task.family != "caption":  # a space that cannot be tokenized fails before any writing
-            from gato_mini.data.fields import action_field, observation_fields
-
             observation_fields(env.observation_space)
             action_field(env.action_space)
         task.policy(policy_kind).reset(env, seed)  # a policy that cannot act here fails before any writing
@@ -226,8 +225,6 @@ def best_constant(task_name: str | Task, episodes: int, seed: int = 0, max_steps
     """The best constant-action policy of a task, measured now: zero torque for a Box, the best single
     button held for a Discrete space (each button is tried on ``scout_episodes`` episodes, then the best
     on all ``episodes``). The "do nothing" baseline: a model that ignores its input scores at most this."""
-    from gato_mini.envs.policies import constant_kinds
-
     task = task_name if isinstance(task_name, Task) else get_task(task_name)
     if task.family == "caption":
         raise GatoError(f"{task.name} is a captioning task: it has no constant action")

@@ -213,14 +213,3 @@ class GatoConfig:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FileFormatError(f"config file {path} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
-
-    def num_params(self) -> int:
-        """Trainable parameters of the model this config builds, every one counted (trunk, embeddings,
-        the patch ResNet, position tables; the tied head once): the model is built on PyTorch's meta
-        device, which allocates nothing, so even the 1.18B size costs a fraction of a second."""
-        import torch
-
-        from gato_mini.model.model import GatoModel
-
-        with torch.device("meta"):
-            return GatoModel(self).num_params()

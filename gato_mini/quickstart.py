@@ -35,7 +35,22 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from gato_mini.agent.evaluate import evaluate_task, write_json
+from gato_mini.agent.prompting import ChatSession, Sampling
+from gato_mini.collect import run_episodes
+from gato_mini.data.datacfg import read_config_file, resolve_config
+from gato_mini.data.datamodule import open_sampler
+from gato_mini.data.minari_io import read_collection
+from gato_mini.data.prepare import prepare
+from gato_mini.data.windows import collate
+from gato_mini.envs.registry import TASKS, get_task
 from gato_mini.errors import ConfigError, GatoError
+from gato_mini.model.export import load_model
+from gato_mini.model.model import GatoModel
+from gato_mini.reports.report import duration, write_report
+from gato_mini.reports.tables import eval_progress, print_eval, print_prepare, print_summaries
+from gato_mini.train.config import parse_run_config
+from gato_mini.train.run import latest_checkpoint, train
 
 STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
 MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
@@ -72,8 +87,6 @@ class Plan:
 
     @classmethod
     def parse(cls, raw: Any) -> Plan:
-        from gato_mini.envs.registry import get_task
-
         if not isinstance(raw, dict) or not raw.get("collect"):
             raise ConfigError("the config needs a 'quickstart' section with 'collect' (task: {episodes: N})")
         unknown = sorted(set(raw) - set(QUICKSTART_KEYS))
@@ -146,8 +159,6 @@ def check_out_dir(out: Path) -> None:
 
 def load_config(path: Path, out: Path) -> tuple[Plan, dict[str, Any]]:
     """(plan, raw training config with every path inside ``out``)."""
-    from gato_mini.data.datacfg import read_config_file
-
     raw = read_config_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping")
@@ -191,8 +202,6 @@ class Quickstart:
             raise GatoError(f"--minutes must be a positive number, got {minutes}")
         self.out = Path(out).resolve()
         self.minutes = float(minutes)
-        from gato_mini.data.datacfg import resolve_config
-
         self.config_path = resolve_config(config) if config else default_config()
         check_out_dir(self.out)
         self.plan, self.raw = load_config(self.config_path, self.out)
@@ -207,8 +216,6 @@ class Quickstart:
         """A lower bound on the minutes the stages before training take, plus the evaluation reserve
         and the shortest training run: recording at 2,000 steps/s (faster than any task records here)
         the datasets not already in ``out``, and 20 s of data preparation."""
-        from gato_mini.envs.registry import get_task
-
         if self.state.done("train") or "max_steps" in self.raw["trainer"]:
             return 0.0
         steps = sum(spec["episodes"] * (spec["max_steps"] or get_task(task).max_steps)
@@ -253,10 +260,6 @@ class Quickstart:
 
     # --- stages -------------------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
-        from gato_mini.collect import run_episodes
-        from gato_mini.data.minari_io import read_collection
-        from gato_mini.envs.registry import get_task
-
         made = {}
         for task, spec in self.plan.collect.items():
             path = self.plan.dataset(self.out, task)
@@ -281,8 +284,6 @@ class Quickstart:
         return {"collected": made}
 
     def _run_config(self, max_steps: int | None = None):  # noqa: ANN202 (a RunConfig)
-        from gato_mini.train.config import parse_run_config
-
         raw = json.loads(json.dumps(self.raw))
         if max_steps is not None:
             raw["trainer"]["max_steps"] = max_steps
@@ -292,9 +293,6 @@ class Quickstart:
             raise ConfigError(f"{self.config_path}: {exc}") from None
 
     def prepare(self) -> dict[str, Any]:
-        from gato_mini.data.prepare import prepare
-        from gato_mini.reports.tables import print_prepare
-
         run = self._run_config(1)
         result = prepare(run.data, run.model, progress=self.progress)
         print_prepare(result, self.console)
@@ -307,10 +305,6 @@ class Quickstart:
         the steps of the run that followed (0.477 s against 0.558 s)."""
         import numpy as np
         import torch
-
-        from gato_mini.data.datamodule import open_sampler
-        from gato_mini.data.windows import collate
-        from gato_mini.model.model import GatoModel
 
         sampler = open_sampler(run.data, run.model, "train")
         rng = np.random.default_rng(0)
@@ -340,8 +334,6 @@ class Quickstart:
                             "reserve for evaluation; give more minutes")
 
     def train(self) -> dict[str, Any]:
-        from gato_mini.train.run import latest_checkpoint, train
-
         info = self.state.data.setdefault("train", {})
         budget = self.minutes * 60 - self.spent_before - self._elapsed() - self.plan.reserve_minutes * 60
         if "max_steps" not in info:
@@ -376,11 +368,6 @@ class Quickstart:
         return {"max_steps": max_steps, "model": str(model_dir)}
 
     def evaluate(self) -> dict[str, Any]:
-        from gato_mini.agent.evaluate import evaluate_task, write_json
-        from gato_mini.envs.registry import TASKS
-        from gato_mini.model.export import load_model
-        from gato_mini.reports.tables import eval_progress, print_eval
-
         model, tok, tasks = load_model(self.out / "run" / "model")
         p = self.plan
         reports = []
@@ -419,9 +406,6 @@ class Quickstart:
         return {}
 
     def samples(self) -> dict[str, Any]:
-        from gato_mini.agent.prompting import ChatSession, Sampling
-        from gato_mini.model.export import load_model
-
         model, tok, _ = load_model(self.out / "run" / "model")
         session = ChatSession(model, tok, None, Sampling(max_tokens=48))
         chat = []
@@ -445,8 +429,6 @@ class Quickstart:
         return {}
 
     def report(self) -> dict[str, Any]:
-        from gato_mini.reports.report import write_report
-
         path = write_report(self.out, self.state.data, self.argv)
         self.console.print(f"wrote {path}")
         return {}
@@ -454,9 +436,6 @@ class Quickstart:
 
 def main(out: str, minutes: float, config: str | None, progress: bool, argv: list[str]) -> int:
     """Run (or resume) the quickstart; prints the score table at the end."""
-    from gato_mini.reports.report import duration
-    from gato_mini.reports.tables import print_summaries
-
     qs = Quickstart(out, minutes, config, progress, argv)
     qs.run()
     print_summaries(json.loads((qs.out / "eval.json").read_text())["tasks"], qs.console)

@@ -14,8 +14,8 @@ from gymnasium import spaces
 from gato_mini.agent import Agent
 from gato_mini.agent.rollout import run_agent
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import action_field, observation_fields
 from gato_mini.data.sequence import episode_sequence
+from gato_mini.fields import action_field, observation_fields
 from gato_mini.model import GatoModel
 from tests._models import LogitLog, assert_same_logits, loud_model
 

@@ -22,12 +22,12 @@ from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import measure_reference, run_episodes
 from gato_mini.config import GatoConfig
 from gato_mini.data.datacfg import SourceConfig
-from gato_mini.data.fields import FieldSpec, observation_fields
 from gato_mini.data.shapes import parse_caption
 from gato_mini.data.sources import Source
 from gato_mini.envs.caption import CaptionEnv, caption_items, exact_match, score_captions, sentence_bleu
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec, observation_fields
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model, load_model
 from tests._models import LogitLog, assert_same_logits, loud_model

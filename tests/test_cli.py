@@ -228,7 +228,8 @@ def test_names_a_user_types_survive_80_columns_and_pipes() -> None:
     from rich.console import Console
 
     from gato_mini.envs.registry import TASKS
-    from gato_mini.reports.tables import print_tasks, progress_bar
+    from gato_mini.reports.tables import print_tasks
+    from gato_mini.terminal import progress_bar
 
     piped = subprocess.run([EXE, "tasks"], capture_output=True, text=True, timeout=120)
     assert any("atari-breakout" in line and "5000" in line for line in piped.stdout.splitlines())

@@ -15,10 +15,10 @@ import pytest
 from gymnasium import spaces
 
 from gato_mini.collect import rollout, run_episodes
-from gato_mini.data.fields import UnsupportedSpaceError
 from gato_mini.data.minari_io import DatasetWriter, iter_episodes, open_dataset
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import FileFormatError, GatoError
+from gato_mini.fields import UnsupportedSpaceError
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 
@@ -348,8 +348,8 @@ def _collect(tmp_path, *args):
 
 
 def test_collect_any_gymnasium_env_with_a_user_policy(tmp_path) -> None:
-    from gato_mini.data.fields import observation_fields
     from gato_mini.data.minari_io import iter_episodes, open_dataset, read_collection
+    from gato_mini.fields import observation_fields
 
     (tmp_path / "corridor.py").write_text(USER_MODULE)
     r = _collect(tmp_path, "--env", "MyCorridor-v0", "--import", "corridor", "--policy",

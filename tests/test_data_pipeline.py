@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader
 
 from gato_mini.data.datacfg import load_data_config
 from gato_mini.data.datamodule import GatoDataModule, TrainWindows, open_sampler
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.prepare import check_shards, prepare, shard_dir
 from gato_mini.data.shapes import make_scene
 from gato_mini.data.timestep import decode_values
 from gato_mini.data.windows import collate
 from gato_mini.errors import ConfigError, FileFormatError
+from gato_mini.fields import FieldSpec
 from gato_mini.tokenizers import TextTokenizer, image
 
 

@@ -9,11 +9,11 @@ import pytest
 from gymnasium import spaces
 
 from gato_mini.collect import rollout
-from gato_mini.data.fields import FieldSpec, action_field, observation_fields
 from gato_mini.envs.policies import reflect
 from gato_mini.envs.registry import TASKS, UnknownTaskError, get_task, load_references
 from gato_mini.envs.wrappers import AtariFrame, DictObservation, Float32Observation, unit_actions
 from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec, action_field, observation_fields
 
 
 class FakeEnv(gym.Env):

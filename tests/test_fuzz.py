@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import caption_sequence, chat_sequence, document_sequence, episode_sequence
 from gato_mini.data.timestep import encode_values
 from gato_mini.errors import TokenizationError
+from gato_mini.fields import FieldSpec
 from gato_mini.tokenizers import continuous, discrete, image
 
 CFG = GatoConfig(name="fuzz", n_layer=1, n_embd=32, n_head=2, block_size=256, text_vocab_size=400)

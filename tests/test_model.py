@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import caption_sequence, concat, document_sequence, episode_sequence
 from gato_mini.data.windows import collate
+from gato_mini.fields import FieldSpec
 from gato_mini.model import GatoModel
 from gato_mini.model.generate import decode_one_token, prefill, sample
 

@@ -9,9 +9,9 @@ from torch import nn
 
 from gato_mini.agent.offline import action_metrics, episode_windows, offline_metrics
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import episode_sequence
 from gato_mini.data.timestep import legal_range
+from gato_mini.fields import FieldSpec
 
 CFG = GatoConfig(n_layer=1, n_embd=32, n_head=2, block_size=64, text_vocab_size=256)
 STATE = {"state": FieldSpec("continuous", (3,))}

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import (
     caption_prompt_sequence,
     caption_sequence,
@@ -19,6 +18,7 @@ from gato_mini.data.sequence import (
 )
 from gato_mini.data.timestep import decode_values, field_order
 from gato_mini.errors import TokenizationError
+from gato_mini.fields import FieldSpec
 from gato_mini.tokenizers import image
 
 # tiny: text [0, 4096), discrete [4096, 5120), continuous [5120, 6144), specials from 6144

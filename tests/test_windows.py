@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import document_sequence, episode_sequence
 from gato_mini.data.shards import Shard, ShardWriter
 from gato_mini.data.windows import SourceShard, WindowSampler, collate
 from gato_mini.errors import ConfigError
+from gato_mini.fields import FieldSpec
 
 CFG = GatoConfig.from_name("tiny", block_size=128)
 EP_FIELDS = {"ep": FieldSpec("discrete", (), n=1000), "t": FieldSpec("discrete", (), n=1000)}

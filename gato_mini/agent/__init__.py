@@ -13,7 +13,7 @@ __all__ = ["Agent"]
 
 def __getattr__(name: str) -> Any:
     if name == "Agent":
-        from gato_mini.agent.agent import Agent
+        from gato_mini.agent.agent import Agent  # lazy: env processes import agent.procenv without torch
 
         return Agent
     raise AttributeError(f"module 'gato_mini.agent' has no attribute {name!r}")

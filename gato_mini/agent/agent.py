@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, concat, observation_sequence
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec
 from gato_mini.model.generate import pick, sample
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer

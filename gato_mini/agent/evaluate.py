@@ -33,12 +33,27 @@ from typing import Any
 import numpy as np
 
 from gato_mini.agent.agent import Agent
+from gato_mini.agent.offline import offline_metrics
+from gato_mini.agent.procenv import ProcessEnv
 from gato_mini.agent.rollout import EpisodeResult, run_agent
+from gato_mini.catalog import task_dataset
+from gato_mini.collect import measure_reference
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
+from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
+from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
 from gato_mini.data.sequence import TokenSequence, episode_sequence
+from gato_mini.data.shapes import SCENE_SIZE
+from gato_mini.data.sources import Source
+from gato_mini.data.windows import collate
+from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
+from gato_mini.envs.policies import import_modules
+from gato_mini.envs.registry import TASKS, Reference, baseline, get_task, human_normalized, normalized
+from gato_mini.envs.user import spec_task, user_task
 from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec, observation_fields
 from gato_mini.model.model import GatoModel
+from gato_mini.reports.aggregate import aggregate_summaries
+from gato_mini.reports.figures import caption_grid
 from gato_mini.tokenizers.text import TextTokenizer
 
 
@@ -67,21 +82,15 @@ class TaskReport:
     @property
     def baseline(self) -> float | None:
         """The stronger of random and the best constant action: what 0 normalized means."""
-        from gato_mini.envs.registry import baseline
-
         return baseline(self.random, self.constant)
 
     def normalized(self, score: float) -> float | None:
-        from gato_mini.envs.registry import normalized
-
         return normalized(score, self.random, self.expert, self.constant)
 
     def summary(self) -> dict[str, Any]:
         r = np.array(self.returns, dtype=np.float64)
         mean = float(r.mean()) if len(r) else math.nan
         norm = [self.normalized(x) for x in r]
-        from gato_mini.envs.registry import human_normalized
-
         human = [human_normalized(self.task, x) for x in r]
         extra = {"human_normalized_mean": float(np.mean(human))} if human and human[0] is not None else {}
         return {"task": self.task, "episodes": len(self.episodes), "failed": len(self.failed),
@@ -102,9 +111,6 @@ def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, Field
                          image_size: tuple[int, int] | None = None) -> TokenSequence:
     """The end of the best episode of a Minari dataset of ``task``, whole timesteps within ``budget``;
     images are fitted to ``image_size`` as the source's training data was."""
-    from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
-    from gato_mini.envs.registry import TASKS
-
     ds = open_dataset(dataset)
     namespace = str(getattr(ds.spec, "dataset_id", "")).split("/")[0]
     their_fields, their_action = dataset_fields(ds)
@@ -122,8 +128,6 @@ def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, Field
 
 def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
     """What ``tasks.json`` says of the source ``task``; a source the model was not trained on is an error."""
-    from gato_mini.envs.registry import TASKS, get_task
-
     sources = tasks.get("sources", {})
     if task not in sources and task not in TASKS:
         get_task(task)  # an unknown name: the registry's error, with a did-you-mean
@@ -150,9 +154,6 @@ def caption_image_size(tasks: dict[str, Any]) -> tuple[tuple[int, int] | None, s
     """(the size a model's caption sources fitted their images to in training, per ``tasks.json``; a
     note when they differ). None for a model trained on no caption source. Sources of different sizes
     give the largest (an image fitted into it loses the least) and a note naming the others."""
-    from gato_mini.data.datacfg import KIND_OPTIONS
-    from gato_mini.data.shapes import SCENE_SIZE
-
     sizes = {}
     for name, entry in tasks.get("sources", {}).items():
         kind = entry.get("kind", "")
@@ -179,9 +180,6 @@ def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,
     """(the env's Task, observation fields, action field) to evaluate the ``episodes`` source ``task`` on:
     ``env_id`` when given (any gymnasium id), else the registered task of that name, else the env the
     source's dataset stored a spec of (``tasks.json`` keeps it). The env's fields must be the trained ones."""
-    from gato_mini.envs.registry import TASKS
-    from gato_mini.envs.user import import_modules, spec_task, user_task
-
     entry = source_entry(tasks, task)
     if entry.get("kind") != "episodes":
         raise GatoError(f"{task} is a {entry.get('kind')} source, not a control task")
@@ -213,9 +211,6 @@ def measured_references(spec: Any, kinds: tuple[str, ...], episodes: int, seed: 
     """References of ``spec`` measured now at step cap ``cap`` and seeds ``seed``.. (``kinds`` among
     random, constant and expert), cached in ``cache`` (a JSON file beside the model) so they are
     measured once. Returns (references, the key saying how they were measured)."""
-    from gato_mini.collect import measure_reference
-    from gato_mini.envs.registry import Reference
-
     key = f"{spec.env_id} cap={cap} seed={seed} episodes={episodes}"
     try:
         stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
@@ -239,8 +234,6 @@ def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, 
     this step cap and these seeds (:func:`measured_references`), and as expert the return of the
     source's own dataset (its best windowed mean, Gato Sec. 3.1). Returns (references, where each came
     from)."""
-    from gato_mini.envs.registry import Reference
-
     cap = max_steps or spec.max_steps
     refs, key = measured_references(spec, ("random", "constant"), episodes, seed, cap, cache)
     origin = {k: f"measured at eval ({key})" for k in refs}
@@ -274,8 +267,6 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     registry, or of a registry task at a ``max_steps`` below its own cap, are kept
     (:func:`measured_references`): a normalized score always compares like with like.
     """
-    from gato_mini.envs.registry import TASKS
-
     if num_envs < 1 or episodes < 0:
         raise GatoError(f"--num-envs must be at least 1 and --episodes at least 0, got {num_envs} and "
                         f"{episodes}")
@@ -293,7 +284,7 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     cfg = model.cfg
     prompt, prompt_name = None, None
     if use_prompt:
-        default = Path("runs/episodes") / task / "expert-v0"
+        default = task_dataset("runs/episodes", task)
         if task not in TASKS and entry.get("options", {}).get("dataset"):
             default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
         path = prompt_dataset or str(default)
@@ -306,8 +297,6 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
         os.environ.setdefault("MUJOCO_GL", "egl")
     modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
     if step_timeout:
-        from gato_mini.agent.procenv import ProcessEnv
-
         envs = [ProcessEnv(spec.factory(max_steps, m), step_timeout, name=f"{task}[{k}]")
                 for k, m in enumerate(modes)]
     else:
@@ -345,9 +334,6 @@ def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
 def trained_source(entry: dict[str, Any], task: str) -> Any:
     """The :class:`~gato_mini.data.sources.Source` a model was trained on, rebuilt from its ``tasks.json``
     entry (kind and options), so eval reads the same held-out split."""
-    from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
-    from gato_mini.data.sources import Source
-
     kind = entry.get("kind", "episodes")
     return Source(SourceConfig(task, kind, 1.0, {**KIND_OPTIONS[kind], **entry.get("options", {})}))
 
@@ -357,8 +343,6 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
     """Teacher-forced action metrics on the held-out episodes of the source ``task`` (the split training
     held out); ``{"error": ...}`` when its dataset is not on this machine."""
     from collections import Counter
-
-    from gato_mini.agent.offline import offline_metrics
 
     entry = source_entry(tasks, task)
     source = trained_source(entry, task)
@@ -378,8 +362,6 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
 
 def _held_out_images(tasks: dict[str, Any], task: str) -> list[Any]:
     """The held-out images of the caption source ``task``, each with its references."""
-    from gato_mini.envs.caption import caption_items
-
     entry = source_entry(tasks, task)
     items = caption_items(entry["kind"], entry.get("options"), "val", entry.get("val_fraction", 0.05))
     if not items:
@@ -397,10 +379,6 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[st
                       use_cache: bool = True, samples: str | None = None, progress: Any = None,
                       max_tokens: int = 48) -> TaskReport:
     """Caption held-out images through the caption env and the `Agent`; exact match and BLEU-4."""
-    from gato_mini.data.fields import observation_fields
-    from gato_mini.envs.caption import CaptionEnv, score_captions
-    from gato_mini.envs.registry import TASKS
-
     items = _held_out_images(tasks, task)
     count = len(items)
     episodes = episodes or count  # every held-out image once
@@ -421,8 +399,6 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[st
         report.extra["images"] = len(done)
         report.extra["held_out_images"] = count
     if samples and done:
-        from gato_mini.reports.figures import caption_grid
-
         shown = done[:16]
         images = [items[r.seed % count].load() for r in shown]
         report.extra["samples"] = caption_grid(images, [r.info["caption"] for r in shown],
@@ -437,9 +413,6 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
     from collections import Counter
 
     import torch
-
-    from gato_mini.data.datacfg import KIND_OPTIONS
-    from gato_mini.data.windows import collate
 
     entry = source_entry(tasks, task)
     kind, cfg = entry["kind"], model.cfg
@@ -504,8 +477,6 @@ def write_video(frames: list[np.ndarray], path: str, fps: int = 30) -> str:
 
 def write_json(reports: list[TaskReport], path: str | Path, model_dir: str) -> None:
     """All reports as one JSON file (written then renamed)."""
-    from gato_mini.reports.aggregate import aggregate_summaries
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summaries = [r.summary() for r in reports]

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.sequence import TokenSequence
 from gato_mini.data.timestep import legal_range
 from gato_mini.data.windows import collate
 from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec
 from gato_mini.model.model import GatoModel
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 
 from gato_mini.errors import GatoError
+from gato_mini.procs import die_with_parent
 
 START_TIMEOUT = 120.0  # seconds to start the process and build the env (imports included)
 
@@ -54,8 +55,6 @@ def describe(exc: BaseException) -> str:
 def _serve(conn: Any, factory_bytes: bytes) -> None:
     """The child: build the env, then answer (command, argument) messages until ``close``."""
     import pickle
-
-    from gato_mini.procs import die_with_parent
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

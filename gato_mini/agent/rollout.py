@@ -27,8 +27,8 @@ import numpy as np
 
 from gato_mini.agent.agent import Agent
 from gato_mini.agent.procenv import EnvError, describe
-from gato_mini.data.fields import as_observation_dict
 from gato_mini.errors import GatoError
+from gato_mini.fields import as_observation_dict
 
 
 @dataclass

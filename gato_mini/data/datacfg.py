@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from gato_mini.catalog import BUILTIN_TASKS, task_dataset
 from gato_mini.config import GatoConfig
 from gato_mini.errors import ConfigError
 
@@ -97,12 +98,6 @@ class DataConfig:
         raise ConfigError(f"no source named {name!r} in the data config")
 
 
-def _task_names() -> list[str]:
-    from gato_mini.envs.registry import TASKS
-
-    return list(TASKS)
-
-
 def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if raw is None:
         raw = {}
@@ -117,7 +112,7 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if not math.isfinite(weight) or weight < 0:
         raise ConfigError(f"source '{name}': weight must be a finite number >= 0, got {weight}")
     kind = raw.pop("kind", None)
-    tasks = _task_names()
+    tasks = list(BUILTIN_TASKS)
     if kind is None:
         if name in BUILTIN_SOURCES:
             kind = BUILTIN_SOURCES[name]
@@ -141,7 +136,7 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if kind == "episodes" and opts["dataset"] is None:
         if name not in tasks:
             raise ConfigError(f"source '{name}': kind 'episodes' needs 'dataset' (a Minari dataset folder)")
-        opts["dataset"] = str(episodes / name / "expert-v0")
+        opts["dataset"] = str(task_dataset(episodes, name))
     if kind in _REQUIRED_PATH and not opts["path"]:
         raise ConfigError(f"source '{name}': kind '{kind}' needs 'path'")
     for key in ("count", "val_count", "max_episodes", "max_modules"):

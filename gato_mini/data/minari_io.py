@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from gato_mini.data.fields import FieldSpec, action_field, as_observation_dict, observation_fields
 from gato_mini.errors import FileFormatError, GatoError
+from gato_mini.fields import FieldSpec, action_field, as_observation_dict, observation_fields
 
 STAGING_PREFIX = ".staging-"
 COLLECTION_FILE = "collection.json"  # gato-mini's record of how a dataset was collected

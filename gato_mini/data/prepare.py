@@ -30,10 +30,12 @@ from typing import Any
 
 from gato_mini.config import SPECIAL_TOKENS, GatoConfig
 from gato_mini.data.datacfg import DataConfig, SourceConfig
+from gato_mini.data.minari_io import open_dataset
 from gato_mini.data.shards import FORMAT, ShardWriter, layout, read_meta
 from gato_mini.data.sources import TEXT_KINDS, Source
 from gato_mini.errors import ConfigError
 from gato_mini.procs import die_with_parent
+from gato_mini.terminal import progress_bar
 from gato_mini.tokenizers.text import TextTokenizer
 
 SPLITS = ("train", "val")
@@ -181,8 +183,6 @@ def _expected_units(source: Source) -> int | None:
     if source.kind == "caption-digits":
         return 1797
     if source.kind == "episodes":
-        from gato_mini.data.minari_io import open_dataset
-
         n = open_dataset(source.opt["dataset"]).total_episodes
         return min(n, source.opt["max_episodes"]) if source.opt["max_episodes"] is not None else n
     return None
@@ -229,8 +229,6 @@ def _run_builds(todo: list[tuple[Source, str]], cfg: GatoConfig, tok_path: Path,
                 data: DataConfig, progress: bool) -> list[SourceReport]:
     args = [(s.config, cfg.to_dict(), str(tok_path), str(root), fp, data.val_fraction) for s, fp in todo]
     workers = min(data.workers, len(todo))
-    from gato_mini.reports.tables import progress_bar
-
     bar = progress_bar("units", enabled=progress)
     with bar:
         tasks = {s.name: bar.add_task(s.name, total=_expected_units(s)) for s, _ in todo}

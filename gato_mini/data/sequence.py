@@ -14,7 +14,7 @@ separators, prompts' role tokens and images are never targets.
 
 >>> import numpy as np
 >>> from gato_mini.config import GatoConfig
->>> from gato_mini.data.fields import FieldSpec
+>>> from gato_mini.fields import FieldSpec
 >>> cfg = GatoConfig.from_name("tiny")
 >>> seq = episode_sequence({"state": np.zeros((2, 3), np.float32)}, np.array([1, 0]),
 ...                        {"state": FieldSpec("continuous", (3,))}, FieldSpec("discrete", (), n=2), cfg)
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.data.timestep import encode_values, field_order
 from gato_mini.errors import TokenizationError
+from gato_mini.fields import FieldSpec
 from gato_mini.tokenizers import image
 from gato_mini.tokenizers.text import TextTokenizer
 

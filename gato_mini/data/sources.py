@@ -31,10 +31,19 @@ from typing import Any
 
 import numpy as np
 
+from gato_mini.catalog import BUILTIN_TASKS
 from gato_mini.config import GatoConfig
 from gato_mini.data import captions, corpora, shapes
 from gato_mini.data.datacfg import SourceConfig
-from gato_mini.data.sequence import TokenSequence, caption_sequence, chat_sequence, document_sequence
+from gato_mini.data.minari_io import dataset_fields, dataset_folder, iter_episodes, open_dataset
+from gato_mini.data.sequence import (
+    TokenSequence,
+    caption_sequence,
+    chat_sequence,
+    document_sequence,
+    episode_sequence,
+)
+from gato_mini.errors import FileFormatError
 from gato_mini.tokenizers.text import TextTokenizer
 
 MODES = {"episodes": "episode", "caption-shapes": "pack", "caption-folder": "pack",
@@ -68,12 +77,6 @@ def _stat(path: Path) -> list[Any]:
         return [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
                 for p in sorted(path.rglob("*")) if p.is_file()]
     return ["missing", str(path)]
-
-
-def _registry() -> dict[str, Any]:
-    from gato_mini.envs.registry import TASKS
-
-    return TASKS
 
 
 def _version(dist: str) -> str:
@@ -112,38 +115,29 @@ class Source:
         """Whether its tokens depend on the text tokenizer (episodes: only with text fields)."""
         if self.kind != "episodes":
             return True
-        from gato_mini.data.minari_io import dataset_fields, open_dataset
-
         fields, _ = dataset_fields(open_dataset(self.opt["dataset"]))
         return any(f.modality == "text" for f in fields.values())
 
     def check(self) -> None:
         """Fail early on a missing input file (before any work starts)."""
         if self.kind == "episodes":
-            from gato_mini.data.minari_io import open_dataset
-            from gato_mini.errors import FileFormatError
-
             try:
                 open_dataset(self.opt["dataset"])
             except FileFormatError as exc:
                 if "not found" not in str(exc):
                     raise
                 hint = (f"; record it with `gato-mini collect --task {self.name} --episodes N --out "
-                        f"{Path(self.opt['dataset']).parent.parent}`" if self.name in _registry() else "")
+                        f"{Path(self.opt['dataset']).parent.parent}`" if self.name in BUILTIN_TASKS else "")
                 raise FileFormatError(f"source '{self.name}': {exc}{hint}") from None
         elif self.kind == "caption-folder":
             next(iter(captions.read_caption_metadata(self.opt["path"])), None)
         elif self.kind in ("text", "chat-jsonl") and not Path(self.opt["path"]).exists():
-            from gato_mini.errors import FileFormatError
-
             raise FileFormatError(f"source '{self.name}': {self.opt['path']} not found")
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything the units depend on, except the tokenizer and the id layout."""
         fp: dict[str, Any] = {"kind": self.kind, "options": self.opt}
         if self.kind == "episodes":
-            from gato_mini.data.minari_io import dataset_folder
-
             fp["input"] = _stat(dataset_folder(self.opt["dataset"]))
         elif self.kind in ("caption-folder", "text", "chat-jsonl"):
             fp["input"] = _stat(Path(self.opt["path"]))
@@ -241,9 +235,6 @@ class Source:
 
     def _episode_units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None,
                        val_fraction: float) -> Iterator[Unit]:
-        from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
-        from gato_mini.data.sequence import episode_sequence
-
         path = self.opt["dataset"]
         fields, action = dataset_fields(open_dataset(path))
         size = tuple(self.opt["image_size"]) if self.opt["image_size"] else None
@@ -262,7 +253,5 @@ class Source:
         """Observation and action field specs (episodes only), for the model's registry entry."""
         if self.kind != "episodes":
             return None
-        from gato_mini.data.minari_io import dataset_fields, open_dataset
-
         fields, action = dataset_fields(open_dataset(self.opt["dataset"]))
         return {"observation": {k: f.to_dict() for k, f in fields.items()}, "action": action.to_dict()}

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.fields import FieldSpec
 from gato_mini.errors import TokenizationError
+from gato_mini.fields import FieldSpec
 from gato_mini.tokenizers import continuous, discrete
 from gato_mini.tokenizers.image import grid_shape
 

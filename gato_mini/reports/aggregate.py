@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from gato_mini.envs.registry import human_normalized, normalized
+
 Scores = Mapping[str, Sequence[float]]
 
 
@@ -76,8 +78,6 @@ def aggregate(scores: Scores, reps: int = 2000, seed: int = 0) -> dict[str, dict
 def aggregate_summaries(summaries: list[dict[str, Any]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The aggregates of ``TaskReport.summary()`` dicts: over the tasks with a normalized score
     (``normalized``), and over the Atari tasks with a human-normalized one (``human_normalized``)."""
-    from gato_mini.envs.registry import human_normalized, normalized
-
     expert: dict[str, list[float]] = {}
     human: dict[str, list[float]] = {}
     for s in summaries:

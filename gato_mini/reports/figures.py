@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gato_mini.envs.caption import exact_match
 from gato_mini.errors import GatoError
 
 
@@ -26,8 +27,6 @@ def caption_grid(images: Sequence[np.ndarray], captions: Sequence[str], referenc
     """A PNG grid: each image enlarged, its generated caption below (green when it matches a
     reference exactly, red otherwise) and the first reference in grey."""
     from PIL import Image, ImageDraw, ImageFont
-
-    from gato_mini.envs.caption import exact_match
 
     if not images or len(images) != len(captions) or len(captions) != len(references):
         raise GatoError("caption_grid needs as many images, captions and reference lists, and at least one")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars
+from gato_mini.reports.tables import offline_text
 
 
 def _num(x: Any, fmt: str = "{:.1f}") -> str:
@@ -35,8 +36,6 @@ def _relative(path: str, out: Path) -> str:
 
 def score_rows(tasks: list[dict[str, Any]]) -> list[str]:
     """Markdown rows of the score table, one per evaluated task."""
-    from gato_mini.reports.tables import offline_text
-
     rows = ["| task | kind | raw score | normalized (0 baseline, 100 expert) | random | best constant "
             "| expert | metrics |",
             "|---|---|---|---|---|---|---|---|"]

@@ -6,21 +6,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from gato_mini.collect import measure_reference
 from gato_mini.config import NAMED_SIZES, SPECIAL_TOKENS, GatoConfig
+from gato_mini.envs.registry import HUMAN_SOURCE, TASKS, get_task, save_reference
 from gato_mini.errors import GatoError
+from gato_mini.model.model import count_params
+from gato_mini.reports.aggregate import aggregate_summaries
+from gato_mini.terminal import progress_bar, terminal
 from gato_mini.tokenizers import TextTokenizer, Vocab
-
-PIPED_WIDTH = 200  # columns of a table or bar written to a file or a pipe
-
-
-def terminal(console: Console | None = None) -> Console:
-    """The console gato-mini's tables and bars print to. Piped or redirected output gets
-    :data:`PIPED_WIDTH` columns, never rich's 80, so a table line stays whole (``gato-mini tasks |
-    grep atari-breakout`` finds it) and a log keeps the bars' times."""
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, PIPED_WIDTH)
-    return console
 
 
 def name_column(table: Table, header: str, names: list[str], **kw) -> None:  # noqa: ANN003
@@ -64,7 +57,7 @@ def print_sizes(console: Console | None = None) -> None:
         cfg = GatoConfig.from_name(name)
         table.add_row(name, str(cfg.n_layer), str(cfg.n_embd), str(cfg.n_head),
                       str(cfg.intermediate_size), str(cfg.block_size), str(cfg.text_vocab_size),
-                      f"{cfg.num_params() / 1e6:.1f}M")
+                      f"{count_params(cfg) / 1e6:.1f}M")
     terminal(console).print(table)
 
 
@@ -74,8 +67,6 @@ def _ref(ref) -> str:
 
 def print_tasks(console: Console | None = None) -> None:
     """Every registered task: observation fields, action space, step cap, reference scores."""
-    from gato_mini.envs.registry import TASKS
-
     table = Table(title="gato-mini tasks (references: mean ± sd return, measured by `gato-mini scores`)")
     name_column(table, "task / env", [n for t in TASKS.values() for n in (t.name, t.env_id)])
     for col in ("observation", "action", "step cap", "random", "expert"):
@@ -97,9 +88,6 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
                  progress: bool, console: Console | None = None,
                  kinds: tuple[str, ...] = ("random", "expert", "constant")) -> None:
     """Measure reference scores now (random, expert, best constant action) beside the stored ones."""
-    from gato_mini.collect import measure_reference
-    from gato_mini.envs.registry import TASKS, get_task, save_reference
-
     names = list(TASKS) if names == ["all"] else names
     tasks = [get_task(n) for n in names]  # unknown names fail before any work
     if set(kinds) == {"constant"} and names != list(TASKS):
@@ -154,34 +142,6 @@ def print_prepare(result, console: Console | None = None) -> None:  # noqa: ANN0
     if result.build_seconds > 0:
         console.print(f"tokenized {result.built_tokens:,} tokens in {result.build_seconds:.1f} s of work "
                       f"({result.built_tokens / result.build_seconds:,.0f} tokens/s per process)")
-
-
-def progress_bar(*fields: str, enabled: bool = True, remaining: bool = False,  # noqa: ANN201 (a Progress)
-                 console: Console | None = None):
-    """gato-mini's progress bars: the task's name, a bar that takes the room left, done/total, then
-    ``fields`` (rich format strings of the task) and the elapsed (and remaining) time. Names, counts and
-    times are never wrapped or cut, at 80 columns or piped (:func:`terminal`); the bar shrinks instead."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.table import Column
-
-    def fixed() -> Column:
-        return Column(no_wrap=True)
-
-    columns = [TextColumn("{task.description}", table_column=fixed()),
-               BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=5)),
-               MofNCompleteColumn(table_column=fixed()),
-               *(TextColumn(f, table_column=fixed()) for f in fields),
-               TimeElapsedColumn(table_column=fixed())]
-    if remaining:
-        columns.append(TimeRemainingColumn(table_column=fixed()))
-    return Progress(*columns, console=terminal(console), expand=True, disable=not enabled)
 
 
 def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
@@ -246,9 +206,6 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
 def print_aggregates(summaries: list[dict], console: Console | None = None) -> None:
     """Mean, median and IQM over tasks of the normalized (and, for Atari, human-normalized) scores,
     each with its 95% stratified bootstrap interval; nothing when no task has a normalized score."""
-    from gato_mini.envs.registry import HUMAN_SOURCE
-    from gato_mini.reports.aggregate import aggregate_summaries
-
     agg = aggregate_summaries(summaries)
     rows = [(k, agg[k]) for k in ("normalized", "human_normalized") if agg[k]["tasks"]]
     if not rows:

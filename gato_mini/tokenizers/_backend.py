@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from gato_mini.errors import TokenizationError
+
 Array = Any  # np.ndarray | torch.Tensor
 
 
@@ -71,8 +73,6 @@ def item(x: Array, index: tuple[int, ...]) -> Any:
 
 def as_ids(ids: Any, what: str) -> Array:
     """Token ids as int64; anything but integers (floats, strings, objects) is a TokenizationError."""
-    from gato_mini.errors import TokenizationError
-
     x = as_array(ids)
     if not is_integer_dtype(x):
         raise TokenizationError(f"{what} ids must be integers, got dtype {x.dtype}")

@@ -31,6 +31,7 @@ import yaml
 
 from gato_mini.config import GatoConfig
 from gato_mini.data.datacfg import (
+    DATA_KEYS,
     RUN_OUT,
     DataConfig,
     default_root,
@@ -147,8 +148,6 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     """Check every section of a training config."""
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
-        from gato_mini.data.datacfg import DATA_KEYS
-
         if unknown[0] in DATA_KEYS:
             raise ConfigError(f"'{unknown[0]}' belongs under 'data:' in a training config "
                               f"(data: {{{unknown[0]}: ...}}); sections: {', '.join(SECTIONS)}")

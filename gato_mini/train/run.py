@@ -27,8 +27,10 @@ import lightning as L
 import torch
 
 from gato_mini.data.datamodule import GatoDataModule
+from gato_mini.data.minari_io import dataset_folder, iter_episodes, open_dataset, read_collection
 from gato_mini.data.prepare import refuse_other_layout
 from gato_mini.data.sources import Source
+from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
 from gato_mini.train.config import RunConfig, logger_names
@@ -152,8 +154,6 @@ def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, Ga
 
 def tasks_entry(run: RunConfig) -> dict[str, Any]:
     """What ``tasks.json`` says about the sources a model was trained on."""
-    from gato_mini.envs.registry import TASKS
-
     index = json.loads((Path(run.data.root) / "data.json").read_text())
     out: dict[str, Any] = {}
     for s in run.data.sources:
@@ -164,8 +164,6 @@ def tasks_entry(run: RunConfig) -> dict[str, Any]:
         if entry["options"].get("dataset") and entry.get("kind") == "episodes":
             # the dataset's own folder, absolute (a path or a Minari id), so eval (offline metrics,
             # prompts) works from any working directory
-            from gato_mini.data.minari_io import dataset_folder
-
             entry["options"]["dataset"] = str(dataset_folder(entry["options"]["dataset"]).parent.resolve())
         entry["val_fraction"] = run.data.val_fraction
         if s.name in TASKS:
@@ -193,8 +191,6 @@ def episodes_env(dataset: str | Path) -> dict[str, Any]:
     windows of 100 consecutive episodes, as in Gato Sec. 3.1), so eval needs neither the working
     directory nor the original config."""
     import numpy as np
-
-    from gato_mini.data.minari_io import iter_episodes, open_dataset, read_collection
 
     ds = open_dataset(dataset)
     spec = ds.spec.env_spec
