@@ -41,7 +41,7 @@ from gato_mini.data.datacfg import parse_data_config  # noqa: E402
 from gato_mini.data.datamodule import GatoDataModule  # noqa: E402
 from gato_mini.data.prepare import prepare, shard_dir  # noqa: E402
 from gato_mini.data.shards import Shard  # noqa: E402
-from gato_mini.data.sources import Source  # noqa: E402
+from gato_mini.data.sources import make_source  # noqa: E402
 from gato_mini.tokenizers import TextTokenizer  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def bench_prepare(tmp: Path, cfg: GatoConfig) -> dict:
     assert {r.status for r in again.sources} == {"up to date"}
     # baseline: the bare BPE encoder over the pydoc text
     tok = TextTokenizer.load(data.root / "tokenizer.json", cfg)
-    docs = list(Source(data.source("text-pydoc")).texts())
+    docs = list(make_source(data.source("text-pydoc")).texts())
     t0 = time.perf_counter()
     n = sum(len(ids) for ids in tok.encode_batch(docs))
     out["text_encode_tokens_per_s"] = round(n / (time.perf_counter() - t0))

@@ -37,8 +37,7 @@ import numpy as np
 from gymnasium import spaces
 
 from gato_mini.data import shapes
-from gato_mini.data.datacfg import KIND_OPTIONS, SourceConfig
-from gato_mini.data.sources import Source
+from gato_mini.data.sources import KINDS, source_of
 from gato_mini.errors import GatoError
 
 #: Characters a sampled caption may hold (``action_space.sample()``); ``step`` accepts any string.
@@ -113,15 +112,15 @@ def score_captions(captions: Sequence[str], references: Sequence[Sequence[str]])
 def caption_items(kind: str, options: dict[str, Any] | None = None, split: str = "val",
                   val_fraction: float = 0.05) -> list[CaptionItem]:
     """The images of one split of a caption source, each with all of its references."""
-    if kind not in ("caption-shapes", "caption-digits", "caption-folder"):
+    if kind not in KINDS or KINDS[kind].group != "captions":
         raise GatoError(f"{kind!r} is not a caption source kind")
-    opts = {**KIND_OPTIONS[kind], **(options or {})}
-    if kind == "caption-shapes":
+    source = source_of(kind, kind, options)
+    opts = source.opt
+    if kind == "caption-shapes":  # a scene has several true captions; the source yields one of them
         n = opts["count"] if split == "train" else opts["val_count"]
         scenes = [shapes.make_scene(i, split, opts["seed"]) for i in range(n)]
         return [CaptionItem(f"{split}/{i}", lambda s=s: s.image, s.references) for i, s in enumerate(scenes)]
     grouped: dict[str, tuple[Callable[[], np.ndarray], list[str]]] = {}
-    source = Source(SourceConfig(kind, kind, 1.0, opts))
     for key, load, text in source.image_captions(split, val_fraction, Counter()):
         image_key = key.rsplit("#", 1)[0]
         grouped.setdefault(image_key, (load, []))[1].append(text)

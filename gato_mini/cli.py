@@ -224,6 +224,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
                    help="task or source to evaluate: a control task (plays it), a caption source "
                         "(captions its held-out images), a text or chat source (held-out perplexity); "
                         "repeat for several")
+    # The defaults are agent.eval_common.EVAL_DEFAULTS (not imported here: --help stays fast); a test
+    # checks this text against them.
     p.add_argument("--episodes", type=int, help="episodes per control task (default: 10); images per "
                    "caption task (default: every held-out image)")
     p.add_argument("--num-envs", type=int, help="environments run at once (default: 4; 16 for captions)")
@@ -253,7 +255,8 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gato_mini.agent.evaluate import evaluate_task, source_entry, write_json
+    from gato_mini.agent.eval_common import EVAL_DEFAULTS, source_group, write_json
+    from gato_mini.agent.evaluate import evaluate_task
     from gato_mini.model.export import load_model
     from gato_mini.reports.tables import eval_progress, print_eval
 
@@ -263,16 +266,16 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise GatoError(f"--step-timeout must be 0 (no limit) or a positive number of seconds, "
                         f"got {args.step_timeout}")
     model, tokenizer, tasks = load_model(args.model)
-    kinds = {task: source_entry(tasks, task).get("kind", "") for task in args.task}  # unknown ones fail first
+    groups = {task: source_group(tasks, task) for task in args.task}  # unknown ones fail first
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
     reports = []
     with eval_progress(not args.no_progress) as bar:
         for k, task in enumerate(args.task):
-            caption = kinds[task].startswith("caption")
-            episodes = args.episodes if args.episodes is not None else (0 if caption else 10)
-            num_envs = args.num_envs if args.num_envs is not None else (16 if caption else 4)
-            total = episodes if kinds[task] == "episodes" or (caption and episodes) else None
-            control = kinds[task] == "episodes"
+            caption, control, defaults = groups[task] == "captions", groups[task] == "actions", \
+                EVAL_DEFAULTS[groups[task]]
+            episodes = args.episodes if args.episodes is not None else defaults["episodes"]
+            num_envs = args.num_envs if args.num_envs is not None else defaults["num_envs"]
+            total = episodes if control or (caption and episodes) else None
             first = "episodes, mean return -" if control else ("images" if caption else "batches of text")
             bar_task = bar.add_task(task, total=total, note=first)
             done: list[float] = []
@@ -334,7 +337,7 @@ def _run_caption(args: argparse.Namespace) -> None:
 
     if args.samples < 1:
         raise GatoError(f"--samples must be at least 1, got {args.samples}")
-    from gato_mini.agent.evaluate import caption_image_size
+    from gato_mini.agent.eval_captions import caption_image_size
 
     model, tokenizer, tasks = load_model(args.model)
     if args.image_size is not None and args.image_size < 1:

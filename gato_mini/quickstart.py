@@ -35,7 +35,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from gato_mini.agent.evaluate import evaluate_task, write_json
+from gato_mini.agent.eval_common import EVAL_DEFAULTS, source_group, write_json
+from gato_mini.agent.evaluate import evaluate_task
 from gato_mini.agent.prompting import ChatSession, Sampling
 from gato_mini.collect import run_episodes
 from gato_mini.data.datacfg import read_config_file, resolve_config
@@ -75,7 +76,7 @@ class Plan:
 
     collect: dict[str, dict[str, int]]
     eval_episodes: int = 8
-    eval_num_envs: int = 4
+    eval_num_envs: int = EVAL_DEFAULTS["actions"]["num_envs"]
     eval_max_steps: dict[str, int] = field(default_factory=dict)
     caption_images: int = 96
     chat: list[str] = field(default_factory=list)
@@ -112,7 +113,8 @@ class Plan:
         chat = raw.get("chat") or []
         if not all(isinstance(c, str) and c.strip() for c in chat):
             raise ConfigError("quickstart.chat must be a list of non-empty prompts")
-        return cls(collect, int(ev.get("episodes", 8)), int(ev.get("num_envs", 4)),
+        envs = int(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]))
+        return cls(collect, int(ev.get("episodes", 8)), envs,
                    {k: int(v) for k, v in (ev.get("max_steps") or {}).items()},
                    int(ev.get("caption_images", 96)), list(chat), float(raw.get("reserve_minutes", 3.0)))
 
@@ -376,18 +378,18 @@ class Quickstart:
                 [t for t in tasks["sources"] if t not in p.collect]
         with eval_progress(self.progress) as bar:
             for task in order:
-                kind = tasks["sources"][task]["kind"]
-                caption = kind.startswith("caption")
+                group = source_group(tasks, task)
+                caption, control = group == "captions", group == "actions"
                 episodes = p.caption_images if caption else p.eval_episodes
-                bar_task = bar.add_task(task, total=episodes if kind == "episodes" or caption else None,
-                                        note="episodes" if kind == "episodes" else
+                bar_task = bar.add_task(task, total=episodes if control or caption else None,
+                                        note="episodes" if control else
                                         ("images" if caption else "batches of text"))
                 cap = p.eval_max_steps.get(task)
                 video = str(self.out / f"{task}.gif") if atari and task == atari[0] else None
                 report = evaluate_task(model, tok, tasks, task, episodes,
-                                       16 if caption else p.eval_num_envs, seed=1000,
-                                       prompt_dataset=str(p.dataset(self.out, task))
-                                       if kind == "episodes" and task in p.collect else None,
+                                       EVAL_DEFAULTS["captions"]["num_envs"] if caption else p.eval_num_envs,
+                                       seed=1000, prompt_dataset=str(p.dataset(self.out, task))
+                                       if control and task in p.collect else None,
                                        max_steps=cap, video=video,
                                        progress=lambda r, t=bar_task: bar.update(t, advance=1),
                                        samples=str(self.out / f"{task}-samples.png") if caption else None,

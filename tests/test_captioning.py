@@ -21,9 +21,8 @@ from gato_mini.agent.evaluate import evaluate_task
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import measure_reference, run_episodes
 from gato_mini.config import GatoConfig
-from gato_mini.data.datacfg import SourceConfig
 from gato_mini.data.shapes import parse_caption
-from gato_mini.data.sources import Source
+from gato_mini.data.sources import SourceConfig, make_source
 from gato_mini.envs.caption import CaptionEnv, caption_items, exact_match, score_captions, sentence_bleu
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import GatoError
@@ -163,7 +162,7 @@ def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -
     for name, kind, path in (("notes", "text", caption_model / "notes"),
                              ("chats", "chat-jsonl", caption_model / "chats.jsonl")):
         ppl = report[name]
-        source = Source(SourceConfig(name, kind, 1.0, {"path": str(path)}))
+        source = make_source(SourceConfig(name, kind, 1.0, {"path": str(path)}))
         units = source.units("val", CFG, tok, 0.5, Counter())
         targets = sum(int(seq.targets[1:].sum()) for _, seq in units)
         assert ppl["tokens"] == targets > 0  # exactly the held-out tokens training puts a loss on
@@ -173,7 +172,7 @@ def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -
 def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> None:
     model, tok, tasks = load_model(caption_model / "model")
     report = evaluate_task(model, tok, tasks, "notes", 0, 1)
-    units = list(Source(SourceConfig("notes", "text", 1.0, {"path": str(caption_model / "notes")}))
+    units = list(make_source(SourceConfig("notes", "text", 1.0, {"path": str(caption_model / "notes")}))
                  .units("val", CFG, tok, 0.5, Counter()))
     nll, n, n_bytes = 0.0, 0, 0
     for _, seq in units:

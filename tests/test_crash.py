@@ -258,8 +258,8 @@ def test_an_exception_inside_training_saves_a_checkpoint_to_resume_from(config, 
     run = load_run_config(config, ["--train.out", str(tmp_path / "boom"), "--train.record_batches", "false"])
     real_build = run_module.build
 
-    def build(run, progress=True):
-        trainer, lit, dm = real_build(run, progress)
+    def build(run, progress=True, **kw):
+        trainer, lit, dm = real_build(run, progress, **kw)
         trainer.callbacks.append(Boom())
         return trainer, lit, dm
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from gato_mini.agent.evaluate import demonstration_prompt
+from gato_mini.agent.eval_control import demonstration_prompt
 from gato_mini.cli import main
 from gato_mini.collect import run_episodes
 from gato_mini.config import GatoConfig

@@ -119,3 +119,15 @@ def test_the_layering_test_sees_an_upward_import(tmp_path: Path) -> None:
     found = _imports(bad, "gato_mini.data.bad")
     assert found == [("gato_mini.envs.registry", 2, True, "    from gato_mini.envs.registry import TASKS")]
     assert _layer(found[0][0]) > _layer("gato_mini.data.bad")
+
+
+def test_the_eval_help_states_the_eval_defaults() -> None:
+    """``gato-mini eval --help`` names the defaults without importing the evaluators; they must agree."""
+    from gato_mini.agent.eval_common import EVAL_DEFAULTS
+    from gato_mini.cli import build_parser
+
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["eval"].format_help().split())
+    assert f"control task (default: {EVAL_DEFAULTS['actions']['episodes']})" in text
+    assert f"(default: {EVAL_DEFAULTS['actions']['num_envs']}; {EVAL_DEFAULTS['captions']['num_envs']} for" \
+        in text
+    assert EVAL_DEFAULTS["captions"]["episodes"] == 0 and "every held-out image" in text

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,13 +87,22 @@ def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray
         raise FileFormatError(f"{prefix}cannot read image {path}: {exc}") from None
 
 
-def digit_captions(size: int = 32) -> Iterator[tuple[str, np.ndarray, str]]:
-    """scikit-learn's 1,797 8x8 handwritten digits, upscaled to ``size``, captioned by name."""
+def _load_digits() -> Any:
     try:
         from sklearn.datasets import load_digits
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         raise FileFormatError("caption-digits needs scikit-learn (pip install scikit-learn)") from None
-    digits = load_digits()
+    return load_digits()
+
+
+def digit_count() -> int:
+    """How many digits scikit-learn ships (1,797)."""
+    return len(_load_digits().target)
+
+
+def digit_captions(size: int = 32) -> Iterator[tuple[str, np.ndarray, str]]:
+    """scikit-learn's 1,797 8x8 handwritten digits, upscaled to ``size``, captioned by name."""
+    digits = _load_digits()
     for i, (img, label) in enumerate(zip(digits.images, digits.target, strict=True)):
         px = np.clip(np.rint(img * (255.0 / 16.0)), 0, 255).astype(np.uint8)
         px = image.resize(px[..., None], (size, size))[..., 0]  # nearest-neighbour upscaling

@@ -15,9 +15,10 @@ A YAML file holds either the data section alone or a training config with
         chat-chatterbot: {weight: 0.5}
         my-photos: {kind: caption-folder, path: data/photos, weight: 0.5}
 
-A source is a built-in name (a task from ``gato-mini tasks``, or one of
-:data:`BUILTIN_SOURCES`) or any name with an explicit ``kind``. Unknown keys,
-unknown sources and bad weights are :class:`ConfigError`.
+A source is a built-in name (a task from ``gato-mini tasks``, or a source kind's
+``builtin`` name: :func:`~gato_mini.data.sources.builtin_names`) or any name
+with an explicit ``kind``. Unknown keys, unknown sources and bad weights are
+:class:`ConfigError`.
 
 **One rule for paths**: every relative path, in a config file or on the command
 line, is relative to the current directory. A config is named by a path or by
@@ -40,35 +41,11 @@ import yaml
 
 from gato_mini.catalog import BUILTIN_TASKS, task_dataset
 from gato_mini.config import GatoConfig
+from gato_mini.data.sources import KINDS, SourceConfig, builtin_names
 from gato_mini.errors import ConfigError
 
-#: Options each source kind accepts, with defaults (``None``: required or derived).
-KIND_OPTIONS: dict[str, dict[str, Any]] = {
-    "episodes": {"dataset": None, "image_size": None, "max_episodes": None},
-    "caption-shapes": {"count": 20000, "val_count": 500, "seed": 0},
-    "caption-folder": {"path": None, "image_size": [64, 64]},
-    "caption-digits": {"image_size": 32},
-    "text-pydoc": {"docstrings": True, "max_modules": None},
-    "text": {"path": None},
-    "chat-chatterbot": {"language": "english"},
-    "chat-jsonl": {"path": None},
-}
-#: Built-in source names that are not tasks, and their kind.
-BUILTIN_SOURCES = {"caption-shapes": "caption-shapes", "caption-digits": "caption-digits",
-                   "text-pydoc": "text-pydoc", "chat-chatterbot": "chat-chatterbot"}
-_REQUIRED_PATH = {"caption-folder", "text", "chat-jsonl"}
 DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
               "seed", "workers", "val_windows", "sources"}
-
-
-@dataclass
-class SourceConfig:
-    """One source of the mixture."""
-
-    name: str
-    kind: str
-    weight: float
-    options: dict[str, Any]
 
 
 @dataclass
@@ -112,33 +89,30 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if not math.isfinite(weight) or weight < 0:
         raise ConfigError(f"source '{name}': weight must be a finite number >= 0, got {weight}")
     kind = raw.pop("kind", None)
-    tasks = list(BUILTIN_TASKS)
     if kind is None:
-        if name in BUILTIN_SOURCES:
-            kind = BUILTIN_SOURCES[name]
-        elif name in tasks:
-            kind = "episodes"
-        else:
-            known = list(BUILTIN_SOURCES) + tasks
+        kind = builtin_names().get(name)
+        if kind is None:
+            known = list(builtin_names())
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; built-in sources: {', '.join(known)}"
             raise ConfigError(f"unknown source '{name}' (give it a 'kind' if it is your own){hint}")
-    if kind not in KIND_OPTIONS:
-        close = difflib.get_close_matches(str(kind), list(KIND_OPTIONS), n=1)
+    if kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
         hint = f"did you mean '{close[0]}'? known" if close else "known"
-        raise ConfigError(f"source '{name}': unknown kind '{kind}'; {hint}: {', '.join(KIND_OPTIONS)}")
-    allowed = KIND_OPTIONS[kind]
+        raise ConfigError(f"source '{name}': unknown kind '{kind}'; {hint}: {', '.join(KINDS)}")
+    allowed = KINDS[kind].options
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"source '{name}': unknown option(s) {', '.join(unknown)} for kind '{kind}'; "
                           f"allowed: weight, kind, {', '.join(allowed)}")
     opts = {**allowed, **raw}
     if kind == "episodes" and opts["dataset"] is None:
-        if name not in tasks:
+        if name not in BUILTIN_TASKS:
             raise ConfigError(f"source '{name}': kind 'episodes' needs 'dataset' (a Minari dataset folder)")
         opts["dataset"] = str(task_dataset(episodes, name))
-    if kind in _REQUIRED_PATH and not opts["path"]:
-        raise ConfigError(f"source '{name}': kind '{kind}' needs 'path'")
+    for key in KINDS[kind].required:
+        if not opts[key]:
+            raise ConfigError(f"source '{name}': kind '{kind}' needs '{key}'")
     for key in ("count", "val_count", "max_episodes", "max_modules"):
         v = opts.get(key)
         if v is not None and (not isinstance(v, int) or v < 0):

@@ -93,7 +93,8 @@ class GatoDataModule(L.LightningDataModule):
     """Mixture DataModule (see the module docstring)."""
 
     def __init__(self, data: DataConfig | str | Path, cfg: GatoConfig | None = None, batch_size: int = 16,
-                 num_workers: int = 0, prepare: bool = True, progress: bool = True) -> None:
+                 num_workers: int = 0, prepare: bool = True, progress: bool = True,
+                 checked: bool = False) -> None:
         super().__init__()
         if not isinstance(data, DataConfig):
             data, file_cfg = load_data_config(data)
@@ -102,7 +103,7 @@ class GatoDataModule(L.LightningDataModule):
             raise ValueError("a model config is needed to build batches")
         self.data, self.cfg = data, cfg
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.run_prepare, self.progress = prepare, progress
+        self.run_prepare, self.progress, self.checked = prepare, progress, checked
         self.train_sampler: WindowSampler | None = None
         self.val_sampler: WindowSampler | None = None
         self.no_val: list[str] = []
@@ -114,7 +115,7 @@ class GatoDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.run_prepare:
-            print(prepare(self.data, self.cfg, progress=self.progress).summary())
+            print(prepare(self.data, self.cfg, progress=self.progress, checked=self.checked).summary())
 
     def setup(self, stage: str | None = None) -> None:
         self.train_sampler = open_sampler(self.data, self.cfg, "train")

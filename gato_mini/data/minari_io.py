@@ -220,9 +220,10 @@ def dataset_fields(dataset: Any) -> tuple[dict[str, FieldSpec], FieldSpec]:
     return observation_fields(dataset.observation_space), action_field(dataset.action_space)
 
 
-def iter_episodes(path: str | Path) -> Iterator[Episode]:
-    """Every episode of a local Minari dataset, with observations as dicts of arrays."""
-    dataset = open_dataset(path)
+def iter_episodes(path: str | Path, dataset: Any = None) -> Iterator[Episode]:
+    """Every episode of a local Minari dataset, with observations as dicts of arrays (``dataset``: the one
+    :func:`open_dataset` gave for ``path`` already, so it is not opened again)."""
+    dataset = open_dataset(path) if dataset is None else dataset
     dataset_fields(dataset)  # refuse unsupported spaces before reading anything
     obs_space = dataset.observation_space
     try:

@@ -30,9 +30,8 @@ from typing import Any
 
 from gato_mini.config import SPECIAL_TOKENS, GatoConfig
 from gato_mini.data.datacfg import DataConfig, SourceConfig
-from gato_mini.data.minari_io import open_dataset
 from gato_mini.data.shards import FORMAT, ShardWriter, layout, read_meta
-from gato_mini.data.sources import TEXT_KINDS, Source
+from gato_mini.data.sources import Source, make_source
 from gato_mini.errors import ConfigError
 from gato_mini.procs import die_with_parent
 from gato_mini.terminal import progress_bar
@@ -108,8 +107,7 @@ def _tokenizer(data: DataConfig, cfg: GatoConfig, sources: list[Source], say: Ca
         if not path.is_file() or file_sha256(path) != file_sha256(Path(data.tokenizer)):
             path.write_bytes(Path(data.tokenizer).read_bytes())
         return path, False
-    text_sources = sorted((s for s in sources if s.kind in TEXT_KINDS or s.kind.startswith("caption")),
-                          key=lambda s: s.name)
+    text_sources = sorted((s for s in sources if s.trains_tokenizer), key=lambda s: s.name)
     fp = _digest({"vocab": cfg.text_vocab_size, "specials": SPECIAL_TOKENS, "version": TOKENIZER_VERSION,
                   "sources": [[s.name, s.fingerprint()] for s in text_sources]})
     meta = root / "tokenizer.meta.json"
@@ -147,12 +145,14 @@ def _init_worker(queue: Any) -> None:
 
 
 
-def _build(config: SourceConfig, cfg_dict: dict[str, Any], tokenizer: str, root: str, fingerprint: str,
-           val_fraction: float) -> SourceReport:
-    """Tokenize one source, both splits (runs in a worker process or inline)."""
+def _build(config: SourceConfig | Source, cfg_dict: dict[str, Any], tokenizer: str, root: str,
+           fingerprint: str, val_fraction: float) -> SourceReport:
+    """Tokenize one source, both splits (in a worker process, from its config; or inline, from the
+    parent's :class:`Source`, so its inputs are opened once per prepare)."""
     t0 = time.perf_counter()
     cfg = GatoConfig.from_dict(cfg_dict)
-    source = Source(config)
+    source = config if isinstance(config, Source) else make_source(config)
+    config = source.config
     tok = TextTokenizer.load(tokenizer, cfg)
     report = SourceReport(config.name, "built")
     skips: Counter = Counter()
@@ -177,17 +177,6 @@ def _build(config: SourceConfig, cfg_dict: dict[str, Any], tokenizer: str, root:
     return report
 
 
-def _expected_units(source: Source) -> int | None:
-    if source.kind == "caption-shapes":
-        return source.opt["count"] + source.opt["val_count"]
-    if source.kind == "caption-digits":
-        return 1797
-    if source.kind == "episodes":
-        n = open_dataset(source.opt["dataset"]).total_episodes
-        return min(n, source.opt["max_episodes"]) if source.opt["max_episodes"] is not None else n
-    return None
-
-
 def source_fingerprint(source: Source, cfg: GatoConfig, tokenizer_sha: str, val_fraction: float) -> str:
     """The digest a source's shards are stamped with."""
     return _digest({"format": FORMAT, "source": source.fingerprint(), "layout": layout(cfg),
@@ -195,11 +184,12 @@ def source_fingerprint(source: Source, cfg: GatoConfig, tokenizer_sha: str, val_
 
 
 def prepare(data: DataConfig, cfg: GatoConfig, progress: bool = True, force: bool = False,
-            say: Callable[[str], None] = print) -> PrepareResult:
-    """Build whatever is missing or stale under ``data.root``; see the module docstring."""
+            say: Callable[[str], None] = print, checked: bool = False) -> PrepareResult:
+    """Build whatever is missing or stale under ``data.root``; see the module docstring. ``checked``:
+    the caller has checked the sources' inputs already (``train`` does, before Lightning starts)."""
     root = Path(data.root)
-    sources = [Source(s) for s in data.sources]
-    for s in sources:
+    sources = [make_source(s) for s in data.sources]
+    for s in sources if not checked else ():
         s.check()  # missing inputs fail before anything is written
     root.mkdir(parents=True, exist_ok=True)
     tok_path, trained = _tokenizer(data, cfg, sources, say)
@@ -231,12 +221,12 @@ def _run_builds(todo: list[tuple[Source, str]], cfg: GatoConfig, tok_path: Path,
     workers = min(data.workers, len(todo))
     bar = progress_bar("units", enabled=progress)
     with bar:
-        tasks = {s.name: bar.add_task(s.name, total=_expected_units(s)) for s, _ in todo}
+        tasks = {s.name: bar.add_task(s.name, total=s.expected_units()) for s, _ in todo}
         if workers <= 1:
             out = []
-            for a in args:
+            for (source, _), a in zip(todo, args, strict=True):
                 _init_worker(None)
-                out.append(_build(*a))
+                out.append(_build(source, *a[1:]))
                 done = sum(out[-1].units.values())
                 bar.update(tasks[a[0].name], completed=done, total=done)
             return out
@@ -285,13 +275,18 @@ def _other_layout(index: dict[str, Any], cfg: GatoConfig) -> str:
     return ", ".join(f"{k}={theirs.get(k)}" for k in mine if theirs.get(k) != mine[k])
 
 
-def refuse_other_layout(data: DataConfig, cfg: GatoConfig) -> None:
-    """Before training: existing shards under ``data.root`` built for another id layout or
-    tokenizer are an error (training never silently rebuilds another run's data)."""
+def check_shards(data: DataConfig, cfg: GatoConfig, prepared: bool = True) -> str | None:
+    """The one check of shards against a model config: shards under ``data.root`` built for another id
+    layout or tokenizer are a :class:`ConfigError` (training never silently rebuilds or reads another
+    run's data). ``prepared=False`` (before ``prepare``): a folder with no shards yet passes. With
+    ``prepared=True`` the shards must exist, hold every source and match ``tokenizer.json``; returns
+    its path."""
     root = Path(data.root)
     index_path = root / "data.json"
     if not index_path.is_file():
-        return
+        if not prepared:
+            return None
+        raise ConfigError(f"no prepared data in {root}; run `gato-mini prepare --config ...` first")
     index = json.loads(index_path.read_text())
     was = _other_layout(index, cfg)
     if was:
@@ -300,18 +295,8 @@ def refuse_other_layout(data: DataConfig, cfg: GatoConfig) -> None:
     if data.tokenizer is not None and file_sha256(Path(data.tokenizer)) != index.get("tokenizer_sha256"):
         raise ConfigError(f"the shards in {root} were built with another tokenizer than {data.tokenizer}; "
                           "point data.root elsewhere or rebuild them with `gato-mini prepare --force`")
-
-
-def check_shards(data: DataConfig, cfg: GatoConfig) -> str:
-    """Raise :class:`ConfigError` if the shards were built for another tokenizer or id layout."""
-    root = Path(data.root)
-    index_path = root / "data.json"
-    if not index_path.is_file():
-        raise ConfigError(f"no prepared data in {root}; run `gato-mini prepare --config ...` first")
-    index = json.loads(index_path.read_text())
-    was = _other_layout(index, cfg)
-    if was:
-        raise ConfigError(f"the shards in {root} were built for another model config ({was}); re-run prepare")
+    if not prepared:
+        return None
     tok = root / "tokenizer.json"
     if not tok.is_file() or file_sha256(tok) != index["tokenizer_sha256"]:
         raise ConfigError(f"{tok} is not the tokenizer the shards in {root} were built with; re-run prepare")

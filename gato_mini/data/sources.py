@@ -1,20 +1,24 @@
 """Sources: each kind of data, read and turned into `TokenSequence` units.
 
-A :class:`Source` wraps one :class:`~gato_mini.data.datacfg.SourceConfig` and
-knows four things: how it is sampled (``mode``), what it depends on
-(``fingerprint``, used to skip work on unchanged inputs), its text (to train the
-tokenizer) and its units (one sequence per episode, caption, document or
-conversation) for the ``train`` or ``val`` split.
+A source kind is one class here, a subclass of :class:`Source`, and holds all
+that the rest of gato-mini needs to know of it:
 
-Sampling modes (see :mod:`gato_mini.data.windows`):
+* ``options``: what a config may set, with defaults (``required``: must be set);
+* ``builtin``: source names that need no ``kind`` (``caption-shapes``, the tasks);
+* ``mode``: how windows are sampled (:mod:`gato_mini.data.windows`):
+  ``episode`` (timestep boundaries; prompts may be prepended), ``pack`` (whole
+  units packed into a window: captions, conversations) or ``stream``
+  (documents end to end, windows at any offset);
+* ``group``: its loss group in training logs and the evaluator it gets:
+  ``actions`` (control), ``captions`` or ``text`` (perplexity);
+* ``fingerprint`` (what its units depend on, to skip work on unchanged inputs),
+  ``texts`` (to train the tokenizer), ``units`` (one sequence per episode,
+  caption, document or conversation, per split) and ``expected_units``.
 
-* ``episode``: windows start on timestep boundaries; prompts may be prepended.
-* ``pack``: whole units (captions, conversations) packed into a window.
-* ``stream``: documents joined end to end, windows at any offset (text).
-
-Splits: caption-shapes has its own compositional held-out split; every other
-source holds out the units whose key hashes below ``val_fraction`` (stable when
-units are added or reordered), at least one unit when it has two or more.
+A new kind is one new class with ``@kind``. Splits: caption-shapes has its own
+compositional held-out split; every other source holds out the units whose key
+hashes below ``val_fraction`` (stable when units are added or reordered), at
+least one unit when it has two or more.
 """
 
 from __future__ import annotations
@@ -24,17 +28,16 @@ import platform
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from gato_mini.catalog import BUILTIN_TASKS
 from gato_mini.config import GatoConfig
 from gato_mini.data import captions, corpora, shapes
-from gato_mini.data.datacfg import SourceConfig
 from gato_mini.data.minari_io import dataset_fields, dataset_folder, iter_episodes, open_dataset
 from gato_mini.data.sequence import (
     TokenSequence,
@@ -44,14 +47,21 @@ from gato_mini.data.sequence import (
     episode_sequence,
 )
 from gato_mini.errors import FileFormatError
+from gato_mini.fields import FieldSpec
 from gato_mini.tokenizers.text import TextTokenizer
 
-MODES = {"episodes": "episode", "caption-shapes": "pack", "caption-folder": "pack",
-         "caption-digits": "pack", "text-pydoc": "stream", "text": "stream",
-         "chat-chatterbot": "pack", "chat-jsonl": "pack"}
-TEXT_KINDS = {"text-pydoc", "text", "chat-chatterbot", "chat-jsonl"}
-
 Unit = tuple[str, TokenSequence]
+ImageCaption = tuple[str, Callable[[], np.ndarray], str]
+
+
+@dataclass
+class SourceConfig:
+    """One source of the mixture: its name, kind, weight and options (defaults filled in)."""
+
+    name: str
+    kind: str
+    weight: float
+    options: dict[str, Any]
 
 
 def in_val(key: str, val_fraction: float) -> bool:
@@ -66,6 +76,11 @@ def val_keys(keys: list[str], val_fraction: float) -> set[str]:
     if not held and val_fraction > 0 and len(set(keys)) >= 2:
         held = {min(keys, key=lambda k: hashlib.sha1(k.encode("utf-8")).digest())}
     return held
+
+
+def _split(items: list[tuple[str, Any]], split: str, val_fraction: float) -> list[tuple[str, Any]]:
+    held = val_keys([k for k, _ in items], val_fraction)
+    return [(k, v) for k, v in items if (k in held) == (split == "val")]
 
 
 def _stat(path: Path) -> list[Any]:
@@ -86,13 +101,51 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-@dataclass
-class Source:
-    """One configured source (see the module docstring)."""
+#: Every source kind by name, in the order a config error lists them.
+KINDS: dict[str, type[Source]] = {}
 
-    config: SourceConfig
-    _items: list[tuple[str, Any]] | None = field(default=None, repr=False)
-    _skips: Counter = field(default_factory=Counter, repr=False)
+
+def kind(cls: type[Source]) -> type[Source]:
+    """Register a source kind (a class decorator)."""
+    KINDS[cls.name_of_kind] = cls
+    return cls
+
+
+def builtin_names() -> dict[str, str]:
+    """Every built-in source name and its kind, sources of their own before the tasks' episodes."""
+    out: dict[str, str] = {}
+    for k, cls in sorted(KINDS.items(), key=lambda kv: kv[1].group == "actions"):
+        for n in cls.builtin:
+            out.setdefault(n, k)
+    return out
+
+
+def make_source(config: SourceConfig) -> Source:
+    """The :class:`Source` of a config, of its kind's class."""
+    return KINDS[config.kind](config)
+
+
+def source_of(name: str, kind_name: str, options: dict[str, Any] | None = None) -> Source:
+    """A source from a kind and some options, the kind's defaults filling in the rest."""
+    cls = KINDS[kind_name]
+    return cls(SourceConfig(name, kind_name, 1.0, {**cls.options, **(options or {})}))
+
+
+class Source:
+    """One configured source (see the module docstring); subclasses are the kinds."""
+
+    name_of_kind: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {}
+    required: ClassVar[tuple[str, ...]] = ()
+    builtin: ClassVar[tuple[str, ...]] = ()
+    mode: ClassVar[str] = "pack"
+    group: ClassVar[str] = "text"
+    uses_text: bool = True  # whether its tokens depend on the text tokenizer
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self._items: list[tuple[str, Any]] | None = None
+        self._skips: Counter = Counter()
 
     @property
     def name(self) -> str:
@@ -103,145 +156,109 @@ class Source:
         return self.config.kind
 
     @property
-    def mode(self) -> str:
-        return MODES[self.kind]
-
-    @property
     def opt(self) -> dict[str, Any]:
         return self.config.options
 
     @property
-    def uses_text(self) -> bool:
-        """Whether its tokens depend on the text tokenizer (episodes: only with text fields)."""
-        if self.kind != "episodes":
-            return True
-        fields, _ = dataset_fields(open_dataset(self.opt["dataset"]))
-        return any(f.modality == "text" for f in fields.values())
+    def trains_tokenizer(self) -> bool:
+        """Whether its text goes into the text tokenizer (captions and text do; episodes do not)."""
+        return self.group != "actions"
 
     def check(self) -> None:
         """Fail early on a missing input file (before any work starts)."""
-        if self.kind == "episodes":
-            try:
-                open_dataset(self.opt["dataset"])
-            except FileFormatError as exc:
-                if "not found" not in str(exc):
-                    raise
-                hint = (f"; record it with `gato-mini collect --task {self.name} --episodes N --out "
-                        f"{Path(self.opt['dataset']).parent.parent}`" if self.name in BUILTIN_TASKS else "")
-                raise FileFormatError(f"source '{self.name}': {exc}{hint}") from None
-        elif self.kind == "caption-folder":
-            next(iter(captions.read_caption_metadata(self.opt["path"])), None)
-        elif self.kind in ("text", "chat-jsonl") and not Path(self.opt["path"]).exists():
-            raise FileFormatError(f"source '{self.name}': {self.opt['path']} not found")
+        path = self.opt.get("path")
+        if path is not None and not Path(path).exists():
+            raise FileFormatError(f"source '{self.name}': {path} not found")
+
+    def _input(self) -> Any:
+        """What the units depend on outside the options: files, a generator or a package version."""
+        return _stat(Path(self.opt["path"]))
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything the units depend on, except the tokenizer and the id layout."""
-        fp: dict[str, Any] = {"kind": self.kind, "options": self.opt}
-        if self.kind == "episodes":
-            fp["input"] = _stat(dataset_folder(self.opt["dataset"]))
-        elif self.kind in ("caption-folder", "text", "chat-jsonl"):
-            fp["input"] = _stat(Path(self.opt["path"]))
-        elif self.kind == "caption-shapes":
-            fp["input"] = shapes.GENERATOR_VERSION
-        elif self.kind == "caption-digits":
-            fp["input"] = _version("scikit-learn")
-        elif self.kind == "text-pydoc":
-            fp["input"] = [sys.version, platform.python_implementation()]
-        elif self.kind == "chat-chatterbot":
-            fp["input"] = _version("chatterbot-corpus")
-        return fp
-
-    # --- reading ---------------------------------------------------------------
-    def image_captions(self, split: str, val_fraction: float, skips: Counter
-                       ) -> Iterator[tuple[str, Callable[[], np.ndarray], str]]:
-        """(key, image loader, caption) of a caption source's split; a folder's keys end in ``#k``."""
-        if self.kind == "caption-shapes":
-            n = self.opt["count"] if split == "train" else self.opt["val_count"]
-            for i in range(n):
-                scene = shapes.make_scene(i, split, self.opt["seed"])
-                yield f"{split}/{i}", (lambda s=scene: s.image), scene.caption
-        elif self.kind == "caption-digits":
-            digits = list(captions.digit_captions(int(self.opt["image_size"])))
-            held = val_keys([d[0] for d in digits], val_fraction)
-            for key, img, text in digits:
-                if (key in held) == (split == "val"):
-                    yield key, (lambda im=img: im), text
-        else:
-            size = tuple(self.opt["image_size"])
-            entries = list(captions.read_caption_metadata(self.opt["path"], skips))
-            # Split by image, so that no held-out image has a caption in training.
-            held = val_keys([e.key.rsplit("#", 1)[0] for e in entries], val_fraction)
-            for e in entries:
-                if (e.key.rsplit("#", 1)[0] in held) == (split == "val"):
-                    yield e.key, (lambda e=e: captions.load_image(e.image_path, size, e.where)), e.caption
-
-    def _read(self, skips: Counter) -> list[tuple[str, Any]]:
-        """Every (key, document or messages), read once per Source (both splits use it)."""
-        if self._items is None:
-            read_skips: Counter = Counter()
-            if self.kind == "text-pydoc":
-                items = corpora.pydoc_documents(self.opt["docstrings"], self.opt["max_modules"])
-            elif self.kind == "text":
-                items = corpora.read_text_documents(self.opt["path"], read_skips)
-            elif self.kind == "chat-chatterbot":
-                items = corpora.chatterbot_conversations(self.opt["language"])
-            else:
-                items = corpora.read_chat_jsonl(self.opt["path"], read_skips)
-            self._items, self._skips = list(items), read_skips
-        skips.update(self._skips)
-        return self._items
-
-    def _documents(self, skips: Counter) -> list[tuple[str, str]]:
-        return self._read(skips)
-
-    def _chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
-        return self._read(skips)
+        return {"kind": self.kind, "options": self.opt, "input": self._input()}
 
     def texts(self) -> Iterator[str]:
-        """Text for training the tokenizer: documents, conversations, captions."""
-        skips: Counter = Counter()
-        if self.kind in ("text-pydoc", "text"):
-            for _, doc in self._documents(skips):
-                yield doc
-        elif self.kind in ("chat-chatterbot", "chat-jsonl"):
-            for _, msgs in self._chats(skips):
-                yield from (m["content"] for m in msgs)
-        elif self.kind == "caption-folder":
-            for e in captions.read_caption_metadata(self.opt["path"], skips):
-                yield e.caption
-        elif self.kind == "caption-shapes":
-            for i in range(min(self.opt["count"], 2000)):  # the wording is small; a sample covers it
-                yield shapes.make_scene(i, "train", self.opt["seed"]).caption
-        elif self.kind == "caption-digits":
-            yield from (f"a handwritten digit {w}" for w in captions.DIGIT_WORDS)
+        """Text for training the tokenizer."""
+        raise NotImplementedError
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
         """Tokenized units of one split ("train" or "val")."""
-        if self.kind == "episodes":
-            yield from self._episode_units(split, cfg, tokenizer, val_fraction)
-            return
-        assert tokenizer is not None
-        if self.mode == "pack" and self.kind.startswith("caption"):
-            for key, image, text in self.image_captions(split, val_fraction, skips):
-                yield key, caption_sequence(image(), text, cfg, tokenizer)
-            return
-        items = self._documents(skips) if self.mode == "stream" else self._chats(skips)
-        held = val_keys([k for k, _ in items], val_fraction)
-        picked = [(k, v) for k, v in items if (k in held) == (split == "val")]
-        build = document_sequence if self.mode == "stream" else chat_sequence
-        for key, item in picked:
-            yield key, build(item, cfg, tokenizer)
+        raise NotImplementedError
 
-    def _episode_units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None,
-                       val_fraction: float) -> Iterator[Unit]:
-        path = self.opt["dataset"]
-        fields, action = dataset_fields(open_dataset(path))
+    def expected_units(self) -> int | None:
+        """How many units both splits hold together, where that is known before reading (a bar's total)."""
+        return None
+
+    def fields(self) -> dict[str, Any] | None:
+        """Observation and action field specs (episodes only), for the model's registry entry."""
+        return None
+
+    def _read(self, read: Callable[[Counter], Any], skips: Counter) -> list[tuple[str, Any]]:
+        """Every (key, item) of a text or chat source, read once per Source (both splits use it)."""
+        if self._items is None:
+            read_skips: Counter = Counter()
+            self._items, self._skips = list(read(read_skips)), read_skips
+        skips.update(self._skips)
+        return self._items
+
+
+# --- control ---------------------------------------------------------------------
+@kind
+class Episodes(Source):
+    """Logged episodes of a Minari dataset (a task's recording, or the user's own)."""
+
+    name_of_kind = "episodes"
+    options = {"dataset": None, "image_size": None, "max_episodes": None}
+    builtin = BUILTIN_TASKS
+    mode, group = "episode", "actions"
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        self._dataset: Any = None
+
+    def dataset(self) -> Any:
+        """The Minari dataset, opened once per Source."""
+        if self._dataset is None:
+            self._dataset = open_dataset(self.opt["dataset"])
+        return self._dataset
+
+    def specs(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
+        return dataset_fields(self.dataset())
+
+    @property
+    def uses_text(self) -> bool:  # only with text observations
+        return any(f.modality == "text" for f in self.specs()[0].values())
+
+    def check(self) -> None:
+        try:
+            self.dataset()
+        except FileFormatError as exc:
+            if "not found" not in str(exc):
+                raise
+            hint = (f"; record it with `gato-mini collect --task {self.name} --episodes N --out "
+                    f"{Path(self.opt['dataset']).parent.parent}`" if self.name in BUILTIN_TASKS else "")
+            raise FileFormatError(f"source '{self.name}': {exc}{hint}") from None
+
+    def _input(self) -> Any:
+        return _stat(dataset_folder(self.opt["dataset"]))
+
+    def texts(self) -> Iterator[str]:
+        return iter(())
+
+    def expected_units(self) -> int | None:
+        n, limit = self.dataset().total_episodes, self.opt["max_episodes"]
+        return n if limit is None else min(n, limit)
+
+    def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
+              skips: Counter) -> Iterator[Unit]:
+        fields, action = self.specs()
         size = tuple(self.opt["image_size"]) if self.opt["image_size"] else None
         limit = self.opt["max_episodes"]
-        ids = [int(i) for i in open_dataset(path).episode_indices][:limit]
+        ids = [int(i) for i in self.dataset().episode_indices][:limit]
         held = val_keys([f"episode-{i}" for i in ids], val_fraction)
-        for k, ep in enumerate(iter_episodes(path)):
+        for k, ep in enumerate(iter_episodes(self.opt["dataset"], self.dataset())):
             if limit is not None and k >= limit:
                 break
             if (f"episode-{ep.id}" in held) != (split == "val"):
@@ -250,8 +267,197 @@ class Source:
             yield f"episode-{ep.id}", episode_sequence(obs, ep.actions, fields, action, cfg, tokenizer, size)
 
     def fields(self) -> dict[str, Any] | None:
-        """Observation and action field specs (episodes only), for the model's registry entry."""
-        if self.kind != "episodes":
-            return None
-        fields, action = dataset_fields(open_dataset(self.opt["dataset"]))
+        fields, action = self.specs()
         return {"observation": {k: f.to_dict() for k, f in fields.items()}, "action": action.to_dict()}
+
+
+# --- captions ----------------------------------------------------------------------
+class Captions(Source):
+    """(image, caption) pairs; a unit is ``[patches] <|caption|> text <|eos|>``."""
+
+    group = "captions"
+
+    def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
+        """(key, image loader, caption) of one split; a folder's keys end in ``#k``."""
+        raise NotImplementedError
+
+    def image_size(self) -> tuple[int, int]:
+        """The (H, W) its images are fitted to."""
+        size = self.opt["image_size"]
+        return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
+              skips: Counter) -> Iterator[Unit]:
+        assert tokenizer is not None
+        for key, image, text in self.image_captions(split, val_fraction, skips):
+            yield key, caption_sequence(image(), text, cfg, tokenizer)
+
+
+@kind
+class Shapes(Captions):
+    """Generated scenes of coloured shapes, held out by composition (:mod:`gato_mini.data.shapes`)."""
+
+    name_of_kind = "caption-shapes"
+    options = {"count": 20000, "val_count": 500, "seed": 0}
+    builtin = ("caption-shapes",)
+
+    def _input(self) -> Any:
+        return shapes.GENERATOR_VERSION
+
+    def image_size(self) -> tuple[int, int]:
+        return shapes.SCENE_SIZE, shapes.SCENE_SIZE
+
+    def expected_units(self) -> int | None:
+        return self.opt["count"] + self.opt["val_count"]
+
+    def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
+        n = self.opt["count"] if split == "train" else self.opt["val_count"]
+        for i in range(n):
+            scene = shapes.make_scene(i, split, self.opt["seed"])
+            yield f"{split}/{i}", (lambda s=scene: s.image), scene.caption
+
+    def texts(self) -> Iterator[str]:
+        for i in range(min(self.opt["count"], 2000)):  # the wording is small; a sample covers it
+            yield shapes.make_scene(i, "train", self.opt["seed"]).caption
+
+
+@kind
+class Digits(Captions):
+    """scikit-learn's handwritten digits, captioned by name."""
+
+    name_of_kind = "caption-digits"
+    options = {"image_size": 32}
+    builtin = ("caption-digits",)
+
+    def _input(self) -> Any:
+        return _version("scikit-learn")
+
+    def expected_units(self) -> int | None:
+        return captions.digit_count()
+
+    def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
+        digits = list(captions.digit_captions(int(self.opt["image_size"])))
+        held = val_keys([d[0] for d in digits], val_fraction)
+        for key, img, text in digits:
+            if (key in held) == (split == "val"):
+                yield key, (lambda im=img: im), text
+
+    def texts(self) -> Iterator[str]:
+        yield from (f"a handwritten digit {w}" for w in captions.DIGIT_WORDS)
+
+
+@kind
+class CaptionFolder(Captions):
+    """A folder of images with ``metadata.jsonl`` (``file_name``, ``text``), the image-folder layout."""
+
+    name_of_kind = "caption-folder"
+    options = {"path": None, "image_size": [64, 64]}
+    required = ("path",)
+
+    def check(self) -> None:
+        next(iter(captions.read_caption_metadata(self.opt["path"])), None)
+
+    def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
+        size = self.image_size()
+        entries = list(captions.read_caption_metadata(self.opt["path"], skips))
+        # Split by image, so that no held-out image has a caption in training.
+        held = val_keys([e.key.rsplit("#", 1)[0] for e in entries], val_fraction)
+        for e in entries:
+            if (e.key.rsplit("#", 1)[0] in held) == (split == "val"):
+                yield e.key, (lambda e=e: captions.load_image(e.image_path, size, e.where)), e.caption
+
+    def texts(self) -> Iterator[str]:
+        for e in captions.read_caption_metadata(self.opt["path"], Counter()):
+            yield e.caption
+
+
+# --- text and chat -------------------------------------------------------------------
+class Documents(Source):
+    """Documents joined end to end; a unit is ``<|bos|> text <|eos|>``."""
+
+    mode = "stream"
+
+    def documents(self, skips: Counter) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def texts(self) -> Iterator[str]:
+        for _, doc in self.documents(Counter()):
+            yield doc
+
+    def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
+              skips: Counter) -> Iterator[Unit]:
+        assert tokenizer is not None
+        for key, doc in _split(self.documents(skips), split, val_fraction):
+            yield key, document_sequence(doc, cfg, tokenizer)
+
+
+@kind
+class Pydoc(Documents):
+    """Python's own help topics and docstrings (always installed)."""
+
+    name_of_kind = "text-pydoc"
+    options = {"docstrings": True, "max_modules": None}
+    builtin = ("text-pydoc",)
+
+    def _input(self) -> Any:
+        return [sys.version, platform.python_implementation()]
+
+    def documents(self, skips: Counter) -> list[tuple[str, str]]:
+        return self._read(lambda _: corpora.pydoc_documents(self.opt["docstrings"], self.opt["max_modules"]),
+                          skips)
+
+
+@kind
+class TextFiles(Documents):
+    """A ``.txt``/``.md`` file or a folder of them."""
+
+    name_of_kind = "text"
+    options = {"path": None}
+    required = ("path",)
+
+    def documents(self, skips: Counter) -> list[tuple[str, str]]:
+        return self._read(lambda s: corpora.read_text_documents(self.opt["path"], s), skips)
+
+
+class Chats(Source):
+    """Conversations; a unit is the chat template, with loss on the assistant's turns."""
+
+    def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
+        raise NotImplementedError
+
+    def texts(self) -> Iterator[str]:
+        for _, msgs in self.chats(Counter()):
+            yield from (m["content"] for m in msgs)
+
+    def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
+              skips: Counter) -> Iterator[Unit]:
+        assert tokenizer is not None
+        for key, msgs in _split(self.chats(skips), split, val_fraction):
+            yield key, chat_sequence(msgs, cfg, tokenizer)
+
+
+@kind
+class Chatterbot(Chats):
+    """The chatterbot corpus's dialogues (YAML inside its wheel)."""
+
+    name_of_kind = "chat-chatterbot"
+    options = {"language": "english"}
+    builtin = ("chat-chatterbot",)
+
+    def _input(self) -> Any:
+        return _version("chatterbot-corpus")
+
+    def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
+        return self._read(lambda _: corpora.chatterbot_conversations(self.opt["language"]), skips)
+
+
+@kind
+class ChatJsonl(Chats):
+    """A JSONL file of ``{"messages": [{"role", "content"}, ...]}`` conversations."""
+
+    name_of_kind = "chat-jsonl"
+    options = {"path": None}
+    required = ("path",)
+
+    def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
+        return self._read(lambda s: corpora.read_chat_jsonl(self.opt["path"], s), skips)

@@ -23,16 +23,10 @@ import torch
 from torch import Tensor
 
 from gato_mini.config import GatoConfig
+from gato_mini.data.sources import KINDS
 from gato_mini.model import GatoModel
 
 MODEL_KEYS = ("tokens", "local_pos", "patches", "patch_pos")
-
-
-def source_group(kind: str) -> str:
-    """Logging group of a source kind: actions, captions or text."""
-    if kind == "episodes":
-        return "actions"
-    return "captions" if kind.startswith("caption") else "text"
 
 
 def lr_at(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
@@ -57,7 +51,7 @@ class LitGato(L.LightningModule):
         self.task_names, self.task_kinds = list(task_names), list(task_kinds)
         self.groups: dict[str, list[int]] = {}
         for i, kind in enumerate(self.task_kinds):
-            self.groups.setdefault(source_group(kind), []).append(i)
+            self.groups.setdefault(KINDS[kind].group, []).append(i)  # actions, captions or text
         self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
         # not a registered submodule: the checkpoint holds the weights once, under "model."
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)

@@ -28,8 +28,8 @@ import torch
 
 from gato_mini.data.datamodule import GatoDataModule
 from gato_mini.data.minari_io import dataset_folder, iter_episodes, open_dataset, read_collection
-from gato_mini.data.prepare import refuse_other_layout
-from gato_mini.data.sources import Source
+from gato_mini.data.prepare import check_shards
+from gato_mini.data.sources import make_source
 from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
@@ -125,14 +125,16 @@ def step_progress_bar():  # noqa: ANN201 (a RichProgressBar)
     return StepProgressBar()
 
 
-def build(run: RunConfig, progress: bool = True) -> tuple[L.Trainer, LitGato, GatoDataModule]:
-    """The Trainer, module and DataModule of a run (nothing trained yet)."""
+def build(run: RunConfig, progress: bool = True, checked: bool = False
+          ) -> tuple[L.Trainer, LitGato, GatoDataModule]:
+    """The Trainer, module and DataModule of a run (nothing trained yet); ``checked``: the sources'
+    inputs were checked already (by :func:`train`), so ``prepare`` does not check them again."""
     from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 
     out = Path(run.train.out)
     t = run.train
     dm = GatoDataModule(run.data, run.model, batch_size=t.batch_size, num_workers=t.num_workers,
-                        progress=progress)
+                        progress=progress, checked=checked)
     settings = trainer_settings(run, progress)
     optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
              "betas": list(t.betas)}
@@ -265,16 +267,16 @@ def refuse_earlier_run(out: Path) -> None:
 def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -> Path:
     """Train, checkpoint and export; returns the model folder."""
     out = Path(run.train.out)
-    refuse_other_layout(run.data, run.model)
+    check_shards(run.data, run.model, prepared=False)
     for source in run.data.sources:  # missing inputs fail before Lightning starts
-        Source(source).check()
+        make_source(source).check()
     if ckpt_path is not None:
         check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
     else:
         refuse_earlier_run(out)
     L.seed_everything(run.train.seed, workers=True, verbose=False)
     with quiet_lightning():
-        trainer, lit, dm = build(run, progress)
+        trainer, lit, dm = build(run, progress, checked=True)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         run.save(out / "config.yaml")

@@ -1,0 +1,84 @@
+"""Evaluating a caption source: its held-out images through the caption env and the same `Agent`.
+
+The return of an episode is sentence BLEU-4; the task's metrics are exact match
+and corpus BLEU-4 (torchmetrics), with a grid image of samples.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gato_mini.agent.agent import Agent
+from gato_mini.agent.eval_common import TaskReport, reference_means, source_entry
+from gato_mini.agent.rollout import run_agent
+from gato_mini.data.sources import KINDS, source_of
+from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
+from gato_mini.envs.registry import TASKS
+from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec, observation_fields
+from gato_mini.model.model import GatoModel
+from gato_mini.reports.figures import caption_grid
+from gato_mini.tokenizers.text import TextTokenizer
+
+
+def caption_image_size(tasks: dict[str, Any]) -> tuple[tuple[int, int] | None, str | None]:
+    """(the size a model's caption sources fitted their images to in training, per ``tasks.json``; a
+    note when they differ). None for a model trained on no caption source. Sources of different sizes
+    give the largest (an image fitted into it loses the least) and a note naming the others."""
+    sizes = {}
+    for name, entry in tasks.get("sources", {}).items():
+        kind = entry.get("kind", "")
+        if kind in KINDS and KINDS[kind].group == "captions":
+            sizes[name] = source_of(name, kind, entry.get("options")).image_size()
+    if not sizes:
+        return None, None
+    best = max(sizes, key=lambda k: sizes[k][0] * sizes[k][1])
+    others = {k: v for k, v in sizes.items() if v != sizes[best]}
+    if not others:
+        return sizes[best], None
+    listed = ", ".join(f"{k} at {h}x{w}" for k, (h, w) in others.items())
+    h, w = sizes[best]
+    return sizes[best], (f"captioning at {h}x{w}, the size {best} trained at ({listed}; --image-size "
+                         "chooses)")
+
+
+def _held_out_images(tasks: dict[str, Any], task: str) -> list[Any]:
+    """The held-out images of the caption source ``task``, each with its references."""
+    entry = source_entry(tasks, task)
+    items = caption_items(entry["kind"], entry.get("options"), "val", entry.get("val_fraction", 0.05))
+    if not items:
+        raise GatoError(f"{task} has no held-out images to caption")
+    return items
+
+
+def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                      episodes: int, num_envs: int, seed: int = 0, temperature: float = 0.0,
+                      use_cache: bool = True, samples: str | None = None, progress: Any = None,
+                      max_tokens: int = 48) -> TaskReport:
+    """Caption held-out images through the caption env and the `Agent`; exact match and BLEU-4."""
+    items = _held_out_images(tasks, task)
+    count = len(items)
+    episodes = episodes or count  # every held-out image once
+    n = min(num_envs, episodes)
+    envs = [CaptionEnv(items, render_mode="rgb_array") for _ in range(n)]  # one list of images, shared
+    fields = observation_fields(envs[0].observation_space)
+    agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, temperature, use_cache, seed=seed,
+                  max_text_tokens=max_tokens)
+    refs = TASKS[task].references() if task in TASKS else {}
+    t0 = time.perf_counter()
+    results = run_agent(agent, envs, episodes, seed, on_episode=progress, keep_actions=True)
+    report = TaskReport(task, results, *reference_means(refs), None, time.perf_counter() - t0,
+                        sum(r.length for r in results))
+    done = [r for r in results if r.error is None]
+    if done:
+        metrics = score_captions([r.info["caption"] for r in done], [r.info["references"] for r in done])
+        report.extra.update(metrics)
+        report.extra["images"] = len(done)
+        report.extra["held_out_images"] = count
+    if samples and done:
+        shown = done[:16]
+        images = [items[r.seed % count].load() for r in shown]
+        report.extra["samples"] = caption_grid(images, [r.info["caption"] for r in shown],
+                                               [r.info["references"] for r in shown], samples)
+    return report

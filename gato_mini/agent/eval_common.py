@@ -1,0 +1,143 @@
+"""What every evaluator shares: the report of one task, the model's sources, the defaults per kind,
+and the JSON, video and grid outputs. The evaluators: :mod:`~gato_mini.agent.eval_control`,
+:mod:`~gato_mini.agent.eval_captions`, :mod:`~gato_mini.agent.eval_text`; the dispatch by a source's
+group: :mod:`~gato_mini.agent.evaluate`."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gato_mini.agent.rollout import EpisodeResult
+from gato_mini.data.sources import KINDS, Source, source_of
+from gato_mini.envs.registry import TASKS, baseline, get_task, human_normalized, normalized
+from gato_mini.errors import GatoError
+from gato_mini.reports.aggregate import aggregate_summaries
+
+#: What ``gato-mini eval`` and the quickstart run per source group when not told otherwise: episodes
+#: (captions: 0, every held-out image once) and environments at once.
+EVAL_DEFAULTS: dict[str, dict[str, int]] = {
+    "actions": {"episodes": 10, "num_envs": 4},
+    "captions": {"episodes": 0, "num_envs": 16},
+    "text": {"episodes": 0, "num_envs": 1},
+}
+
+
+@dataclass
+class TaskReport:
+    """What ``eval`` says about one task."""
+
+    task: str
+    episodes: list[EpisodeResult]
+    random: float | None
+    expert: float | None
+    prompt: str | None  # the demonstration used, or None
+    seconds: float
+    steps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    constant: float | None = None  # the best constant action's mean return (zero torque; one button held)
+
+    @property
+    def returns(self) -> list[float]:
+        return [e.ret for e in self.episodes if e.error is None]
+
+    @property
+    def failed(self) -> list[EpisodeResult]:
+        return [e for e in self.episodes if e.error is not None]
+
+    @property
+    def baseline(self) -> float | None:
+        """The stronger of random and the best constant action: what 0 normalized means."""
+        return baseline(self.random, self.constant)
+
+    def normalized(self, score: float) -> float | None:
+        return normalized(score, self.random, self.expert, self.constant)
+
+    def summary(self) -> dict[str, Any]:
+        r = np.array(self.returns, dtype=np.float64)
+        mean = float(r.mean()) if len(r) else math.nan
+        norm = [self.normalized(x) for x in r]
+        human = [human_normalized(self.task, x) for x in r]
+        extra = {"human_normalized_mean": float(np.mean(human))} if human and human[0] is not None else {}
+        return {"task": self.task, "episodes": len(self.episodes), "failed": len(self.failed),
+                "return_mean": mean, "return_std": float(r.std()) if len(r) else math.nan,
+                "normalized_mean": float(np.mean(norm)) if norm and norm[0] is not None else None,
+                "normalized_std": float(np.std(norm)) if norm and norm[0] is not None else None,
+                "random": self.random, "expert": self.expert, "constant": self.constant,
+                "baseline": self.baseline, "prompt": self.prompt,
+                "steps": self.steps, "seconds": round(self.seconds, 2),
+                "steps_per_s": round(self.steps / self.seconds, 1) if self.seconds else None,
+                "per_episode": [{k: v for k, v in asdict(e).items() if k != "actions"}
+                                for e in self.episodes],
+                **extra, **self.extra}
+
+
+def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
+    """What ``tasks.json`` says of the source ``task``; a source the model was not trained on is an error."""
+    sources = tasks.get("sources", {})
+    if task not in sources and task not in TASKS:
+        get_task(task)  # an unknown name: the registry's error, with a did-you-mean
+    if task not in sources:
+        raise GatoError(f"the model was not trained on {task}; it knows: {', '.join(sources) or 'nothing'}")
+    return sources[task]
+
+
+def source_group(tasks: dict[str, Any], task: str) -> str:
+    """The group of the source ``task`` of a model (``actions``, ``captions`` or ``text``): its evaluator."""
+    kind = source_entry(tasks, task).get("kind", "")
+    if kind not in KINDS:
+        raise GatoError(f"{task}: the model's tasks.json names an unknown source kind {kind!r}")
+    return KINDS[kind].group
+
+
+def trained_source(entry: dict[str, Any], task: str) -> Source:
+    """The :class:`~gato_mini.data.sources.Source` a model was trained on, rebuilt from its ``tasks.json``
+    entry (kind and options), so eval reads the same held-out split."""
+    return source_of(task, entry.get("kind", "episodes"), entry.get("options"))
+
+
+def reference_means(refs: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(random, expert) mean returns of a task's stored references, None where not measured."""
+    return tuple(refs[k].mean if k in refs else None for k in ("random", "expert"))  # type: ignore[return-value]
+
+
+def write_video(frames: list[np.ndarray], path: str, fps: int = 30) -> str:
+    """A GIF (Pillow) or, for .mp4, a video through imageio when it is installed."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frames = [np.asarray(f, dtype=np.uint8) for f in frames if f is not None]
+    if out.suffix.lower() == ".gif":
+        from PIL import Image
+
+        step = max(1, len(frames) // 400)  # keep GIFs small: at most ~400 frames
+        images = [Image.fromarray(f) for f in frames[::step]]
+        images[0].save(out, save_all=True, append_images=images[1:], duration=int(1000 * step / fps), loop=0)
+        return str(out)
+    try:
+        import imageio.v3 as iio
+    except ImportError:
+        raise GatoError(f"writing {out.suffix} needs imageio (pip install imageio imageio-ffmpeg); "
+                        "or give a .gif path") from None
+    iio.imwrite(out, np.stack(frames), fps=fps)
+    return str(out)
+
+
+def write_json(reports: list[TaskReport], path: str | Path, model_dir: str) -> None:
+    """All reports as one JSON file (written then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summaries = [r.summary() for r in reports]
+    _write_json(path, {"model": str(model_dir), "tasks": summaries,
+                       "aggregate": aggregate_summaries(summaries)})
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """``value`` as JSON at ``path``, written beside it then renamed (never half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)

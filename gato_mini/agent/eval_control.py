@@ -1,0 +1,239 @@
+"""Evaluating a control task: episodes in its env, prompted with a demonstration, scored raw and
+normalized against the references, with the teacher-forced offline metrics beside.
+
+The model folder must have been trained on the task (``tasks.json``), its
+observation and action fields must match the env's, and each episode is
+prompted with a demonstration: the last timesteps (within ``prompt_tokens``) of
+the highest-return episode of a Minari dataset of the same task (Gato Sec. 3.3:
+a successful episode's end), by default ``runs/episodes/<task>/expert-v0``.
+Scores: mean ± sd of the raw return and ``100 * (score - baseline) / (expert -
+baseline)``, the baseline being the stronger of random and the best constant
+action, with the registry's references (or, off the registry or below a task's
+step cap, references measured at eval and cached beside the model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gato_mini.agent.agent import Agent
+from gato_mini.agent.eval_common import (
+    TaskReport,
+    _write_json,
+    reference_means,
+    source_entry,
+    trained_source,
+    write_video,
+)
+from gato_mini.agent.offline import offline_metrics
+from gato_mini.agent.procenv import ProcessEnv
+from gato_mini.agent.rollout import run_agent
+from gato_mini.catalog import task_dataset
+from gato_mini.collect import measure_reference
+from gato_mini.config import GatoConfig
+from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
+from gato_mini.data.sequence import TokenSequence, episode_sequence
+from gato_mini.envs.policies import import_modules
+from gato_mini.envs.registry import TASKS, Reference
+from gato_mini.envs.user import spec_task, user_task
+from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec
+from gato_mini.model.model import GatoModel
+from gato_mini.tokenizers.text import TextTokenizer
+
+
+def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, FieldSpec], action: FieldSpec,
+                         cfg: GatoConfig, tokenizer: TextTokenizer | None, budget: int,
+                         image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """The end of the best episode of a Minari dataset of ``task``, whole timesteps within ``budget``;
+    images are fitted to ``image_size`` as the source's training data was."""
+    ds = open_dataset(dataset)
+    namespace = str(getattr(ds.spec, "dataset_id", "")).split("/")[0]
+    their_fields, their_action = dataset_fields(ds)
+    if (namespace in TASKS and namespace != task) or their_fields != fields or their_action != action:
+        raise GatoError(f"prompt dataset {dataset} is of another task ({namespace or 'unknown'}), not {task}")
+    best = max(iter_episodes(dataset), key=lambda e: e.episode_return)
+    seq = episode_sequence({k: v[:-1] for k, v in best.observations.items()}, best.actions, fields, action,
+                           cfg, tokenizer, image_size)
+    bounds = np.append(seq.starts, len(seq))
+    j = int(np.searchsorted(bounds, len(seq) - budget, side="left"))
+    if j >= len(bounds) - 1:
+        return TokenSequence.empty(cfg)  # one timestep is longer than the budget
+    return seq.timesteps(j, len(seq.starts), cfg)
+
+
+def source_image_size(entry: dict[str, Any]) -> tuple[int, int] | None:
+    """The size an ``episodes`` source's images were fitted to in training (its ``image_size`` option),
+    or None where they kept the env's size."""
+    return _pair((entry.get("options") or {}).get("image_size"))
+
+
+def _pair(size: Any) -> tuple[int, int] | None:
+    """An ``image_size`` option (an int, or [height, width]) as (height, width); None stays None."""
+    if size is None:
+        return None
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(h), int(w)
+
+
+def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,
+                imports: tuple[str, ...] = ()) -> tuple[Any, dict[str, FieldSpec], FieldSpec]:
+    """(the env's Task, observation fields, action field) to evaluate the ``episodes`` source ``task`` on:
+    ``env_id`` when given (any gymnasium id), else the registered task of that name, else the env the
+    source's dataset stored a spec of (``tasks.json`` keeps it). The env's fields must be the trained ones."""
+    entry = source_entry(tasks, task)
+    if entry.get("kind") != "episodes":
+        raise GatoError(f"{task} is a {entry.get('kind')} source, not a control task")
+    fields = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
+    action = FieldSpec.from_dict(entry["fields"]["action"])
+    import_modules(imports)
+    if env_id is not None:
+        spec = user_task(env_id, entry.get("step_cap"), imports)
+    elif task in TASKS:
+        spec = TASKS[task]
+    elif entry.get("env_spec"):
+        spec = spec_task(task, entry["env_spec"], entry.get("step_cap") or 1000)
+    else:
+        raise GatoError(f"{task}: its dataset stores no env spec, so its env cannot be recreated; pass "
+                        "--env ENV_ID")
+    env_fields, env_action = spec.fields()
+    if env_fields != fields or env_action != action:
+        def show(f: dict[str, FieldSpec], a: FieldSpec) -> str:
+            obs = ", ".join(f"{k}: {v.modality} {tuple(v.shape)}" for k, v in f.items())
+            n = f" n={a.n}" if a.n else ""
+            return f"observation {{{obs}}}, action {a.modality} {tuple(a.shape)}{n}"
+        raise GatoError(f"{task}: the env {spec.env_id} has {show(env_fields, env_action)}, but the model "
+                        f"was trained on {show(fields, action)}")
+    return spec, fields, action
+
+
+def measured_references(spec: Any, kinds: tuple[str, ...], episodes: int, seed: int, cap: int,
+                        cache: Path | None) -> tuple[dict[str, Any], str]:
+    """References of ``spec`` measured now at step cap ``cap`` and seeds ``seed``.. (``kinds`` among
+    random, constant and expert), cached in ``cache`` (a JSON file beside the model) so they are
+    measured once. Returns (references, the key saying how they were measured)."""
+    key = f"{spec.env_id} cap={cap} seed={seed} episodes={episodes}"
+    try:
+        stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}  # a torn cache is measured again
+    have = stored.setdefault(key, {})
+    missing = [k for k in kinds if k not in have]
+    for k in missing:
+        have[k] = measure_reference(spec, k, episodes, seed, cap, progress=False).to_dict()
+    if missing and cache is not None:
+        try:
+            _write_json(cache, stored)
+        except OSError:
+            pass  # a read-only model folder: measured again next time
+    return {k: Reference(**have[k]) for k in kinds}, key
+
+
+def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, max_steps: int | None,
+                    cache: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """References of an env outside the registry: random and the best constant action measured now at
+    this step cap and these seeds (:func:`measured_references`), and as expert the return of the
+    source's own dataset (its best windowed mean, Gato Sec. 3.1). Returns (references, where each came
+    from)."""
+    cap = max_steps or spec.max_steps
+    refs, key = measured_references(spec, ("random", "constant"), episodes, seed, cap, cache)
+    origin = {k: f"measured at eval ({key})" for k in refs}
+    data = entry.get("dataset_return")
+    if data:
+        refs["expert"] = Reference(data["mean"], data["std"], data["episodes"], 0,
+                                   entry.get("step_cap") or cap, policy="the training dataset")
+        window = data.get("window", data["episodes"])
+        origin["expert"] = (f"the training dataset's return, the best mean over {window} consecutive of its "
+                            f"{data['episodes']} episodes (Gato Sec. 3.1)")
+    return refs, origin
+
+
+def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                     episodes: int, num_envs: int, seed: int = 0, prompt_dataset: str | None = None,
+                     use_prompt: bool = True, prompt_tokens: int | None = None, temperature: float = 0.0,
+                     use_cache: bool = True, max_steps: int | None = None, video: str | None = None,
+                     progress: Any = None, step_timeout: float | None = 60.0, offline: bool = True,
+                     env_id: str | None = None, imports: tuple[str, ...] = (),
+                     reference_cache: Path | None = None) -> TaskReport:
+    """Play ``episodes`` episodes of the ``episodes`` source ``task`` on ``num_envs`` envs at once (the
+    arguments: :func:`~gato_mini.agent.evaluate.evaluate_task`)."""
+    if episodes < 1:
+        raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
+    spec, fields, action = source_task(tasks, task, env_id, imports)
+    entry = source_entry(tasks, task)
+    size = source_image_size(entry)
+    cfg = model.cfg
+    prompt, prompt_name = None, None
+    if use_prompt:
+        default = task_dataset("runs/episodes", task)
+        if task not in TASKS and entry.get("options", {}).get("dataset"):
+            default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
+        path = prompt_dataset or str(default)
+        if prompt_dataset is not None or Path(path).exists():
+            budget = prompt_tokens or cfg.block_size // 4
+            prompt = demonstration_prompt(path, task, fields, action, cfg, tokenizer, budget, size)
+            prompt_name = f"{path} ({len(prompt)} tokens)"
+    n = min(num_envs, episodes)
+    if video:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
+    if step_timeout:
+        envs = [ProcessEnv(spec.factory(max_steps, m), step_timeout, name=f"{task}[{k}]")
+                for k, m in enumerate(modes)]
+    else:
+        envs = [spec.make(max_steps, render_mode=m) for m in modes]
+    agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, image_size=size,
+                  seed=seed)
+    frames: list[np.ndarray] | None = [] if video else None
+    if task in TASKS and env_id is None and max_steps and max_steps < spec.max_steps:
+        # references.yaml holds full episodes: compare like with like, at this cap and these seeds
+        refs, key = measured_references(spec, ("random", "constant", "expert"), episodes, seed, max_steps,
+                                        reference_cache)
+        origin = {k: f"measured at eval ({key})" for k in refs}
+    elif task in TASKS and env_id is None:
+        refs, origin = spec.references(), {"random": "references.yaml", "constant": "references.yaml",
+                                           "expert": "references.yaml (the scripted expert)"}
+    else:
+        refs, origin = user_references(spec, entry, episodes, seed, max_steps, reference_cache)
+    t0 = time.perf_counter()
+    try:
+        results = run_agent(agent, envs, episodes, seed, on_episode=progress, frames=frames)
+    finally:
+        for env in envs:
+            env.close()
+    report = TaskReport(task, results, *reference_means(refs), prompt_name, time.perf_counter() - t0,
+                        sum(r.length for r in results),
+                        constant=refs["constant"].mean if "constant" in refs else None)
+    report.extra["references_from"] = {k: v for k, v in origin.items() if k in refs}
+    if offline:
+        report.extra["offline"] = offline_task_metrics(model, tokenizer, tasks, task, action)
+    if video and frames:
+        report.extra["video"] = write_video(frames, video)
+    return report
+
+
+def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                         action: FieldSpec, max_windows: int = 64) -> dict[str, Any]:
+    """Teacher-forced action metrics on the held-out episodes of the source ``task`` (the split training
+    held out); ``{"error": ...}`` when its dataset is not on this machine."""
+    entry = source_entry(tasks, task)
+    source = trained_source(entry, task)
+    if not source.opt.get("dataset"):
+        return {"error": "no offline metrics: the model's tasks.json names no dataset for this source"}
+    try:
+        source.check()
+    except GatoError as exc:
+        return {"error": f"no offline metrics: {exc}"}
+    held = [seq for _, seq in source.units("val", model.cfg, tokenizer, entry.get("val_fraction", 0.05),
+                                           Counter())]
+    if not held:  # a dataset of one episode holds none out
+        return {"error": "no offline metrics: the source holds out no episode"}
+    metrics = offline_metrics(model, held, action, max_windows)
+    return {**metrics, "dataset": str(source.opt["dataset"])}
