@@ -5,11 +5,9 @@ it really chooses several actions, so a constant policy or an ignored input cann
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 
 from gato_mini.agent import Agent
 from gato_mini.agent.rollout import run_agent
@@ -17,45 +15,14 @@ from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import episode_sequence
 from gato_mini.fields import action_field, observation_fields
 from gato_mini.model import GatoModel
+from tests._fakeenvs import MatchEnv
 from tests._models import LogitLog, assert_same_logits, loud_model
 
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=96, text_vocab_size=300)
 
 
-class FakeEnv(gym.Env):
-    """A small image + vector task; reward for matching the brightest quadrant; random episode length."""
-
-    def __init__(self, continuous: bool = False, fail_at: int | None = None) -> None:
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (16, 32), np.uint8),
-                                              "state": spaces.Box(-1, 1, (3,), np.float32)})
-        self.action_space = spaces.Box(-1, 1, (2,), np.float32) if continuous else spaces.Discrete(3)
-        self.fail_at = fail_at
-
-    def _obs(self):
-        img = (self.np_random.random((16, 32)) * 255).astype(np.uint8)
-        return {"image": img, "state": self.np_random.uniform(-1, 1, 3).astype(np.float32)}
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t, self.length = 0, int(self.np_random.integers(8, 25))
-        self.last = self._obs()
-        return self.last, {}
-
-    def step(self, action):
-        assert self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)
-                                           if self.action_space.shape else action), action
-        self.t += 1
-        if self.fail_at is not None and self.t == self.fail_at:
-            raise RuntimeError("the emulator crashed")
-        target = float(self.last["state"][0])
-        reward = -abs(float(np.asarray(action).ravel()[0]) - target) if self.action_space.shape else \
-            float(int(action) == int(self.last["state"][1] > 0))
-        self.last = self._obs()
-        return self.last, reward, self.t >= self.length, False, {}
-
-
 def _agent(n: int, continuous: bool = False, loud: bool = True, **kw) -> Agent:
-    env = FakeEnv(continuous)
+    env = MatchEnv(continuous)
     if loud:
         model = loud_model(CFG)
     else:
@@ -65,8 +32,8 @@ def _agent(n: int, continuous: bool = False, loud: bool = True, **kw) -> Agent:
 
 
 def _prompt(continuous: bool, steps: int = 3):
-    """A demonstration of ``steps`` FakeEnv timesteps (7-8 tokens each), tokenized as training does."""
-    env = FakeEnv(continuous)
+    """A demonstration of ``steps`` MatchEnv timesteps (7-8 tokens each), tokenized as training does."""
+    env = MatchEnv(continuous)
     obs, _ = env.reset(seed=99)
     env.action_space.seed(99)
     rows = {"image": [], "state": []}
@@ -85,11 +52,11 @@ def _distinct(results) -> int:
 
 @pytest.mark.parametrize("continuous", [False, True])
 def test_batched_equals_single(continuous: bool) -> None:
-    batched = run_agent(_agent(3, continuous), [FakeEnv(continuous) for _ in range(3)], episodes=5, seed=7,
+    batched = run_agent(_agent(3, continuous), [MatchEnv(continuous) for _ in range(3)], episodes=5, seed=7,
                         keep_actions=True)
     single = []
     for ep in range(5):
-        single += run_agent(_agent(1, continuous), [FakeEnv(continuous)], episodes=1, seed=7 + ep,
+        single += run_agent(_agent(1, continuous), [MatchEnv(continuous)], episodes=1, seed=7 + ep,
                             keep_actions=True)
     assert [r.length for r in batched] == [r.length for r in single]
     assert [r.actions for r in batched] == [r.actions for r in single]
@@ -107,7 +74,7 @@ def test_cached_equals_uncached_across_context_overflow(continuous: bool, keep_p
     for use_cache in (True, False):
         with LogitLog.recording() as log:
             results = run_agent(_agent(2, continuous, use_cache=use_cache, **kw),
-                                [FakeEnv(continuous) for _ in range(2)], 4, 3, keep_actions=True)
+                                [MatchEnv(continuous) for _ in range(2)], 4, 3, keep_actions=True)
         runs[use_cache] = results, log
     (cached, log_c), (plain, log_p) = runs[True], runs[False]
     assert all(r.error is None for r in cached + plain), [r.error for r in cached + plain]
@@ -120,7 +87,7 @@ def test_cached_equals_uncached_across_context_overflow(continuous: bool, keep_p
 def test_the_prompt_changes_the_actions_and_keep_prompt_decides_the_refills() -> None:
     def logits(**kw):
         with LogitLog.recording() as log:
-            run_agent(_agent(1, **kw), [FakeEnv()], 1, 5)
+            run_agent(_agent(1, **kw), [MatchEnv()], 1, 5)
         return log.calls
 
     bare, kept, dropped = logits(), logits(prompt=_prompt(False), keep_prompt=True), \
@@ -144,8 +111,8 @@ def test_actions_are_always_legal(continuous: bool) -> None:
         return logits, loss
 
     agent.model.forward = biased
-    envs = [FakeEnv(continuous) for _ in range(2)]
-    results = run_agent(agent, envs, episodes=3, seed=0, keep_actions=True)  # FakeEnv.step asserts legality
+    envs = [MatchEnv(continuous) for _ in range(2)]
+    results = run_agent(agent, envs, episodes=3, seed=0, keep_actions=True)  # MatchEnv.step asserts legality
     acts = np.array([a for r in results for a in r.actions], dtype=float)
     assert len(acts) > 20
     if continuous:
@@ -155,7 +122,7 @@ def test_actions_are_always_legal(continuous: bool) -> None:
 
 
 def test_a_failing_env_ends_its_episode_only() -> None:
-    envs = [FakeEnv(fail_at=3), FakeEnv()]
+    envs = [MatchEnv(fail_at=3), MatchEnv()]
     results = run_agent(_agent(2), envs, episodes=4, seed=0)
     assert len(results) == 4
     failed = [r for r in results if r.error]

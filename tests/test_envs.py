@@ -14,43 +14,20 @@ from gato_mini.envs.registry import TASKS, UnknownTaskError, get_task, load_refe
 from gato_mini.envs.wrappers import AtariFrame, DictObservation, Float32Observation, unit_actions
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec, action_field, observation_fields
-
-
-class FakeEnv(gym.Env):
-    """A deterministic env with a chosen observation and action space."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space | None = None):
-        self.observation_space = observation_space
-        self.action_space = action_space or spaces.Discrete(2)
-        self.t = 0
-
-    def _obs(self):
-        self.observation_space.seed(self.t)
-        return self.observation_space.sample()
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.last_action = action
-        self.t += 1
-        return self._obs(), 1.0, self.t >= 5, False, {}
-
+from tests._fakeenvs import SampledEnv
 
 RGB = spaces.Box(0, 255, (210, 160, 3), np.uint8)
 
 
 def test_atari_frame_resizes_to_gray():
-    env = AtariFrame(FakeEnv(RGB), (80, 80), grayscale=True)
+    env = AtariFrame(SampledEnv(RGB), (80, 80), grayscale=True)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (80, 80, 1) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
-    raw = FakeEnv(RGB)
+    raw = SampledEnv(RGB)
     raw.reset(seed=0)
     expect = cv2.resize(cv2.cvtColor(raw._obs(), cv2.COLOR_RGB2GRAY), (80, 80), interpolation=cv2.INTER_AREA)
     assert np.array_equal(obs[..., 0], expect)
-    color = AtariFrame(FakeEnv(RGB), (64, 48), grayscale=False)
+    color = AtariFrame(SampledEnv(RGB), (64, 48), grayscale=False)
     assert color.reset(seed=0)[0].shape == (64, 48, 3)
 
 
@@ -58,23 +35,23 @@ def test_atari_frame_resizes_to_gray():
                                    spaces.Box(0, 255, (8, 8), np.uint8), spaces.Discrete(3)])
 def test_atari_frame_refuses_non_rgb(space):
     with pytest.raises(TypeError, match="uint8 RGB"):
-        AtariFrame(FakeEnv(space))
+        AtariFrame(SampledEnv(space))
 
 
 def test_atari_frame_refuses_bad_size():
     with pytest.raises(ValueError, match="size"):
-        AtariFrame(FakeEnv(RGB), (0, 80))
+        AtariFrame(SampledEnv(RGB), (0, 80))
     with pytest.raises(ValueError, match="crop must be rows"):
-        AtariFrame(FakeEnv(RGB), (80, 80), crop=(100, 50))
+        AtariFrame(SampledEnv(RGB), (80, 80), crop=(100, 50))
     with pytest.raises(ValueError, match="whole multiple"):
-        AtariFrame(FakeEnv(RGB), (80, 80), crop=(0, 150), pool="max")
+        AtariFrame(SampledEnv(RGB), (80, 80), crop=(0, 150), pool="max")
     with pytest.raises(ValueError, match="pool must be"):
-        AtariFrame(FakeEnv(RGB), (80, 80), pool="median")
+        AtariFrame(SampledEnv(RGB), (80, 80), pool="median")
 
 
 def test_atari_frame_crop_and_max_pool_keep_a_one_pixel_ball():
     """A single bright pixel survives max-pooling at full value; area averaging dims it to a quarter."""
-    class Ball(FakeEnv):
+    class Ball(SampledEnv):
         def _obs(self):
             frame = np.zeros((210, 160, 3), np.uint8)
             frame[:34] = 200  # the score bar, cropped away
@@ -93,32 +70,32 @@ def test_atari_frame_crop_and_max_pool_keep_a_one_pixel_ball():
 
 def test_dict_and_float32_observation():
     box = spaces.Box(-np.inf, np.inf, (3,), np.float64)
-    env = DictObservation(Float32Observation(FakeEnv(box)), "state")
+    env = DictObservation(Float32Observation(SampledEnv(box)), "state")
     obs, _ = env.reset(seed=0)
     assert list(obs) == ["state"] and obs["state"].dtype == np.float32
     assert env.observation_space.contains(obs)
     with pytest.raises(TypeError, match="non-dict"):
         DictObservation(env, "again")
     with pytest.raises(ValueError, match="non-empty"):
-        DictObservation(FakeEnv(box), "")
+        DictObservation(SampledEnv(box), "")
     with pytest.raises(TypeError, match="float Box"):
-        Float32Observation(FakeEnv(spaces.Discrete(4)))
+        Float32Observation(SampledEnv(spaces.Discrete(4)))
 
 
 def test_unit_actions_rescales_to_unit_box():
     box = spaces.Box(-3.0, 3.0, (1,), np.float32)
-    inner = FakeEnv(spaces.Discrete(2), box)
+    inner = SampledEnv(spaces.Discrete(2), box)
     env = unit_actions(inner)
     assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
     env.reset(seed=0)
     env.step(np.array([0.5], dtype=np.float32))
     assert np.allclose(inner.last_action, 1.5)
-    same = FakeEnv(spaces.Discrete(2), spaces.Box(-1, 1, (2,), np.float32))
+    same = SampledEnv(spaces.Discrete(2), spaces.Box(-1, 1, (2,), np.float32))
     assert unit_actions(same) is same
     with pytest.raises(TypeError, match="Box action"):
-        unit_actions(FakeEnv(spaces.Discrete(2)))
+        unit_actions(SampledEnv(spaces.Discrete(2)))
     with pytest.raises(ValueError, match="unbounded"):
-        unit_actions(FakeEnv(spaces.Discrete(2), spaces.Box(-np.inf, np.inf, (1,), np.float32)))
+        unit_actions(SampledEnv(spaces.Discrete(2), spaces.Box(-np.inf, np.inf, (1,), np.float32)))
 
 
 def test_reflect_folds_between_walls():
@@ -357,7 +334,7 @@ def test_breakout_serves_by_itself_after_a_reset_and_each_lost_life():
     finally:
         env.close()
 
-    class NoFire(FakeEnv):
+    class NoFire(SampledEnv):
         def get_action_meanings(self):
             return ["NOOP", "UP", "DOWN"]
 

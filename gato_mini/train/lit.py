@@ -57,11 +57,16 @@ class LitGato(L.LightningModule):
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
         self._tick: float | None = None
 
-    def _losses(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(the loss a training step minimizes: the mean over the batch's loss tokens, per-token losses)."""
         _, per_token = self.forward_fn(**{k: batch[k] for k in MODEL_KEYS}, targets=batch["targets"],
                                        loss_mask=batch["loss_mask"], reduction="none")
         mask = batch["loss_mask"].to(per_token.dtype)
-        loss = per_token.sum() / mask.sum().clamp(min=1.0)
+        return per_token.sum() / mask.sum().clamp(min=1.0), per_token
+
+    def _losses(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        loss, per_token = self.loss(batch)
+        mask = batch["loss_mask"].to(per_token.dtype)
         bs = batch["tokens"].shape[0]
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
         # per source and per group: sums over rows, grouped by the row's source

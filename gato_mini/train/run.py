@@ -125,6 +125,16 @@ def step_progress_bar():  # noqa: ANN201 (a RichProgressBar)
     return StepProgressBar()
 
 
+def lit_module(run: RunConfig, max_steps: int) -> LitGato:
+    """The LightningModule of a run: its model, optimizer and schedule, the sources' loss groups."""
+    t = run.train
+    optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
+             "betas": list(t.betas)}
+    sources = run.data.sources
+    return LitGato(run.model.to_dict(), [s.name for s in sources], [s.kind for s in sources], optim,
+                   max_steps=max_steps, compile=t.compile, seed=t.seed)
+
+
 def build(run: RunConfig, progress: bool = True, checked: bool = False
           ) -> tuple[L.Trainer, LitGato, GatoDataModule]:
     """The Trainer, module and DataModule of a run (nothing trained yet); ``checked``: the sources'
@@ -136,10 +146,7 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
     dm = GatoDataModule(run.data, run.model, batch_size=t.batch_size, num_workers=t.num_workers,
                         progress=progress, checked=checked)
     settings = trainer_settings(run, progress)
-    optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
-             "betas": list(t.betas)}
-    lit = LitGato(run.model.to_dict(), dm.task_names, [s.kind for s in run.data.sources], optim,
-                  max_steps=settings["max_steps"], compile=t.compile, seed=t.seed)
+    lit = lit_module(run, settings["max_steps"])
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
                            save_last=True, filename="step{step}", auto_insert_metric_name=False,
                            enable_version_counter=False)  # a resumed run rewrites last.ckpt, no last-v1
