@@ -29,7 +29,7 @@ def loud_model(cfg: GatoConfig, seed: int = 0, std: float = 0.3) -> GatoModel:
 
 
 class LogitLog:
-    """Records the legal logits of every ``sample``/``pick`` call the agent and generation make."""
+    """Records the legal logits of every ``pick`` call the agent and generation make."""
 
     def __init__(self) -> None:
         self.calls: list[torch.Tensor] = []
@@ -44,21 +44,19 @@ class LogitLog:
         from gato_mini.model import generate as generate_module
 
         self = cls()
-        real_sample, real_pick = generate_module.sample, generate_module.pick
-
-        def sample(logits, lo=0, hi=None, *args, **kwargs):
-            self.calls.append(logits[..., lo:hi].detach().float().clone())
-            return real_sample(logits, lo, hi, *args, **kwargs)
+        real_pick = generate_module.pick
 
         def pick(logits, allowed=None, *args, **kwargs):
             kept = logits.detach().float()
-            self.calls.append(kept[..., allowed[: kept.shape[-1]]].clone() if allowed is not None
-                              else kept.clone())
+            if isinstance(allowed, tuple):
+                kept = kept[..., allowed[0]:allowed[1]]
+            elif allowed is not None:
+                kept = kept[..., allowed[: kept.shape[-1]]]
+            self.calls.append(kept.clone())
             return real_pick(logits, allowed, *args, **kwargs)
 
         with pytest.MonkeyPatch.context() as mp:
             for module in (agent_module, generate_module):
-                mp.setattr(module, "sample", sample)
                 mp.setattr(module, "pick", pick)
             yield self
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gato_mini.agent.prompting import ChatSession, Sampling, caption, caption_prompt, text_mask
+from gato_mini.agent.prompting import ChatSession, Sampling, caption, stream_caption, text_mask
 from gato_mini.config import GatoConfig
-from gato_mini.data.sequence import chat_prompt, chat_sequence
+from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, chat_prompt, chat_sequence
 from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model
@@ -37,7 +37,7 @@ def _image() -> np.ndarray:
 
 def test_cached_greedy_equals_uncached(text_tokenizer) -> None:
     model = loud_model(CFG, std=0.15)  # its tokens depend on the context, unlike an untrained model's
-    prompt = caption_prompt(model, text_tokenizer, _image())
+    prompt = caption_prompt_sequence(_image(), CFG)
     allowed = text_mask(model, text_tokenizer, "<|eos|>")
     with LogitLog.recording() as cached:
         a = list(generate(model, prompt, 30, allowed, use_cache=True))
@@ -50,12 +50,13 @@ def test_cached_greedy_equals_uncached(text_tokenizer) -> None:
 
 
 def test_stop_tokens_limits_and_seeds(model, text_tokenizer) -> None:
-    prompt = {"tokens": torch.tensor([[CFG.special_id("<|bos|>"), 5, 6, 7]]),
-              "local_pos": torch.full((1, 4), -1)}
+    prompt = TokenSequence.empty(CFG)
+    prompt.tokens = np.array([CFG.special_id("<|bos|>"), 5, 6, 7], np.int32)
+    prompt.targets, prompt.local_pos = np.zeros(4, bool), np.full(4, -1, np.int16)
     greedy = list(generate(model, prompt, 12))
     assert len(greedy) == 12
     stop = greedy[3]
-    stopped = list(generate(model, prompt, 12, stop_ids=(stop,)))
+    stopped = list(generate(model, prompt, 12, stop_id=stop))
     assert stopped == greedy[:greedy.index(stop) + 1]  # the stop token ends it (and is yielded)
     assert len(list(generate(model, prompt, 500))) == CFG.block_size - 4  # the context ends it
     s1 = list(generate(model, prompt, 20, temperature=1.0, seed=3))
@@ -136,3 +137,34 @@ def test_chat_command_through_a_pipe(model_dir) -> None:
     assert "empty message" in r.stderr  # the blank line is refused; the session goes on
     r = _cli("chat", "--model", str(model_dir / "nothing"))
     assert r.returncode == 2 and "model folder not found" in r.stderr
+
+
+def test_decoding_gives_the_same_tokens_as_before_the_engine() -> None:
+    """The caption command, the caption env (an Agent with a text action) and chat give, for the same
+    seeds, the very tokens they gave before they shared one decoding engine (recorded from that code in
+    tests/fixtures/decoding-before-the-engine.json)."""
+    import json
+
+    from gato_mini.agent import Agent
+    from gato_mini.fields import FieldSpec
+    from gato_mini.tokenizers import TextTokenizer
+    from tests.conftest import CORPUS
+
+    before = json.loads((Path(__file__).parent / "fixtures" / "decoding-before-the-engine.json").read_text())
+    tok = TextTokenizer.train(CORPUS, vocab_size=400)
+    model = loud_model(CFG, std=0.15)
+    rng = np.random.default_rng(0)
+    imgs = [(rng.random((40, 56, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    assert [list(stream_caption(model, tok, im, Sampling(max_tokens=20))) for im in imgs] \
+        == before["caption_greedy"]
+    sampled = Sampling(max_tokens=20, temperature=1.0, top_k=50, seed=7)
+    assert [list(stream_caption(model, tok, im, sampled)) for im in imgs] == before["caption_sampled"]
+    agent = Agent(model, {"image": FieldSpec("image", (40, 56, 3))}, FieldSpec("text", ()), 3, tok, None, 0.0,
+                  True, seed=3, max_text_tokens=20)
+    got = agent.act({i: {"image": im} for i, im in enumerate(imgs)})
+    assert {str(k): v for k, v in got.items()} == before["caption_env_t0.0"]
+    chat = ChatSession(model, tok, system="be brief",
+                       sampling=Sampling(max_tokens=16, temperature=0.8, top_p=0.9, seed=11))
+    assert [chat.reply("hello there"), chat.reply("what is a fox?")] == before["chat"]
+    assert [ChatSession(model, tok, sampling=Sampling(max_tokens=16)).reply("hello there")] \
+        == before["chat_greedy"]

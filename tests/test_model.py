@@ -12,7 +12,7 @@ from gato_mini.data.sequence import caption_sequence, concat, document_sequence,
 from gato_mini.data.windows import collate
 from gato_mini.fields import FieldSpec
 from gato_mini.model import GatoModel
-from gato_mini.model.generate import decode_one_token, prefill, sample
+from gato_mini.model.generate import forward_cached, pick
 
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=128, text_vocab_size=400)
 
@@ -107,13 +107,13 @@ def test_kv_cache_decoding_equals_recomputation(text_tokenizer) -> None:
         full, _ = model(**_chunk(batch, 0, 0, n))
     model.setup_caches(1, CFG.block_size)
     split = 20
-    logits = [prefill(model, input_pos=torch.arange(split), **_chunk(batch, 0, 0, split))]
+    logits = [forward_cached(model, input_pos=torch.arange(split), **_chunk(batch, 0, 0, split))]
     for i in range(split, n):
-        logits.append(decode_one_token(model, input_pos=torch.tensor([i]), **_chunk(batch, 0, i, i + 1)))
+        logits.append(forward_cached(model, input_pos=torch.tensor([i]), **_chunk(batch, 0, i, i + 1)))
     cached = torch.stack(logits[1:], dim=1)[0]  # logits of tokens split..n-1
     assert torch.allclose(cached, full[0, split:n], atol=1e-4), (cached - full[0, split:n]).abs().max()
     assert torch.allclose(logits[0][0], full[0, split - 1], atol=1e-4)
-    assert torch.equal(sample(cached), sample(full[0, split:n]))
+    assert torch.equal(pick(cached), pick(full[0, split:n]))
     model.clear_caches()
 
 
@@ -125,15 +125,15 @@ def test_kv_cache_greedy_generation_matches(text_tokenizer) -> None:
     seq = prompt.clone()
     with torch.no_grad():
         for _ in range(12):
-            nxt = sample(model(seq)[0][:, -1], 0, CFG.vocab_size)
+            nxt = pick(model(seq)[0][:, -1], (0, CFG.vocab_size))
             seq = torch.cat([seq, nxt[:, None]], dim=1)
     model.setup_caches(1)
     out = prompt.clone()
-    nxt = sample(prefill(model, prompt, torch.arange(4)), 0, CFG.vocab_size)
+    nxt = pick(forward_cached(model, prompt, torch.arange(4)), (0, CFG.vocab_size))
     for k in range(12):
         out = torch.cat([out, nxt[:, None]], dim=1)
         if k < 11:
-            nxt = sample(decode_one_token(model, nxt[:, None], torch.tensor([4 + k])), 0, CFG.vocab_size)
+            nxt = pick(forward_cached(model, nxt[:, None], torch.tensor([4 + k])), (0, CFG.vocab_size))
     assert torch.equal(out, seq)
 
 
@@ -146,13 +146,13 @@ def test_per_row_positions_in_the_cache() -> None:
     with torch.no_grad():
         ref_a, ref_b = model(a)[0][0, -1], model(b)[0][0, -1]
     model.setup_caches(2)
-    prefill(model, torch.cat([a[:, :4], b[:, :4]]), torch.arange(4))
+    forward_cached(model, torch.cat([a[:, :4], b[:, :4]]), torch.arange(4))
     for i in range(4, 8):  # row a advances alone (row b rewrites position 4 with its real token)
         tok = torch.cat([a[:, i:i + 1], b[:, 4:5]])
         pos = torch.tensor([[i], [4]])
-        out = decode_one_token(model, tok, pos)
+        out = forward_cached(model, tok, pos)
     assert torch.allclose(out[1], ref_b, atol=1e-4)
-    out = decode_one_token(model, torch.cat([a[:, 8:9], b[:, 4:5]]), torch.tensor([[8], [4]]))
+    out = forward_cached(model, torch.cat([a[:, 8:9], b[:, 4:5]]), torch.tensor([[8], [4]]))
     assert torch.allclose(out[0], ref_a, atol=1e-4) and torch.allclose(out[1], ref_b, atol=1e-4)
 
 
@@ -175,7 +175,7 @@ def test_sample_stays_in_the_legal_range() -> None:
     logits[:, 0] = 50.0  # the overall argmax is illegal
     g = torch.Generator().manual_seed(0)
     for temp in (0.0, 1.0, 5.0):
-        ids = sample(logits, 10, 20, temperature=temp, generator=g)
+        ids = pick(logits, (10, 20), temperature=temp, generator=g)
         assert ids.min() >= 10 and ids.max() < 20
 
 
@@ -276,9 +276,9 @@ def test_rope_makes_the_order_of_the_context_matter_and_extends_past_block_size(
     long = torch.randint(0, 400, (1, n))
     model.setup_caches(1, 2 * CFG.block_size)
     with torch.no_grad():
-        logits = [prefill(model, long[:, :100], torch.arange(100))]
+        logits = [forward_cached(model, long[:, :100], torch.arange(100))]
         for i in range(100, n):
-            logits.append(decode_one_token(model, long[:, i:i + 1], torch.tensor([i])))
+            logits.append(forward_cached(model, long[:, i:i + 1], torch.tensor([i])))
         model.clear_caches()
         full = model(long)[0][0]
     cached = torch.cat([logits[0][:, None], *[x[:, None] for x in logits[1:]]], dim=1)[0]

@@ -39,7 +39,7 @@ from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, conc
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
-from gato_mini.model.generate import pick, sample
+from gato_mini.model.generate import Engine, decode_text, pick, token
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -47,9 +47,8 @@ from gato_mini.tokenizers.text import TextTokenizer
 @dataclass
 class _Slot:
     steps: list[TokenSequence] = field(default_factory=list)
-    pos: int = 0  # tokens in this slot's cache row
     prompt: bool = False  # whether the prompt opens this slot's context
-    pending: TokenSequence | None = None  # the last action's tokens, in the context but not yet cached
+    pending: TokenSequence | None = None  # the last action's tokens, in the context but not yet fed
 
 
 class Agent:
@@ -82,8 +81,7 @@ class Agent:
         self.block = self.cfg.block_size
         if self.prompt is not None and len(self.prompt) >= self.block:
             raise GatoError(f"the prompt has {len(self.prompt)} tokens; block_size is {self.block}")
-        if use_cache:
-            model.setup_caches(num_envs, self.block)
+        self.engine = Engine(model, num_envs, use_cache)
 
     # --- contexts -------------------------------------------------------------------
     def _context(self, i: int) -> TokenSequence:
@@ -95,45 +93,6 @@ class Agent:
         s = self.slots[i]
         prompt = len(self.prompt) if s.prompt and self.prompt is not None else 0
         return prompt + sum(len(step) for step in s.steps)
-
-    def _tensors(self, seqs: list[TokenSequence]) -> dict[str, torch.Tensor]:
-        """Right-padded model inputs for several sequences (padding never holds a patch)."""
-        n = max(len(s) for s in seqs)
-        tokens = np.full((len(seqs), n), self.cfg.special_id("<|pad|>"), np.int64)
-        local = np.full((len(seqs), n), -1, np.int64)
-        for r, s in enumerate(seqs):
-            tokens[r, :len(s)], local[r, :len(s)] = s.tokens, s.local_pos
-        patches = np.concatenate([s.patches for s in seqs])
-        ppos = np.concatenate([s.patch_pos for s in seqs]).astype(np.int64)
-        d = self.device
-        return {"tokens": torch.from_numpy(tokens).to(d), "local_pos": torch.from_numpy(local).to(d),
-                "patches": torch.from_numpy(patches).to(d), "patch_pos": torch.from_numpy(ppos).to(d)}
-
-    def _feed(self, rows: list[int], seqs: list[TokenSequence]) -> torch.Tensor:
-        """Write ``seqs`` into the cache rows after each slot's tokens; logits of each last token."""
-        out = torch.empty(len(rows), self.cfg.padded_vocab_size, device=self.device)
-        by_len: dict[int, list[int]] = {}
-        for k, s in enumerate(seqs):
-            by_len.setdefault(len(s), []).append(k)
-        for n, ks in by_len.items():  # rows with equal new lengths go through together
-            batch = self._tensors([seqs[k] for k in ks])
-            start = torch.tensor([self.slots[rows[k]].pos for k in ks], device=self.device)
-            pos = start[:, None] + torch.arange(n, device=self.device)  # (b, n)
-            cache_rows = torch.tensor([rows[k] for k in ks], device=self.device)
-            with torch.no_grad():
-                logits, _ = self.model(**batch, input_pos=pos, cache_rows=cache_rows)
-            out[ks] = logits[:, -1].float()
-            for k in ks:
-                self.slots[rows[k]].pos += n
-        return out
-
-    def _recompute(self, rows: list[int], tails: list[TokenSequence]) -> torch.Tensor:
-        """Logits after ``context + tail`` per row, recomputing everything (no cache)."""
-        seqs = [concat([self._context(i), t]) for i, t in zip(rows, tails, strict=True)]
-        with torch.no_grad():
-            logits, _ = self.model(**self._tensors(seqs))
-        last = torch.tensor([len(s) - 1 for s in seqs], device=self.device)
-        return logits[torch.arange(len(seqs), device=self.device), last].float()
 
     def _make_room(self, i: int, need: int) -> None:
         """Drop old whole timesteps of slot i so that ``need`` more tokens fit; refill its cache row."""
@@ -148,18 +107,19 @@ class Agent:
             s.prompt = False  # the prompt alone leaves no room for a timestep
         if self._context_len(i) + need > self.block:
             raise GatoError(f"one timestep takes {need} tokens; block_size is {self.block}")
-        if self.use_cache:
-            s.pos, s.pending = 0, None  # the refill holds the last action too
-            ctx = self._context(i)
-            if len(ctx):
-                self._feed([i], [ctx])
+        s.pending = None  # the refill holds the last action too
+        self.engine.reset(i)
+        ctx = self._context(i)
+        if len(ctx):
+            self.engine.feed([i], [ctx])
 
     # --- public -------------------------------------------------------------------
     def reset(self, i: int) -> None:
         """Start a new episode in slot ``i`` (its context becomes the prompt)."""
         self.slots[i] = _Slot(prompt=self.prompt is not None)
-        if self.use_cache and self.prompt is not None:
-            self._feed([i], [self.prompt])
+        self.engine.reset(i)
+        if self.prompt is not None:
+            self.engine.feed([i], [self.prompt])
 
     def observe(self, obs: dict[str, Any]) -> TokenSequence:
         """One observation as ``[obs tokens] <|sep|>`` (the layout training used), or for a text
@@ -183,27 +143,22 @@ class Agent:
             self._make_room(i, len(seq) + self.n_act)
         chosen = np.zeros((len(rows), self.n_act), np.int64)
         tails = list(new)
-        if self.use_cache:  # the previous action's last token goes in with this observation
-            fed = [concat([self.slots[i].pending, seq]) if self.slots[i].pending is not None else seq
-                   for i, seq in zip(rows, new, strict=True)]
-            for i in rows:
-                self.slots[i].pending = None
-            logits = self._feed(rows, fed)
-        else:
-            logits = self._recompute(rows, tails)
+        # The previous action's last token goes in with this observation: one forward per action dimension.
+        fed = [concat([self.slots[i].pending, seq]) if self.slots[i].pending is not None else seq
+               for i, seq in zip(rows, new, strict=True)]
+        for i in rows:
+            self.slots[i].pending = None
+        logits = self.engine.feed(rows, fed)
         for d in range(self.n_act):
-            ids = sample(logits, self.lo, self.hi, self.temperature, self.generator)
+            ids = pick(logits, (self.lo, self.hi), self.temperature, generator=self.generator)
             chosen[:, d] = ids.cpu().numpy()
-            tok = [self._action_token(int(t)) for t in chosen[:, d]]
+            tok = [token(int(t), self.cfg) for t in chosen[:, d]]
             tails = [concat([t, a]) for t, a in zip(tails, tok, strict=True)]
             if d + 1 == self.n_act:
-                if self.use_cache:
-                    for i, a in zip(rows, tok, strict=True):
-                        self.slots[i].pending = a
-            elif self.use_cache:
-                logits = self._feed(rows, tok)
+                for i, a in zip(rows, tok, strict=True):
+                    self.slots[i].pending = a
             else:
-                logits = self._recompute(rows, tails)
+                logits = self.engine.feed(rows, tok)
         out = {}
         for r, i in enumerate(rows):
             self.slots[i].steps.append(tails[r])
@@ -219,40 +174,20 @@ class Agent:
         for i, p in zip(rows, prompts, strict=True):
             if len(p) >= self.block:
                 raise GatoError(f"the image takes {len(p)} tokens; block_size is {self.block}")
-            self.slots[i] = _Slot(steps=[] if self.use_cache else [p])
-        empty = [TokenSequence.empty(self.cfg) for _ in rows]
-        logits = self._feed(rows, prompts) if self.use_cache else self._recompute(rows, empty)
-        if self.use_cache:
-            for i, p in zip(rows, prompts, strict=True):
-                self.slots[i].steps = [p]
+            self.slots[i] = _Slot(steps=[p])
+            self.engine.reset(i)
+        logits = self.engine.feed(rows, prompts)
         out: dict[int, list[int]] = {i: [] for i in rows}
-        active = list(rows)
-        while active:
-            ids = pick(logits, allowed, self.temperature, generator=self.generator).tolist()
-            still = []
-            for i, t in zip(active, ids, strict=True):
-                if t == eos:
-                    continue
-                out[i].append(t)
-                room = self.block - self._context_len(i) - len(out[i])
-                if len(out[i]) < self.max_text_tokens and room > 0:
-                    still.append(i)
-            active = still
-            if not active:
-                break
-            if self.use_cache:
-                logits = self._feed(active, [self._action_token(out[i][-1]) for i in active])
-            else:
-                logits = self._recompute(active, [concat([self._action_token(t) for t in out[i]])
-                                                  for i in active])
-        return {i: self.tokenizer.decode(out[i]) for i in rows}
 
-    def _action_token(self, token: int) -> TokenSequence:
-        """One action token as a sequence (a loss target in training; no local position)."""
-        seq = TokenSequence.empty(self.cfg)
-        seq.tokens, seq.targets = np.array([token], np.int32), np.array([True])
-        seq.local_pos = np.array([-1], np.int16)
-        return seq
+        def room(i: int, n: int) -> bool:
+            return n < self.max_text_tokens and self.engine.pos[i] + 1 < self.block  # the n-th is not fed yet
+
+        for step in decode_text(self.engine, rows, logits, allowed, eos, room, self.temperature,
+                                generator=self.generator):
+            for i, t in step:
+                if t != eos:
+                    out[i].append(t)
+        return {i: self.tokenizer.decode(out[i]) for i in rows}
 
     def detokenize(self, ids: np.ndarray) -> np.ndarray:
         """Action ids of one step -> the env's action."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gato_mini.data.sequence import caption_prompt_sequence, chat_prompt
+from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, chat_prompt
 from gato_mini.errors import GatoError
 from gato_mini.model.generate import generate
 from gato_mini.model.model import GatoModel
@@ -44,26 +44,12 @@ def text_mask(model: GatoModel, tokenizer: TextTokenizer, stop: str) -> torch.Te
     return mask
 
 
-def _tensors(tokens: np.ndarray, local: np.ndarray, patches: np.ndarray, patch_pos: np.ndarray,
-             device: torch.device) -> dict[str, torch.Tensor]:
-    return {"tokens": torch.as_tensor(tokens, dtype=torch.long, device=device)[None],
-            "local_pos": torch.as_tensor(local, dtype=torch.long, device=device)[None],
-            "patches": torch.as_tensor(patches, device=device),
-            "patch_pos": torch.as_tensor(patch_pos, dtype=torch.long, device=device)}
-
-
-def caption_prompt(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray) -> dict[str, torch.Tensor]:
-    """``[patches] <|caption|>`` for one uint8 image (H, W[, C])."""
-    seq = caption_prompt_sequence(image, model.cfg)
-    return _tensors(seq.tokens, seq.local_pos, seq.patches, seq.patch_pos, next(model.parameters()).device)
-
-
 def stream_caption(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray, sampling: Sampling,
                    use_cache: bool = True) -> Iterator[int]:
     """Caption token ids as they come (the ``<|eos|>`` is not yielded)."""
     eos = model.cfg.special_id("<|eos|>")
-    for t in generate(model, caption_prompt(model, tokenizer, image), sampling.max_tokens,
-                      text_mask(model, tokenizer, "<|eos|>"), (eos,), sampling.temperature, sampling.top_k,
+    for t in generate(model, caption_prompt_sequence(image, model.cfg), sampling.max_tokens,
+                      text_mask(model, tokenizer, "<|eos|>"), eos, sampling.temperature, sampling.top_k,
                       sampling.top_p, sampling.seed, use_cache):
         if t == eos:
             return
@@ -109,15 +95,15 @@ class ChatSession:
             self.messages.pop()
             raise GatoError(f"that message alone is longer than the model's context "
                             f"({self.model.cfg.block_size} tokens)")
-        device = next(self.model.parameters()).device
-        prompt = {"tokens": torch.as_tensor(ids, dtype=torch.long, device=device)[None],
-                  "local_pos": torch.full((1, len(ids)), -1, dtype=torch.long, device=device)}
+        prompt = TokenSequence.empty(self.model.cfg)
+        prompt.tokens, prompt.targets = np.asarray(ids, np.int32), np.zeros(len(ids), bool)
+        prompt.local_pos = np.full(len(ids), -1, np.int16)
         end = self.model.cfg.special_id("<|end|>")
         out: list[int] = []
         shown = ""
         s = self.sampling
         for t in generate(self.model, prompt, s.max_tokens, text_mask(self.model, self.tokenizer, "<|end|>"),
-                          (end,), s.temperature, s.top_k, s.top_p, s.seed):
+                          end, s.temperature, s.top_k, s.top_p, s.seed):
             if t == end:
                 break
             out.append(t)

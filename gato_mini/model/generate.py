@@ -1,36 +1,54 @@
-"""Decoding with the KV cache (gpt-fast style): prefill, one token at a time, legal-range sampling."""
+"""The one decoding engine (gpt-fast style): batched prefill and decode over chosen KV-cache rows, each row
+at its own position, and one sampler over an allowed id range or mask.
+
+Everything that generates goes through here: the `Agent` (actions, and captions in the caption env),
+the caption command and chat (:func:`generate`, one row).
+
+* :func:`model_inputs`: :class:`~gato_mini.data.sequence.TokenSequence` s -> right-padded model inputs
+  (the one batch tensorizer of decoding; training batches are :func:`~gato_mini.data.windows.collate`);
+* :class:`Engine`: one context per row; :meth:`Engine.feed` appends tokens to chosen rows and returns the
+  logits after each row's last token. With the cache only the new tokens go through the model; without
+  it (``use_cache=False``) each fed row's whole context is recomputed, the reference the cache must equal;
+* :func:`pick`: greedy at temperature 0, else softmax sampling after top-k/top-p, over an id range
+  ``(lo, hi)`` or a boolean mask;
+* :func:`decode_text`: rows of text until a stop id, each row finishing at its own length.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
+import numpy as np
 import torch
 from torch import Tensor
 
+from gato_mini.config import GatoConfig
+from gato_mini.data.sequence import TokenSequence, concat
 from gato_mini.model.model import GatoModel
 
-
-@torch.no_grad()
-def prefill(model: GatoModel, tokens: Tensor, input_pos: Tensor, **embeds: Tensor | None) -> Tensor:
-    """Run a prompt chunk (B, T) through the cache; returns the logits of its last token (B, V)."""
-    logits, _ = model(tokens, input_pos=input_pos, **embeds)
-    return logits[:, -1]
+Allowed = Tensor | tuple[int, int] | None
 
 
 @torch.no_grad()
-def decode_one_token(model: GatoModel, tokens: Tensor, input_pos: Tensor, **embeds: Tensor | None) -> Tensor:
-    """One new token per row (B, 1) at ``input_pos`` (B, 1) or (1,); returns its logits (B, V)."""
-    logits, _ = model(tokens, input_pos=input_pos, **embeds)
+def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor, cache_rows: Tensor | None = None,
+                   **embeds: Tensor | None) -> Tensor:
+    """A chunk (B, T) written into the cache at ``input_pos`` ((T,) or per row (B, T)), in cache rows
+    ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V)."""
+    logits, _ = model(tokens, input_pos=input_pos, cache_rows=cache_rows, **embeds)
     return logits[:, -1]
 
 
-def sample(logits: Tensor, lo: int = 0, hi: int | None = None, temperature: float = 0.0,
-           generator: torch.Generator | None = None) -> Tensor:
-    """An id in ``[lo, hi)`` per row: greedy at temperature 0, else softmax sampling."""
-    hi = logits.shape[-1] if hi is None else hi
-    legal = logits[..., lo:hi].float()
-    if temperature <= 0:
-        return legal.argmax(dim=-1) + lo
-    probs = torch.softmax(legal / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1) + lo
+def model_inputs(seqs: list[TokenSequence], pad_id: int, device: torch.device) -> dict[str, Tensor]:
+    """Right-padded model inputs for several sequences (padding never holds a patch)."""
+    n = max(len(s) for s in seqs)
+    tokens = np.full((len(seqs), n), pad_id, np.int64)
+    local = np.full((len(seqs), n), -1, np.int64)
+    for r, s in enumerate(seqs):
+        tokens[r, :len(s)], local[r, :len(s)] = s.tokens, s.local_pos
+    patches = np.concatenate([s.patches for s in seqs])
+    ppos = np.concatenate([s.patch_pos for s in seqs]).astype(np.int64)
+    return {"tokens": torch.from_numpy(tokens).to(device), "local_pos": torch.from_numpy(local).to(device),
+            "patches": torch.from_numpy(patches).to(device), "patch_pos": torch.from_numpy(ppos).to(device)}
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
@@ -47,58 +65,118 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
     return logits
 
 
-def pick(logits: Tensor, allowed: Tensor | None = None, temperature: float = 0.0, top_k: int | None = None,
+def pick(logits: Tensor, allowed: Allowed = None, temperature: float = 0.0, top_k: int | None = None,
          top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """One id per row of ``logits`` (B, V) among the ``allowed`` ids (a boolean mask over the vocabulary):
-    greedy at temperature 0, else softmax sampling after top-k/top-p."""
+    """One id per row of ``logits`` (B, V) among the ``allowed`` ids: an id range ``(lo, hi)`` or a boolean
+    mask over the vocabulary (None: any). Greedy at temperature 0, else softmax sampling after
+    top-k/top-p."""
     logits = logits.float()
-    if allowed is not None:
+    lo = 0
+    if isinstance(allowed, tuple):
+        lo, hi = allowed
+        logits = logits[..., lo:hi]
+    elif allowed is not None:
         logits = logits.masked_fill(~allowed[: logits.shape[-1]], float("-inf"))
     if temperature <= 0:
-        return logits.argmax(dim=-1)
+        return logits.argmax(dim=-1) + lo
     logits = filter_logits(logits / temperature, top_k, top_p)
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1) + lo
+
+
+class Engine:
+    """Contexts of ``rows`` rows over one model (see the module docstring). ``pos[r]`` is how many
+    tokens row ``r``'s context holds."""
+
+    def __init__(self, model: GatoModel, rows: int, use_cache: bool = True) -> None:
+        self.model, self.cfg, self.use_cache = model.eval(), model.cfg, use_cache
+        self.device = next(model.parameters()).device
+        self.pad = self.cfg.special_id("<|pad|>")
+        self.pos = [0] * rows
+        self._history: list[list[TokenSequence]] = [[] for _ in range(rows)]  # without the cache
+        if use_cache:
+            model.setup_caches(rows, self.cfg.block_size)
+
+    def reset(self, row: int) -> None:
+        """Empty row ``row``'s context (the others are untouched)."""
+        self.pos[row] = 0
+        self._history[row] = []
+
+    def feed(self, rows: list[int], seqs: list[TokenSequence]) -> Tensor:
+        """Append ``seqs[k]`` to row ``rows[k]``'s context; the logits after each one's last token
+        (len(rows), V). Rows whose new parts have equal lengths go through the model together."""
+        out = torch.empty(len(rows), self.cfg.padded_vocab_size, device=self.device)
+        if not self.use_cache:
+            for r, s in zip(rows, seqs, strict=True):
+                self._history[r].append(s)
+                self.pos[r] += len(s)
+            full = [concat(self._history[r]) for r in rows]
+            with torch.no_grad():
+                logits, _ = self.model(**model_inputs(full, self.pad, self.device))
+            last = torch.tensor([len(s) - 1 for s in full], device=self.device)
+            return logits[torch.arange(len(full), device=self.device), last].float()
+        by_len: dict[int, list[int]] = {}
+        for k, s in enumerate(seqs):
+            by_len.setdefault(len(s), []).append(k)
+        for n, ks in by_len.items():
+            batch = model_inputs([seqs[k] for k in ks], self.pad, self.device)
+            start = torch.tensor([self.pos[rows[k]] for k in ks], device=self.device)
+            pos = start[:, None] + torch.arange(n, device=self.device)  # (b, n)
+            cache_rows = torch.tensor([rows[k] for k in ks], device=self.device)
+            out[ks] = forward_cached(self.model, input_pos=pos, cache_rows=cache_rows, **batch).float()
+            for k in ks:
+                self.pos[rows[k]] += n
+        return out
+
+    def close(self) -> None:
+        """Free the cache."""
+        if self.use_cache:
+            self.model.clear_caches()
+
+
+def token(t: int, cfg: GatoConfig) -> TokenSequence:
+    """One generated token as a sequence (a loss target in training; no local position)."""
+    seq = TokenSequence.empty(cfg)
+    seq.tokens, seq.targets = np.array([t], np.int32), np.array([True])
+    seq.local_pos = np.array([-1], np.int16)
+    return seq
+
+
+def decode_text(engine: Engine, rows: list[int], logits: Tensor, allowed: Allowed, stop_id: int,
+                room: Callable[[int, int], bool], temperature: float = 0.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None
+                ) -> Iterator[list[tuple[int, int]]]:
+    """Text for ``rows`` after ``logits`` (their logits after the prompt): yields each step's
+    ``(row, id)`` pairs, a row's stop id included, and stops a row at its stop id or when
+    ``room(row, n)`` says its ``n`` tokens so far leave no room for another."""
+    active, counts = list(rows), dict.fromkeys(rows, 0)
+    while active:
+        ids = pick(logits, allowed, temperature, top_k, top_p, generator).tolist()
+        yield list(zip(active, ids, strict=True))
+        still = []
+        for r, t in zip(active, ids, strict=True):
+            counts[r] += 1
+            if t != stop_id and room(r, counts[r]):
+                still.append((r, t))
+        active = [r for r, _ in still]
+        if active:
+            logits = engine.feed(active, [token(t, engine.cfg) for _, t in still])
 
 
 @torch.no_grad()
-def generate(model: GatoModel, prompt: dict[str, Tensor], max_new_tokens: int, allowed: Tensor | None = None,
-             stop_ids: tuple[int, ...] = (), temperature: float = 0.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int | None = None, use_cache: bool = True):
-    """Yield new token ids one at a time after ``prompt`` (a batch of one: tokens, local_pos, patches,
-    patch_pos), until a stop id (yielded too), ``max_new_tokens`` or the end of ``block_size``.
-
-    ``allowed``: a boolean mask over the vocabulary of ids that may be produced (e.g. text plus the
-    stop token). Greedy at temperature 0; otherwise softmax sampling after top-k/top-p, seeded.
-    """
-    model.eval()
-    tokens = prompt["tokens"]
-    n = tokens.shape[1]
-    device = tokens.device
-    budget = min(max_new_tokens, model.cfg.block_size - n)
+def generate(model: GatoModel, prompt: TokenSequence, max_new_tokens: int, allowed: Allowed = None,
+             stop_id: int | None = None, temperature: float = 0.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None, use_cache: bool = True) -> Iterator[int]:
+    """Yield new token ids one at a time after ``prompt`` (one row), until ``stop_id`` (yielded too),
+    ``max_new_tokens`` or the end of ``block_size``. Seeded sampling: the same seed gives the same ids."""
+    budget = min(max_new_tokens, model.cfg.block_size - len(prompt))
     if budget <= 0:
         return
-    g = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-
-    if use_cache:
-        model.setup_caches(1, model.cfg.block_size)
-        logits = prefill(model, input_pos=torch.arange(n, device=device), **prompt)
-    else:
-        seq = dict(prompt)
-        logits = model(**seq)[0][:, -1]
+    engine = Engine(model, 1, use_cache)
+    g = torch.Generator(device=engine.device).manual_seed(seed) if seed is not None else None
     try:
-        for k in range(budget):
-            nxt = int(pick(logits, allowed, temperature, top_k, top_p, g)[0])
-            yield nxt
-            if nxt in stop_ids or k + 1 == budget:
-                return
-            step = torch.tensor([[nxt]], device=device)
-            if use_cache:
-                logits = decode_one_token(model, step, torch.tensor([n + k], device=device),
-                                          local_pos=torch.full_like(step, -1))
-            else:
-                seq["tokens"] = torch.cat([seq["tokens"], step], dim=1)
-                seq["local_pos"] = torch.cat([seq["local_pos"], torch.full_like(step, -1)], dim=1)
-                logits = model(**seq)[0][:, -1]
+        logits = engine.feed([0], [prompt])
+        for step in decode_text(engine, [0], logits, allowed, -1 if stop_id is None else stop_id,
+                                lambda _, n: n < budget, temperature, top_k, top_p, g):
+            yield step[0][1]
     finally:
-        if use_cache:
-            model.clear_caches()
+        engine.close()
