@@ -47,3 +47,18 @@ def write(name: str, result: dict[str, Any], out: str | None = None) -> Path:
     print(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return path
+
+
+def matmul_peak() -> float:
+    """The fp32 ``torch.mm`` rate of 1024x1024 matrices on this machine now (FLOP/s, best of 5)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best = 0.0
+    for _ in range(5):
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < 0.3:
+            a @ b
+            n += 1
+        best = max(best, n * 2 * 1024 ** 3 / (time.perf_counter() - t0))
+    return best

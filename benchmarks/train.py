@@ -39,7 +39,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _common import write  # noqa: E402
+from _common import matmul_peak, write  # noqa: E402
 from torch import nn  # noqa: E402
 
 from gato_mini.config import GatoConfig  # noqa: E402
@@ -107,18 +107,6 @@ def batch(cfg: GatoConfig, b: int, patch_fraction: float, seed: int = 0) -> dict
             "patches": torch.randint(0, 256, (n, ppc), generator=g, dtype=torch.uint8), "patch_pos": pos,
             "targets": torch.randint(0, cfg.text_vocab_size, (b, T), generator=g),
             "loss_mask": torch.ones(b, T, dtype=torch.bool)}
-
-
-def matmul_peak() -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    best = 0.0
-    for _ in range(5):
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < 0.3:
-            a @ b
-            n += 1
-        best = max(best, n * 2 * 1024 ** 3 / (time.perf_counter() - t0))
-    return best
 
 
 def one(size: str, kind: str, steps: int) -> dict:

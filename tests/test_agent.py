@@ -128,3 +128,18 @@ def test_a_failing_env_ends_its_episode_only() -> None:
     failed = [r for r in results if r.error]
     assert failed and all("RuntimeError: the emulator crashed" in r.error for r in failed)
     assert any(r.error is None and r.length >= 8 for r in results)
+
+
+def test_the_envs_observations_are_tokenized_together_as_each_alone() -> None:
+    """One call of the observation builder for all envs gives each env the tokens of its own call."""
+    agent = _agent(3)
+    env = MatchEnv()
+    obs = []
+    for s in range(3):
+        o, _ = env.reset(seed=s)
+        obs.append(o)
+    together = agent._observe_all(obs)
+    for seq, o in zip(together, obs, strict=True):
+        alone = agent.observe(o)
+        for name in ("tokens", "targets", "local_pos", "patches", "patch_pos", "starts"):
+            assert np.array_equal(getattr(seq, name), getattr(alone, name)), name

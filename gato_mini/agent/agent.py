@@ -133,10 +133,22 @@ class Agent:
         return observation_sequence({k: np.asarray(obs[k])[None] for k in self.fields}, self.fields, self.cfg,
                                     self.tokenizer, self.image_size)
 
+    def _observe_all(self, observations: list[dict[str, Any]]) -> list[TokenSequence]:
+        """:meth:`observe` for several envs at once: their observations stacked into one call of the
+        observation builder (tokenized as arrays, one row per env), then split per env."""
+        if self.action.modality == "text" or len(observations) == 1:
+            return [self.observe(o) for o in observations]
+        try:
+            stacked = {k: np.stack([np.asarray(o[k]) for o in observations]) for k in self.fields}
+        except (KeyError, ValueError):  # a missing field or a bad shape: the one env's own error
+            return [self.observe(o) for o in observations]
+        seq = observation_sequence(stacked, self.fields, self.cfg, self.tokenizer, self.image_size)
+        return [seq.timesteps(r, r + 1, self.cfg) for r in range(len(observations))]
+
     def act(self, observations: dict[int, dict[str, Any]]) -> dict[int, np.ndarray]:
         """Actions for the slots given (slot -> observation dict); other slots are left alone."""
         rows = sorted(observations)
-        new = [self.observe(observations[i]) for i in rows]
+        new = self._observe_all([observations[i] for i in rows])
         if self.action.modality == "text":
             return self._act_text(rows, new)
         for i, seq in zip(rows, new, strict=True):

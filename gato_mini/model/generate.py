@@ -34,7 +34,8 @@ def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor, cache_ro
                    **embeds: Tensor | None) -> Tensor:
     """A chunk (B, T) written into the cache at ``input_pos`` ((T,) or per row (B, T)), in cache rows
     ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V)."""
-    logits, _ = model(tokens, input_pos=input_pos, cache_rows=cache_rows, **embeds)
+    last = torch.full((tokens.shape[0],), tokens.shape[1] - 1, device=tokens.device)
+    logits, _ = model(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, **embeds)
     return logits[:, -1]
 
 
@@ -110,10 +111,10 @@ class Engine:
                 self._history[r].append(s)
                 self.pos[r] += len(s)
             full = [concat(self._history[r]) for r in rows]
-            with torch.no_grad():
-                logits, _ = self.model(**model_inputs(full, self.pad, self.device))
             last = torch.tensor([len(s) - 1 for s in full], device=self.device)
-            return logits[torch.arange(len(full), device=self.device), last].float()
+            with torch.no_grad():
+                logits, _ = self.model(**model_inputs(full, self.pad, self.device), logits_at=last)
+            return logits[:, 0].float()
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):
             by_len.setdefault(len(s), []).append(k)

@@ -56,23 +56,24 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype), persistent=False)
 
-    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, rows: Tensor | None = None
-               ) -> tuple[Tensor, Tensor]:
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, rows: Tensor | None = None,
+               used: int | None = None) -> tuple[Tensor, Tensor]:
         """Write ``k, v`` (B, H, T, hd) at ``input_pos`` (B, T) of cache rows ``rows`` (default 0..B-1).
 
-        Returns those rows' whole caches (B, H, S, hd).
+        Returns those rows' caches (B, H, S, hd), S being the first ``used`` positions (default all).
         """
         b = k.shape[0]
+        used = self.k.shape[2] if used is None else used
         if rows is None:
             idx = input_pos[:, None, :, None].expand(b, k.shape[1], k.shape[2], k.shape[3])
             self.k[:b].scatter_(2, idx, k.to(self.k.dtype))
             self.v[:b].scatter_(2, idx, v.to(self.v.dtype))
-            return self.k[:b], self.v[:b]
+            return self.k[:b, :, :used], self.v[:b, :, :used]
         heads = torch.arange(k.shape[1], device=k.device)
         where = (rows[:, None, None], heads[None, :, None], input_pos[:, None, :])  # -> (B, H, T)
         self.k[where] = k.to(self.k.dtype)
         self.v[where] = v.to(self.v.dtype)
-        return self.k[rows], self.v[rows]
+        return self.k[rows, :, :used], self.v[rows, :, :used]  # copies the used keys only
 
 
 # --- the Transformer ----------------------------------------------------------------
@@ -94,7 +95,8 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         drop = self.dropout if self.training else 0.0
         if self.kv_cache is not None and input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v, rows)  # (B, n_head, S, head_dim)
+            used = mask.shape[-1] if mask is not None else None  # the keys the mask covers
+            k, v = self.kv_cache.update(input_pos, k, v, rows, used)  # (B, n_head, S, head_dim)
             k, v = k.to(q.dtype), v.to(q.dtype)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         else:
@@ -224,6 +226,9 @@ class GatoModel(nn.Module):
             self.lm_head.weight = self.wte.weight
         self.patch_id = cfg.special_id("<|patch|>")
         self.cache_length = cfg.block_size
+        # Decoding attends over the filled part of the cache only; False keeps the shapes static (for
+        # CUDA graphs or torch.compile of the decode step), at the cost of attending over every slot.
+        self.trim_cache = True
         self._set_rope(cfg.block_size)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
@@ -293,7 +298,8 @@ class GatoModel(nn.Module):
     def forward(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
                 patch_pos: Tensor | None = None, targets: Tensor | None = None,
                 loss_mask: Tensor | None = None, input_pos: Tensor | None = None,
-                reduction: str = "mean", cache_rows: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                reduction: str = "mean", cache_rows: Tensor | None = None,
+                logits_at: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, padded_vocab) and None; or, given ``targets``, None and the masked loss
         (``reduction="none"``: per token, 0 off the mask). With targets the head runs only on the
         positions of ``loss_mask``, so no logits are returned.
@@ -301,6 +307,8 @@ class GatoModel(nn.Module):
         ``input_pos`` (T,) or (B, T): positions of these tokens; needs :meth:`setup_caches`.
         ``cache_rows`` (B,): which cache rows these B rows use (default 0..B-1), so one
         environment's context can be refilled without touching the others.
+        ``logits_at`` (B,): the one position per row whose logits are wanted (decoding); the head then runs
+        on those alone and the logits are (B, 1, padded_vocab).
         """
         B, T = tokens.shape
         x = self.embed(tokens, local_pos, patches, patch_pos)
@@ -315,14 +323,19 @@ class GatoModel(nn.Module):
                                  "(or drop input_pos to recompute attention over the input)")
             pos = input_pos.expand(B, T) if input_pos.dim() == 1 else input_pos  # (B, T)
             cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # (B, 1, T, hd/2)
-            keys = torch.arange(self.cache_length, device=tokens.device)
+            # Attend over the filled part of the cache only (up to the furthest position written now),
+            # not its whole length: a context of 200 tokens in a 1024-token cache costs 200 keys.
+            used = min(int(pos.max()) + 1, self.cache_length) if self.trim_cache else self.cache_length
+            keys = torch.arange(used, device=tokens.device)
             mask = pos[:, None, :, None] >= keys  # (B, 1, T, S): causal over the cache
             input_pos = pos
         for blk in self.blocks:
             x = blk(x, cos, sin, mask, input_pos, cache_rows)
         x = self.ln_f(x)
         if targets is None:
-            return self.lm_head(x), None  # (B, T, padded_vocab)
+            if logits_at is not None:  # decoding needs one row of logits, not T (the head is wide)
+                x = x[torch.arange(B, device=x.device), logits_at][:, None]
+            return self.lm_head(x), None  # (B, T or 1, padded_vocab)
         # Training: the head (a third of tiny's FLOPs) runs only where the loss counts. An Atari
         # timestep has one action target in 27 tokens, so most positions need no logits at all.
         m = loss_mask.bool() if loss_mask is not None else torch.ones_like(targets, dtype=torch.bool)
