@@ -4,8 +4,9 @@ Each call to :meth:`Agent.act` takes the new observation of every active
 environment, tokenizes it exactly as the training data was tokenized
 (:func:`~gato_mini.data.sequence.observation_sequence`: ``[obs tokens] <|sep|>``) and
 decodes the action one dimension at a time, sampling only from that
-dimension's legal id range. With the cache, only the new tokens go through
-the model; without it (``use_cache=False``) the whole context is recomputed,
+dimension's legal id range, through the one decoding engine
+(:class:`~gato_mini.model.generate.Engine`, one row per environment). With the
+cache, only the new tokens go through the model; without it (``use_cache=False``) the whole context is recomputed,
 which is the reference the cached path must equal. With the cache, a step costs one forward per
 action dimension: the last dimension's token is not fed on its own (its logits would go unused) but
 together with the next observation.
