@@ -6,8 +6,8 @@ environment, tokenizes it exactly as the training data was tokenized
 decodes the action one dimension at a time, sampling only from that
 dimension's legal id range, through the one decoding engine
 (:class:`~gato_mini.model.generate.Engine`, one row per environment). With the
-cache, only the new tokens go through the model; without it (``use_cache=False``) the whole context is recomputed,
-which is the reference the cached path must equal. With the cache, a step costs one forward per
+cache, only the new tokens go through the model; without it (``use_cache=False``) the
+whole context is recomputed, which is the reference the cached path must equal. With the cache, a step costs one forward per
 action dimension: the last dimension's token is not fed on its own (its logits would go unused) but
 together with the next observation.
 
