@@ -7,9 +7,9 @@ decodes the action one dimension at a time, sampling only from that
 dimension's legal id range, through the one decoding engine
 (:class:`~gato_mini.model.generate.Engine`, one row per environment). With the
 cache, only the new tokens go through the model; without it (``use_cache=False``) the
-whole context is recomputed, which is the reference the cached path must equal. With the cache, a step costs one forward per
-action dimension: the last dimension's token is not fed on its own (its logits would go unused) but
-together with the next observation.
+whole context is recomputed, which is the reference the cached path must equal. A step costs one
+forward per action dimension: the last dimension's token is not fed on its own (its logits would go
+unused) but together with the next observation.
 
 Context rules: a slot's context is ``[prompt] + its episode's timesteps``.
 When the next timestep would not fit ``block_size``, the oldest whole
