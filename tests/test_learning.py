@@ -121,8 +121,11 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
     monkeypatch.setattr(reg, "load_references", lambda path=None: refs)
     for name in tasks:
         run_episodes(name, "expert", 300, seed=0, out=tmp_path / "eps", progress=False)
-    model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"),
-                                                    "sources": {"fake-quadrant": {}, "fake-track": {}}},
+    # The tasks are registered in this test only; data/ never reads the registry (it sits below envs/),
+    # so each source names its kind and dataset, as a user's own recording does.
+    sources = {name: {"kind": "episodes", "dataset": str(tmp_path / "eps" / name / "expert-v0")}
+               for name in tasks}
+    model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": sources},
                                          width=64, block_size=128, max_steps=600)
     scores = {}
     for name in tasks:
