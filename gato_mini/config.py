@@ -212,4 +212,6 @@ class GatoConfig:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FileFormatError(f"config file {path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise FileFormatError(f"config file {path} is nested too deeply to be a model config") from None
         return cls.from_dict(data)

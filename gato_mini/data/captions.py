@@ -68,6 +68,12 @@ def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> I
             yield CaptionEntry(f"{name}#{seen[name] - 1}", path, text.strip(), where)
 
 
+#: The most pixels an image file may hold: its header is read first, so a file claiming billions of
+#: pixels (a decompression bomb) is refused before anything is decoded. 8192 x 8192, under the 89M
+#: at which Pillow itself starts to warn.
+MAX_IMAGE_PIXELS = 1 << 26
+
+
 def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray:
     """An RGB uint8 image fitted inside ``size`` (H, W): aspect kept, black padding, never cropped."""
     from PIL import Image, UnidentifiedImageError
@@ -79,10 +85,16 @@ def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray
         with Image.open(path) as im:
             if im.width == 0 or im.height == 0:
                 raise FileFormatError(f"{prefix}image {path} has zero size")
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise FileFormatError(f"{prefix}image {path} claims {im.width}x{im.height} pixels, more than "
+                                      f"the {MAX_IMAGE_PIXELS:,} gato-mini decodes; shrink it first")
             pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
         return image.letterbox(pixels, size)
     except FileFormatError:
         raise
+    except Image.DecompressionBombError:  # Pillow's own check, at twice its limit, before ours can run
+        raise FileFormatError(f"{prefix}image {path} claims more than twice the {MAX_IMAGE_PIXELS:,} pixels "
+                              "gato-mini decodes; shrink it first") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise FileFormatError(f"{prefix}cannot read image {path}: {exc}") from None
 

@@ -22,5 +22,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[str, Any]]:
                 yield where, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FileFormatError(f"{where}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise FileFormatError(f"{where}: nested too deeply") from None
             except UnicodeDecodeError as exc:  # pragma: no cover - raised by the file iterator
                 raise FileFormatError(f"{where}: not UTF-8 ({exc.reason})") from None

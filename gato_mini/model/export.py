@@ -26,7 +26,7 @@ import torch
 
 from gato_mini.config import GatoConfig
 from gato_mini.errors import ConfigError, FileFormatError
-from gato_mini.model.model import GatoModel
+from gato_mini.model.model import GatoModel, check_fits
 from gato_mini.tokenizers.text import TextTokenizer
 
 FILES = ("config.json", "tokenizer.json", "model.safetensors", "tasks.json")
@@ -95,6 +95,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
         tasks = json.loads((path / "tasks.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"{path / 'tasks.json'} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FileFormatError(f"{path / 'tasks.json'} is nested too deeply") from None
+    check_fits(cfg, f"{path / 'config.json'}", copies=2)  # the loaded state and the model
     try:
         state = load_file(str(path / "model.safetensors"), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

@@ -23,6 +23,7 @@ positions) and attends over the cache: decoding one token costs one token.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from gato_mini.config import GatoConfig
+from gato_mini.errors import GatoError
 
 
 # --- rotary positions -------------------------------------------------------------
@@ -355,3 +357,30 @@ def count_params(cfg: GatoConfig) -> int:
     allocates nothing, so even the 1.18B size costs a fraction of a second."""
     with torch.device("meta"):
         return GatoModel(cfg).num_params()
+
+
+def available_memory() -> int:
+    """Bytes this machine could still give a process: ``MemAvailable``, else its physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(cfg: GatoConfig, what: str, copies: int) -> None:
+    """Refuse in one line (:class:`~gato_mini.errors.GatoError`) a model whose fp32 parameters, times
+    ``copies`` (2 to load: the file's tensors and the model; 4 to train: weights, gradients and AdamW's
+    two moments), cannot fit in this machine's available memory, before anything is allocated. The
+    count is a lower bound from the sizes alone (token table and attention and GEGLU matrices), so an
+    absurd config is refused without building it."""
+    d, layers = cfg.n_embd, cfg.n_layer
+    lower = cfg.padded_vocab_size * d + layers * (4 * d * d + 3 * d * cfg.intermediate_size)
+    need, have = lower * 4 * copies, available_memory()
+    if need > have:
+        raise GatoError(f"{what}: a model of {layers} layers x {d} ({lower / 1e9:.3g}B parameters or "
+                        f"more) needs at least {need / 2**30:.1f} GiB here; this machine has "
+                        f"{have / 2**30:.1f} GiB available")

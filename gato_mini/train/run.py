@@ -33,6 +33,7 @@ from gato_mini.data.sources import make_source
 from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
+from gato_mini.model.model import check_fits
 from gato_mini.train.config import RunConfig, logger_names
 from gato_mini.train.lit import LitGato
 
@@ -275,6 +276,8 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
     """Train, checkpoint and export; returns the model folder."""
     out = Path(run.train.out)
     check_shards(run.data, run.model, prepared=False)
+    if run.trainer.get("accelerator") == "cpu" or not torch.cuda.is_available():  # training in this memory
+        check_fits(run.model, "the model config", copies=4)
     for source in run.data.sources:  # missing inputs fail before Lightning starts
         make_source(source).check()
     if ckpt_path is not None:
