@@ -47,6 +47,7 @@ from gato_mini.data.windows import collate
 from gato_mini.envs.registry import TASKS, get_task
 from gato_mini.errors import ConfigError, GatoError
 from gato_mini.model.export import load_model
+from gato_mini.procs import folder_lock
 from gato_mini.reports.report import duration, write_report
 from gato_mini.reports.tables import eval_progress, print_eval, print_prepare, print_summaries
 from gato_mini.train.config import parse_run_config
@@ -227,7 +228,12 @@ class Quickstart:
 
     # --- the driver -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Every stage not done yet; returns the final scores."""
+        """Every stage not done yet; returns the final scores. A second quickstart on the same folder
+        (another terminal) stops in one line while this one runs."""
+        with folder_lock(self.out, "quickstart"):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         least = self.least_minutes()
         if self.minutes < least:  # known before anything runs
             raise GatoError(f"--minutes {self.minutes:g} cannot hold recording and data "

@@ -33,7 +33,7 @@ from gato_mini.data.datacfg import DataConfig, SourceConfig
 from gato_mini.data.shards import FORMAT, ShardWriter, layout, read_meta
 from gato_mini.data.sources import Source, make_source
 from gato_mini.errors import ConfigError
-from gato_mini.procs import die_with_parent
+from gato_mini.procs import die_with_parent, folder_lock
 from gato_mini.terminal import progress_bar
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -191,28 +191,30 @@ def prepare(data: DataConfig, cfg: GatoConfig, progress: bool = True, force: boo
     sources = [make_source(s) for s in data.sources]
     for s in sources if not checked else ():
         s.check()  # missing inputs fail before anything is written
-    root.mkdir(parents=True, exist_ok=True)
-    tok_path, trained = _tokenizer(data, cfg, sources, say)
-    tok_sha = file_sha256(tok_path)
-    reports: dict[str, SourceReport] = {}
-    todo: list[tuple[Source, str]] = []
-    for s in sources:
-        fp = source_fingerprint(s, cfg, tok_sha, data.val_fraction)
-        metas = [read_meta(shard_dir(root, s.name, split)) for split in SPLITS]
-        if not force and all(m is not None and m.get("fingerprint") == fp for m in metas):
-            counts = dict(zip(SPLITS, (m["counts"] for m in metas), strict=True))
-            reports[s.name] = SourceReport(s.name, "up to date", {sp: c["units"] for sp, c in counts.items()},
-                                           {sp: c["tokens"] for sp, c in counts.items()},
-                                           sum(c["patches"] for c in counts.values()),
-                                           dict(metas[0].get("skipped", {})))
-        else:
-            todo.append((s, fp))
-    if todo:
-        for r in _run_builds(todo, cfg, tok_path, root, data, progress):
-            reports[r.name] = r
-    result = PrepareResult(root, tok_path, trained, [reports[s.name] for s in sources])
-    _write_index(data, cfg, sources, tok_sha, root)
-    return result
+    with folder_lock(root, "prepare"):  # two prepares on one folder: the second stops in one line
+        root.mkdir(parents=True, exist_ok=True)
+        tok_path, trained = _tokenizer(data, cfg, sources, say)
+        tok_sha = file_sha256(tok_path)
+        reports: dict[str, SourceReport] = {}
+        todo: list[tuple[Source, str]] = []
+        for s in sources:
+            fp = source_fingerprint(s, cfg, tok_sha, data.val_fraction)
+            metas = [read_meta(shard_dir(root, s.name, split)) for split in SPLITS]
+            if not force and all(m is not None and m.get("fingerprint") == fp for m in metas):
+                counts = dict(zip(SPLITS, (m["counts"] for m in metas), strict=True))
+                units = {sp: c["units"] for sp, c in counts.items()}
+                reports[s.name] = SourceReport(s.name, "up to date", units,
+                                               {sp: c["tokens"] for sp, c in counts.items()},
+                                               sum(c["patches"] for c in counts.values()),
+                                               dict(metas[0].get("skipped", {})))
+            else:
+                todo.append((s, fp))
+        if todo:
+            for r in _run_builds(todo, cfg, tok_path, root, data, progress):
+                reports[r.name] = r
+        result = PrepareResult(root, tok_path, trained, [reports[s.name] for s in sources])
+        _write_index(data, cfg, sources, tok_sha, root)
+        return result
 
 
 def _run_builds(todo: list[tuple[Source, str]], cfg: GatoConfig, tok_path: Path, root: Path,

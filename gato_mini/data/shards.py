@@ -34,25 +34,11 @@ import numpy as np
 from gato_mini.config import SPECIAL_TOKENS, GatoConfig
 from gato_mini.data.sequence import TokenSequence
 from gato_mini.errors import FileFormatError
+from gato_mini.procs import alive
 
 FORMAT = 1
 ARRAYS = {"tokens": np.int32, "targets": np.uint8, "local_pos": np.int16, "patches": np.uint8,
           "patch_pos": np.uint8, "starts": np.int64, "units": np.int64}
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs. A zombie does not: a killed writer whose parent died too stays
-    one until init reaps it, and a container's init may never do so."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # no /proc (not Linux), or the process ended meanwhile
-        return not Path("/proc").is_dir()
 
 
 def _remove_stale(path: Path) -> None:
@@ -62,7 +48,7 @@ def _remove_stale(path: Path) -> None:
     for prefix in (".tmp-", ".old-"):
         for stale in path.parent.glob(f"{prefix}{path.name}-*"):
             pid = stale.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
 
 

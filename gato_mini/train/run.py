@@ -34,6 +34,7 @@ from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
 from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
 from gato_mini.model.model import check_fits
+from gato_mini.procs import folder_lock
 from gato_mini.train.config import RunConfig, logger_names
 from gato_mini.train.lit import LitGato
 
@@ -280,19 +281,20 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
         check_fits(run.model, "the model config", copies=4)
     for source in run.data.sources:  # missing inputs fail before Lightning starts
         make_source(source).check()
-    if ckpt_path is not None:
-        check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
-    else:
-        refuse_earlier_run(out)
-    L.seed_everything(run.train.seed, workers=True, verbose=False)
-    with quiet_lightning():
-        trainer, lit, dm = build(run, progress, checked=True)
-    if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        run.save(out / "config.yaml")
-    with quiet_lightning():
-        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-    model_dir = out / "model"
-    if trainer.is_global_zero:
-        export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run))
-    return model_dir
+    with folder_lock(out, "train"):
+        if ckpt_path is not None:
+            check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
+        else:
+            refuse_earlier_run(out)
+        L.seed_everything(run.train.seed, workers=True, verbose=False)
+        with quiet_lightning():
+            trainer, lit, dm = build(run, progress, checked=True)
+        if trainer.is_global_zero:
+            out.mkdir(parents=True, exist_ok=True)
+            run.save(out / "config.yaml")
+        with quiet_lightning():
+            trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        model_dir = out / "model"
+        if trainer.is_global_zero:
+            export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run))
+        return model_dir
