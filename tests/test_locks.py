@@ -32,8 +32,9 @@ def test_a_live_run_on_the_folder_stops_the_second_and_a_dead_ones_lock_is_taken
     folder = tmp_path / "data"
     holder = _holder(folder)
     try:
-        with pytest.raises(GatoError, match=rf"in use by another gato-mini run \(prepare, pid {holder.pid} on "
-                                            rf"{socket.gethostname()}, since .*\): wait for it"):
+        host = socket.gethostname()
+        named = rf"in use by another gato-mini run \(prepare, pid {holder.pid} on {host}, since "
+        with pytest.raises(GatoError, match=named + r".*\): wait for it"):
             with folder_lock(folder, "train"):
                 pass
     finally:
