@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, chat_prompt
+from gato_mini.data.sequence import caption_prompt_sequence, chat_prompt, flat_sequence
 from gato_mini.errors import GatoError
 from gato_mini.model.generate import generate
 from gato_mini.model.model import GatoModel
@@ -95,9 +95,7 @@ class ChatSession:
             self.messages.pop()
             raise GatoError(f"that message alone is longer than the model's context "
                             f"({self.model.cfg.block_size} tokens)")
-        prompt = TokenSequence.empty(self.model.cfg)
-        prompt.tokens, prompt.targets = np.asarray(ids, np.int32), np.zeros(len(ids), bool)
-        prompt.local_pos = np.full(len(ids), -1, np.int16)
+        prompt = flat_sequence(ids, np.zeros(len(ids), bool), self.model.cfg)
         end = self.model.cfg.special_id("<|end|>")
         out: list[int] = []
         shown = ""

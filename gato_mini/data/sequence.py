@@ -95,7 +95,8 @@ def concat(seqs: Sequence[TokenSequence]) -> TokenSequence:
         np.concatenate([s.patch_pos for s in seqs]), starts.astype(np.int32))
 
 
-def _flat(tokens: list[int] | np.ndarray, targets: np.ndarray | list[bool], cfg: GatoConfig) -> TokenSequence:
+def flat_sequence(tokens: list[int] | np.ndarray, targets: np.ndarray | list[bool],
+                  cfg: GatoConfig) -> TokenSequence:
     """A sequence with no patches and no observation positions (text, chat)."""
     seq = TokenSequence.empty(cfg)
     seq.tokens = np.asarray(tokens, dtype=np.int32)
@@ -267,7 +268,7 @@ def document_sequence(text: str, cfg: GatoConfig, tokenizer: TextTokenizer) -> T
     """``<|bos|> text <|eos|>``; every token after ``<|bos|>`` is a target."""
     ids = tokenizer.encode(text)
     tokens = np.concatenate([[cfg.special_id("<|bos|>")], ids, [cfg.special_id("<|eos|>")]])
-    return _flat(tokens, np.concatenate([[False], np.ones(len(ids) + 1, bool)]), cfg)
+    return flat_sequence(tokens, np.concatenate([[False], np.ones(len(ids) + 1, bool)]), cfg)
 
 
 def chat_sequence(messages: Sequence[dict[str, str]], cfg: GatoConfig, tokenizer: TextTokenizer,
@@ -291,7 +292,7 @@ def chat_sequence(messages: Sequence[dict[str, str]], cfg: GatoConfig, tokenizer
         targets += [False] + [learn] * (len(ids) + 1)
     tokens.append(cfg.special_id("<|eos|>"))
     targets.append(False)
-    return _flat(tokens, targets, cfg)
+    return flat_sequence(tokens, targets, cfg)
 
 
 def chat_prompt(messages: Sequence[dict[str, str]], cfg: GatoConfig, tokenizer: TextTokenizer) -> np.ndarray:

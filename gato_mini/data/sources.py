@@ -83,6 +83,14 @@ def _split(items: list[tuple[str, Any]], split: str, val_fraction: float) -> lis
     return [(k, v) for k, v in items if (k in held) == (split == "val")]
 
 
+def _split_units(items: list[tuple[str, Any]], build: Callable[..., TokenSequence], split: str,
+                 cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float) -> Iterator[Unit]:
+    """The (key, sequence) units of one split of a text or chat source, built by ``build``."""
+    assert tokenizer is not None
+    for key, item in _split(items, split, val_fraction):
+        yield key, build(item, cfg, tokenizer)
+
+
 def _stat(path: Path) -> list[Any]:
     """What a file or a folder tree looks like, cheaply: names, sizes, modification times."""
     if path.is_file():
@@ -386,9 +394,7 @@ class Documents(Source):
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
-        assert tokenizer is not None
-        for key, doc in _split(self.documents(skips), split, val_fraction):
-            yield key, document_sequence(doc, cfg, tokenizer)
+        return _split_units(self.documents(skips), document_sequence, split, cfg, tokenizer, val_fraction)
 
 
 @kind
@@ -431,9 +437,7 @@ class Chats(Source):
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
-        assert tokenizer is not None
-        for key, msgs in _split(self.chats(skips), split, val_fraction):
-            yield key, chat_sequence(msgs, cfg, tokenizer)
+        return _split_units(self.chats(skips), chat_sequence, split, cfg, tokenizer, val_fraction)
 
 
 @kind

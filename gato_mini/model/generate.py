@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.sequence import TokenSequence, concat
+from gato_mini.data.sequence import TokenSequence, concat, flat_sequence
 from gato_mini.model.model import GatoModel
 
 Allowed = Tensor | tuple[int, int] | None
@@ -136,10 +136,7 @@ class Engine:
 
 def token(t: int, cfg: GatoConfig) -> TokenSequence:
     """One generated token as a sequence (a loss target in training; no local position)."""
-    seq = TokenSequence.empty(cfg)
-    seq.tokens, seq.targets = np.array([t], np.int32), np.array([True])
-    seq.local_pos = np.array([-1], np.int16)
-    return seq
+    return flat_sequence([t], [True], cfg)
 
 
 def decode_text(engine: Engine, rows: list[int], logits: Tensor, allowed: Allowed, stop_id: int,
