@@ -16,6 +16,11 @@ from typing import Any
 
 from gato_mini.errors import GatoError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 #: The lock file a run keeps in the folder it writes (``train.out``, a data root, a quickstart folder).
 LOCK_NAME = ".gato-mini.lock"
 
@@ -54,7 +59,7 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return {}  # torn or foreign: no owner can be named, so it counts as stale
+        return {}  # being written, torn or foreign: no owner can be named
 
 
 def _is_secondary_rank() -> bool:
@@ -62,13 +67,58 @@ def _is_secondary_rank() -> bool:
     return any(os.environ.get(k, "0") not in ("", "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
+#: Locks this process holds, by real path, with how many times each was taken (re-entry).
+_HELD: dict[str, int] = {}
+
+
+def _in_use(folder: Path, path: Path, owner: dict[str, Any] | None, me: dict[str, Any]) -> GatoError:
+    owner = owner or {}
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(owner.get("since", 0))) if owner else "?"
+    other = owner.get("host", me["host"]) != me["host"]
+    hint = f"; if no run is left there, delete {path}" if other else ""
+    return GatoError(f"{folder} is in use by another gato-mini run ({owner.get('what', '?')}, "
+                     f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, since {since}): wait for "
+                     f"it to end or use another folder{hint}")
+
+
+def _acquire(folder: Path, path: Path, me: dict[str, Any]) -> int:
+    """An open descriptor of ``path`` holding its ``flock``. The kernel drops an flock when its process
+    dies, so a killed run's lock is free at once (no PID guessing, no takeover race); the inode check
+    makes sure the file locked is still the one at ``path`` (a releasing run unlinks it)."""
+    for _ in range(20):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(folder, path, _read_lock(path), me) from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        st = os.fstat(fd)
+        if current is None or (current.st_ino, current.st_dev) != (st.st_ino, st.st_dev):
+            os.close(fd)  # released and unlinked meanwhile: lock the new file
+            continue
+        previous = _read_lock(path)
+        if previous and previous.get("host") != me["host"]:
+            # Another host's run: its flock may not reach this host (a network file system), so its
+            # record is believed until someone who knows it is gone deletes the file.
+            os.close(fd)
+            raise _in_use(folder, path, previous, me)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(me).encode())
+        return fd
+    raise GatoError(f"{folder}: could not take its lock {path}; try again")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     """Hold ``folder`` for this run. Another live run holding it is a one-line :class:`GatoError`
-    naming it (what, PID, host, since when); a lock whose process is gone (on this host) is taken
-    over; the same process may take it again (the quickstart's steps). Released on exit."""
+    naming it (what, PID, host, since when); a killed run's lock is free (the kernel released its
+    flock); the same process may take it again (the quickstart's steps). Released on exit."""
     folder = Path(folder)
-    if _is_secondary_rank():
+    if _is_secondary_rank() or fcntl is None:  # no flock (Windows): runs are not locked there
         yield
         return
     path = folder / LOCK_NAME
@@ -76,35 +126,21 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
           "command": " ".join(sys.argv)}
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):
+    key = os.path.realpath(path)
+    if key in _HELD:  # this very process holds it already
+        _HELD[key] += 1
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _read_lock(path)
-            if owner is None:
-                continue  # released meanwhile
-            if owner.get("host") == me["host"] and owner.get("pid") == me["pid"]:
-                yield  # this very process holds it already
-                return
-            if owner and (owner.get("host") != me["host"] or alive(owner["pid"])):
-                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(owner.get("since", 0)))
-                other = owner.get("host") != me["host"]
-                hint = f"; if no run is left there, delete {path}" if other else ""
-                raise GatoError(f"{folder} is in use by another gato-mini run ({owner.get('what', '?')}, "
-                                f"pid {owner['pid']} on {owner.get('host', '?')}, since {since}): wait for "
-                                f"it to end or use another folder{hint}") from None
-            path.unlink(missing_ok=True)  # its process is gone: take it over
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    else:  # pragma: no cover - three races lost in a row
-        raise GatoError(f"{folder}: could not take its lock {path}; try again")
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    fd = _acquire(folder, path, me)
+    _HELD[key] = 1
     try:
         yield
     finally:
-        owner = _read_lock(path)
-        if owner and owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
-            path.unlink(missing_ok=True)
+        del _HELD[key]
+        path.unlink(missing_ok=True)  # still holding the flock: no one else owns this file yet
+        os.close(fd)
         if created and not any(folder.iterdir()):  # a run that failed before writing leaves no folder
             folder.rmdir()
