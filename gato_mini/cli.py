@@ -76,7 +76,11 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
                    help="DART-style noise on the executed actions, logging the clean ones: the probability "
                         "of a random action (discrete), or the sd as a share of the half range (Box); "
                         "default 0")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (and discard an "
+                   "interrupted collection of it)")
+    p.add_argument("--chunk-steps", type=int, default=None, metavar="N",
+                   help="seal finished episodes every N steps, so a kill loses at most about N; the same "
+                        "command again records only the missing episodes (default 10,000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -96,11 +100,12 @@ def _run_collect(args: argparse.Namespace) -> None:
     for task in names:
         policy = args.policy or ("expert" if args.env is None else "random")
         result = run_episodes(task, policy, args.episodes, args.seed, args.max_steps, args.out,
-                              args.overwrite, progress=not args.no_progress, noise=args.noise)
+                              args.overwrite, progress=not args.no_progress, noise=args.noise,
+                              chunk_steps=args.chunk_steps)  # None: minari_io.CHUNK_STEPS
         name = args.env or task
         print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
               f"mean return {result.mean:.2f} ± {result.std:.2f} "
-              f"({result.steps / result.seconds:.0f} steps/s) -> {result.path}")
+              f"({result.rate:.0f} steps/s) -> {result.path}")
 
 
 def control_task_names() -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gato_mini.data.minari_io import DatasetWriter
+from gato_mini.data.minari_io import CHUNK_STEPS, DatasetWriter
 from gato_mini.envs.policies import constant_kinds
 from gato_mini.envs.registry import Reference, Task, get_task
 from gato_mini.errors import GatoError
@@ -104,6 +105,12 @@ class RunResult:
     steps: int
     seconds: float
     path: Path | None = None
+    resumed_steps: int = 0  # recorded by an interrupted run and not redone
+
+    @property
+    def rate(self) -> float:
+        """Env steps per second this run made."""
+        return (self.steps - self.resumed_steps) / max(self.seconds, 1e-9)
 
     @property
     def mean(self) -> float:
@@ -121,12 +128,15 @@ def policy_label(kind: str) -> str:
 
 def run_episodes(task_name: str | Task, policy_kind: str, episodes: int, seed: int = 0,
                  max_steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
-                 progress: bool = True, noise: float = 0.0) -> RunResult:
+                 progress: bool = True, noise: float = 0.0, chunk_steps: int | None = None) -> RunResult:
     """Run ``episodes`` episodes; with ``out``, record them as a Minari dataset under ``out``.
 
     The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``.
     ``noise``: DART-style perturbation of the executed actions (:func:`perturb`);
     the dataset logs the clean actions and its ``collection.json`` says so.
+    Recording is resumable (:class:`DatasetWriter` with ``chunk_steps``, default :data:`CHUNK_STEPS`):
+    finished episodes are sealed every ``chunk_steps`` steps, and the same call after a kill records
+    only the missing episodes, with their own seeds, giving the dataset an uninterrupted run gives.
     """
     task = task_name if isinstance(task_name, Task) else get_task(task_name)
     policy_kind = policy_label(policy_kind)
@@ -154,7 +164,7 @@ def run_episodes(task_name: str | Task, policy_kind: str, episodes: int, seed: i
         collection = {"task": task.name, "env_id": task.env_id, "policy": policy_kind, "seed": seed,
                       "episodes": episodes, "step_cap": cap, "noise": noise_record(noise, env.action_space)}
         writer = None if out is None else stack.enter_context(
-            _writer(task, collection, env, out, overwrite))
+            _writer(task, collection, env, out, overwrite, chunk_steps or CHUNK_STEPS))
         return _run(task, policy_kind, env, writer, episodes, seed, progress, noise)
 
 
@@ -169,8 +179,8 @@ def noise_record(noise: float, space: Any) -> dict[str, Any] | None:
     return {"kind": "dart", "scale": noise, "executed": how, "logged": "the policy's clean action"}
 
 
-def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, overwrite: bool
-            ) -> DatasetWriter:
+def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, overwrite: bool,
+            chunk_steps: int) -> DatasetWriter:
     """The dataset writer of a collection run, with metadata saying how it was made."""
     c = collection
     noise = "" if c["noise"] is None else f"; executed actions perturbed ({c['noise']['executed']}), " \
@@ -186,24 +196,31 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
         collection = {**collection, "env_spec": f"not stored: {exc}"}
     slug = re.sub(r"[^a-z0-9]+", "-", c["policy"].lower()).strip("-")  # MODULE:FN -> module-fn
     return DatasetWriter(out, f"{task.name}/{slug}-v0", env.observation_space, env.action_space,
-                         overwrite=overwrite, metadata=meta, collection=collection)
+                         overwrite=overwrite, metadata=meta, collection=collection, chunk_steps=chunk_steps)
 
 
 def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
          progress: bool, noise: float = 0.0) -> RunResult:
     """The episode loop of :func:`run_episodes`, with its progress bar."""
-    returns, steps, start = [], 0, time.perf_counter()
+    done = [] if writer is None else writer.done[:episodes]  # sealed by an interrupted run: not redone
+    returns, steps, start = [d["return"] for d in done], sum(d["steps"] for d in done), time.perf_counter()
+    if done and progress:
+        print(f"{task.name} {policy_kind}: resuming after {len(done)} episodes an interrupted run recorded "
+              f"({writer.partial})", file=sys.stderr)
     with _progress(progress) as bar:
-        bar_task = bar.add_task(f"{task.name} {policy_kind}", total=episodes, steps=0, rate=0.0, ret="-")
+        bar_task = bar.add_task(f"{task.name} {policy_kind}", total=episodes, steps=steps, rate=0.0,
+                                ret=f"{np.mean(returns):.1f}" if returns else "-", completed=len(done))
+        resumed_steps = steps
         counter = [0]
 
         def tick() -> None:
             counter[0] += 1
             if counter[0] % 200 == 0:
                 elapsed = time.perf_counter() - start
-                bar.update(bar_task, steps=steps + counter[0], rate=(steps + counter[0]) / elapsed)
+                new = steps - resumed_steps + counter[0]
+                bar.update(bar_task, steps=steps + counter[0], rate=new / elapsed)
 
-        for i in range(episodes):
+        for i in range(len(done), episodes):
             counter[0] = 0
             rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick,
                           noise=noise)
@@ -214,10 +231,10 @@ def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, e
             returns.append(rec.episode_return)
             steps += rec.steps
             elapsed = time.perf_counter() - start
-            bar.update(bar_task, advance=1, steps=steps, rate=steps / elapsed,
+            bar.update(bar_task, advance=1, steps=steps, rate=(steps - resumed_steps) / elapsed,
                        ret=f"{np.mean(returns):.1f}")
     path = writer.commit() if writer is not None else None
-    return RunResult(returns, steps, time.perf_counter() - start, path)
+    return RunResult(returns, steps, time.perf_counter() - start, path, resumed_steps)
 
 
 def best_constant(task_name: str | Task, episodes: int, seed: int = 0, max_steps: int | None = None,

@@ -75,9 +75,10 @@ def test_existing_dataset_needs_overwrite(tmp_path):
     assert not list(tmp_path.glob(".staging-*"))
 
 
-def test_a_crash_mid_run_leaves_no_dataset(tmp_path, monkeypatch):
+def test_a_crash_mid_run_leaves_no_dataset_and_the_rerun_keeps_the_finished_episodes(tmp_path, monkeypatch):
     task = get_task("control-pendulum")
     calls = {"n": 0}
+    real = type(task).policy
 
     class Exploding:
         def reset(self, env, seed=None):
@@ -92,27 +93,61 @@ def test_a_crash_mid_run_leaves_no_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
     with pytest.raises(RuntimeError, match="boom"):
         run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)
-    assert not (tmp_path / "control-pendulum" / "expert-v0").exists()
-    assert not list(tmp_path.glob(".staging-*"))
+    assert not (tmp_path / "control-pendulum" / "expert-v0").exists()  # never half visible
+    assert [p.name for p in tmp_path.glob(".partial-*/chunk-*")] == ["chunk-0000000"]  # episode 0, sealed
+    monkeypatch.setattr(type(task), "policy", real)
+    result = run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)  # the same call
+    assert result.resumed_steps == 200 and len(result.returns) == 3  # episode 0 was not redone
+    assert len(list(iter_episodes(result.path))) == 3 and not list(tmp_path.glob(".partial-*"))
+    monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        run_episodes("control-pendulum", "expert", 3, out=tmp_path / "b", progress=False)
+    monkeypatch.setattr(type(task), "policy", real)
+    with pytest.raises(GatoError, match=r"interrupted collection made with other settings \(seed\); rerun"):
+        run_episodes("control-pendulum", "expert", 3, seed=5, out=tmp_path / "b", progress=False)
+    fresh = run_episodes("control-pendulum", "expert", 3, seed=5, out=tmp_path / "b", progress=False,
+                         overwrite=True)
+    assert _seeds(fresh.path) == [{"seed": s} for s in (5, 6, 7)]
 
 
-def test_sigkill_leaves_nothing_that_looks_complete_and_rerun_finishes(tmp_path):
-    exe = os.path.join(os.path.dirname(sys.executable), "gato-mini")
-    cmd = [exe, "collect", "--task", "atari-pong", "--episodes", "50", "--max-steps", "200", "--out",
-           str(tmp_path), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob(".staging-*/**/main_data.hdf5")):
-        time.sleep(0.1)
-    time.sleep(0.5)
+def _seeds(path):
+    storage = open_dataset(path).storage
+    return [{"seed": int(m["seed"])} for m in storage.get_episode_metadata(range(storage.total_episodes))]
+
+
+def _pong(out, episodes, *extra):
+    return [EXE, "collect", "--task", "atari-pong", "--episodes", str(episodes), "--max-steps", "40", "--seed",
+            "7", "--chunk-steps", "100", "--out", str(out), "--no-progress", *extra]
+
+
+def test_a_collection_killed_mid_recording_resumes_to_the_uninterrupted_dataset(tmp_path):
+    """SIGKILL once chunks are sealed: nothing is visible as a dataset; the same command again records
+    only the missing episodes, and the result equals an uninterrupted run's, episode for episode (frames,
+    actions, rewards, ends, seeds) and in its record of how it was made."""
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen(_pong(killed, 80), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(killed.glob(".partial-*/chunk-*/chunk.json"))) < 2:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list(tmp_path.glob(".staging-*")), "the kill should have hit mid-write"
-    assert not (tmp_path / "atari-pong" / "expert-v0").exists()
-    cmd[cmd.index("50")] = "2"
-    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
-    assert len(list(iter_episodes(tmp_path / "atari-pong" / "expert-v0"))) == 2
-    assert not list(tmp_path.glob(".staging-*"))  # leftovers cleared
+    sealed = len(list(killed.glob(".partial-*/chunk-*/chunk.json")))
+    assert sealed >= 2, "the kill should have hit mid-recording"
+    assert not (killed / "atari-pong" / "expert-v0").exists()
+    rerun = subprocess.run(_pong(killed, 80)[:-1], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming after" in rerun.stderr and "episodes an interrupted run recorded" in rerun.stderr
+    assert not list(killed.glob(".partial-*")) and not list(killed.glob(".staging-*"))
+    subprocess.run(_pong(whole, 80), check=True, capture_output=True, timeout=300)
+    a, b = killed / "atari-pong" / "expert-v0", whole / "atari-pong" / "expert-v0"
+    for ea, eb in zip(iter_episodes(a), iter_episodes(b), strict=True):
+        assert ea.id == eb.id and np.array_equal(ea.observations["image"], eb.observations["image"])
+        for field in ("actions", "rewards", "terminations", "truncations"):
+            assert np.array_equal(getattr(ea, field), getattr(eb, field)), field
+    assert _seeds(a) == _seeds(b) == [{"seed": 7 + i} for i in range(80)]
+    assert (a / "collection.json").read_text() == (b / "collection.json").read_text()
+    assert open_dataset(a).total_steps == open_dataset(b).total_steps == 80 * 40
 
 
 def test_generic_minari_dataset_with_plain_spaces(tmp_path):

@@ -131,3 +131,12 @@ def test_the_eval_help_states_the_eval_defaults() -> None:
     assert f"(default: {EVAL_DEFAULTS['actions']['num_envs']}; {EVAL_DEFAULTS['captions']['num_envs']} for" \
         in text
     assert EVAL_DEFAULTS["captions"]["episodes"] == 0 and "every held-out image" in text
+
+
+def test_the_collect_help_states_the_chunk_size() -> None:
+    """``gato-mini collect --help`` names :data:`CHUNK_STEPS` without importing Minari; they must agree."""
+    from gato_mini.cli import build_parser
+    from gato_mini.data.minari_io import CHUNK_STEPS
+
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["collect"].format_help().split())
+    assert f"(default {CHUNK_STEPS:,})" in text

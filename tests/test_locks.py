@@ -115,3 +115,19 @@ def test_the_lock_is_one_holder_under_contention(tmp_path) -> None:
     assert all(p.returncode == 0 for p in procs), [o[1][-400:] for o in outs]  # FileExistsError = two held
     assert sum(int(o[0]) for o in outs) > 0
     assert not (tmp_path / LOCK_NAME).exists() and not (tmp_path / "marker").exists()
+
+
+def test_a_second_collect_of_one_dataset_stops_in_one_line(tmp_path) -> None:
+    """A live collect holds its dataset's partial folder: a second one into the same dataset stops in
+    one line naming it, before any episode; another dataset in the same folder is free."""
+    from gato_mini.collect import run_episodes
+
+    holder = _holder(tmp_path / ".partial-control-pendulum_expert-v0")
+    try:
+        with pytest.raises(GatoError, match=rf"in use by another gato-mini run \(prepare, pid {holder.pid}"):
+            run_episodes("control-pendulum", "expert", 1, max_steps=5, out=tmp_path, progress=False)
+        other = run_episodes("control-pendulum", "random", 1, max_steps=5, out=tmp_path, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "control-pendulum" / "expert-v0").exists() and other.path.is_dir()
