@@ -117,8 +117,8 @@ def _seeds(path):
 
 
 def _pong(out, episodes, *extra):
-    return [EXE, "collect", "--task", "atari-pong", "--episodes", str(episodes), "--max-steps", "40", "--seed",
-            "7", "--chunk-steps", "100", "--out", str(out), "--no-progress", *extra]
+    return [EXE, "collect", "--task", "atari-pong", "--episodes", str(episodes), "--max-steps", "40",
+            "--seed", "7", "--chunk-steps", "100", "--out", str(out), "--no-progress", *extra]
 
 
 def test_a_collection_killed_mid_recording_resumes_to_the_uninterrupted_dataset(tmp_path):

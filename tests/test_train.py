@@ -217,18 +217,54 @@ def test_bad_checkpoints_and_model_folders(run_config, trained, tmp_path) -> Non
         load_model(folder)
 
 
-def test_two_process_ddp_reads_different_data_and_ends_identical(run_config, tmp_path) -> None:
-    out = tmp_path / "ddp"
-    r = _cli("train", "--config", str(run_config), "--no-progress", "--train.out", str(out),
-             "--train.record_batches", "true", "--trainer.strategy", "ddp", "--trainer.devices", "2",
-             "--trainer.accelerator", "cpu", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0")
+def _two_process(run_config, out: Path, strategy: str) -> subprocess.CompletedProcess:
+    return _cli("train", "--config", str(run_config), "--no-progress", "--train.out", str(out),
+                "--train.record_batches", "true", "--trainer.strategy", strategy, "--trainer.devices", "2",
+                "--trainer.accelerator", "cpu", "--trainer.max_steps", "3",
+                "--trainer.limit_val_batches", "0")
+
+
+def test_two_process_ddp_and_fsdp_read_different_data_and_export_the_same_model(run_config, tmp_path) -> None:
+    """DDP on 2 CPU processes: the ranks read different batches and end with identical weights. FSDP on
+    2 CPU processes (torch's FSDP over gloo; Lightning itself refuses ``fsdp`` without a GPU): the same
+    batches, gradients clipped over all shards, and an export gathered from the shards that loads in
+    one process and gives the DDP model's logits (to float rounding: the two reduce in other orders)."""
+    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
+    r = _two_process(run_config, ddp, "ddp")
     assert r.returncode == 0, r.stderr[-3000:]
-    audit = out / "audit"
+    audit = ddp / "audit"
     b0 = (audit / "batches-rank0.txt").read_text().split()
     b1 = (audit / "batches-rank1.txt").read_text().split()
     assert len(b0) == len(b1) == 3 and not set(b0) & set(b1)
     assert (audit / "weights-rank0.txt").read_text() == (audit / "weights-rank1.txt").read_text()
-    assert (out / "model" / "model.safetensors").is_file()
+    r = _two_process(run_config, fsdp, "fsdp")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for rank in (0, 1):
+        name = f"batches-rank{rank}.txt"
+        assert (fsdp / "audit" / name).read_text() == (audit / name).read_text()
+    a, _, _ = load_model(ddp / "model")
+    b, _, _ = load_model(fsdp / "model")
+    assert a.state_dict().keys() == b.state_dict().keys()
+    x = torch.randint(0, a.cfg.text_vocab_size, (2, 48), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        la, lb = a(x)[0], b(x)[0]
+    init = _cli("train", "--config", str(run_config), "--no-progress", "--train.out", str(tmp_path / "zero"),
+                "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0", "--train.lr", "1e-12",
+                "--train.min_lr", "0")
+    assert init.returncode == 0, init.stderr[-2000:]
+    c, _, _ = load_model(tmp_path / "zero" / "model")  # the initial weights (one step of lr 1e-12)
+
+    def gap(m, n) -> float:
+        pairs = zip(m.parameters(), n.parameters(), strict=True)
+        return sum((p - q).norm().item() ** 2 for p, q in pairs) ** 0.5
+
+    # Adam's first steps are about lr x sign(gradient): a gradient near zero whose sign the reduction
+    # order flips moves that weight the other way, so the two runs differ by far less than they moved.
+    # A lost shard or unsynced gradients would make the gap as large as the motion.
+    assert gap(a, b) < 0.05 * gap(a, c) and gap(a, c) > 0.01, (gap(a, b), gap(a, c))
+    assert (la - lb).abs().max().item() < 0.05 * (la - c(x)[0].detach()).abs().max().item()
+    print(f"FSDP vs DDP: weights {gap(a, b):.2e} apart, {gap(a, c):.2e} from the start; "
+          f"logits {(la - lb).abs().max().item():.2e} apart")
 
 
 def test_missing_episodes_stop_before_anything_is_written(tmp_path) -> None:

@@ -25,15 +25,27 @@ from typing import Any
 import torch
 
 from gato_mini.config import GatoConfig
-from gato_mini.errors import ConfigError, FileFormatError
+from gato_mini.errors import ConfigError, FileFormatError, GatoError
 from gato_mini.model.model import GatoModel, check_fits
 from gato_mini.tokenizers.text import TextTokenizer
 
 FILES = ("config.json", "tokenizer.json", "model.safetensors", "tasks.json")
 
 
-def _state_dict(model: GatoModel) -> dict[str, torch.Tensor]:
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def _state_dict(model: GatoModel, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """What ``model.safetensors`` holds: the model's own state, or ``state`` (its whole state gathered
+    from the shards of a sharded run), checked name by name and shape by shape against the config."""
+    if state is None:
+        state = model.state_dict()
+    else:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in GatoModel(model.cfg).state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in state.items()}
+        if have != want:
+            wrong = sorted(set(have) ^ set(want)) or sorted(k for k in have if have[k] != want[k])
+            raise GatoError(f"the gathered weights do not match the model config (first differences: "
+                            f"{', '.join(wrong[:3])}); the run's shards were not gathered whole")
+    sd = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     if model.cfg.tie_embeddings:
         sd.pop("lm_head.weight", None)  # the same tensor as wte.weight
     return sd
@@ -48,8 +60,10 @@ def finish_interrupted_export(out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks: dict[str, Any]) -> Path:
-    """Write a model folder (into a temporary folder first, then renamed into place).
+def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks: dict[str, Any],
+                 state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a model folder (into a temporary folder first, then renamed into place). ``state``: the
+    model's whole state dict when ``model`` holds only a shard of it (FSDP, gathered to rank 0).
 
     A kill at any point leaves either the previous folder or the new one: before the renames the
     previous folder is untouched; between them, :func:`finish_interrupted_export` completes the swap.
@@ -57,13 +71,14 @@ def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks
     from safetensors.torch import save_file
 
     out = Path(out)
+    weights = _state_dict(model, state)  # a mismatch stops before anything is written
     finish_interrupted_export(out)
     tmp = out.parent / f".tmp-{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.cfg.to_json(tmp / "config.json")
     shutil.copy(tokenizer, tmp / "tokenizer.json")
-    save_file(_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "gato-mini"})
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "gato-mini"})
     (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1) + "\n")
     if out.exists():
         old = out.parent / f".old-{out.name}"

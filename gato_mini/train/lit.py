@@ -107,6 +107,18 @@ class LitGato(L.LightningModule):
     def on_validation_end(self) -> None:
         self._tick = None  # validation time is not training throughput
 
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Under FSDP each rank holds a shard of the gradients: the root module's ``clip_grad_norm_``
+        takes the norm over all of them (Lightning refuses ``gradient_clip_val`` with FSDP otherwise)."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        root = self.trainer.model if self._trainer is not None else None
+        if gradient_clip_val and isinstance(root, FullyShardedDataParallel):
+            root.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():

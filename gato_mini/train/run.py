@@ -137,6 +137,31 @@ def lit_module(run: RunConfig, max_steps: int) -> LitGato:
                    max_steps=max_steps, compile=t.compile, seed=t.seed)
 
 
+def full_state(trainer: L.Trainer) -> dict[str, torch.Tensor]:
+    """The model's whole state dict, by name; every rank must call it. Under FSDP the strategy gathers
+    the shards (to rank 0, in CPU memory; the other ranks get an empty dict); under DDP or on one
+    device it is the module's own."""
+    sd = trainer.strategy.lightning_module_state_dict()
+    return {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+
+
+def _cpu_fsdp() -> Any:
+    """Lightning's FSDP strategy on CPU processes (gloo). Lightning refuses ``strategy="fsdp"`` without
+    a GPU; torch's FSDP itself shards, trains and gathers on CPU, so this runs the same sharded path
+    (and its export) on a laptop before GPUs are rented."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    class CPUFSDPStrategy(FSDPStrategy):
+        def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+            # Lightning passes device_id=None on CPU, which torch's FSDP takes for "find an accelerator"
+            from torch.distributed.fsdp import FullyShardedDataParallel
+
+            return FullyShardedDataParallel(module=model, sharding_strategy=self.sharding_strategy,
+                                            device_id=torch.device("cpu"), **self.kwargs)
+
+    return CPUFSDPStrategy()
+
+
 def build(run: RunConfig, progress: bool = True, checked: bool = False
           ) -> tuple[L.Trainer, LitGato, GatoDataModule]:
     """The Trainer, module and DataModule of a run (nothing trained yet); ``checked``: the sources'
@@ -159,6 +184,10 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
     if t.record_batches:
         callbacks.append(BatchAudit(out / "audit"))
     names = logger_names(settings.pop("logger")) if "logger" in settings else None
+    cpu = settings.get("accelerator") == "cpu" or (settings.get("accelerator") == "auto"
+                                                    and not torch.cuda.is_available())
+    if settings.get("strategy") == "fsdp" and cpu:
+        settings["strategy"], settings["accelerator"] = _cpu_fsdp(), "cpu"
     trainer = L.Trainer(default_root_dir=out, logger=_loggers(out, names), callbacks=callbacks, **settings)
     return trainer, lit, dm
 
@@ -295,6 +324,8 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
         with quiet_lightning():
             trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         model_dir = out / "model"
+        state = full_state(trainer)  # every rank takes part: under FSDP this gathers the shards to rank 0
         if trainer.is_global_zero:
-            export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run))
+            export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run),
+                         state=state)
         return model_dir
