@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,31 +68,60 @@ def _is_secondary_rank() -> bool:
     return any(os.environ.get(k, "0") not in ("", "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
+def host() -> str:
+    """This machine's name, as locks and temporary folders record it."""
+    return socket.gethostname()
+
+
 #: Locks this process holds, by real path, with how many times each was taken (re-entry).
 _HELD: dict[str, int] = {}
+#: A holder refreshes its lock file's time this often; another host's lock not refreshed for
+#: :data:`STALE_SECONDS` is taken for a dead run's (a network file system may show times a minute late).
+HEARTBEAT_SECONDS = 5.0
+STALE_SECONDS = 120.0
 
 
-def _in_use(folder: Path, path: Path, owner: dict[str, Any] | None, me: dict[str, Any]) -> GatoError:
+class _Held(Exception):
+    def __init__(self, owner: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.owner = owner
+
+
+def _in_use(folder: Path, path: Path, owner: dict[str, Any] | None, me: dict[str, Any],
+            waited: float = 0.0) -> GatoError:
     owner = owner or {}
     since = time.strftime("%Y-%m-%d %H:%M", time.localtime(owner.get("since", 0))) if owner else "?"
     other = owner.get("host", me["host"]) != me["host"]
-    hint = f"; if no run is left there, delete {path}" if other else ""
+    hint = (f"; it is taken over once not refreshed for {STALE_SECONDS:.0f} s, or if no run is left there, "
+            f"delete {path}") if other else ""
+    after = f" (waited {waited:.0f} s)" if waited else ""
     return GatoError(f"{folder} is in use by another gato-mini run ({owner.get('what', '?')}, "
-                     f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, since {since}): wait for "
-                     f"it to end or use another folder{hint}")
+                     f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, since {since}){after}: wait "
+                     f"for it to end or use another folder{hint}")
 
 
-def _acquire(folder: Path, path: Path, me: dict[str, Any]) -> int:
-    """An open descriptor of ``path`` holding its ``flock``. The kernel drops an flock when its process
-    dies, so a killed run's lock is free at once (no PID guessing, no takeover race); the inode check
-    makes sure the file locked is still the one at ``path`` (a releasing run unlinks it)."""
+def _fresh(path: Path) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime < STALE_SECONDS
+    except FileNotFoundError:
+        return False
+
+
+def _try_acquire(path: Path, me: dict[str, Any]) -> int:
+    """An open descriptor of ``path`` holding its ``flock``, or :class:`_Held` naming the holder.
+
+    On one host the ``flock`` decides: the kernel drops it when its process dies, so a killed run's
+    lock is free at once, and the inode check follows a releasing run's unlink. Another host's run
+    may hold the file without this host seeing its flock (a network file system), so its record
+    counts while its holder keeps refreshing the file's time (:data:`HEARTBEAT_SECONDS`); and a
+    record written, then read back overwritten, means another host took it in the same instant."""
     for _ in range(20):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _in_use(folder, path, _read_lock(path), me) from None
+            raise _Held(_read_lock(path)) from None
         try:
             current = os.stat(path)
         except FileNotFoundError:
@@ -101,28 +131,65 @@ def _acquire(folder: Path, path: Path, me: dict[str, Any]) -> int:
             os.close(fd)  # released and unlinked meanwhile: lock the new file
             continue
         previous = _read_lock(path)
-        if previous and previous.get("host") != me["host"]:
-            # Another host's run: its flock may not reach this host (a network file system), so its
-            # record is believed until someone who knows it is gone deletes the file.
+        if previous and previous.get("host") != me["host"] and _fresh(path):
             os.close(fd)
-            raise _in_use(folder, path, previous, me)
+            raise _Held(previous)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(me).encode())
+        os.fsync(fd)  # on a network file system, visible to the other hosts now
+        stale_other = previous is not None and previous.get("host", me["host"]) != me["host"]
+        if stale_other or _network_fs(path):
+            time.sleep(0.2)  # where flock may not cross hosts: make sure no one there took it at once
+            now = _read_lock(path)
+            if not now or (now.get("host"), now.get("pid")) != (me["host"], me["pid"]):
+                os.close(fd)
+                raise _Held(now)
         return fd
-    raise GatoError(f"{folder}: could not take its lock {path}; try again")  # pragma: no cover
+    raise _Held(_read_lock(path))  # pragma: no cover - released and retaken 20 times in a row
+
+
+#: File systems whose flock another host may not see (and whose times may lag).
+NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs", "ceph",
+              "fuse.sshfs", "9p", "afs", "panfs", "wekafs")
+
+
+def _network_fs(path: Path) -> bool:
+    """Whether ``path`` lies on a network file system (Linux: the longest mount in /proc/mounts)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for point, fstype in (m for m in mounts if len(m) == 2):
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fstype
+    return kind in NETWORK_FS
+
+
+def _heartbeat(path: Path, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        with contextlib.suppress(OSError):
+            os.utime(path)
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+def folder_lock(folder: str | Path, what: str, wait: float = 0.0, every_rank: bool = False
+                ) -> Iterator[None]:
     """Hold ``folder`` for this run. Another live run holding it is a one-line :class:`GatoError`
-    naming it (what, PID, host, since when); a killed run's lock is free (the kernel released its
-    flock); the same process may take it again (the quickstart's steps). Released on exit."""
+    naming it (what, PID, host, since when), or with ``wait`` > 0 is waited for up to that many
+    seconds (the nodes of a distributed run preparing one shared folder). A killed run's lock is
+    free (on this host the kernel released its flock; on another, its heartbeat stopped); the same
+    process may take it again (the quickstart's steps). Released on exit. In a distributed run only
+    global rank 0 locks, unless ``every_rank`` (what each caller does on its own, like ``prepare``
+    on each node)."""
     folder = Path(folder)
-    if _is_secondary_rank() or fcntl is None:  # no flock (Windows): runs are not locked there
+    if (_is_secondary_rank() and not every_rank) or fcntl is None:  # no flock (Windows): not locked
         yield
         return
     path = folder / LOCK_NAME
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "since": time.time(),
+    me = {"pid": os.getpid(), "host": host(), "what": what, "since": time.time(),
           "command": " ".join(sys.argv)}
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,13 +201,32 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
         finally:
             _HELD[key] -= 1
         return
-    fd = _acquire(folder, path, me)
+    start, told = time.monotonic(), False
+    while True:
+        try:
+            fd = _try_acquire(path, me)
+            break
+        except _Held as held:
+            waited = time.monotonic() - start
+            if waited >= wait:
+                raise _in_use(folder, path, held.owner, me, waited if wait else 0.0) from None
+            if not told:
+                o = held.owner or {}
+                print(f"waiting for {folder}: another gato-mini run holds it ({o.get('what', '?')}, "
+                      f"pid {o.get('pid', '?')} on {o.get('host', '?')})", file=sys.stderr, flush=True)
+                told = True
+            time.sleep(0.5)
     _HELD[key] = 1
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, stop), daemon=True, name="gato-mini-lock")
+    beat.start()
     try:
         yield
     finally:
+        stop.set()
+        beat.join()
         del _HELD[key]
         path.unlink(missing_ok=True)  # still holding the flock: no one else owns this file yet
         os.close(fd)
-        if created and not any(folder.iterdir()):  # a run that failed before writing leaves no folder
+        if created and folder.is_dir() and not any(folder.iterdir()):  # a failed run leaves no folder
             folder.rmdir()

@@ -182,7 +182,7 @@ def test_sigkill_during_prepare_leaves_no_complete_looking_shard(tmp_path) -> No
     try:
         deadline = time.monotonic() + 300
         # kill once the shapes shard is being written (its temporary folder exists)
-        while not list((root / "shards" / "caption-shapes").glob(".tmp-train-*")):
+        while not list((root / "shards" / "caption-shapes").glob(".tmp-train@*")):
             assert proc.poll() is None, "prepare ended before it could be killed"
             assert time.monotonic() < deadline
             workers = _children(proc.pid) or workers

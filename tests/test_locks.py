@@ -8,13 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from _data import _write_config, _write_dataset  # noqa: E402
 
 from gato_mini.data.datacfg import load_data_config
-from gato_mini.data.prepare import check_shards
+from gato_mini.data.prepare import check_shards, shard_dir
 from gato_mini.errors import GatoError
 from gato_mini.procs import LOCK_NAME, alive, folder_lock
 
@@ -131,3 +132,74 @@ def test_a_second_collect_of_one_dataset_stops_in_one_line(tmp_path) -> None:
         holder.kill()
         holder.wait()
     assert not (tmp_path / "control-pendulum" / "expert-v0").exists() and other.path.is_dir()
+
+
+NODE = ("import json, os, socket, sys\nsocket.gethostname = lambda: sys.argv[2]\n"
+        "from gato_mini.data.datacfg import load_data_config\nfrom gato_mini.data.prepare import prepare\n"
+        "from gato_mini.procs import folder_lock\ndata, cfg = load_data_config(sys.argv[1])\n"
+        "def run():\n    r = prepare(data, cfg, progress=False, say=lambda m: None, wait=600)\n"
+        "    print(json.dumps({s.name: s.status for s in r.sources}), flush=True)\n"
+        "if sys.argv[3] == 'first':\n"
+        "    with folder_lock(data.root, 'prepare', every_rank=True):\n"
+        "        print('held', flush=True)\n        sys.stdin.readline()\n        run()\n"
+        "else:\n    run()\n")
+
+
+def _node(config: Path, host: str, rank: int, role: str) -> subprocess.Popen:
+    env = {**os.environ, "NODE_RANK": str(rank), "WORLD_SIZE": "2"}
+    return subprocess.Popen([sys.executable, "-c", NODE, str(config), host, role], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_two_nodes_preparing_one_shared_folder_one_writes_and_the_other_waits(tmp_path) -> None:
+    """Two simulated nodes (other host names, node ranks 0 and 1) prepare one data folder: node-b
+    waits while node-a holds it, node-a builds every shard, node-b then finds them up to date (one
+    writer per shard); a temporary folder another host's killed writer left is removed, a live
+    writer's on this host is not."""
+    config = _write_config(tmp_path, _write_dataset(tmp_path / "eps"))
+    data, cfg = load_data_config(config)
+    root = Path(data.root)
+    shards = shard_dir(root, "demo", "train").parent
+    dead_elsewhere = shards / ".tmp-train@node-c-4242"
+    live_here = shards / f".tmp-val@node-a-{os.getpid()}"  # a live process on node-a
+    for planted in (dead_elsewhere, live_here):
+        planted.mkdir(parents=True)
+    a = _node(config, "node-a", 0, "first")
+    assert a.stdout.readline().strip() == "held"
+    b = _node(config, "node-b", 1, "second")
+    line = b.stderr.readline()
+    assert line.startswith(f"waiting for {root}: another gato-mini run holds it (prepare, pid {a.pid} on "
+                           "node-a)"), line
+    assert b.poll() is None  # still waiting
+    a.stdin.write("go\n")
+    a.stdin.flush()
+    (oa, ea), (ob, eb) = a.communicate(timeout=600), b.communicate(timeout=600)
+    assert a.returncode == 0 and b.returncode == 0, (ea[-2000:], eb[-2000:])
+    built, found = json.loads(oa.strip().splitlines()[-1]), json.loads(ob.strip().splitlines()[-1])
+    assert set(built.values()) == {"built"} and set(found.values()) == {"up to date"}
+    assert built.keys() == found.keys() and "demo" in built
+    check_shards(data, cfg)
+    assert not dead_elsewhere.exists() and live_here.exists()
+    assert not (root / LOCK_NAME).exists()
+
+
+def test_another_hosts_lock_counts_while_refreshed_and_is_taken_over_once_stale(tmp_path, monkeypatch
+                                                                                 ) -> None:
+    """A lock from another host whose holder stopped refreshing it (its node died) is taken over; a
+    held lock's time is refreshed while it is held."""
+    import gato_mini.procs as procs
+
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps({"pid": 7, "host": "node-b", "what": "prepare", "since": 0}))
+    with pytest.raises(GatoError, match="pid 7 on node-b"):
+        with folder_lock(tmp_path, "prepare"):
+            pass
+    old = time.time() - procs.STALE_SECONDS - 5
+    os.utime(lock, (old, old))
+    monkeypatch.setattr(procs, "HEARTBEAT_SECONDS", 0.05)
+    with folder_lock(tmp_path, "prepare"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        os.utime(lock, (old, old))
+        time.sleep(0.3)
+        assert time.time() - lock.stat().st_mtime < 5  # the heartbeat refreshed it
+    assert not lock.exists()

@@ -31,6 +31,9 @@ from gato_mini.data.prepare import check_shards, prepare, shard_dir
 from gato_mini.data.shards import Shard
 from gato_mini.data.windows import SourceShard, WindowSampler, collate
 
+#: How long a node of a distributed run waits for another node preparing the shared data folder.
+PREPARE_WAIT_SECONDS = 24 * 3600.0
+
 
 def open_sampler(data: DataConfig, cfg: GatoConfig, split: str,
                  block_size: int | None = None) -> WindowSampler:
@@ -114,8 +117,13 @@ class GatoDataModule(L.LightningDataModule):
         return [s.name for s in self.data.sources]
 
     def prepare_data(self) -> None:
+        """Lightning calls this on local rank 0 of each node. Nodes sharing one data folder take turns
+        on its lock: the first builds, the others wait for it and then find its shards up to date."""
         if self.run_prepare:
-            print(prepare(self.data, self.cfg, progress=self.progress, checked=self.checked).summary())
+            trainer = getattr(self, "_trainer", None)
+            wait = PREPARE_WAIT_SECONDS if trainer is not None and trainer.world_size > 1 else 0.0
+            print(prepare(self.data, self.cfg, progress=self.progress, checked=self.checked,
+                          wait=wait).summary())
 
     def setup(self, stage: str | None = None) -> None:
         self.train_sampler = open_sampler(self.data, self.cfg, "train")

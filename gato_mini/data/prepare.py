@@ -184,14 +184,17 @@ def source_fingerprint(source: Source, cfg: GatoConfig, tokenizer_sha: str, val_
 
 
 def prepare(data: DataConfig, cfg: GatoConfig, progress: bool = True, force: bool = False,
-            say: Callable[[str], None] = print, checked: bool = False) -> PrepareResult:
+            say: Callable[[str], None] = print, checked: bool = False, wait: float = 0.0) -> PrepareResult:
     """Build whatever is missing or stale under ``data.root``; see the module docstring. ``checked``:
-    the caller has checked the sources' inputs already (``train`` does, before Lightning starts)."""
+    the caller has checked the sources' inputs already (``train`` does, before Lightning starts).
+    ``wait``: seconds to wait for another run preparing the same folder, then find its shards (the
+    nodes of a distributed run on a shared folder: one builds, the others wait); 0 refuses at once."""
     root = Path(data.root)
     sources = [make_source(s) for s in data.sources]
     for s in sources if not checked else ():
         s.check()  # missing inputs fail before anything is written
-    with folder_lock(root, "prepare"):  # two prepares on one folder: the second stops in one line
+    # Two prepares on one folder: the second stops in one line, or waits and then finds the shards.
+    with folder_lock(root, "prepare", wait=wait, every_rank=True):
         root.mkdir(parents=True, exist_ok=True)
         tok_path, trained = _tokenizer(data, cfg, sources, say)
         tok_sha = file_sha256(tok_path)

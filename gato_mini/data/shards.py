@@ -34,19 +34,31 @@ import numpy as np
 from gato_mini.config import SPECIAL_TOKENS, GatoConfig
 from gato_mini.data.sequence import TokenSequence
 from gato_mini.errors import FileFormatError
-from gato_mini.procs import alive
+from gato_mini.procs import alive, host
 
 FORMAT = 1
 ARRAYS = {"tokens": np.int32, "targets": np.uint8, "local_pos": np.int16, "patches": np.uint8,
           "patch_pos": np.uint8, "starts": np.int64, "units": np.int64}
 
 
+def _temp_name(prefix: str, path: Path) -> Path:
+    """A writer's temporary folder beside ``path``, named by its host and PID."""
+    return path.parent / f"{prefix}{path.name}@{host()}-{os.getpid()}"
+
+
 def _remove_stale(path: Path) -> None:
-    """Drop the temporary folders of writers of ``path`` that were killed (their process is gone)."""
+    """Drop the temporary folders of writers of ``path`` that were killed. ``prepare`` writes only
+    while it holds the data folder's lock, so a folder another host left is a dead run's; one from
+    this host is when its process is gone (this run's own workers are alive)."""
     if not path.parent.is_dir():
         return
     for prefix in (".tmp-", ".old-"):
-        for stale in path.parent.glob(f"{prefix}{path.name}-*"):
+        for stale in path.parent.glob(f"{prefix}{path.name}@*"):
+            writer, _, pid = stale.name.rpartition("@")[2].rpartition("-")
+            mine = writer == host()
+            if not pid.isdigit() or not mine or (int(pid) != os.getpid() and not alive(int(pid))):
+                shutil.rmtree(stale, ignore_errors=True)
+        for stale in path.parent.glob(f"{prefix}{path.name}-*"):  # named by an older version: PID only
             pid = stale.name.rsplit("-", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -65,7 +77,7 @@ class ShardWriter:
     def __init__(self, path: str | Path, cfg: GatoConfig) -> None:
         self.path = Path(path)
         self.cfg = cfg
-        self.tmp = self.path.parent / f".tmp-{self.path.name}-{os.getpid()}"
+        self.tmp = _temp_name(".tmp-", self.path)
         _remove_stale(self.path)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
@@ -108,7 +120,7 @@ class ShardWriter:
                            "targets": self.n_targets, "max_step_tokens": self.max_step},
                 "arrays": {k: {"dtype": np.dtype(ARRAYS[k]).name, "shape": shapes[k]} for k in ARRAYS}}
         (self.tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        old = self.path.parent / f".old-{self.path.name}-{os.getpid()}"
+        old = _temp_name(".old-", self.path)
         if self.path.exists():
             self.path.rename(old)
         self.tmp.rename(self.path)
