@@ -53,6 +53,18 @@ def alive(pid: int) -> bool:
         return not Path("/proc").is_dir()
 
 
+def available_memory() -> int:
+    """Bytes this machine could still give a process: ``MemAvailable``, else its physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _read_lock(path: Path) -> dict[str, Any] | None:
     try:
         owner = json.loads(path.read_text())

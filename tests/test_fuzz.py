@@ -12,6 +12,8 @@ run, and the episode fuzz must produce valid episodes with image, discrete, cont
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections import Counter
 from typing import Any
@@ -319,3 +321,112 @@ def test_encode_values_names_the_field(spec) -> None:
     with pytest.raises(TokenizationError, match="^action: "):
         bad = np.array([[np.nan, 1.0]]) if spec.modality == "continuous" else np.array([[9, 1]]) + 2**62
         encode_values(bad, spec, CFG, "action")
+
+
+# --- the resource guards (issue 22) ---------------------------------------------------
+def _guarded(fn, *args: Any) -> Any:
+    """``fn(*args)``, or None when it raises one of our errors (one line); anything else propagates."""
+    from gato_mini.errors import GatoError
+
+    try:
+        result = fn(*args)
+        return True if result is None else result
+    except GatoError as exc:
+        assert str(exc) and "\n" not in str(exc), "our errors are one line"
+        return None
+
+
+json_texts = st.recursive(st.none() | st.integers() | st.text(max_size=5),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c,
+                                                                              max_size=3),
+                          max_leaves=8).map(lambda v: json.dumps(v).encode())
+lines = st.lists(mix(json_texts, json_texts, st.binary(max_size=40), st.text(max_size=40).map(str.encode),
+                     st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n)), max_size=6)
+
+
+def test_iter_jsonl_raises_only_our_error(tmp_path) -> None:
+    """Any bytes as a JSONL file (not UTF-8, not JSON, nested deeply, past the line limit): rows, or a
+    one-line FileFormatError naming FILE:LINE."""
+    import gato_mini.data.jsonl as jsonl
+
+    tally, path, old = Tally(), tmp_path / "f.jsonl", jsonl.MAX_LINE_CHARS
+
+    @FUZZ
+    @given(lines, st.integers(5, 400))
+    def run(rows, limit) -> None:
+        path.write_bytes(b"\n".join(rows))
+        jsonl.MAX_LINE_CHARS = limit
+        try:
+            got = tally.add(_guarded(lambda: list(jsonl.iter_jsonl(path))), "read")
+        finally:
+            jsonl.MAX_LINE_CHARS = old
+        if got is not None:
+            assert all(where.startswith(f"{path}:") for where, _ in got)
+
+    run()
+    tally.check(0.1)
+
+
+class _Storage:
+    def __init__(self, lengths: list[int]) -> None:
+        self.lengths = lengths
+
+    def get_episode_metadata(self, ids):
+        return [{"id": i, "total_steps": self.lengths[i]} for i in ids]
+
+
+class _Dataset:
+    """What ``Episodes._check_sizes`` reads of a Minari dataset: its spaces and episode lengths."""
+
+    def __init__(self, obs_space, act_space, lengths: list[int]) -> None:
+        self.observation_space, self.action_space = obs_space, act_space
+        self.episode_indices = np.arange(len(lengths))
+        self.storage = _Storage(lengths)
+
+
+def _space(shape, dtype, kind):
+    from gymnasium import spaces
+
+    if kind == "discrete":
+        return spaces.Discrete(int(np.prod(shape)) % 2000 + 1)
+    if kind == "multi":
+        return spaces.MultiDiscrete(np.full(shape or (1,), 3))
+    return spaces.Box(0, 255, shape, dtype)
+
+
+def test_a_dataset_of_any_shape_and_length_is_checked_or_refused_in_one_line() -> None:
+    """Spaces of many shapes (frames over the pixel limit, vectors of millions), episodes up to 10^13
+    steps: ``Episodes`` checks pass, or refuse in one line of our own; nothing is read or allocated.
+    Both outcomes occur."""
+    from gymnasium import spaces
+
+    from gato_mini.data.sources import SourceConfig, make_source
+
+    tally = Tally()
+    sides = st.one_of(st.integers(1, 12), st.integers(1, 20_000))
+    # gymnasium's Box allocates its bounds at full shape, so the spaces here stay under 2M elements and
+    # the pixel limit is lowered to match (an absurd frame is refused from its shape alone).
+    bounded = st.lists(sides, min_size=0, max_size=3).map(
+        lambda sh: tuple(sh) if math.prod(sh) <= 2_000_000 else tuple(min(x, 120) for x in sh))
+    fields = st.lists(st.tuples(bounded,
+                                st.sampled_from([np.uint8, np.float32, np.int16]),
+                                st.sampled_from(["box", "box", "discrete", "multi"])), min_size=1, max_size=3)
+
+    @FUZZ
+    @given(fields, st.lists(st.one_of(st.integers(1, 500), st.integers(0, 10**13)), max_size=4),
+           st.sampled_from([None, (84, 84), (8, 8)]))
+    def run(obs, lengths, size) -> None:
+        obs_space = spaces.Dict({f"k{i}": _space(shape, dt, kind) for i, (shape, dt, kind) in enumerate(obs)})
+        source = make_source(SourceConfig("fuzz", "episodes", 1.0, {"dataset": "x", "image_size": size,
+                                                                    "max_episodes": None}))
+        source._dataset = _Dataset(obs_space, spaces.Discrete(3), lengths)
+        ok = _guarded(source._check_sizes, CFG)
+        tally.add(ok, "passed" if ok else "refused")
+
+    old, image.MAX_IMAGE_PIXELS = image.MAX_IMAGE_PIXELS, 100_000
+    try:
+        run()
+    finally:
+        image.MAX_IMAGE_PIXELS = old
+    tally.check(0.1, kinds=("passed",))
+    assert tally.examples - tally.valid > 0  # some were refused

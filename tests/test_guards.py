@@ -130,3 +130,112 @@ def test_json_and_yaml_nested_too_deeply_are_one_line(kind, tmp_path, model_dir)
         (bad / "tasks.json").write_text(DEEP)
         with pytest.raises(FileFormatError, match="tasks.json is nested too deeply"):
             load_model(bad)
+
+
+def _dataset(root: Path, obs_space, rows, steps: int = 3) -> Path:
+    from gymnasium import spaces
+
+    from gato_mini.data.minari_io import DatasetWriter
+
+    with DatasetWriter(root, "odd/big-v0", obs_space, spaces.Discrete(2)) as w:
+        w.add(rows, np.zeros(steps, np.int64), [0.0] * steps, [False] * (steps - 1) + [True], [False] * steps)
+        return w.commit()
+
+
+def test_a_dataset_too_large_for_the_model_or_the_machine_is_one_line(tmp_path, monkeypatch) -> None:
+    """From its spaces and episode lengths alone, before anything is read or written: a timestep over
+    block_size (the CLI: exit 2, one line), an observation over max_local_positions, frames over the
+    pixel limit, an episode whose arrays would not fit in the available memory."""
+    import yaml
+    from gymnasium import spaces
+
+    import gato_mini.data.sources as sources
+    from gato_mini.data.datacfg import load_data_config
+    from gato_mini.data.prepare import prepare
+    from gato_mini.tokenizers import image
+
+    wide = _dataset(tmp_path / "wide", spaces.Box(-1, 1, (300,), np.float32), np.zeros((4, 300), np.float32))
+    config = tmp_path / "data.yaml"
+    root = tmp_path / "out"
+    config.write_text(yaml.safe_dump({"model": {"name": "tiny", "block_size": 256, "text_vocab_size": 300},
+                                      "data": {"root": str(root), "sources": {"wide": {
+                                          "kind": "episodes", "dataset": str(wide)}}}}))
+    r = subprocess.run([sys.executable, "-m", "gato_mini.cli", "prepare", "--config", str(config),
+                        "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "one timestep is 302 tokens, more than block_size=256" in r.stderr
+    assert not root.exists()
+    data, cfg = load_data_config(config)
+    narrow = GatoConfig.from_name("tiny", max_local_positions=64, text_vocab_size=300)
+    with pytest.raises(FileFormatError, match="one observation is 300 tokens, more than max_local_positions"):
+        prepare(data, narrow, progress=False)
+    box = spaces.Box(0, 255, (40, 40), np.uint8)
+    frames = _dataset(tmp_path / "frames", box, np.zeros((4, 40, 40), np.uint8))
+    data.sources[0].options["dataset"] = str(frames)
+    monkeypatch.setattr(image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(FileFormatError, match="'observation' frames are 40x40, more than the 1,000 pixels"):
+        prepare(data, cfg, progress=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(sources, "available_memory", lambda: 1000)
+    with pytest.raises(FileFormatError, match=r"episode 0 is 3 steps, about 0\.0 GiB to read and tokenize, "
+                                              r"more than the 0\.0 GiB this machine has available; split"):
+        prepare(data, cfg, progress=False)
+    assert not root.exists()
+
+
+def test_text_too_large_to_read_whole_a_line_too_long_and_chats_longer_than_the_context(tmp_path,
+                                                                                     monkeypatch) -> None:
+    """A text or chat file too large to read whole here is one line before anything is read; a JSONL
+    line past the line limit is one line naming FILE:LINE (read in pieces, never whole); a chat longer
+    than the context is trained on its start only, and the prepare report counts it."""
+    import yaml
+
+    import gato_mini.data.jsonl as jsonl
+    import gato_mini.data.sources as sources
+    from gato_mini.data.datacfg import load_data_config
+    from gato_mini.data.prepare import prepare
+
+    docs, chats = tmp_path / "docs.txt", tmp_path / "chats.jsonl"
+    docs.write_text(CORPUS[0] * 4)
+    long_chat = [{"role": "user", "content": "tell me a long story"},
+                 {"role": "assistant", "content": " ".join(f"word{k}" for k in range(400))}]
+    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    chats.write_text("".join(json.dumps({"messages": m}) + "\n" for m in [long_chat] + [short] * 20))
+    config = tmp_path / "data.yaml"
+    root = tmp_path / "out"
+    config.write_text(yaml.safe_dump({"model": {"name": "tiny", "block_size": 128, "text_vocab_size": 300},
+                                      "data": {"root": str(root), "val_fraction": 0.0, "sources": {
+                                          "docs": {"kind": "text", "path": str(docs)},
+                                          "chats": {"kind": "chat-jsonl", "path": str(chats)}}}}))
+    data, cfg = load_data_config(config)
+    with monkeypatch.context() as m:
+        m.setattr(sources, "available_memory", lambda: 1000)
+        too_big = (rf"source '(docs|chats)': {tmp_path}/\w+\.\w+ is 0\.0 GiB of text; tokenizing reads it "
+                   r"whole.*split it into several sources")
+        with pytest.raises(FileFormatError, match=too_big):
+            prepare(data, cfg, progress=False)
+    assert not root.exists()
+    with monkeypatch.context() as m:
+        m.setattr(jsonl, "MAX_LINE_CHARS", 100)
+        with pytest.raises(FileFormatError, match=rf"{chats}:1: a line longer than 100 characters; split it"):
+            list(iter_jsonl(chats))
+    result = prepare(data, cfg, progress=False)
+    skipped = {r.name: r.skipped for r in result.sources}
+    assert skipped["chats"] == {"longer than block_size=128 (only its start is trained on)": 1}
+
+
+def test_gathered_weights_that_do_not_match_the_config_are_refused_before_writing(tmp_path) -> None:
+    """An export handed a state dict gathered from shards (FSDP) checks it against the config, name by
+    name and shape by shape, before writing anything."""
+    model = GatoModel(CFG)
+    tok = TextTokenizer.train(CORPUS, vocab_size=CFG.text_vocab_size)
+    tok.save(tmp_path / "tokenizer.json")
+    state = dict(model.state_dict())
+    state.pop("wte.weight")
+    with pytest.raises(GatoError, match=r"the gathered weights do not match the model config \(first "
+                                        r"differences: wte\.weight\)"):
+        export_model(tmp_path / "model", model, tmp_path / "tokenizer.json", {}, state=state)
+    assert not (tmp_path / "model").exists() and not (tmp_path / ".tmp-model").exists()
+    state = dict(model.state_dict())
+    export_model(tmp_path / "model", model, tmp_path / "tokenizer.json", {}, state=state)
+    assert load_model(tmp_path / "model")[0].cfg == CFG

@@ -228,7 +228,7 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
     if not source.opt.get("dataset"):
         return {"error": "no offline metrics: the model's tasks.json names no dataset for this source"}
     try:
-        source.check()
+        source.check(model.cfg)
     except GatoError as exc:
         return {"error": f"no offline metrics: {exc}"}
     held = [seq for _, seq in source.units("val", model.cfg, tokenizer, entry.get("val_fraction", 0.05),

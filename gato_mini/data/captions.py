@@ -68,10 +68,7 @@ def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> I
             yield CaptionEntry(f"{name}#{seen[name] - 1}", path, text.strip(), where)
 
 
-#: The most pixels an image file may hold: its header is read first, so a file claiming billions of
-#: pixels (a decompression bomb) is refused before anything is decoded. 8192 x 8192, under the 89M
-#: at which Pillow itself starts to warn.
-MAX_IMAGE_PIXELS = 1 << 26
+MAX_IMAGE_PIXELS = image.MAX_IMAGE_PIXELS  # an image file's header is checked against it first
 
 
 def load_image(path: Path, size: tuple[int, int], where: str = "") -> np.ndarray:

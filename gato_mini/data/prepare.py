@@ -192,7 +192,7 @@ def prepare(data: DataConfig, cfg: GatoConfig, progress: bool = True, force: boo
     root = Path(data.root)
     sources = [make_source(s) for s in data.sources]
     for s in sources if not checked else ():
-        s.check()  # missing inputs fail before anything is written
+        s.check(cfg)  # missing or too large inputs fail before anything is written
     # Two prepares on one folder: the second stops in one line, or waits and then finds the shards.
     with folder_lock(root, "prepare", wait=wait, every_rank=True):
         root.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ least one unit when it has two or more.
 from __future__ import annotations
 
 import hashlib
+import math
 import platform
 import sys
 from collections import Counter
@@ -48,6 +49,8 @@ from gato_mini.data.sequence import (
 )
 from gato_mini.errors import FileFormatError
 from gato_mini.fields import FieldSpec
+from gato_mini.procs import available_memory
+from gato_mini.tokenizers import image
 from gato_mini.tokenizers.text import TextTokenizer
 
 Unit = tuple[str, TokenSequence]
@@ -84,11 +87,17 @@ def _split(items: list[tuple[str, Any]], split: str, val_fraction: float) -> lis
 
 
 def _split_units(items: list[tuple[str, Any]], build: Callable[..., TokenSequence], split: str,
-                 cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float) -> Iterator[Unit]:
-    """The (key, sequence) units of one split of a text or chat source, built by ``build``."""
+                 cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
+                 skips: Counter | None = None) -> Iterator[Unit]:
+    """The (key, sequence) units of one split of a text or chat source, built by ``build``. With
+    ``skips`` (a packed source, whose windows cut a unit at ``block_size``), a unit longer than the
+    context is counted, so the report says how much of the data is never trained on."""
     assert tokenizer is not None
     for key, item in _split(items, split, val_fraction):
-        yield key, build(item, cfg, tokenizer)
+        seq = build(item, cfg, tokenizer)
+        if skips is not None and len(seq) > cfg.block_size:
+            skips[f"longer than block_size={cfg.block_size} (only its start is trained on)"] += 1
+        yield key, seq
 
 
 def _stat(path: Path) -> list[Any]:
@@ -149,6 +158,7 @@ class Source:
     mode: ClassVar[str] = "pack"
     group: ClassVar[str] = "text"
     uses_text: bool = True  # whether its tokens depend on the text tokenizer
+    reads_whole: ClassVar[bool] = False  # its input file(s) are read into memory whole
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -172,11 +182,22 @@ class Source:
         """Whether its text goes into the text tokenizer (captions and text do; episodes do not)."""
         return self.group != "actions"
 
-    def check(self) -> None:
-        """Fail early on a missing input file (before any work starts)."""
+    def check(self, cfg: GatoConfig | None = None) -> None:
+        """Fail early on a missing input file, and (given the model config) on inputs too large for
+        it or for this machine, before any work starts."""
         path = self.opt.get("path")
         if path is not None and not Path(path).exists():
             raise FileFormatError(f"source '{self.name}': {path} not found")
+        if path is not None and self.reads_whole:
+            p = Path(path)
+            files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+            size = sum(f.stat().st_size for f in files)
+            need, have = size * TEXT_BYTES_PER_BYTE, available_memory()
+            if need > have:
+                raise FileFormatError(f"source '{self.name}': {path} is {size / 2**30:.1f} GiB of text; "
+                                      f"tokenizing reads it whole, about {need / 2**30:.1f} GiB, more than "
+                                      f"the {have / 2**30:.1f} GiB this machine has available; split it into "
+                                      "several sources")
 
     def _input(self) -> Any:
         """What the units depend on outside the options: files, a generator or a package version."""
@@ -212,7 +233,24 @@ class Source:
         return self._items
 
 
+#: Memory a text or chat file takes per byte on disk while it is tokenized (the text, its documents'
+#: strings and their token arrays).
+TEXT_BYTES_PER_BYTE = 8
+
+
 # --- control ---------------------------------------------------------------------
+def _space_bytes(space: Any) -> int:
+    """Bytes one value of a gymnasium space takes as an array (a Dict: its parts; Text: its length)."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict):
+        return sum(_space_bytes(s) for s in space.spaces.values())
+    if isinstance(space, spaces.Text):
+        return 4 * space.max_length
+    shape = getattr(space, "shape", None) or ()
+    return math.prod(shape) * np.dtype(space.dtype or np.int64).itemsize
+
+
 @kind
 class Episodes(Source):
     """Logged episodes of a Minari dataset (a task's recording, or the user's own)."""
@@ -239,7 +277,7 @@ class Episodes(Source):
     def uses_text(self) -> bool:  # only with text observations
         return any(f.modality == "text" for f in self.specs()[0].values())
 
-    def check(self) -> None:
+    def check(self, cfg: GatoConfig | None = None) -> None:
         try:
             self.dataset()
         except FileFormatError as exc:
@@ -248,6 +286,49 @@ class Episodes(Source):
             hint = (f"; record it with `gato-mini collect --task {self.name} --episodes N --out "
                     f"{Path(self.opt['dataset']).parent.parent}`" if self.name in BUILTIN_TASKS else "")
             raise FileFormatError(f"source '{self.name}': {exc}{hint}") from None
+        if cfg is not None:
+            self._check_sizes(cfg)
+
+    def _check_sizes(self, cfg: GatoConfig) -> None:
+        """A dataset whose spaces or lengths cannot be tokenized here, refused from its metadata alone:
+        frames over :data:`~gato_mini.tokenizers.image.MAX_IMAGE_PIXELS`, an observation over
+        ``max_local_positions`` tokens or a timestep over ``block_size``, an episode whose arrays and
+        tokens would not fit in this machine's available memory."""
+        fields, action = self.specs()
+        size = tuple(self.opt["image_size"]) if self.opt["image_size"] else None
+        where = f"source '{self.name}' ({self.opt['dataset']})"
+        obs_tokens = 0
+        for key, f in fields.items():
+            if f.modality == "image":
+                h, w = f.shape[:2]
+                if h * w > image.MAX_IMAGE_PIXELS:
+                    raise FileFormatError(f"{where}: observation '{key}' frames are {h}x{w}, more than the "
+                                          f"{image.MAX_IMAGE_PIXELS:,} pixels gato-mini decodes")
+                rows, cols = image.grid_shape(f.shape, cfg.patch_size, size)
+                obs_tokens += rows * cols
+            elif f.modality != "text":
+                obs_tokens += math.prod(f.shape)
+        step = obs_tokens + 1 + math.prod(action.shape)
+        if obs_tokens > cfg.max_local_positions:
+            raise FileFormatError(f"{where}: one observation is {obs_tokens:,} tokens, more than "
+                                  f"max_local_positions={cfg.max_local_positions}; use smaller images "
+                                  "(the source's image_size) or fewer values")
+        if step > cfg.block_size:
+            raise FileFormatError(f"{where}: one timestep is {step:,} tokens, more than block_size="
+                                  f"{cfg.block_size}; use smaller images (image_size) or a larger block_size")
+        dataset = self.dataset()
+        ids = [int(i) for i in dataset.episode_indices][:self.opt["max_episodes"]]
+        lengths = [int(m.get("total_steps", 0)) for m in dataset.storage.get_episode_metadata(ids)]
+        if not lengths:
+            return
+        longest = max(lengths)
+        per_step = _space_bytes(dataset.observation_space) * 2 + _space_bytes(dataset.action_space) + step * 8
+        need, have = longest * per_step, available_memory()
+        if need > have:
+            k = ids[lengths.index(longest)]
+            raise FileFormatError(f"{where}: episode {k} is {longest:,} steps, about {need / 2**30:.1f} GiB "
+                                  f"to read and tokenize, more than the {have / 2**30:.1f} GiB this machine "
+                                  "has available; split it into shorter episodes")
 
     def _input(self) -> Any:
         return _stat(dataset_folder(self.opt["dataset"]))
@@ -297,8 +378,8 @@ class Captions(Source):
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
         assert tokenizer is not None
-        for key, image, text in self.image_captions(split, val_fraction, skips):
-            yield key, caption_sequence(image(), text, cfg, tokenizer)
+        for key, picture, text in self.image_captions(split, val_fraction, skips):
+            yield key, caption_sequence(picture(), text, cfg, tokenizer)
 
 
 @kind
@@ -362,7 +443,7 @@ class CaptionFolder(Captions):
     options = {"path": None, "image_size": [64, 64]}
     required = ("path",)
 
-    def check(self) -> None:
+    def check(self, cfg: GatoConfig | None = None) -> None:
         next(iter(captions.read_caption_metadata(self.opt["path"])), None)
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
@@ -420,6 +501,7 @@ class TextFiles(Documents):
     name_of_kind = "text"
     options = {"path": None}
     required = ("path",)
+    reads_whole = True
 
     def documents(self, skips: Counter) -> list[tuple[str, str]]:
         return self._read(lambda s: corpora.read_text_documents(self.opt["path"], s), skips)
@@ -437,7 +519,7 @@ class Chats(Source):
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
-        return _split_units(self.chats(skips), chat_sequence, split, cfg, tokenizer, val_fraction)
+        return _split_units(self.chats(skips), chat_sequence, split, cfg, tokenizer, val_fraction, skips)
 
 
 @kind
@@ -462,6 +544,7 @@ class ChatJsonl(Chats):
     name_of_kind = "chat-jsonl"
     options = {"path": None}
     required = ("path",)
+    reads_whole = True
 
     def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
         return self._read(lambda s: corpora.read_chat_jsonl(self.opt["path"], s), skips)

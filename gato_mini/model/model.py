@@ -23,7 +23,6 @@ positions) and attends over the cache: decoding one token costs one token.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 
 from gato_mini.config import GatoConfig
 from gato_mini.errors import GatoError
+from gato_mini.procs import available_memory
 
 
 # --- rotary positions -------------------------------------------------------------
@@ -357,18 +357,6 @@ def count_params(cfg: GatoConfig) -> int:
     allocates nothing, so even the 1.18B size costs a fraction of a second."""
     with torch.device("meta"):
         return GatoModel(cfg).num_params()
-
-
-def available_memory() -> int:
-    """Bytes this machine could still give a process: ``MemAvailable``, else its physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_fits(cfg: GatoConfig, what: str, copies: int) -> None:

@@ -47,6 +47,12 @@ from gato_mini.errors import TokenizationError
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+#: The most pixels one image may hold (an image file, a dataset's frames): an image file's header is
+#: read first, so a file claiming billions of pixels (a decompression bomb) is refused before anything
+#: is decoded. 8192 x 8192, under the 89M at which Pillow itself starts to warn.
+MAX_IMAGE_PIXELS = 1 << 26
+
+
 def as_pixels(image: Any) -> np.ndarray:
     """Check an image (or a stack) and return it as uint8 ``(..., H, W, C)``, C in (1, 3).
 

@@ -309,7 +309,7 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
     if run.trainer.get("accelerator") == "cpu" or not torch.cuda.is_available():  # training in this memory
         check_fits(run.model, "the model config", copies=4)
     for source in run.data.sources:  # missing inputs fail before Lightning starts
-        make_source(source).check()
+        make_source(source).check(run.model)
     with folder_lock(out, "train"):
         if ckpt_path is not None:
             check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
