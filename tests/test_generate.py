@@ -168,3 +168,24 @@ def test_decoding_gives_the_same_tokens_as_before_the_engine() -> None:
     assert [chat.reply("hello there"), chat.reply("what is a fox?")] == before["chat"]
     assert [ChatSession(model, tok, sampling=Sampling(max_tokens=16)).reply("hello there")] \
         == before["chat_greedy"]
+
+
+def test_engine_rows_read_in_place_or_gathered_equal_recomputation(model) -> None:
+    """Rows fed together as a run of consecutive cache rows (read in place, a slice) or as any other
+    set (gathered), in any order, give the logits of recomputing each row's whole context."""
+    from gato_mini.data.sequence import flat_sequence
+    from gato_mini.model.generate import Engine
+
+    rng = np.random.default_rng(0)
+    cached, plain = Engine(model, 4), Engine(model, 4, use_cache=False)
+
+    def chunk(n: int) -> TokenSequence:
+        ids = rng.integers(0, model.cfg.text_vocab_size, n)
+        return flat_sequence(ids, np.zeros(n, bool), model.cfg)
+
+    feeds = (([0, 1, 2, 3], 5), ([2, 3], 3), ([3, 0], 4), ([1, 2], 2), ([0, 1, 2, 3], 1), ([3, 1, 0], 2))
+    for rows, n in feeds:
+        seqs = [chunk(n) for _ in rows]
+        a, b = cached.feed(rows, seqs), plain.feed(rows, seqs)
+        assert torch.allclose(a, b, atol=1e-4), (rows, (a - b).abs().max())
+    cached.close()

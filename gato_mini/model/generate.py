@@ -30,8 +30,8 @@ Allowed = Tensor | tuple[int, int] | None
 
 
 @torch.no_grad()
-def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor, cache_rows: Tensor | None = None,
-                   **embeds: Tensor | None) -> Tensor:
+def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor,
+                   cache_rows: Tensor | slice | None = None, **embeds: Tensor | None) -> Tensor:
     """A chunk (B, T) written into the cache at ``input_pos`` ((T,) or per row (B, T)), in cache rows
     ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V)."""
     last = torch.full((tokens.shape[0],), tokens.shape[1] - 1, device=tokens.device)
@@ -122,7 +122,11 @@ class Engine:
             batch = model_inputs([seqs[k] for k in ks], self.pad, self.device)
             start = torch.tensor([self.pos[rows[k]] for k in ks], device=self.device)
             pos = start[:, None] + torch.arange(n, device=self.device)  # (b, n)
-            cache_rows = torch.tensor([rows[k] for k in ks], device=self.device)
+            chosen = [rows[k] for k in ks]
+            first = chosen[0]
+            cache_rows: Tensor | slice = (slice(first, first + len(chosen))
+                                          if chosen == list(range(first, first + len(chosen)))
+                                          else torch.tensor(chosen, device=self.device))
             out[ks] = forward_cached(self.model, input_pos=pos, cache_rows=cache_rows, **batch).float()
             for k in ks:
                 self.pos[rows[k]] += n

@@ -58,19 +58,21 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype), persistent=False)
 
-    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, rows: Tensor | None = None,
+    def update(self, input_pos: Tensor, k: Tensor, v: Tensor, rows: Tensor | slice | None = None,
                used: int | None = None) -> tuple[Tensor, Tensor]:
-        """Write ``k, v`` (B, H, T, hd) at ``input_pos`` (B, T) of cache rows ``rows`` (default 0..B-1).
+        """Write ``k, v`` (B, H, T, hd) at ``input_pos`` (B, T) of cache rows ``rows`` (default 0..B-1;
+        a ``slice`` of consecutive rows is a view, no copy: the usual case, all envs stepping together).
 
         Returns those rows' caches (B, H, S, hd), S being the first ``used`` positions (default all).
         """
         b = k.shape[0]
         used = self.k.shape[2] if used is None else used
-        if rows is None:
+        if rows is None or isinstance(rows, slice):
+            ks, vs = (self.k[:b], self.v[:b]) if rows is None else (self.k[rows], self.v[rows])
             idx = input_pos[:, None, :, None].expand(b, k.shape[1], k.shape[2], k.shape[3])
-            self.k[:b].scatter_(2, idx, k.to(self.k.dtype))
-            self.v[:b].scatter_(2, idx, v.to(self.v.dtype))
-            return self.k[:b, :, :used], self.v[:b, :, :used]
+            ks.scatter_(2, idx, k.to(self.k.dtype))
+            vs.scatter_(2, idx, v.to(self.v.dtype))
+            return ks[:, :, :used], vs[:, :, :used]
         heads = torch.arange(k.shape[1], device=k.device)
         where = (rows[:, None, None], heads[None, :, None], input_pos[:, None, :])  # -> (B, H, T)
         self.k[where] = k.to(self.k.dtype)
@@ -88,7 +90,7 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
-                input_pos: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+                input_pos: Tensor | None = None, rows: Tensor | slice | None = None) -> Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
@@ -132,7 +134,7 @@ class Block(nn.Module):
         self.mlp = GEGLU(cfg)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
-                input_pos: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+                input_pos: Tensor | None = None, rows: Tensor | slice | None = None) -> Tensor:
         x = x + self.attn(self.ln1(x), cos, sin, mask, input_pos, rows)
         return x + self.mlp(self.ln2(x))
 
@@ -300,7 +302,7 @@ class GatoModel(nn.Module):
     def forward(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
                 patch_pos: Tensor | None = None, targets: Tensor | None = None,
                 loss_mask: Tensor | None = None, input_pos: Tensor | None = None,
-                reduction: str = "mean", cache_rows: Tensor | None = None,
+                reduction: str = "mean", cache_rows: Tensor | slice | None = None,
                 logits_at: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, padded_vocab) and None; or, given ``targets``, None and the masked loss
         (``reduction="none"``: per token, 0 off the mask). With targets the head runs only on the
@@ -308,7 +310,8 @@ class GatoModel(nn.Module):
 
         ``input_pos`` (T,) or (B, T): positions of these tokens; needs :meth:`setup_caches`.
         ``cache_rows`` (B,): which cache rows these B rows use (default 0..B-1), so one
-        environment's context can be refilled without touching the others.
+        environment's context can be refilled without touching the others; a ``slice`` of B
+        consecutive rows reads the cache in place (a tensor of rows gathers a copy).
         ``logits_at`` (B,): the one position per row whose logits are wanted (decoding); the head then runs
         on those alone and the logits are (B, 1, padded_vocab).
         """
