@@ -126,7 +126,7 @@ def test_a_collection_killed_mid_recording_resumes_to_the_uninterrupted_dataset(
     only the missing episodes, and the result equals an uninterrupted run's, episode for episode (frames,
     actions, rewards, ends, seeds) and in its record of how it was made."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(_pong(killed, 80), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_pong(killed, 30), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(killed.glob(".partial-*/chunk-*/chunk.json"))) < 2:
         time.sleep(0.02)
@@ -135,19 +135,19 @@ def test_a_collection_killed_mid_recording_resumes_to_the_uninterrupted_dataset(
     sealed = len(list(killed.glob(".partial-*/chunk-*/chunk.json")))
     assert sealed >= 2, "the kill should have hit mid-recording"
     assert not (killed / "atari-pong" / "expert-v0").exists()
-    rerun = subprocess.run(_pong(killed, 80)[:-1], capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(_pong(killed, 30)[:-1], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming after" in rerun.stderr and "episodes an interrupted run recorded" in rerun.stderr
     assert not list(killed.glob(".partial-*")) and not list(killed.glob(".staging-*"))
-    subprocess.run(_pong(whole, 80), check=True, capture_output=True, timeout=300)
+    subprocess.run(_pong(whole, 30), check=True, capture_output=True, timeout=300)
     a, b = killed / "atari-pong" / "expert-v0", whole / "atari-pong" / "expert-v0"
     for ea, eb in zip(iter_episodes(a), iter_episodes(b), strict=True):
         assert ea.id == eb.id and np.array_equal(ea.observations["image"], eb.observations["image"])
         for field in ("actions", "rewards", "terminations", "truncations"):
             assert np.array_equal(getattr(ea, field), getattr(eb, field)), field
-    assert _seeds(a) == _seeds(b) == [{"seed": 7 + i} for i in range(80)]
+    assert _seeds(a) == _seeds(b) == [{"seed": 7 + i} for i in range(30)]
     assert (a / "collection.json").read_text() == (b / "collection.json").read_text()
-    assert open_dataset(a).total_steps == open_dataset(b).total_steps == 80 * 40
+    assert open_dataset(a).total_steps == open_dataset(b).total_steps == 30 * 40
 
 
 def test_generic_minari_dataset_with_plain_spaces(tmp_path):

@@ -171,7 +171,9 @@ def test_image_codec() -> None:
         p = tally.add(documented(image.encode, x, CFG))
         if p is not None:
             assert p.dtype == np.uint8 and p.shape[-1] == CFG.patch_size ** 2 * CFG.image_channels
-            if x.ndim in (2, 3):  # one image: padded with black, never cropped
+            # One image (H, W) or (H, W, C) with C in (1, 3): padded with black, never cropped. Any other
+            # last axis is a width: (T, H, W) is T gray frames.
+            if x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (1, 3)):
                 assert p.shape[0] == _grid(x.shape)
                 c = 1 if x.ndim == 2 else x.shape[-1]
                 if c == CFG.image_channels or c == 1:  # kept, or gray repeated into each channel
