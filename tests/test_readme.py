@@ -196,6 +196,7 @@ def user_files(where: Path, text: str) -> None:
         (notes / f"note{i}.md").write_text(f"# note {i}\n\n{words}.\n")
 
 
+@pytest.mark.slow  # about 4 minutes: CI's second step runs it, after the default suite
 def test_every_readme_command_and_snippet_runs_as_written(tmp_path_factory) -> None:
     text = (ROOT / "README.md").read_text()
     blocks = readme_blocks(text)
