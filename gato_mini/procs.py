@@ -119,6 +119,16 @@ def _fresh(path: Path) -> bool:
         return False
 
 
+def _holder_record(path: Path) -> dict[str, Any] | None:
+    """The record of a live holder, read again for a moment while it is being written (empty)."""
+    for _ in range(50):
+        owner = _read_lock(path)
+        if owner or owner is None:
+            return owner
+        time.sleep(0.01)
+    return owner
+
+
 def _try_acquire(path: Path, me: dict[str, Any]) -> int:
     """An open descriptor of ``path`` holding its ``flock``, or :class:`_Held` naming the holder.
 
@@ -133,7 +143,7 @@ def _try_acquire(path: Path, me: dict[str, Any]) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _Held(_read_lock(path)) from None
+            raise _Held(_holder_record(path)) from None
         try:
             current = os.stat(path)
         except FileNotFoundError:

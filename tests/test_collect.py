@@ -447,3 +447,30 @@ def test_datasets_by_minari_id_and_with_a_tilde(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "elsewhere"))
     with pytest.raises(FileFormatError, match="dataset not found: control-pendulum/random-v0"):
         dataset_folder("control-pendulum/random-v0")  # MINARI_DATASETS_PATH wins
+
+
+def test_a_resumed_collection_may_ask_for_more_episodes_but_not_fewer(tmp_path, monkeypatch):
+    """Only ``--episodes`` may change between the interrupted run and its rerun: more goes on after
+    the sealed episodes (same seeds), fewer than were sealed is refused in one line."""
+    task = get_task("control-pendulum")
+    real, calls = type(task).policy, {"n": 0}
+
+    class Exploding:
+        def reset(self, env, seed=None):
+            pass
+
+        def __call__(self, obs, env):
+            calls["n"] += 1
+            if calls["n"] > 450:  # in the third episode: two are sealed
+                raise RuntimeError("boom")
+            return env.action_space.sample()
+
+    monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
+    with pytest.raises(RuntimeError, match="boom"):
+        run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)
+    monkeypatch.setattr(type(task), "policy", real)
+    with pytest.raises(GatoError, match="holds 2 episodes of an interrupted collection, more than the 1 "):
+        run_episodes("control-pendulum", "expert", 1, out=tmp_path, progress=False)
+    more = run_episodes("control-pendulum", "expert", 4, out=tmp_path, progress=False)
+    assert more.resumed_steps == 400 and len(more.returns) == 4
+    assert _seeds(more.path) == [{"seed": s} for s in range(4)]

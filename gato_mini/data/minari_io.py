@@ -179,6 +179,11 @@ class DatasetWriter:
                                 f"to finish it, or pass --overwrite to start afresh")
             for c in sealed:
                 self.done += _read_chunk(c)
+            wanted = (self.collection or {}).get("episodes")
+            if isinstance(wanted, int) and len(self.done) > wanted:
+                raise GatoError(f"{self.partial} holds {len(self.done)} episodes of an interrupted "
+                                f"collection, more than the {wanted} asked for now; ask for at least "
+                                f"{len(self.done)}, or pass --overwrite to start afresh")
         for c in chunks:
             if not (c / CHUNK_FILE).is_file() or self.overwrite:  # unsealed: the kill hit while filling it
                 shutil.rmtree(c, ignore_errors=True)
