@@ -164,7 +164,8 @@ def run_episodes(task_name: str | Task, policy_kind: str, episodes: int, seed: i
         collection = {"task": task.name, "env_id": task.env_id, "policy": policy_kind, "seed": seed,
                       "episodes": episodes, "step_cap": cap, "noise": noise_record(noise, env.action_space)}
         writer = None if out is None else stack.enter_context(
-            _writer(task, collection, env, out, overwrite, chunk_steps or CHUNK_STEPS))
+            _writer(task, collection, env, out, overwrite,
+                    CHUNK_STEPS if chunk_steps is None else chunk_steps))
         return _run(task, policy_kind, env, writer, episodes, seed, progress, noise)
 
 

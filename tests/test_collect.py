@@ -204,6 +204,9 @@ def test_bad_arguments(tmp_path):
         run_episodes("atari-pong", "expert", 0, out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="--max-steps"):
         run_episodes("atari-pong", "expert", 1, max_steps=-5, out=tmp_path, progress=False)
+    with pytest.raises(GatoError, match="--chunk-steps must be positive, got 0"):  # not the default
+        run_episodes("atari-pong", "expert", 1, out=tmp_path, progress=False, chunk_steps=0)
+    assert not list(tmp_path.iterdir())
 
 
 def test_relative_out_folder(tmp_path, monkeypatch):

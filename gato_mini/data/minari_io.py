@@ -70,7 +70,7 @@ class _Build:
         self.root, self.dataset_id, self.metadata = root, dataset_id, metadata
         self.spaces = observation_space, action_space
         self._dataset: Any = None
-        self.episodes = self.steps = 0
+        self.steps = 0
 
     def add(self, *buffers: Any) -> None:
         """Append episodes (several at once: one opening of the HDF5 file)."""
@@ -87,7 +87,6 @@ class _Build:
                     action_space=self.spaces[1], data_format="hdf5", jpeg_encoding=False, **self.metadata)
             else:
                 self._dataset.storage.update_episodes(list(buffers))
-        self.episodes += len(buffers)
         self.steps += sum(len(b.rewards) for b in buffers)
 
 
@@ -170,7 +169,7 @@ class DatasetWriter:
             except (OSError, ValueError):
                 old = None
             old_key = {k: v for k, v in old.items() if k != "episodes"} if isinstance(old, dict) else None
-            sealed = [c for c in chunks if (c / CHUNK_FILE).is_file()]
+            sealed = self._sealed()
             if sealed and old_key != key:
                 old_key = old_key or {}
                 differ = sorted(k for k in set(key) | set(old_key) if old_key.get(k) != key.get(k))
@@ -214,6 +213,10 @@ class DatasetWriter:
             if self._build.steps >= self.chunk_steps:
                 self._seal()
 
+    def _sealed(self) -> list[Path]:
+        """The sealed chunks, in episode order (a chunk is named by its first episode)."""
+        return sorted(c for c in self.partial.glob("chunk-*") if (c / CHUNK_FILE).is_file())
+
     def _chunk_path(self, suffix: str = "") -> Path:
         return self.partial / f"chunk-{len(self.done):07d}{suffix}"
 
@@ -253,7 +256,7 @@ class DatasetWriter:
     def _joined(self) -> Path:
         """The sealed chunks as one dataset (a folder Minari was pointed at): the one chunk itself, or
         their episodes read back in order and written once more."""
-        chunks = sorted(c for c in self.partial.glob("chunk-*") if (c / CHUNK_FILE).is_file())
+        chunks = self._sealed()
         if not chunks:
             raise GatoError("no episode was written; nothing to commit")
         if len(chunks) == 1:
@@ -286,17 +289,25 @@ class DatasetWriter:
         finally:
             if self.chunk_steps is None:
                 shutil.rmtree(self.staging, ignore_errors=True)
-            elif self._build is not None:
-                shutil.rmtree(self._build.root, ignore_errors=True)
-            keep = self.chunk_steps is not None and not self.committed and any(self.partial.glob("chunk-*"))
-            if self.chunk_steps is not None and not keep:
-                for child in self.partial.glob("*"):
-                    if child.name != LOCK_NAME:
-                        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-            self._stack.close()
-            if self.chunk_steps is not None and not keep:
-                with contextlib.suppress(OSError):
-                    self.partial.rmdir()
+            else:
+                self._close_partial()
+
+    def _close_partial(self) -> None:
+        """Drop an unsealed chunk; keep the partial folder only while it holds sealed episodes to
+        resume from (not after a commit), then release its lock."""
+        if self._build is not None:
+            shutil.rmtree(self._build.root, ignore_errors=True)
+        keep = not self.committed and bool(self._sealed())
+        if not keep:
+            for child in self.partial.glob("*"):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                elif child.name != LOCK_NAME:
+                    child.unlink()
+        self._stack.close()
+        if not keep:
+            with contextlib.suppress(OSError):
+                self.partial.rmdir()
 
 
 def _read_chunk(chunk: Path) -> list[dict[str, Any]]:
