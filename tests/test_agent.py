@@ -103,12 +103,12 @@ def test_actions_are_always_legal(continuous: bool) -> None:
     agent = _agent(2, continuous, temperature=1.0)
     real = agent.model.forward
 
-    def biased(*args, **kwargs):
-        logits, loss = real(*args, **kwargs)
+    def biased(*args, head=None, **kwargs):
+        logits, loss = real(*args, **kwargs)  # all ids: then cut to the range the agent asked for
         logits = logits.clone()
         logits[..., 0] += 1e4  # the raw argmax is a text id, never a legal action
         logits[..., CFG.special_id("<|eos|>")] += 1e4
-        return logits, loss
+        return (logits if head is None else logits[..., head[0]:head[1]]), loss
 
     agent.model.forward = biased
     envs = [MatchEnv(continuous) for _ in range(2)]

@@ -11,7 +11,7 @@ from gymnasium import spaces
 from gato_mini.collect import rollout
 from gato_mini.envs.policies import reflect
 from gato_mini.envs.registry import TASKS, UnknownTaskError, get_task, load_references
-from gato_mini.envs.wrappers import AtariFrame, DictObservation, Float32Observation, unit_actions
+from gato_mini.envs.wrappers import AtariFrame, DictObservation, Float32Observation, _max_pool, unit_actions
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec, action_field, observation_fields
 from tests._fakeenvs import SampledEnv
@@ -66,6 +66,30 @@ def test_atari_frame_crop_and_max_pool_keep_a_one_pixel_ball():
     assert area.max() == 236 // 4
     # the wrapper records its arguments, so gymnasium can rebuild it from the env spec
     assert env._saved_kwargs == {"size": (80, 80), "grayscale": True, "crop": (34, 194), "pool": "max"}
+
+
+@pytest.mark.parametrize(("shape", "size"), [((160, 160, 1), (80, 32)), ((160, 160, 1), (32, 80)),
+                                           ((160, 160, 3), (80, 32)), ((12, 9, 2), (4, 3)),
+                                           ((5, 7, 1), (5, 7))])
+def test_max_pool_equals_numpy_block_maximum(shape, size):
+    """The fast pool gives the very values of numpy's block maximum (logged frames must not change)."""
+    frame = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    expect = frame.reshape(size[0], shape[0] // size[0], size[1], shape[1] // size[1], -1).max(axis=(1, 3))
+    assert np.array_equal(_max_pool(frame, size), expect)
+
+
+def test_pong_frames_equal_the_emulators_frames_cropped_gray_and_pooled():
+    """Pong's observation against the raw ALE frame of the same seed, pooled by numpy's block maximum."""
+    env = get_task("atari-pong").make(max_steps=50)
+    raw = gym.make("ALE/Pong-v5", frameskip=4, repeat_action_probability=0.25, full_action_space=False)
+    (obs, _), (frame, _) = env.reset(seed=7), raw.reset(seed=7)
+    for t in range(30):
+        gray = cv2.cvtColor(frame[34:194], cv2.COLOR_RGB2GRAY)
+        expect = gray.reshape(80, 2, 32, 5, 1).max(axis=(1, 3))
+        assert np.array_equal(obs["image"], expect), t
+        obs, frame = env.step(t % 3)[0], raw.step(t % 3)[0]
+    env.close()
+    raw.close()
 
 
 def test_dict_and_float32_observation():

@@ -95,11 +95,12 @@ class Agent:
         prompt = len(self.prompt) if s.prompt and self.prompt is not None else 0
         return prompt + sum(len(step) for step in s.steps)
 
-    def _make_room(self, i: int, need: int) -> None:
-        """Drop old whole timesteps of slot i so that ``need`` more tokens fit; refill its cache row."""
+    def _make_room(self, i: int, need: int) -> bool:
+        """Drop old whole timesteps of slot i so that ``need`` more tokens fit. True when its cache row was
+        emptied and must be refilled with the kept context (:meth:`_refill`)."""
         s = self.slots[i]
         if self._context_len(i) + need <= self.block:
-            return
+            return False
         if not self.keep_prompt:
             s.prompt = False  # the prompt opens the episode only
         while s.steps and self._context_len(i) > self.block // 2 - need:
@@ -110,9 +111,14 @@ class Agent:
             raise GatoError(f"one timestep takes {need} tokens; block_size is {self.block}")
         s.pending = None  # the refill holds the last action too
         self.engine.reset(i)
-        ctx = self._context(i)
-        if len(ctx):
-            self.engine.feed([i], [ctx])
+        return self._context_len(i) > 0
+
+    def _refill(self, rows: list[int]) -> None:
+        """Feed the kept contexts of ``rows`` again, in one call: slots that overflow at the same step (all
+        of them, while their episodes began together) are refilled as one batch. The kept timesteps are
+        not tokenized again: each slot holds its timesteps' token sequences."""
+        if rows:
+            self.engine.feed(rows, [self._context(i) for i in rows], head=(self.lo, self.lo))
 
     # --- public -------------------------------------------------------------------
     def reset(self, i: int) -> None:
@@ -152,8 +158,8 @@ class Agent:
         new = self._observe_all([observations[i] for i in rows])
         if self.action.modality == "text":
             return self._act_text(rows, new)
-        for i, seq in zip(rows, new, strict=True):
-            self._make_room(i, len(seq) + self.n_act)
+        self._refill([i for i, seq in zip(rows, new, strict=True)
+                      if self._make_room(i, len(seq) + self.n_act)])
         chosen = np.zeros((len(rows), self.n_act), np.int64)
         tails = list(new)
         # The previous action's last token goes in with this observation: one forward per action dimension.
@@ -161,9 +167,10 @@ class Agent:
                for i, seq in zip(rows, new, strict=True)]
         for i in rows:
             self.slots[i].pending = None
-        logits = self.engine.feed(rows, fed)
+        head = (self.lo, self.hi)  # the logits of the legal ids only
+        logits = self.engine.feed(rows, fed, head)
         for d in range(self.n_act):
-            ids = pick(logits, (self.lo, self.hi), self.temperature, generator=self.generator)
+            ids = pick(logits, None, self.temperature, generator=self.generator) + self.lo
             chosen[:, d] = ids.cpu().numpy()
             tok = [token(int(t), self.cfg) for t in chosen[:, d]]
             tails = [concat([t, a]) for t, a in zip(tails, tok, strict=True)]
@@ -171,7 +178,7 @@ class Agent:
                 for i, a in zip(rows, tok, strict=True):
                     self.slots[i].pending = a
             else:
-                logits = self.engine.feed(rows, tok)
+                logits = self.engine.feed(rows, tok, head)
         out = {}
         for r, i in enumerate(rows):
             self.slots[i].steps.append(tails[r])

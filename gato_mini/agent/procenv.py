@@ -7,9 +7,9 @@ answer; past it the process is killed and :class:`EnvTimeout` is raised, so
 the rollout fails that episode only. A process that dies (a segfault in native
 code) raises :class:`EnvCrashed`. The next ``reset`` starts a fresh process.
 
-Several ``ProcessEnv`` also step in parallel: ``step_async`` sends the action
-and ``step_wait`` collects the answer, which :func:`~gato_mini.agent.rollout.run_agent`
-uses for a batch of slots.
+Several ``ProcessEnv`` also step and reset in parallel: ``step_async`` sends the action
+and ``step_wait`` collects the answer (``reset_async``/``reset_wait`` likewise), which
+:func:`~gato_mini.agent.rollout.run_agent` uses for a batch of slots.
 
 The child is started with ``spawn`` (no state of the parent, such as torch's
 thread pool or an EGL context, leaks into it), and the factory travels to it
@@ -166,6 +166,11 @@ class ProcessEnv(gym.Env):
         return value
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        self.reset_async(seed=seed, options=options)
+        return self.reset_wait()
+
+    def reset_async(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
+        """Send a reset (a fresh process first, after a timeout or a crash); :meth:`reset_wait` answers."""
         if self._waiting == "start":
             self._ready()
         if self._proc is None or self._waiting is not None:  # after a timeout or a crash: a fresh process
@@ -173,6 +178,8 @@ class ProcessEnv(gym.Env):
             self._start()
             self._ready()
         self._send("reset", {"seed": seed, "options": options})
+
+    def reset_wait(self) -> Any:
         return self._receive()
 
     def step(self, action: Any) -> Any:

@@ -63,73 +63,83 @@ def run_agent(agent: Agent, envs: list[gym.Env], episodes: int, seed: int = 0,
         if on_episode is not None:
             on_episode(r)
 
-    def start(slot: int) -> None:
+    def start(slots: list[int]) -> None:
+        """Begin the next episodes in ``slots``. Their envs reset together, so process envs reset in
+        parallel (a seeded Atari reset reloads the ROM: 0.2 s each). A slot whose reset fails ends that
+        episode as failed and takes the next one."""
         nonlocal next_episode
-        while next_episode < episodes:
-            r = EpisodeResult(next_episode, seed + next_episode)
-            next_episode += 1
-            current[slot] = r
-            try:
-                o, _ = envs[slot].reset(seed=r.seed)
-            except Exception as exc:  # noqa: BLE001 - the env's own failure, reported per episode
-                r.error = _describe(exc)
-                finish(slot)
-                continue
-            obs[slot] = as_observation_dict(o, envs[slot].observation_space)
-            agent.reset(slot)
-            if frames is not None and slot == 0 and r.episode == 0:
-                frames.append(_render(envs[0]))
-            return
+        while slots and next_episode < episodes:
+            todo: dict[int, EpisodeResult] = {}
+            for slot in slots[:episodes - next_episode]:
+                todo[slot] = current[slot] = EpisodeResult(next_episode, seed + next_episode)
+                next_episode += 1
+            slots = []
+            for slot, answer in _call_all(envs, "reset", {s: r.seed for s, r in todo.items()}).items():
+                if isinstance(answer, BaseException):
+                    todo[slot].error = _describe(answer)
+                    finish(slot)
+                    slots.append(slot)
+                    continue
+                obs[slot] = as_observation_dict(answer[0], envs[slot].observation_space)
+                agent.reset(slot)
+                if frames is not None and slot == 0 and todo[slot].episode == 0:
+                    frames.append(_render(envs[0]))
 
-    for slot in range(min(len(envs), episodes)):
-        start(slot)
+    start(list(range(min(len(envs), episodes))))
     while current:
         actions = agent.act({s: obs[s] for s in current})
-        for slot, (action, answer) in _step_all(envs, actions).items():
+        ended = []
+        for slot, answer in _call_all(envs, "step", actions).items():
             r = current[slot]
             if isinstance(answer, BaseException):
                 r.error = _describe(answer)
                 finish(slot)
-                start(slot)
+                ended.append(slot)
                 continue
             o, reward, terminated, truncated, info = answer
             r.ret += float(reward)
             r.length += 1
             if keep_actions:
-                r.actions.append(np.asarray(action).tolist())
+                r.actions.append(np.asarray(actions[slot]).tolist())
             if frames is not None and slot == 0 and r.episode == 0:
                 frames.append(_render(envs[0]))
             if terminated or truncated:
                 r.info = _plain(info)
                 finish(slot)
-                start(slot)
+                ended.append(slot)
             else:
                 obs[slot] = as_observation_dict(o, envs[slot].observation_space)
+        start(ended)
     return [results[k] for k in sorted(results)]
 
 
-def _step_all(envs: list[gym.Env], actions: dict[int, Any]) -> dict[int, tuple[Any, Any]]:
-    """Step every slot: ``{slot: (action, (obs, reward, terminated, truncated, info) or the exception)}``.
+def _call_all(envs: list[gym.Env], what: str, args: dict[int, Any]) -> dict[int, Any]:
+    """``step`` (args: actions) or ``reset`` (args: seeds) every slot given: ``{slot: the answer or the
+    exception}``. Process envs are all sent their calls first and then awaited in turn, so they run in
+    parallel."""
+    def send(env: Any, arg: Any) -> None:
+        env.step_async(arg) if what == "step" else env.reset_async(seed=arg)
 
-    Process envs receive all their actions first and are then awaited in turn, so they run in parallel.
-    """
-    answers: dict[int, tuple[Any, Any]] = {}
-    sent = []
-    for slot, action in actions.items():
-        if hasattr(envs[slot], "step_async"):
+    def call(env: Any, arg: Any) -> Any:
+        return env.step(arg) if what == "step" else env.reset(seed=arg)
+
+    answers: dict[int, Any] = {}
+    sent = set()
+    for slot, arg in args.items():
+        if hasattr(envs[slot], f"{what}_async"):
             try:
-                envs[slot].step_async(action)
-                sent.append(slot)
+                send(envs[slot], arg)
+                sent.add(slot)
             except Exception as exc:  # noqa: BLE001 - the env's own failure, reported per episode
-                answers[slot] = (action, exc)
-    for slot, action in actions.items():
+                answers[slot] = exc
+    for slot, arg in args.items():
         if slot in answers:
             continue
         try:
-            answers[slot] = (action, envs[slot].step_wait() if slot in sent else envs[slot].step(action))
+            answers[slot] = getattr(envs[slot], f"{what}_wait")() if slot in sent else call(envs[slot], arg)
         except Exception as exc:  # noqa: BLE001
-            answers[slot] = (action, exc)
-    return {slot: answers[slot] for slot in actions}
+            answers[slot] = exc
+    return {slot: answers[slot] for slot in args}
 
 
 def _plain(info: dict[str, Any]) -> dict[str, Any]:

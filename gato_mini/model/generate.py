@@ -7,8 +7,9 @@ the caption command and chat (:func:`generate`, one row).
 * :func:`model_inputs`: :class:`~gato_mini.data.sequence.TokenSequence` s -> right-padded model inputs
   (the one batch tensorizer of decoding; training batches are :func:`~gato_mini.data.windows.collate`);
 * :class:`Engine`: one context per row; :meth:`Engine.feed` appends tokens to chosen rows and returns the
-  logits after each row's last token. With the cache only the new tokens go through the model; without
-  it (``use_cache=False``) each fed row's whole context is recomputed, the reference the cache must equal;
+  logits after each row's last token (all ids, or one id range: an action's legal ids). With the cache
+  only the new tokens go through the model; without it (``use_cache=False``) each fed row's whole context
+  is recomputed, the reference the cache must equal;
 * :func:`pick`: greedy at temperature 0, else softmax sampling after top-k/top-p, over an id range
   ``(lo, hi)`` or a boolean mask;
 * :func:`decode_text`: rows of text until a stop id, each row finishing at its own length.
@@ -31,11 +32,13 @@ Allowed = Tensor | tuple[int, int] | None
 
 @torch.no_grad()
 def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor,
-                   cache_rows: Tensor | slice | None = None, **embeds: Tensor | None) -> Tensor:
+                   cache_rows: Tensor | slice | None = None, head: tuple[int, int] | None = None,
+                   **embeds: Tensor | None) -> Tensor:
     """A chunk (B, T) written into the cache at ``input_pos`` ((T,) or per row (B, T)), in cache rows
-    ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V)."""
+    ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V), or of the ids
+    ``head = (lo, hi)`` only (B, hi - lo)."""
     last = torch.full((tokens.shape[0],), tokens.shape[1] - 1, device=tokens.device)
-    logits, _ = model(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, **embeds)
+    logits, _ = model(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, head=head, **embeds)
     return logits[:, -1]
 
 
@@ -102,10 +105,12 @@ class Engine:
         self.pos[row] = 0
         self._history[row] = []
 
-    def feed(self, rows: list[int], seqs: list[TokenSequence]) -> Tensor:
+    def feed(self, rows: list[int], seqs: list[TokenSequence], head: tuple[int, int] | None = None) -> Tensor:
         """Append ``seqs[k]`` to row ``rows[k]``'s context; the logits after each one's last token
-        (len(rows), V). Rows whose new parts have equal lengths go through the model together."""
-        out = torch.empty(len(rows), self.cfg.padded_vocab_size, device=self.device)
+        (len(rows), V), or of the ids ``head = (lo, hi)`` only (len(rows), hi - lo). Rows whose new
+        parts have equal lengths go through the model together."""
+        width = self.cfg.padded_vocab_size if head is None else head[1] - head[0]
+        out = torch.empty(len(rows), width, device=self.device)
         if not self.use_cache:
             for r, s in zip(rows, seqs, strict=True):
                 self._history[r].append(s)
@@ -113,7 +118,7 @@ class Engine:
             full = [concat(self._history[r]) for r in rows]
             last = torch.tensor([len(s) - 1 for s in full], device=self.device)
             with torch.no_grad():
-                logits, _ = self.model(**model_inputs(full, self.pad, self.device), logits_at=last)
+                logits, _ = self.model(**model_inputs(full, self.pad, self.device), logits_at=last, head=head)
             return logits[:, 0].float()
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):
@@ -127,7 +132,8 @@ class Engine:
             cache_rows: Tensor | slice = (slice(first, first + len(chosen))
                                           if chosen == list(range(first, first + len(chosen)))
                                           else torch.tensor(chosen, device=self.device))
-            out[ks] = forward_cached(self.model, input_pos=pos, cache_rows=cache_rows, **batch).float()
+            out[ks] = forward_cached(self.model, input_pos=pos, cache_rows=cache_rows, head=head,
+                                     **batch).float()
             for k in ks:
                 self.pos[rows[k]] += n
         return out

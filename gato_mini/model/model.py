@@ -92,11 +92,10 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
                 input_pos: Tensor | None = None, rows: Tensor | slice | None = None) -> Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3 * self.n_head, self.head_dim).transpose(1, 2)  # (B, 3 n_head, T, hd)
+        # q and k rotated in one call (half the small ops of two: decoding is bound by op count)
+        q, k = apply_rope(qkv[:, :2 * self.n_head], cos, sin).split(self.n_head, dim=1)
+        v = qkv[:, 2 * self.n_head:]  # (B, n_head, T, head_dim)
         drop = self.dropout if self.training else 0.0
         if self.kv_cache is not None and input_pos is not None:
             used = mask.shape[-1] if mask is not None else None  # the keys the mask covers
@@ -303,7 +302,8 @@ class GatoModel(nn.Module):
                 patch_pos: Tensor | None = None, targets: Tensor | None = None,
                 loss_mask: Tensor | None = None, input_pos: Tensor | None = None,
                 reduction: str = "mean", cache_rows: Tensor | slice | None = None,
-                logits_at: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                logits_at: Tensor | None = None, head: tuple[int, int] | None = None
+                ) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, padded_vocab) and None; or, given ``targets``, None and the masked loss
         (``reduction="none"``: per token, 0 off the mask). With targets the head runs only on the
         positions of ``loss_mask``, so no logits are returned.
@@ -314,6 +314,8 @@ class GatoModel(nn.Module):
         consecutive rows reads the cache in place (a tensor of rows gathers a copy).
         ``logits_at`` (B,): the one position per row whose logits are wanted (decoding); the head then runs
         on those alone and the logits are (B, 1, padded_vocab).
+        ``head`` ``(lo, hi)``: the logits of ids ``lo..hi-1`` only (B, T or 1, hi - lo): an action's legal
+        range is a few ids of a vocabulary of thousands, and the full head row was a tenth of a decode step.
         """
         B, T = tokens.shape
         x = self.embed(tokens, local_pos, patches, patch_pos)
@@ -340,6 +342,8 @@ class GatoModel(nn.Module):
         if targets is None:
             if logits_at is not None:  # decoding needs one row of logits, not T (the head is wide)
                 x = x[torch.arange(B, device=x.device), logits_at][:, None]
+            if head is not None:
+                return F.linear(x, self.lm_head.weight[head[0]:head[1]]), None  # (B, T or 1, hi - lo)
             return self.lm_head(x), None  # (B, T or 1, padded_vocab)
         # Training: the head (a third of tiny's FLOPs) runs only where the loss counts. An Atari
         # timestep has one action target in 27 tokens, so most positions need no logits at all.
