@@ -47,9 +47,21 @@ from gato_mini.tokenizers.text import TextTokenizer
 
 @dataclass
 class _Slot:
-    steps: list[TokenSequence] = field(default_factory=list)
+    steps: list[list[TokenSequence]] = field(default_factory=list)  # per timestep: observation, action ids
+    lengths: list[int] = field(default_factory=list)  # tokens per timestep
+    length: int = 0  # tokens in all timesteps
     prompt: bool = False  # whether the prompt opens this slot's context
     pending: TokenSequence | None = None  # the last action's tokens, in the context but not yet fed
+
+    def add(self, parts: list[TokenSequence]) -> None:
+        n = sum(len(p) for p in parts)
+        self.steps.append(parts)
+        self.lengths.append(n)
+        self.length += n
+
+    def drop_oldest(self) -> None:
+        self.steps.pop(0)
+        self.length -= self.lengths.pop(0)
 
 
 class Agent:
@@ -83,17 +95,18 @@ class Agent:
         if self.prompt is not None and len(self.prompt) >= self.block:
             raise GatoError(f"the prompt has {len(self.prompt)} tokens; block_size is {self.block}")
         self.engine = Engine(model, num_envs, use_cache)
+        self._tokens: dict[int, TokenSequence] = {}
 
     # --- contexts -------------------------------------------------------------------
     def _context(self, i: int) -> TokenSequence:
         s = self.slots[i]
-        parts = ([self.prompt] if s.prompt else []) + s.steps
+        parts = ([self.prompt] if s.prompt else []) + [p for step in s.steps for p in step]
         return concat(parts) if parts else TokenSequence.empty(self.cfg)
 
     def _context_len(self, i: int) -> int:
         s = self.slots[i]
         prompt = len(self.prompt) if s.prompt and self.prompt is not None else 0
-        return prompt + sum(len(step) for step in s.steps)
+        return prompt + s.length
 
     def _make_room(self, i: int, need: int) -> bool:
         """Drop old whole timesteps of slot i so that ``need`` more tokens fit. True when its cache row was
@@ -104,7 +117,7 @@ class Agent:
         if not self.keep_prompt:
             s.prompt = False  # the prompt opens the episode only
         while s.steps and self._context_len(i) > self.block // 2 - need:
-            s.steps.pop(0)
+            s.drop_oldest()
         if self._context_len(i) + need > self.block and s.prompt:
             s.prompt = False  # the prompt alone leaves no room for a timestep
         if self._context_len(i) + need > self.block:
@@ -161,9 +174,9 @@ class Agent:
         self._refill([i for i, seq in zip(rows, new, strict=True)
                       if self._make_room(i, len(seq) + self.n_act)])
         chosen = np.zeros((len(rows), self.n_act), np.int64)
-        tails = list(new)
+        steps = [[seq] for seq in new]  # each slot's new timestep, in parts (joined only on a refill)
         # The previous action's last token goes in with this observation: one forward per action dimension.
-        fed = [concat([self.slots[i].pending, seq]) if self.slots[i].pending is not None else seq
+        fed = [[self.slots[i].pending, seq] if self.slots[i].pending is not None else seq
                for i, seq in zip(rows, new, strict=True)]
         for i in rows:
             self.slots[i].pending = None
@@ -172,8 +185,9 @@ class Agent:
         for d in range(self.n_act):
             ids = pick(logits, None, self.temperature, generator=self.generator) + self.lo
             chosen[:, d] = ids.cpu().numpy()
-            tok = [token(int(t), self.cfg) for t in chosen[:, d]]
-            tails = [concat([t, a]) for t, a in zip(tails, tok, strict=True)]
+            tok = [self._token(int(t)) for t in chosen[:, d]]
+            for step, a in zip(steps, tok, strict=True):
+                step.append(a)
             if d + 1 == self.n_act:
                 for i, a in zip(rows, tok, strict=True):
                     self.slots[i].pending = a
@@ -181,9 +195,16 @@ class Agent:
                 logits = self.engine.feed(rows, tok, head)
         out = {}
         for r, i in enumerate(rows):
-            self.slots[i].steps.append(tails[r])
+            self.slots[i].add(steps[r])
             out[i] = self.detokenize(chosen[r])
         return out
+
+    def _token(self, t: int) -> TokenSequence:
+        """Action id ``t`` as a one-token sequence, built once per id (sequences are never changed)."""
+        seq = self._tokens.get(t)
+        if seq is None:
+            seq = self._tokens[t] = token(t, self.cfg)
+        return seq
 
     def _act_text(self, rows: list[int], prompts: list[TokenSequence]) -> dict[int, str]:
         """Captions for the slots ``rows``, each from a fresh context holding only its prompt."""
@@ -194,7 +215,8 @@ class Agent:
         for i, p in zip(rows, prompts, strict=True):
             if len(p) >= self.block:
                 raise GatoError(f"the image takes {len(p)} tokens; block_size is {self.block}")
-            self.slots[i] = _Slot(steps=[p])
+            self.slots[i] = _Slot()
+            self.slots[i].add([p])
             self.engine.reset(i)
         logits = self.engine.feed(rows, prompts)
         out: dict[int, list[int]] = {i: [] for i in rows}

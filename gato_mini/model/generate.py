@@ -28,6 +28,18 @@ from gato_mini.data.sequence import TokenSequence, concat, flat_sequence
 from gato_mini.model.model import GatoModel
 
 Allowed = Tensor | tuple[int, int] | None
+#: What one row is fed: a sequence, or its parts in order (joined as the model inputs are built, so the
+#: agent's hot loop builds no joined sequence per step).
+Fed = TokenSequence | list[TokenSequence]
+
+
+def _parts(s: Fed) -> list[TokenSequence]:
+    return s if isinstance(s, list) else [s]
+
+
+def fed_length(s: Fed) -> int:
+    """The tokens in what one row is fed."""
+    return sum(len(p) for p in s) if isinstance(s, list) else len(s)
 
 
 @torch.no_grad()
@@ -42,15 +54,20 @@ def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor,
     return logits[:, -1]
 
 
-def model_inputs(seqs: list[TokenSequence], pad_id: int, device: torch.device) -> dict[str, Tensor]:
-    """Right-padded model inputs for several sequences (padding never holds a patch)."""
-    n = max(len(s) for s in seqs)
-    tokens = np.full((len(seqs), n), pad_id, np.int64)
-    local = np.full((len(seqs), n), -1, np.int64)
-    for r, s in enumerate(seqs):
-        tokens[r, :len(s)], local[r, :len(s)] = s.tokens, s.local_pos
-    patches = np.concatenate([s.patches for s in seqs])
-    ppos = np.concatenate([s.patch_pos for s in seqs]).astype(np.int64)
+def model_inputs(seqs: list[Fed], pad_id: int, device: torch.device) -> dict[str, Tensor]:
+    """Right-padded model inputs for several sequences, each given whole or as its parts (padding never
+    holds a patch)."""
+    rows = [_parts(s) for s in seqs]
+    n = max(sum(len(p) for p in parts) for parts in rows)
+    tokens = np.full((len(rows), n), pad_id, np.int64)
+    local = np.full((len(rows), n), -1, np.int64)
+    for r, parts in enumerate(rows):
+        at = 0
+        for p in parts:
+            tokens[r, at:at + len(p)], local[r, at:at + len(p)] = p.tokens, p.local_pos
+            at += len(p)
+    patches = np.concatenate([p.patches for parts in rows for p in parts])
+    ppos = np.concatenate([p.patch_pos for parts in rows for p in parts]).astype(np.int64)
     return {"tokens": torch.from_numpy(tokens).to(device), "local_pos": torch.from_numpy(local).to(device),
             "patches": torch.from_numpy(patches).to(device), "patch_pos": torch.from_numpy(ppos).to(device)}
 
@@ -105,7 +122,7 @@ class Engine:
         self.pos[row] = 0
         self._history[row] = []
 
-    def feed(self, rows: list[int], seqs: list[TokenSequence], head: tuple[int, int] | None = None) -> Tensor:
+    def feed(self, rows: list[int], seqs: list[Fed], head: tuple[int, int] | None = None) -> Tensor:
         """Append ``seqs[k]`` to row ``rows[k]``'s context; the logits after each one's last token
         (len(rows), V), or of the ids ``head = (lo, hi)`` only (len(rows), hi - lo). Rows whose new
         parts have equal lengths go through the model together."""
@@ -113,8 +130,8 @@ class Engine:
         out = torch.empty(len(rows), width, device=self.device)
         if not self.use_cache:
             for r, s in zip(rows, seqs, strict=True):
-                self._history[r].append(s)
-                self.pos[r] += len(s)
+                self._history[r].extend(_parts(s))
+                self.pos[r] += fed_length(s)
             full = [concat(self._history[r]) for r in rows]
             last = torch.tensor([len(s) - 1 for s in full], device=self.device)
             with torch.no_grad():
@@ -122,7 +139,7 @@ class Engine:
             return logits[:, 0].float()
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):
-            by_len.setdefault(len(s), []).append(k)
+            by_len.setdefault(fed_length(s), []).append(k)
         for n, ks in by_len.items():
             batch = model_inputs([seqs[k] for k in ks], self.pad, self.device)
             start = torch.tensor([self.pos[rows[k]] for k in ks], device=self.device)
