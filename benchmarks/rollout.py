@@ -5,19 +5,28 @@ run:
 
 * ``flops_per_env_step``: what the model must compute for one action (the observation's tokens, the
   separator and the previous action through the trunk at the mean context, the patch ResNet on each
-  patch, and one row of the head);
+  patch, and one row of the head over the action's legal ids, all the agent computes);
 * ``matmul_peak_flops``, measured here (fp32 1024x1024 ``torch.mm``), and the resulting
   ``floor_env_steps_per_s`` (peak / FLOPs: no model can act faster on this machine);
 * ``bare``: the agent and in-process envs in a plain loop: env steps/s, its share of the floor, and the
-  shares of wall time in the model's forward, in ``env.step`` and in the glue between them;
+  shares of wall time in the model's forward for the step itself (``model_share``), in refilling the
+  caches of slots whose context overflowed (``refill_share``: the kept half-context recomputed, about
+  every 20 Pong steps), in ``env.step`` and in the glue between them;
 * ``eval``: the path ``gato-mini eval`` takes (each env in its own process, :func:`run_agent`, in a
   fresh interpreter as the CLI is): the start-up (processes, imports, first reset) apart, then env
-  steps/s and the share of the floor. Each env plays one episode capped at ``--steps``, so its resets
-  weigh more than in a real evaluation of 1,000-5,000-step episodes;
-* ``cached_vs_recomputed``: one Pong step fed at a full context of 1,000 tokens of ``small`` through the
-  KV cache, against recomputing the whole context: the headline ratio of the cache.
+  steps/s, the share of the floor and the same shares of time (the env's share there is the parallel
+  step of all env processes, their round trips included). Each env plays one episode capped at
+  ``--steps``; its seeded reset (0.2 s: ALE reloads the ROM) is reported apart (``reset_s``) and left
+  out of the rate and the shares, as it is all but nothing in a real 1,000-5,000-step episode;
+* ``env_alone``: Pong's own steps/s with no model, in this process and through 1, 4 and 8 env processes;
+  with the floor it gives ``bound_env_steps_per_s`` per case: the model at its floor followed by the
+  env (the bare loop's in-process env, the eval's processes), what no agent stepping env and model in
+  turn can beat here;
+* ``compile`` (with ``--compile``): one decode step of tiny x 8 eager against ``torch.compile`` of the
+  model's forward (the compile time apart). It does not pay on CPU (docs/learning.md), so the agent
+  runs eager; the case stays so that anyone can measure it again.
 
-    python benchmarks/rollout.py [--steps 150] [--out FILE]
+    python benchmarks/rollout.py [--steps 150] [--compile] [--out FILE]
 """
 
 from __future__ import annotations
@@ -39,44 +48,79 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import matmul_peak, write  # noqa: E402
 
+from gato_mini.agent import rollout as rollout_module  # noqa: E402
 from gato_mini.agent.agent import Agent  # noqa: E402
 from gato_mini.agent.procenv import ProcessEnv  # noqa: E402
 from gato_mini.agent.rollout import run_agent  # noqa: E402
 from gato_mini.config import GatoConfig  # noqa: E402
 from gato_mini.data.sequence import concat  # noqa: E402
+from gato_mini.data.timestep import legal_range  # noqa: E402
 from gato_mini.envs.registry import get_task  # noqa: E402
 from gato_mini.fields import as_observation_dict  # noqa: E402
 from gato_mini.model import GatoModel  # noqa: E402
-from gato_mini.model.generate import Engine  # noqa: E402
+from gato_mini.model.generate import Engine, model_inputs  # noqa: E402
 from gato_mini.tokenizers import image  # noqa: E402
 
 TASK = "atari-pong"
 
 
-def decode_flops(cfg: GatoConfig, model: GatoModel, tokens: int, patches: int, context: float) -> float:
+def decode_flops(cfg: GatoConfig, model: GatoModel, tokens: int, patches: int, context: float,
+                 head_ids: int) -> float:
     """Forward FLOPs of feeding ``tokens`` tokens (``patches`` of them patches) at a mean ``context``,
-    with one row of logits: 2 N per token (N: the trunk's matrices), 4 L d per token and key of
-    attention, the patch ResNet per patch, 2 d V for the head row."""
+    with one row of logits over ``head_ids`` ids: 2 N per token (N: the trunk's matrices), 4 L d per
+    token and key of attention, the patch ResNet per patch, 2 d ids for the head row."""
     trunk = sum(p.numel() for name, p in model.named_parameters()
                 if p.dim() >= 2 and name.startswith("blocks."))
     c, g = cfg.patch_hidden, (cfg.patch_size // 4) ** 2
     patch = 2 * (g * (cfg.image_channels * 16 * c) + 2 * g * (9 * c * c) + g * c * cfg.n_embd)
     return (tokens * (2 * trunk + 4 * cfg.n_layer * cfg.n_embd * context) + patches * patch
-            + 2 * cfg.n_embd * cfg.padded_vocab_size)
+            + 2 * cfg.n_embd * head_ids)
 
 
 class Timed:
-    """Wraps a model's forward to add up the seconds spent in it."""
+    """Adds up the seconds spent in the model's forward, in the agent's refills (forward included) and,
+    if given a module and a name, in that function (``env``: the rollout's stepping of all envs)."""
 
-    def __init__(self, model: GatoModel) -> None:
-        self.seconds, self.real = 0.0, model.forward
+    def __init__(self, agent: Agent, module: object | None = None, name: str = "") -> None:
+        self.model_s = self.refill_s = self.env_s = self.reset_s = 0.0
+        self._refilling = False
+        real_forward, real_refill = agent.model.forward, agent._refill
 
         def forward(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             t = time.perf_counter()
-            out = self.real(*args, **kwargs)
-            self.seconds += time.perf_counter() - t
+            out = real_forward(*args, **kwargs)
+            if not self._refilling:
+                self.model_s += time.perf_counter() - t
             return out
-        model.forward = forward
+
+        def refill(rows):  # noqa: ANN001, ANN202
+            t, self._refilling = time.perf_counter(), True
+            try:
+                return real_refill(rows)
+            finally:
+                self._refilling = False
+                self.refill_s += time.perf_counter() - t
+        agent.model.forward, agent._refill = forward, refill
+        if module is not None:
+            real_env = getattr(module, name)
+
+            def env(envs, what, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+                t = time.perf_counter()
+                out = real_env(envs, what, *args, **kwargs)
+                if what == "reset":
+                    self.reset_s += time.perf_counter() - t
+                else:
+                    self.env_s += time.perf_counter() - t
+                return out
+            setattr(module, name, env)
+
+    def shares(self, total: float) -> dict:
+        """Shares of ``total`` seconds, resets left out (they are reported apart)."""
+        total -= self.reset_s
+        glue = total - self.model_s - self.refill_s - self.env_s
+        return {"model_share": round(self.model_s / total, 3),
+                "refill_share": round(self.refill_s / total, 3),
+                "env_share": round(self.env_s / total, 3), "glue_share": round(glue / total, 3)}
 
 
 def bare(size: str, n_envs: int, steps: int) -> dict:
@@ -85,14 +129,14 @@ def bare(size: str, n_envs: int, steps: int) -> dict:
     fields, action = task.fields()
     model = GatoModel(GatoConfig.from_name(size))
     agent = Agent(model, fields, action, n_envs)
-    timed = Timed(model)
+    timed = Timed(agent)
     envs = [task.make() for _ in range(n_envs)]
     obs = {}
     for i, env in enumerate(envs):
         o, _ = env.reset(seed=i)
         obs[i] = as_observation_dict(o, env.observation_space)
         agent.reset(i)
-    t_act = t_env = 0.0
+    t_act = 0.0
     contexts = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -104,15 +148,13 @@ def bare(size: str, n_envs: int, steps: int) -> dict:
                 o, _ = envs[i].reset()
                 agent.reset(i)
             obs[i] = as_observation_dict(o, envs[i].observation_space)
-        t_env += time.perf_counter() - t1
+        timed.env_s += time.perf_counter() - t1
         t_act += t1 - t0
         contexts.append(np.mean([agent.engine.pos[i] for i in range(n_envs)]))
     for env in envs:
         env.close()
-    total = t_act + t_env
-    return {"env_steps_per_s": round(steps * n_envs / total, 1),
-            "model_share": round(timed.seconds / total, 3), "env_share": round(t_env / total, 3),
-            "glue_share": round((t_act - timed.seconds) / total, 3),
+    total = t_act + timed.env_s
+    return {"env_steps_per_s": round(steps * n_envs / total, 1), **timed.shares(total),
             "mean_context": round(float(np.mean(contexts)), 1)}
 
 
@@ -128,6 +170,7 @@ def in_eval(size: str, n_envs: int, steps: int) -> dict:
         env.reset(seed=10_000 + k)
     startup = time.perf_counter() - t0
     agent = Agent(model, fields, action, n_envs)
+    timed = Timed(agent, rollout_module, "_call_all")
     try:
         t1 = time.perf_counter()
         results = run_agent(agent, envs, n_envs, seed=0)
@@ -136,8 +179,79 @@ def in_eval(size: str, n_envs: int, steps: int) -> dict:
         for env in envs:
             env.close()
     done = sum(r.length for r in results)
-    return {"startup_s": round(startup, 2), "env_steps_per_s": round(done / seconds, 1), "env_steps": done,
-            "failed": sum(r.error is not None for r in results)}
+    return {"startup_s": round(startup, 2), "reset_s": round(timed.reset_s, 2),
+            "env_steps_per_s": round(done / (seconds - timed.reset_s), 1), "env_steps": done,
+            "failed": sum(r.error is not None for r in results), **timed.shares(seconds)}
+
+
+def env_alone(counts: tuple[int, ...] = (1, 4, 8), steps: int = 300) -> dict:
+    """Pong stepped with no model, env steps/s: in this process, and as N env processes stepped together
+    (``processes_N``)."""
+    task = get_task(TASK)
+    env = task.make()
+    env.reset(seed=0)
+    t = time.perf_counter()
+    for _ in range(steps):
+        env.step(0)
+    inproc = steps / (time.perf_counter() - t)
+    env.close()
+    out = {"in_process": round(inproc, 1)}
+    for n in counts:
+        envs = [ProcessEnv(task.factory(10 * steps), 60.0, name=f"{TASK}[{k}]") for k in range(n)]
+        try:
+            rollout_module._call_all(envs, "reset", dict.fromkeys(range(n), 0))
+            t = time.perf_counter()
+            for _ in range(steps):
+                rollout_module._call_all(envs, "step", dict.fromkeys(range(n), 0))
+            out[f"processes_{n}"] = round(steps * n / (time.perf_counter() - t), 1)
+        finally:
+            for e in envs:
+                e.close()
+    return out
+
+
+def compiled_step(size: str = "tiny", rows: int = 8, context: int = 300, repeats: int = 30) -> dict:
+    """One decode step (a Pong timestep in each of ``rows`` rows after ``context`` tokens), eager against
+    ``torch.compile`` of the model's forward (dynamic shapes: the keys grow each step)."""
+    import copy
+    import logging
+
+    for name in ("torch._dynamo", "torch._inductor", "torch.utils.cpp_extension"):  # graph-break advice
+        logging.getLogger(name).setLevel(logging.ERROR)
+    torch.manual_seed(0)
+    task = get_task(TASK)
+    fields, action = task.fields()
+    eager = GatoModel(GatoConfig.from_name(size)).eval()
+    env = task.make()
+    o, _ = env.reset(seed=0)
+    step = Agent(eager, fields, action, 1).observe(as_observation_dict(o, env.observation_space))
+    env.close()
+    compiled = copy.deepcopy(eager)
+    inputs = model_inputs([step] * rows, eager.cfg.special_id("<|pad|>"), torch.device("cpu"))
+    n = inputs["tokens"].shape[1]
+    lo, hi = legal_range(action, eager.cfg)
+    for m in (eager, compiled):
+        m.setup_caches(rows)
+    forward = torch.compile(compiled.forward, dynamic=True)
+
+    def one(fn, k: int) -> float:
+        pos = torch.full((rows, 1), context + (k % 10) * n) + torch.arange(n)
+        t = time.perf_counter()
+        with torch.no_grad():
+            fn(input_pos=pos, cache_rows=slice(0, rows), logits_at=torch.full((rows,), n - 1), head=(lo, hi),
+               **inputs)
+        return time.perf_counter() - t
+    t = time.perf_counter()
+    one(forward, 0)
+    one(forward, 1)
+    compile_s = time.perf_counter() - t
+    times: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for k in range(repeats):  # alternated, so both see the same machine
+        times["eager"].append(one(eager, k))
+        times["compiled"].append(one(forward, k))
+    eager_ms, compiled_ms = (1e3 * float(np.median(times[k])) for k in ("eager", "compiled"))
+    return {"size": size, "rows": rows, "compile_s": round(compile_s, 1), "eager_ms": round(eager_ms, 2),
+            "compiled_ms": round(compiled_ms, 2), "speedup": round(eager_ms / compiled_ms, 2)}
 
 
 def in_eval_process(size: str, n_envs: int, steps: int) -> dict:
@@ -182,28 +296,39 @@ def cached_vs_recomputed(size: str = "small", context: int = 1000, repeats: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150, help="agent steps per case (default: 150)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of a decode step")
     parser.add_argument("--out")
     args = parser.parse_args()
     peak = matmul_peak()
-    result: dict = {"task": TASK, "steps": args.steps, "matmul_peak_flops": round(peak), "cases": {}}
+    alone = env_alone()
+    result: dict = {"task": TASK, "steps": args.steps, "matmul_peak_flops": round(peak), "env_alone": alone,
+                    "cases": {}}
     task = get_task(TASK)
-    fields, _ = task.fields()
+    fields, action = task.fields()
     for size, counts in (("tiny", (1, 4, 8)), ("small", (8,))):
         cfg = GatoConfig.from_name(size)
         model = GatoModel(cfg)
+        lo, hi = legal_range(action, cfg)
         patches = sum(int(np.prod(image.grid_shape(f.shape, cfg.patch_size))) for f in fields.values()
                       if f.modality == "image")
         for n in counts:
             b = bare(size, n, args.steps)
             e = in_eval_process(size, n, args.steps)
-            flops = decode_flops(cfg, model, patches + 2, patches, b["mean_context"])
+            flops = decode_flops(cfg, model, patches + 2, patches, b["mean_context"], hi - lo)
             floor = peak / flops
+
+            def bound(env_rate: float, floor: float = floor) -> float:  # model at the floor, then the env
+                return round(1 / (1 / floor + 1 / env_rate), 1)
             case = {"flops_per_env_step": round(flops), "floor_env_steps_per_s": round(floor, 1),
-                    "bare": {**b, "share_of_floor": round(b["env_steps_per_s"] / floor, 3)},
-                    "eval": {**e, "share_of_floor": round(e["env_steps_per_s"] / floor, 3)}}
+                    "bare": {**b, "share_of_floor": round(b["env_steps_per_s"] / floor, 3),
+                             "bound_env_steps_per_s": bound(alone["in_process"])},
+                    "eval": {**e, "share_of_floor": round(e["env_steps_per_s"] / floor, 3),
+                             "bound_env_steps_per_s": bound(alone[f"processes_{n}"])}}
             result["cases"][f"{size}_envs{n}"] = case
             print(f"{size}_envs{n}", case, flush=True)
     result["cached_vs_recomputed"] = cached_vs_recomputed()
+    if args.compile:
+        result["compile"] = compiled_step()
     write("rollout", result, args.out)
 
 
