@@ -84,6 +84,29 @@ def test_cached_equals_uncached_across_context_overflow(continuous: bool, keep_p
     assert _distinct(cached) >= (20 if continuous else 3)
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+def test_slots_that_overflow_together_are_refilled_in_one_call_and_equal_uncached(continuous: bool) -> None:
+    """Envs whose episodes begin together overflow together: their caches are refilled as one batch, and
+    the actions still equal recomputing every context."""
+    runs, refills = {}, []
+    for use_cache in (True, False):
+        agent = _agent(3, continuous, use_cache=use_cache)
+        real = agent._refill
+
+        def refill(rows, real=real, use_cache=use_cache):
+            if use_cache:
+                refills.append(list(rows))
+            return real(rows)
+        agent._refill = refill
+        with LogitLog.recording() as log:
+            runs[use_cache] = run_agent(agent, [MatchEnv(continuous) for _ in range(3)], 3, 11,
+                                        keep_actions=True), log
+    assert max(len(rows) for rows in refills) > 1, refills  # a batch of slots refilled in one call
+    (cached, log_c), (plain, log_p) = runs[True], runs[False]
+    assert [r.actions for r in cached] == [r.actions for r in plain]
+    assert_same_logits(log_c, log_p)
+
+
 def test_the_prompt_changes_the_actions_and_keep_prompt_decides_the_refills() -> None:
     def logits(**kw):
         with LogitLog.recording() as log:
