@@ -23,7 +23,7 @@ run:
   env (the bare loop's in-process env, the eval's processes), what no agent stepping env and model in
   turn can beat here;
 * ``compile`` (with ``--compile``): one decode step of tiny x 8 eager against ``torch.compile`` of the
-  model's forward (the compile time apart). It does not pay on CPU (docs/learning.md), so the agent
+  model's forward (the compile time apart). It does not pay on CPU (docs/speed.md), so the agent
   runs eager; the case stays so that anyone can measure it again.
 
     python benchmarks/rollout.py [--steps 150] [--compile] [--out FILE]
