@@ -16,8 +16,13 @@ When the next timestep would not fit ``block_size``, the oldest whole
 timesteps are dropped until the context is at most half the block (so the
 cache is refilled rarely, not every step); the prompt is kept on such a
 refill unless ``keep_prompt=False`` (then it opens each episode only) or it
-alone leaves no room. The cached and the uncached paths see the very same
-context. Resetting a slot (a new episode) leaves the other slots untouched.
+alone leaves no room. Slots that overflow at the same step are refilled in one
+batch. The cached and the uncached paths see the very same context. Resetting a
+slot (a new episode) leaves the other slots untouched.
+
+Speed (docs/speed.md): the head computes the legal action ids only, and a step's
+parts (the last action, the new observation) are fed without being joined into
+a new sequence first.
 
 Text actions (a captioning env, ``gymnasium.spaces.Text``): the observation
 must be one image, prompted with the caption layout training used,
