@@ -7,7 +7,8 @@ agent resets that slot only). An environment that raises, hangs past its time
 limit or dies (see :class:`~gato_mini.agent.procenv.ProcessEnv`) ends its
 episode as *failed* with the error recorded; the other slots carry on.
 Environments with ``step_async``/``step_wait`` (process envs) are all sent
-their actions before any answer is awaited, so they step in parallel.
+their actions before any answer is awaited, so they step in parallel; slots whose
+episodes start together reset in parallel the same way (``reset_async``/``reset_wait``).
 
 Why a list of environments rather than ``gymnasium.vector``: the vector envs
 raise for the whole batch when one sub-environment fails, and their
