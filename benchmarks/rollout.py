@@ -53,7 +53,7 @@ from gato_mini.agent.agent import Agent  # noqa: E402
 from gato_mini.agent.procenv import ProcessEnv  # noqa: E402
 from gato_mini.agent.rollout import run_agent  # noqa: E402
 from gato_mini.config import GatoConfig  # noqa: E402
-from gato_mini.data.sequence import concat  # noqa: E402
+from gato_mini.data.sequence import TokenSequence, concat  # noqa: E402
 from gato_mini.data.timestep import legal_range  # noqa: E402
 from gato_mini.envs.registry import get_task  # noqa: E402
 from gato_mini.fields import as_observation_dict  # noqa: E402
@@ -75,6 +75,17 @@ def decode_flops(cfg: GatoConfig, model: GatoModel, tokens: int, patches: int, c
     patch = 2 * (g * (cfg.image_channels * 16 * c) + 2 * g * (9 * c * c) + g * c * cfg.n_embd)
     return (tokens * (2 * trunk + 4 * cfg.n_layer * cfg.n_embd * context) + patches * patch
             + 2 * cfg.n_embd * head_ids)
+
+
+def first_observation(model: GatoModel) -> TokenSequence:
+    """Pong's first observation (seed 0), tokenized as the agent feeds it: ``[patches] <|sep|>``."""
+    task = get_task(TASK)
+    fields, action = task.fields()
+    env = task.make()
+    o, _ = env.reset(seed=0)
+    env.close()
+    agent = Agent(model, fields, action, 1, use_cache=False)
+    return agent.observe(as_observation_dict(o, env.observation_space))
 
 
 class Timed:
@@ -219,13 +230,9 @@ def compiled_step(size: str = "tiny", rows: int = 8, context: int = 300, repeats
     for name in ("torch._dynamo", "torch._inductor", "torch.utils.cpp_extension"):  # graph-break advice
         logging.getLogger(name).setLevel(logging.ERROR)
     torch.manual_seed(0)
-    task = get_task(TASK)
-    fields, action = task.fields()
+    _, action = get_task(TASK).fields()
     eager = GatoModel(GatoConfig.from_name(size)).eval()
-    env = task.make()
-    o, _ = env.reset(seed=0)
-    step = Agent(eager, fields, action, 1).observe(as_observation_dict(o, env.observation_space))
-    env.close()
+    step = first_observation(eager)
     compiled = copy.deepcopy(eager)
     inputs = model_inputs([step] * rows, eager.cfg.special_id("<|pad|>"), torch.device("cpu"))
     n = inputs["tokens"].shape[1]
@@ -266,14 +273,8 @@ def in_eval_process(size: str, n_envs: int, steps: int) -> dict:
 def cached_vs_recomputed(size: str = "small", context: int = 1000, repeats: int = 5) -> dict:
     """One Pong step (the last action, the observation, the separator) after ``context`` tokens."""
     torch.manual_seed(0)
-    task = get_task(TASK)
-    fields, action = task.fields()
     model = GatoModel(GatoConfig.from_name(size))
-    agent = Agent(model, fields, action, 1, use_cache=False)
-    env = task.make()
-    o, _ = env.reset(seed=0)
-    step = agent.observe(as_observation_dict(o, env.observation_space))
-    env.close()
+    step = first_observation(model)
     filler = concat([step] * (context // len(step) + 1)).timesteps(0, context // len(step), model.cfg)
     out = {}
     for use_cache in (True, False):
@@ -299,6 +300,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of a decode step")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     peak = matmul_peak()
     alone = env_alone()
     result: dict = {"task": TASK, "steps": args.steps, "matmul_peak_flops": round(peak), "env_alone": alone,

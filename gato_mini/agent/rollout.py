@@ -118,26 +118,26 @@ def _call_all(envs: list[gym.Env], what: str, args: dict[int, Any]) -> dict[int,
     """``step`` (args: actions) or ``reset`` (args: seeds) every slot given: ``{slot: the answer or the
     exception}``. Process envs are all sent their calls first and then awaited in turn, so they run in
     parallel."""
-    def send(env: Any, arg: Any) -> None:
-        env.step_async(arg) if what == "step" else env.reset_async(seed=arg)
-
-    def call(env: Any, arg: Any) -> Any:
-        return env.step(arg) if what == "step" else env.reset(seed=arg)
-
+    step = what == "step"
     answers: dict[int, Any] = {}
     sent = set()
     for slot, arg in args.items():
-        if hasattr(envs[slot], f"{what}_async"):
+        env = envs[slot]
+        if hasattr(env, "step_async" if step else "reset_async"):
             try:
-                send(envs[slot], arg)
+                env.step_async(arg) if step else env.reset_async(seed=arg)
                 sent.add(slot)
             except Exception as exc:  # noqa: BLE001 - the env's own failure, reported per episode
                 answers[slot] = exc
     for slot, arg in args.items():
         if slot in answers:
             continue
+        env = envs[slot]
         try:
-            answers[slot] = getattr(envs[slot], f"{what}_wait")() if slot in sent else call(envs[slot], arg)
+            if slot in sent:
+                answers[slot] = env.step_wait() if step else env.reset_wait()
+            else:
+                answers[slot] = env.step(arg) if step else env.reset(seed=arg)
         except Exception as exc:  # noqa: BLE001
             answers[slot] = exc
     return {slot: answers[slot] for slot in args}
