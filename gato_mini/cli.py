@@ -13,10 +13,15 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gato_mini import __version__
 from gato_mini.errors import GatoError
+
+if TYPE_CHECKING:  # imported where used, so that --help stays fast
+    from gato_mini.agent.eval_common import EvalOptions
 
 # name -> (help line, function adding arguments, function running the command)
 Command = tuple[
@@ -257,47 +262,36 @@ def _add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _run_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from gato_mini.agent.eval_common import EVAL_DEFAULTS, source_group, write_json
-    from gato_mini.agent.evaluate import evaluate_task
-    from gato_mini.model.export import load_model
-    from gato_mini.reports.tables import eval_progress, print_eval
+def eval_options(args: argparse.Namespace) -> EvalOptions:
+    """``gato-mini eval``'s flags as one checked :class:`~gato_mini.agent.eval_common.EvalOptions`."""
+    from gato_mini.agent.eval_common import EvalOptions
 
     if (args.prompt_dataset or args.env) and len(args.task) > 1:
         raise GatoError("--prompt-dataset and --env go with a single --task")
-    if not args.step_timeout >= 0:
-        raise GatoError(f"--step-timeout must be 0 (no limit) or a positive number of seconds, "
-                        f"got {args.step_timeout}")
-    model, tokenizer, tasks = load_model(args.model)
-    groups = {task: source_group(tasks, task) for task in args.task}  # unknown ones fail first
-    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
-    reports = []
-    with eval_progress(not args.no_progress) as bar:
-        for k, task in enumerate(args.task):
-            caption, control, defaults = groups[task] == "captions", groups[task] == "actions", \
-                EVAL_DEFAULTS[groups[task]]
-            episodes = args.episodes if args.episodes is not None else defaults["episodes"]
-            num_envs = args.num_envs if args.num_envs is not None else defaults["num_envs"]
-            total = episodes if control or (caption and episodes) else None
-            first = "episodes, mean return -" if control else ("images" if caption else "batches of text")
-            bar_task = bar.add_task(task, total=total, note=first)
-            done: list[float] = []
+    return EvalOptions(episodes=args.episodes, num_envs=args.num_envs, seed=args.seed,
+                       prompt_dataset=args.prompt_dataset, use_prompt=not args.no_prompt,
+                       prompt_tokens=args.prompt_tokens, temperature=args.temperature,
+                       use_cache=not args.no_cache, max_steps=args.max_steps, step_timeout=args.step_timeout,
+                       offline=not args.no_offline, env_id=args.env, imports=tuple(args.imports),
+                       reference_cache=Path(args.model) / "references.json").checked()
 
-            def tick(r, bar_task=bar_task, done=done, control=control) -> None:
-                if r is not None:
-                    done.append(r.ret)
-                if control and done:
-                    bar.update(bar_task, advance=1, note=f"episodes, mean return {sum(done) / len(done):.2f}")
-                else:
-                    bar.update(bar_task, advance=1)
-            samples = str(out.with_name(f"{out.stem}-{task}-samples.png")) if caption else None
-            reports.append(evaluate_task(
-                model, tokenizer, tasks, task, episodes, num_envs, args.seed, args.prompt_dataset,
-                not args.no_prompt, args.prompt_tokens, args.temperature, not args.no_cache, args.max_steps,
-                args.video if k == 0 else None, tick, samples, args.step_timeout, not args.no_offline,
-                args.env, tuple(args.imports), Path(args.model) / "references.json"))
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from gato_mini.agent.eval_common import source_group, write_json
+    from gato_mini.agent.evaluate import evaluate_tasks
+    from gato_mini.model.export import load_model
+    from gato_mini.reports.tables import print_eval
+
+    options = eval_options(args)  # every number checked before the model loads
+    model, tokenizer, tasks = load_model(args.model)
+    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
+    plan = []
+    for k, task in enumerate(args.task):
+        caption = source_group(tasks, task) == "captions"  # an unknown name fails before any work
+        plan.append((task, replace(options, video=args.video if k == 0 else None,
+                                   samples=str(out.with_name(f"{out.stem}-{task}-samples.png")) if caption
+                                   else None)))
+    reports = evaluate_tasks(model, tokenizer, tasks, plan, not args.no_progress)
     write_json(reports, out, args.model)
     print_eval(reports)
     print(f"wrote {out}")

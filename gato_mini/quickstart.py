@@ -30,13 +30,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from gato_mini.agent.eval_common import EVAL_DEFAULTS, source_group, write_json
-from gato_mini.agent.evaluate import evaluate_task
+from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
+from gato_mini.agent.evaluate import evaluate_tasks
 from gato_mini.agent.prompting import ChatSession, Sampling
 from gato_mini.collect import run_episodes
 from gato_mini.data.datacfg import read_config_file, resolve_config
@@ -49,7 +49,7 @@ from gato_mini.errors import ConfigError, GatoError
 from gato_mini.model.export import load_model
 from gato_mini.procs import folder_lock
 from gato_mini.reports.report import duration, write_report
-from gato_mini.reports.tables import eval_progress, print_eval, print_prepare, print_summaries
+from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
 from gato_mini.train.config import parse_run_config
 from gato_mini.train.run import latest_checkpoint, lit_module, train
 
@@ -378,29 +378,23 @@ class Quickstart:
     def evaluate(self) -> dict[str, Any]:
         model, tok, tasks = load_model(self.out / "run" / "model")
         p = self.plan
-        reports = []
         atari = [t for t in p.collect if TASKS[t].family == "atari"]
         order = [t for t in tasks["sources"] if t in p.collect] + \
                 [t for t in tasks["sources"] if t not in p.collect]
-        with eval_progress(self.progress) as bar:
-            for task in order:
-                group = source_group(tasks, task)
-                caption, control = group == "captions", group == "actions"
-                episodes = p.caption_images if caption else p.eval_episodes
-                bar_task = bar.add_task(task, total=episodes if control or caption else None,
-                                        note="episodes" if control else
-                                        ("images" if caption else "batches of text"))
-                cap = p.eval_max_steps.get(task)
-                video = str(self.out / f"{task}.gif") if atari and task == atari[0] else None
-                report = evaluate_task(model, tok, tasks, task, episodes,
-                                       EVAL_DEFAULTS["captions"]["num_envs"] if caption else p.eval_num_envs,
-                                       seed=1000, prompt_dataset=str(p.dataset(self.out, task))
-                                       if control and task in p.collect else None,
-                                       max_steps=cap, video=video,
-                                       progress=lambda r, t=bar_task: bar.update(t, advance=1),
-                                       samples=str(self.out / f"{task}-samples.png") if caption else None,
-                                       reference_cache=self.out / "run" / "model" / "references.json")
-                reports.append(report)
+        base = EvalOptions(seed=1000, num_envs=p.eval_num_envs,
+                           reference_cache=self.out / "run" / "model" / "references.json")
+        plan = []
+        for task in order:
+            group = source_group(tasks, task)
+            caption, control = group == "captions", group == "actions"
+            plan.append((task, replace(
+                base, episodes=p.caption_images if caption else p.eval_episodes,
+                num_envs=EVAL_DEFAULTS["captions"]["num_envs"] if caption else p.eval_num_envs,
+                prompt_dataset=str(p.dataset(self.out, task)) if control and task in p.collect else None,
+                max_steps=p.eval_max_steps.get(task),
+                video=str(self.out / f"{task}.gif") if atari and task == atari[0] else None,
+                samples=str(self.out / f"{task}-samples.png") if caption else None)))
+        reports = evaluate_tasks(model, tok, tasks, plan, self.progress)
         write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))
         print_eval(reports, self.console)
         scores = {}

@@ -17,7 +17,7 @@ from PIL import Image
 from torchmetrics.functional.text import bleu_score
 
 from gato_mini.agent.agent import Agent
-from gato_mini.agent.evaluate import evaluate_task
+from gato_mini.agent.evaluate import EvalOptions, evaluate_task
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import measure_reference, run_episodes
 from gato_mini.config import GatoConfig
@@ -171,7 +171,7 @@ def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -
 
 def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> None:
     model, tok, tasks = load_model(caption_model / "model")
-    report = evaluate_task(model, tok, tasks, "notes", 0, 1)
+    report = evaluate_task(model, tok, tasks, "notes", EvalOptions(0, 1, seed=0))
     units = list(make_source(SourceConfig("notes", "text", 1.0, {"path": str(caption_model / "notes")}))
                  .units("val", CFG, tok, 0.5, Counter()))
     nll, n, n_bytes = 0.0, 0, 0

@@ -230,7 +230,7 @@ def test_eval_fits_frames_to_the_image_size_the_source_trained_at(tmp_path: Path
     """An episodes source with ``image_size`` was resized in training; eval's agent and its prompt must
     see the frames at that size too (Pong's 80x32 frames are 10 patches; at 16x16 they are one)."""
     from gato_mini.agent import agent as agent_module
-    from gato_mini.agent.evaluate import evaluate_task
+    from gato_mini.agent.evaluate import EvalOptions, evaluate_task
 
     torch.manual_seed(0)
     fields, action = get_task("atari-pong").fields()
@@ -251,8 +251,8 @@ def test_eval_fits_frames_to_the_image_size_the_source_trained_at(tmp_path: Path
 
         monkeypatch.setattr(agent_module.Agent, "observe", observe)
         report = evaluate_task(GatoModel(CFG), TextTokenizer.train(["a few words"], 300), tasks, "atari-pong",
-                               1, 1, prompt_dataset=str(dataset), prompt_tokens=60, max_steps=4,
-                               step_timeout=None, offline=False)
+                               EvalOptions(1, 1, seed=0, prompt_dataset=str(dataset), prompt_tokens=60,
+                                           max_steps=4, step_timeout=None, offline=False))
         monkeypatch.undo()
         return set(patches), int(report.prompt.rsplit("(", 1)[1].split()[0])
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from gymnasium import spaces
 
-from gato_mini.agent.evaluate import evaluate_task
+from gato_mini.agent.evaluate import EvalOptions, evaluate_task
 from gato_mini.collect import measure_reference, run_episodes
 from gato_mini.envs import registry as reg
 from gato_mini.envs.policies import Stateless
@@ -129,8 +129,8 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
                                          width=64, block_size=128, max_steps=600)
     scores = {}
     for name in tasks:
-        report = evaluate_task(model, tok, tasks_json, name, episodes=8, num_envs=4, seed=10_000,
-                               prompt_dataset=str(tmp_path / "eps" / name / "expert-v0"))
+        report = evaluate_task(model, tok, tasks_json, name, EvalOptions(
+            episodes=8, num_envs=4, seed=10_000, prompt_dataset=str(tmp_path / "eps" / name / "expert-v0")))
         scores[name] = report.summary()["normalized_mean"]
     print(scores)
     assert all(s >= 80 for s in scores.values()), scores
@@ -145,7 +145,8 @@ def test_tiny_model_captions_better_than_the_most_common_caption(tmp_path) -> No
     shapes = {"count": 4000, "val_count": 64, "seed": 0}
     model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"caption-shapes": shapes}}, width=96,
                                          block_size=256, max_steps=300)
-    report = evaluate_task(model, tok, tasks_json, "caption-shapes", episodes=0, num_envs=16).summary()
+    report = evaluate_task(model, tok, tasks_json, "caption-shapes",
+                           EvalOptions(episodes=0, num_envs=16, seed=0)).summary()
     train_captions = Counter(it.references[0] for it in caption_items("caption-shapes", shapes, "train"))
     common = train_captions.most_common(1)[0][0]
     refs = [it.references for it in caption_items("caption-shapes", shapes, "val")]
@@ -166,8 +167,9 @@ def test_tiny_model_balances_the_real_inverted_pendulum(tmp_path) -> None:
     raw_model = {"action_inputs": "mask", "value_init": "fourier"}
     model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": {task: {}}},
                                          width=64, block_size=128, max_steps=400, model=raw_model)
-    report = evaluate_task(model, tok, tasks_json, task, episodes=8, num_envs=4, seed=20_000, max_steps=cap,
-                           prompt_dataset=str(tmp_path / "eps" / task / "expert-v0"), step_timeout=0)
+    report = evaluate_task(model, tok, tasks_json, task, EvalOptions(
+        episodes=8, num_envs=4, seed=20_000, max_steps=cap,
+        prompt_dataset=str(tmp_path / "eps" / task / "expert-v0"), step_timeout=0))
     refs = {kind: measure_reference(task, kind, 8, seed=20_000, max_steps=cap, progress=False).mean
             for kind in ("random", "expert", "constant")}
     report.random, report.expert, report.constant = refs["random"], refs["expert"], refs["constant"]
@@ -192,8 +194,9 @@ def test_tiny_model_learns_an_env_outside_the_registry(tmp_path) -> None:
     model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"cartpole": {"kind": "episodes",
                                                                              "dataset": str(dataset)}}},
                                          width=64, block_size=128, max_steps=400, model=raw_model)
-    report = evaluate_task(model, tok, tasks_json, "cartpole", episodes=8, num_envs=4, seed=20_000,
-                           step_timeout=0, reference_cache=tmp_path / "references.json").summary()
+    report = evaluate_task(model, tok, tasks_json, "cartpole", EvalOptions(
+        episodes=8, num_envs=4, seed=20_000, step_timeout=0,
+        reference_cache=tmp_path / "references.json")).summary()
     print({k: report[k] for k in ("return_mean", "random", "constant", "expert", "normalized_mean")},
           report["offline"], report["references_from"])
     assert report["expert"] > max(report["random"], report["constant"]) + 50

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from gato_mini.agent.agent import Agent
-from gato_mini.agent.eval_common import TaskReport, reference_means, source_entry
+from gato_mini.agent.eval_common import EvalOptions, TaskReport, reference_means, source_entry
 from gato_mini.agent.rollout import run_agent
 from gato_mini.data.sources import KINDS, source_of
 from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
@@ -53,18 +53,18 @@ def _held_out_images(tasks: dict[str, Any], task: str) -> list[Any]:
 
 
 def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
-                      episodes: int, num_envs: int, seed: int = 0, temperature: float = 0.0,
-                      use_cache: bool = True, samples: str | None = None, progress: Any = None,
-                      max_tokens: int = 48) -> TaskReport:
-    """Caption held-out images through the caption env and the `Agent`; exact match and BLEU-4."""
+                      options: EvalOptions, progress: Any = None, max_tokens: int = 48) -> TaskReport:
+    """Caption ``options.episodes`` held-out images (0 or None: every one once) through the caption env and
+    the `Agent`, ``options.num_envs`` at once; exact match and BLEU-4."""
     items = _held_out_images(tasks, task)
     count = len(items)
-    episodes = episodes or count  # every held-out image once
-    n = min(num_envs, episodes)
+    episodes = options.episodes or count  # every held-out image once
+    seed, samples = options.seed, options.samples
+    n = min(options.num_envs or 1, episodes)
     envs = [CaptionEnv(items, render_mode="rgb_array") for _ in range(n)]  # one list of images, shared
     fields = observation_fields(envs[0].observation_space)
-    agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, temperature, use_cache, seed=seed,
-                  max_text_tokens=max_tokens)
+    agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, options.temperature,
+                  options.use_cache, seed=seed, max_text_tokens=max_tokens)
     refs = TASKS[task].references() if task in TASKS else {}
     t0 = time.perf_counter()
     results = run_agent(agent, envs, episodes, seed, on_episode=progress, keep_actions=True)

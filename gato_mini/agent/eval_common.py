@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from gato_mini.agent.rollout import EpisodeResult
 from gato_mini.data.sources import KINDS, Source, source_of
 from gato_mini.envs.registry import TASKS, baseline, get_task, human_normalized, normalized
 from gato_mini.errors import GatoError
+from gato_mini.options import check_options, count, number, seed
 from gato_mini.reports.aggregate import aggregate_summaries
 
 #: What ``gato-mini eval`` and the quickstart run per source group when not told otherwise: episodes
@@ -26,6 +27,56 @@ EVAL_DEFAULTS: dict[str, dict[str, int]] = {
     "captions": {"episodes": 0, "num_envs": 16},
     "text": {"episodes": 0, "num_envs": 1},
 }
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How a task is evaluated: built once by ``gato-mini eval`` (from its flags) or by the quickstart,
+    checked once (:meth:`checked`), and read by every evaluator.
+
+    ``episodes``/``num_envs``: None takes the source group's default (:data:`EVAL_DEFAULTS`; episodes
+    0 is every held-out image of a caption source). ``seed``: episode i uses seed + i.
+    ``prompt_dataset``/``use_prompt``/``prompt_tokens``: the demonstration a control episode is
+    prompted with (:func:`~gato_mini.agent.eval_control.demonstration_prompt`). ``temperature``: 0 is
+    greedy. ``use_cache``: False recomputes the whole context each step. ``max_steps``: the episode
+    step cap (None: the task's). ``step_timeout``: control envs run in their own processes and one
+    that does not answer a reset or step within this many seconds fails its episode; None or 0 runs
+    them in this process, with no limit. ``offline``: also the teacher-forced action metrics on
+    held-out logged episodes. ``env_id``/``imports``: the gymnasium env to play an ``episodes`` source
+    on instead of the registry's or the dataset's stored one. ``video``: the first episode as a .gif
+    or .mp4; ``samples``: a caption source's grid image of samples; ``reference_cache``: where
+    references measured at eval are kept (beside the model), so a normalized score always compares
+    like with like.
+    """
+
+    episodes: int | None = field(default=None, metadata=count("--episodes", 0))
+    num_envs: int | None = field(default=None, metadata=count("--num-envs", hi=4096))
+    seed: int = field(default=1000, metadata=seed())
+    prompt_dataset: str | None = None
+    use_prompt: bool = True
+    prompt_tokens: int | None = field(default=None, metadata=count("--prompt-tokens"))
+    temperature: float = field(default=0.0, metadata=number("--temperature", 0, hi=100, optional=False))
+    use_cache: bool = True
+    max_steps: int | None = field(default=None, metadata=count("--max-steps"))
+    step_timeout: float | None = field(default=60.0, metadata=number(
+        "--step-timeout", 0, hi=86400, says="0 (no limit) or a positive number of seconds"))
+    offline: bool = True
+    env_id: str | None = None
+    imports: tuple[str, ...] = ()
+    video: str | None = None
+    samples: str | None = None
+    reference_cache: Path | None = None
+
+    def checked(self) -> EvalOptions:
+        """These options, every number checked (one :class:`GatoError` naming the flag)."""
+        return check_options(self)
+
+    def for_group(self, group: str, **changes: Any) -> EvalOptions:
+        """These options for one task of the source group ``group``: the group's default episodes and
+        environments where none were chosen, and ``changes`` (a video path, a step cap, ...)."""
+        defaults = EVAL_DEFAULTS[group]
+        return replace(self, episodes=defaults["episodes"] if self.episodes is None else self.episodes,
+                       num_envs=defaults["num_envs"] if self.num_envs is None else self.num_envs, **changes)
 
 
 @dataclass

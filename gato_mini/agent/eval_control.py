@@ -25,6 +25,7 @@ import numpy as np
 
 from gato_mini.agent.agent import Agent
 from gato_mini.agent.eval_common import (
+    EvalOptions,
     TaskReport,
     _write_json,
     reference_means,
@@ -156,52 +157,49 @@ def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, 
 
 
 def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
-                     episodes: int, num_envs: int, seed: int = 0, prompt_dataset: str | None = None,
-                     use_prompt: bool = True, prompt_tokens: int | None = None, temperature: float = 0.0,
-                     use_cache: bool = True, max_steps: int | None = None, video: str | None = None,
-                     progress: Any = None, step_timeout: float | None = 60.0, offline: bool = True,
-                     env_id: str | None = None, imports: tuple[str, ...] = (),
-                     reference_cache: Path | None = None) -> TaskReport:
-    """Play ``episodes`` episodes of the ``episodes`` source ``task`` on ``num_envs`` envs at once (the
-    arguments: :func:`~gato_mini.agent.evaluate.evaluate_task`)."""
+                     options: EvalOptions, progress: Any = None) -> TaskReport:
+    """Play ``options.episodes`` episodes of the ``episodes`` source ``task`` on ``options.num_envs`` envs at
+    once (:class:`~gato_mini.agent.eval_common.EvalOptions` says what each option means)."""
+    o = options
+    episodes, max_steps, seed, video = o.episodes or 0, o.max_steps, o.seed, o.video
     if episodes < 1:
         raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
-    spec, fields, action = source_task(tasks, task, env_id, imports)
+    spec, fields, action = source_task(tasks, task, o.env_id, o.imports)
     entry = source_entry(tasks, task)
     size = source_image_size(entry)
     cfg = model.cfg
     prompt, prompt_name = None, None
-    if use_prompt:
+    if o.use_prompt:
         default = task_dataset("runs/episodes", task)
         if task not in TASKS and entry.get("options", {}).get("dataset"):
             default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
-        path = prompt_dataset or str(default)
-        if prompt_dataset is not None or Path(path).exists():
-            budget = prompt_tokens or cfg.block_size // 4
+        path = o.prompt_dataset or str(default)
+        if o.prompt_dataset is not None or Path(path).exists():
+            budget = o.prompt_tokens or cfg.block_size // 4
             prompt = demonstration_prompt(path, task, fields, action, cfg, tokenizer, budget, size)
             prompt_name = f"{path} ({len(prompt)} tokens)"
-    n = min(num_envs, episodes)
+    n = min(o.num_envs or 1, episodes)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
     modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
-    if step_timeout:
-        envs = [ProcessEnv(spec.factory(max_steps, m), step_timeout, name=f"{task}[{k}]")
+    if o.step_timeout:
+        envs = [ProcessEnv(spec.factory(max_steps, m), o.step_timeout, name=f"{task}[{k}]")
                 for k, m in enumerate(modes)]
     else:
         envs = [spec.make(max_steps, render_mode=m) for m in modes]
-    agent = Agent(model, fields, action, n, tokenizer, prompt, temperature, use_cache, image_size=size,
+    agent = Agent(model, fields, action, n, tokenizer, prompt, o.temperature, o.use_cache, image_size=size,
                   seed=seed)
     frames: list[np.ndarray] | None = [] if video else None
-    if task in TASKS and env_id is None and max_steps and max_steps < spec.max_steps:
+    if task in TASKS and o.env_id is None and max_steps and max_steps < spec.max_steps:
         # references.yaml holds full episodes: compare like with like, at this cap and these seeds
         refs, key = measured_references(spec, ("random", "constant", "expert"), episodes, seed, max_steps,
-                                        reference_cache)
+                                        o.reference_cache)
         origin = {k: f"measured at eval ({key})" for k in refs}
-    elif task in TASKS and env_id is None:
+    elif task in TASKS and o.env_id is None:
         refs, origin = spec.references(), {"random": "references.yaml", "constant": "references.yaml",
                                            "expert": "references.yaml (the scripted expert)"}
     else:
-        refs, origin = user_references(spec, entry, episodes, seed, max_steps, reference_cache)
+        refs, origin = user_references(spec, entry, episodes, seed, max_steps, o.reference_cache)
     t0 = time.perf_counter()
     try:
         results = run_agent(agent, envs, episodes, seed, on_episode=progress, frames=frames)
@@ -212,7 +210,7 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str
                         sum(r.length for r in results),
                         constant=refs["constant"].mean if "constant" in refs else None)
     report.extra["references_from"] = {k: v for k, v in origin.items() if k in refs}
-    if offline:
+    if o.offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, tasks, task, action)
     if video and frames:
         report.extra["video"] = write_video(frames, video)

@@ -15,47 +15,59 @@ What they share (the report, the defaults per kind, the JSON) is in
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from gato_mini.agent.eval_captions import evaluate_captions
-from gato_mini.agent.eval_common import TaskReport, source_group
+from gato_mini.agent.eval_common import EvalOptions, TaskReport, source_group
 from gato_mini.agent.eval_control import evaluate_control
 from gato_mini.agent.eval_text import evaluate_text
-from gato_mini.errors import GatoError
 from gato_mini.model.model import GatoModel
+from gato_mini.reports.tables import eval_progress
 from gato_mini.tokenizers.text import TextTokenizer
 
 
-def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str, episodes: int,
-                  num_envs: int, seed: int = 0, prompt_dataset: str | None = None, use_prompt: bool = True,
-                  prompt_tokens: int | None = None, temperature: float = 0.0, use_cache: bool = True,
-                  max_steps: int | None = None, video: str | None = None, progress: Any = None,
-                  samples: str | None = None, step_timeout: float | None = 60.0,
-                  offline: bool = True, env_id: str | None = None, imports: tuple[str, ...] = (),
-                  reference_cache: Path | None = None) -> TaskReport:
-    """Evaluate ``task``: run ``episodes`` episodes on ``num_envs`` environments at once (control and
-    caption tasks; ``episodes`` 0 means every held-out image), or held-out perplexity (text and chat).
-
-    ``samples``: where a caption task's grid image of samples goes. ``step_timeout``: control envs run
-    in their own processes and an env that does not answer a reset or step within this many seconds
-    fails its episode (its process is killed); None or 0 runs them in this process, with no limit.
-    ``offline``: also the teacher-forced action metrics on held-out logged episodes
-    (:mod:`gato_mini.agent.offline`), under ``extra["offline"]``. ``env_id``/``imports``: the gymnasium
-    env to evaluate an ``episodes`` source on instead of the registry's or the dataset's stored one
-    (:func:`source_task`). ``reference_cache``: where the measured references of an env outside the
-    registry, or of a registry task at a ``max_steps`` below its own cap, are kept
-    (:func:`measured_references`): a normalized score always compares like with like.
-    """
-    if num_envs < 1 or episodes < 0:
-        raise GatoError(f"--num-envs must be at least 1 and --episodes at least 0, got {num_envs} and "
-                        f"{episodes}")
+def evaluate_task(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+                  options: EvalOptions, progress: Any = None) -> TaskReport:
+    """Evaluate the source ``task`` of a model (``tasks``: its ``tasks.json``) as ``options`` say: episodes
+    on ``options.num_envs`` environments at once (control and caption sources; episodes 0 or None is
+    every held-out image of a caption source), or held-out perplexity (text and chat). ``progress`` is
+    called after each episode (or batch of text) with its result."""
     group = source_group(tasks, task)
+    options = options.for_group(group).checked()
     if group == "captions":
-        return evaluate_captions(model, tokenizer, tasks, task, episodes, num_envs, seed, temperature,
-                                 use_cache, samples, progress)
+        return evaluate_captions(model, tokenizer, tasks, task, options, progress)
     if group == "text":
         return evaluate_text(model, tokenizer, tasks, task, progress)
-    return evaluate_control(model, tokenizer, tasks, task, episodes, num_envs, seed, prompt_dataset,
-                            use_prompt, prompt_tokens, temperature, use_cache, max_steps, video, progress,
-                            step_timeout, offline, env_id, imports, reference_cache)
+    return evaluate_control(model, tokenizer, tasks, task, options, progress)
+
+
+def evaluate_tasks(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any],
+                   plan: list[tuple[str, EvalOptions]], progress: bool = True) -> list[TaskReport]:
+    """Evaluate each (source, options) of ``plan`` in turn under one progress bar: the one loop of
+    ``gato-mini eval`` and of the quickstart's evaluation. A control task's bar shows the mean return
+    so far."""
+    groups = {task: source_group(tasks, task) for task, _ in plan}  # unknown names fail before any work
+    reports = []
+    with eval_progress(progress) as bar:
+        for task, options in plan:
+            group = groups[task]
+            options = options.for_group(group).checked()
+            caption, control = group == "captions", group == "actions"
+            total = options.episodes if control or (caption and options.episodes) else None
+            first = "episodes, mean return -" if control else ("images" if caption else "batches of text")
+            bar_task = bar.add_task(task, total=total, note=first)
+            done: list[float] = []
+
+            def tick(result: Any, bar_task: Any = bar_task, done: list[float] = done,
+                     control: bool = control) -> None:
+                if result is not None:
+                    done.append(result.ret)
+                if control and done:
+                    bar.update(bar_task, advance=1, note=f"episodes, mean return {sum(done) / len(done):.2f}")
+                else:
+                    bar.update(bar_task, advance=1)
+            reports.append(evaluate_task(model, tokenizer, tasks, task, options, tick))
+    return reports
+
+
+__all__ = ["EvalOptions", "evaluate_task", "evaluate_tasks"]  # EvalOptions: eval_common is its home
