@@ -49,7 +49,7 @@ import torch  # noqa: E402
 from _common import matmul_peak, write  # noqa: E402
 
 from gato_mini.agent import rollout as rollout_module  # noqa: E402
-from gato_mini.agent.agent import Agent  # noqa: E402
+from gato_mini.agent.agent import Agent, AgentOptions  # noqa: E402
 from gato_mini.agent.procenv import ProcessEnv  # noqa: E402
 from gato_mini.agent.rollout import run_agent  # noqa: E402
 from gato_mini.config import GatoConfig  # noqa: E402
@@ -84,7 +84,7 @@ def first_observation(model: GatoModel) -> TokenSequence:
     env = task.make()
     o, _ = env.reset(seed=0)
     env.close()
-    agent = Agent(model, fields, action, 1, use_cache=False)
+    agent = Agent(model, fields, action, 1, options=AgentOptions(use_cache=False))
     return agent.observe(as_observation_dict(o, env.observation_space))
 
 

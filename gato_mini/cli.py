@@ -311,12 +311,11 @@ def _add_sampling(p: argparse.ArgumentParser, max_tokens: int) -> None:
 
 
 def _sampling(args: argparse.Namespace, temperature: float | None = None, seed: int | None = None):
-    from gato_mini.agent.prompting import Sampling
+    """The sampling flags of ``caption`` and ``chat`` as one checked ``Sampling``."""
+    from gato_mini.model.generate import Sampling
 
-    if args.max_tokens < 1:
-        raise GatoError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     return Sampling(args.max_tokens, args.temperature if temperature is None else temperature, args.top_k,
-                    args.top_p, args.seed if seed is None else seed)
+                    args.top_p, args.seed if seed is None else seed).checked()
 
 
 def _add_caption(p: argparse.ArgumentParser) -> None:
@@ -330,17 +329,16 @@ def _add_caption(p: argparse.ArgumentParser) -> None:
 
 
 def _run_caption(args: argparse.Namespace) -> None:
+    from gato_mini.agent.eval_captions import caption_image_size
     from gato_mini.agent.prompting import caption
     from gato_mini.data.captions import load_image
     from gato_mini.model.export import load_model
+    from gato_mini.options import checked, count
 
-    if args.samples < 1:
-        raise GatoError(f"--samples must be at least 1, got {args.samples}")
-    from gato_mini.agent.eval_captions import caption_image_size
-
+    checked(args.samples, count("--samples", hi=10_000))
+    checked(args.image_size, count("--image-size", hi=4096))
+    _sampling(args)  # every number checked before the model loads
     model, tokenizer, tasks = load_model(args.model)
-    if args.image_size is not None and args.image_size < 1:
-        raise GatoError(f"--image-size must be at least 1, got {args.image_size}")
     size, note = ((args.image_size, args.image_size), None) if args.image_size else caption_image_size(tasks)
     size = size or (64, 64)
     if note:
@@ -363,8 +361,9 @@ def _run_chat(args: argparse.Namespace) -> None:
     from gato_mini.agent.prompting import ChatSession
     from gato_mini.model.export import load_model
 
+    sampling = _sampling(args)  # checked before the model loads
     model, tokenizer, _ = load_model(args.model)
-    session = ChatSession(model, tokenizer, args.system, _sampling(args))
+    session = ChatSession(model, tokenizer, args.system, sampling)
     interactive = sys.stdin.isatty()
     if interactive:
         print("gato-mini chat: type a message; /reset starts over, /quit leaves.")

@@ -5,7 +5,7 @@ from its command line; each numeric field names its rule in the field's metadata
 (``field(default=..., metadata=number(...))``) and :func:`check_options` walks them all, so a NaN,
 an infinity, a negative count or a zero where zero means nothing is one line naming the flag (exit
 2) before any work starts, never a traceback from PyTorch or Lightning. Config sections that are
-free mappings (``trainer:``) use :func:`check_number` directly with the same rules.
+free mappings (``trainer:``) use :func:`checked` with the same rules.
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass
@@ -94,9 +94,12 @@ def seed(flag: str = "--seed") -> dict[str, Number]:
     return number(flag, 0, hi=2**32 - 1, integer=True)
 
 
-def check_number(rule: Number, value: Any) -> None:
-    """``rule.check(value)``: for free mappings (a config's ``trainer:`` section)."""
-    rule.check(value)
+def checked(value: Any, meta: dict[str, Number]) -> Any:
+    """``value`` once the rule in ``meta`` (what :func:`number`, :func:`count` or :func:`seed` return)
+    accepts it: for a number that is not a dataclass field (a flag read once, a config's free
+    ``trainer:`` section)."""
+    meta["number"].check(value)
+    return value
 
 
 def numeric_fields(cls_or_obj: Any) -> list[tuple[str, Number]]:

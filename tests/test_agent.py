@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from gato_mini.agent import Agent
+from gato_mini.agent.agent import AgentOptions
 from gato_mini.agent.rollout import run_agent
 from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import episode_sequence
 from gato_mini.fields import action_field, observation_fields
 from gato_mini.model import GatoModel
+from gato_mini.model.generate import Sampling
 from tests._fakeenvs import MatchEnv
 from tests._models import LogitLog, assert_same_logits, loud_model
 
@@ -28,7 +30,10 @@ def _agent(n: int, continuous: bool = False, loud: bool = True, **kw) -> Agent:
     else:
         torch.manual_seed(0)
         model = GatoModel(CFG)
-    return Agent(model, observation_fields(env.observation_space), action_field(env.action_space), n, **kw)
+    prompt = kw.pop("prompt", None)
+    options = AgentOptions(Sampling(temperature=kw.pop("temperature", 0.0)), **kw)
+    return Agent(model, observation_fields(env.observation_space), action_field(env.action_space), n,
+                 prompt=prompt, options=options)
 
 
 def _prompt(continuous: bool, steps: int = 3):

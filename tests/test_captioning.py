@@ -16,7 +16,7 @@ from gymnasium.utils.env_checker import check_env
 from PIL import Image
 from torchmetrics.functional.text import bleu_score
 
-from gato_mini.agent.agent import Agent
+from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.evaluate import EvalOptions, evaluate_task
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import measure_reference, run_episodes
@@ -29,6 +29,7 @@ from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec, observation_fields
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model, load_model
+from gato_mini.model.generate import Sampling
 from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -127,7 +128,8 @@ def test_agent_rollout_captions_equal_the_caption_command(caption_model: Path) -
     fields = observation_fields(envs[0].observation_space)
     runs, logs = {}, {}
     for cache in (True, False):
-        agent = Agent(model, fields, FieldSpec("text", ()), 4, tok, use_cache=cache, max_text_tokens=20)
+        agent = Agent(model, fields, FieldSpec("text", ()), 4, tok,
+                      options=AgentOptions(Sampling(max_tokens=20, seed=0), use_cache=cache))
         with LogitLog.recording() as logs[cache]:
             results = run_agent(agent, envs, 6, seed=0, keep_actions=True)
         runs[cache] = [r.info["caption"] for r in results]

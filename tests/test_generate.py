@@ -40,9 +40,9 @@ def test_cached_greedy_equals_uncached(text_tokenizer) -> None:
     prompt = caption_prompt_sequence(_image(), CFG)
     allowed = text_mask(model, text_tokenizer, "<|eos|>")
     with LogitLog.recording() as cached:
-        a = list(generate(model, prompt, 30, allowed, use_cache=True))
+        a = list(generate(model, prompt, Sampling(30), allowed, use_cache=True))
     with LogitLog.recording() as plain:
-        b = list(generate(model, prompt, 30, allowed, use_cache=False))
+        b = list(generate(model, prompt, Sampling(30), allowed, use_cache=False))
     assert a == b and len(a) == 30
     assert len(set(a)) >= 5, a
     assert_same_logits(cached, plain)
@@ -53,18 +53,18 @@ def test_stop_tokens_limits_and_seeds(model, text_tokenizer) -> None:
     prompt = TokenSequence.empty(CFG)
     prompt.tokens = np.array([CFG.special_id("<|bos|>"), 5, 6, 7], np.int32)
     prompt.targets, prompt.local_pos = np.zeros(4, bool), np.full(4, -1, np.int16)
-    greedy = list(generate(model, prompt, 12))
+    greedy = list(generate(model, prompt, Sampling(12)))
     assert len(greedy) == 12
     stop = greedy[3]
-    stopped = list(generate(model, prompt, 12, stop_id=stop))
+    stopped = list(generate(model, prompt, Sampling(12), stop_id=stop))
     assert stopped == greedy[:greedy.index(stop) + 1]  # the stop token ends it (and is yielded)
-    assert len(list(generate(model, prompt, 500))) == CFG.block_size - 4  # the context ends it
-    s1 = list(generate(model, prompt, 20, temperature=1.0, seed=3))
-    s2 = list(generate(model, prompt, 20, temperature=1.0, seed=3))
-    s3 = list(generate(model, prompt, 20, temperature=1.0, seed=4))
+    assert len(list(generate(model, prompt, Sampling(500)))) == CFG.block_size - 4  # the context ends it
+    s1 = list(generate(model, prompt, Sampling(20, 1.0, seed=3)))
+    s2 = list(generate(model, prompt, Sampling(20, 1.0, seed=3)))
+    s3 = list(generate(model, prompt, Sampling(20, 1.0, seed=4)))
     assert s1 == s2 and s1 != s3
-    assert list(generate(model, prompt, 12, temperature=1.0, top_k=1, seed=9)) == greedy
-    assert list(generate(model, prompt, 12, temperature=0.7, top_p=1e-6, seed=9)) == greedy
+    assert list(generate(model, prompt, Sampling(12, 1.0, top_k=1, seed=9))) == greedy
+    assert list(generate(model, prompt, Sampling(12, 0.7, top_p=1e-6, seed=9))) == greedy
 
 
 def test_filter_logits() -> None:
@@ -145,7 +145,7 @@ def test_decoding_gives_the_same_tokens_as_before_the_engine() -> None:
     tests/fixtures/decoding-before-the-engine.json)."""
     import json
 
-    from gato_mini.agent import Agent
+    from gato_mini.agent.agent import Agent, AgentOptions
     from gato_mini.fields import FieldSpec
     from gato_mini.tokenizers import TextTokenizer
     from tests.conftest import CORPUS
@@ -159,8 +159,8 @@ def test_decoding_gives_the_same_tokens_as_before_the_engine() -> None:
         == before["caption_greedy"]
     sampled = Sampling(max_tokens=20, temperature=1.0, top_k=50, seed=7)
     assert [list(stream_caption(model, tok, im, sampled)) for im in imgs] == before["caption_sampled"]
-    agent = Agent(model, {"image": FieldSpec("image", (40, 56, 3))}, FieldSpec("text", ()), 3, tok, None, 0.0,
-                  True, seed=3, max_text_tokens=20)
+    agent = Agent(model, {"image": FieldSpec("image", (40, 56, 3))}, FieldSpec("text", ()), 3, tok, None,
+                  AgentOptions(Sampling(max_tokens=20, seed=3)))
     got = agent.act({i: {"image": im} for i, im in enumerate(imgs)})
     assert {str(k): v for k, v in got.items()} == before["caption_env_t0.0"]
     chat = ChatSession(model, tok, system="be brief",

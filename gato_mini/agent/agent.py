@@ -15,7 +15,7 @@ Context rules: a slot's context is ``[prompt] + its episode's timesteps``.
 When the next timestep would not fit ``block_size``, the oldest whole
 timesteps are dropped until the context is at most half the block (so the
 cache is refilled rarely, not every step); the prompt is kept on such a
-refill unless ``keep_prompt=False`` (then it opens each episode only) or it
+refill unless ``AgentOptions(keep_prompt=False)`` (then it opens each episode only) or it
 alone leaves no room. Slots that overflow at the same step are refilled in one
 batch. The cached and the uncached paths see the very same context. Resetting a
 slot (a new episode) leaves the other slots untouched.
@@ -27,7 +27,7 @@ a new sequence first.
 Text actions (a captioning env, ``gymnasium.spaces.Text``): the observation
 must be one image, prompted with the caption layout training used,
 ``[patches] <|caption|>``; the caption is decoded token by token among the text
-ids until ``<|eos|>`` or ``max_text_tokens``, rows finishing at their own
+ids until ``<|eos|>`` or the sampling's ``max_tokens``, rows finishing at their own
 length. Each such step starts a fresh context (a caption episode is one step).
 
 The agent holds the model but no Lightning and no environment.
@@ -45,7 +45,7 @@ from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, conc
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
-from gato_mini.model.generate import Engine, decode_text, pick, token
+from gato_mini.model.generate import Engine, Sampling, decode_text, pick, token
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -69,19 +69,33 @@ class _Slot:
         self.length -= self.lengths.pop(0)
 
 
+@dataclass(frozen=True)
+class AgentOptions:
+    """How an :class:`Agent` acts. ``sampling``: how each token is picked (temperature 0 is greedy; its
+    seed, 0 when None, seeds the agent's generator; its ``max_tokens`` bounds a caption). ``use_cache``:
+    False recomputes the whole context each step (the reference). ``keep_prompt``: the prompt is kept
+    on a refill (False: it opens each episode only). ``image_size``: observation images are fitted to
+    this (height, width), as the source's training data was (None: the env's size)."""
+
+    sampling: Sampling = field(default_factory=Sampling)
+    use_cache: bool = True
+    keep_prompt: bool = True
+    image_size: tuple[int, int] | None = None
+
+
 class Agent:
     """Acts in N environments of one task with one model (see the module docstring)."""
 
     def __init__(self, model: GatoModel, fields: dict[str, FieldSpec], action: FieldSpec, num_envs: int,
                  tokenizer: TextTokenizer | None = None, prompt: TokenSequence | None = None,
-                 temperature: float = 0.0, use_cache: bool = True, keep_prompt: bool = True,
-                 image_size: tuple[int, int] | None = None, seed: int = 0, max_text_tokens: int = 48) -> None:
+                 options: AgentOptions | None = None) -> None:
         if num_envs < 1:
             raise GatoError(f"num_envs must be at least 1, got {num_envs}")
+        options = options or AgentOptions()
         self.model, self.cfg = model.eval(), model.cfg
         self.fields, self.action, self.tokenizer = fields, action, tokenizer
         self.n_act = int(np.prod(action.shape, dtype=np.int64)) if action.shape else 1
-        self.max_text_tokens = max_text_tokens
+        self.sampling = options.sampling.checked()
         if action.modality == "text":
             images = [k for k, f in fields.items() if f.modality == "image"]
             if tokenizer is None or len(fields) != 1 or len(images) != 1:
@@ -91,15 +105,15 @@ class Agent:
         else:
             self.lo, self.hi = legal_range(action, self.cfg)
         self.prompt = prompt if prompt is not None and len(prompt) else None
-        self.temperature, self.use_cache, self.keep_prompt = temperature, use_cache, keep_prompt
-        self.image_size = image_size
+        self.use_cache, self.keep_prompt, self.image_size = options.use_cache, options.keep_prompt, \
+            options.image_size
         self.device = next(model.parameters()).device
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.sampling.seed or 0)
         self.slots = [_Slot() for _ in range(num_envs)]
         self.block = self.cfg.block_size
         if self.prompt is not None and len(self.prompt) >= self.block:
             raise GatoError(f"the prompt has {len(self.prompt)} tokens; block_size is {self.block}")
-        self.engine = Engine(model, num_envs, use_cache)
+        self.engine = Engine(model, num_envs, self.use_cache)
         self._tokens: dict[int, TokenSequence] = {}
 
     # --- contexts -------------------------------------------------------------------
@@ -188,7 +202,8 @@ class Agent:
         head = (self.lo, self.hi)  # the logits of the legal ids only
         logits = self.engine.feed(rows, fed, head)
         for d in range(self.n_act):
-            ids = pick(logits, None, self.temperature, generator=self.generator) + self.lo
+            ids = pick(logits, None, self.sampling.temperature, self.sampling.top_k, self.sampling.top_p,
+                       self.generator) + self.lo
             chosen[:, d] = ids.cpu().numpy()
             tok = [self._token(int(t)) for t in chosen[:, d]]
             for step, a in zip(steps, tok, strict=True):
@@ -227,10 +242,10 @@ class Agent:
         out: dict[int, list[int]] = {i: [] for i in rows}
 
         def room(i: int, n: int) -> bool:
-            return n < self.max_text_tokens and self.engine.pos[i] + 1 < self.block  # the n-th is not fed yet
+            # the n-th token is not fed yet
+            return n < self.sampling.max_tokens and self.engine.pos[i] + 1 < self.block
 
-        for step in decode_text(self.engine, rows, logits, allowed, eos, room, self.temperature,
-                                generator=self.generator):
+        for step in decode_text(self.engine, rows, logits, allowed, eos, room, self.sampling, self.generator):
             for i, t in step:
                 if t != eos:
                     out[i].append(t)

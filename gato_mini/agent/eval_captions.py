@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gato_mini.agent.agent import Agent
+from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.eval_common import EvalOptions, TaskReport, reference_means, source_entry
 from gato_mini.agent.rollout import run_agent
 from gato_mini.data.sources import KINDS, source_of
@@ -17,6 +17,7 @@ from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
 from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec, observation_fields
+from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
 from gato_mini.reports.figures import caption_grid
 from gato_mini.tokenizers.text import TextTokenizer
@@ -63,8 +64,8 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[st
     n = min(options.num_envs or 1, episodes)
     envs = [CaptionEnv(items, render_mode="rgb_array") for _ in range(n)]  # one list of images, shared
     fields = observation_fields(envs[0].observation_space)
-    agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, options.temperature,
-                  options.use_cache, seed=seed, max_text_tokens=max_tokens)
+    agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, AgentOptions(
+        Sampling(max_tokens, options.temperature, seed=seed), options.use_cache))
     refs = TASKS[task].references() if task in TASKS else {}
     t0 = time.perf_counter()
     results = run_agent(agent, envs, episodes, seed, on_episode=progress, keep_actions=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gato_mini.agent.agent import Agent
+from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.eval_common import (
     EvalOptions,
     TaskReport,
@@ -46,6 +46,7 @@ from gato_mini.envs.registry import TASKS, Reference
 from gato_mini.envs.user import spec_task, user_task
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
+from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -187,8 +188,8 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str
                 for k, m in enumerate(modes)]
     else:
         envs = [spec.make(max_steps, render_mode=m) for m in modes]
-    agent = Agent(model, fields, action, n, tokenizer, prompt, o.temperature, o.use_cache, image_size=size,
-                  seed=seed)
+    agent = Agent(model, fields, action, n, tokenizer, prompt,
+                  AgentOptions(Sampling(temperature=o.temperature, seed=seed), o.use_cache, image_size=size))
     frames: list[np.ndarray] | None = [] if video else None
     if task in TASKS and o.env_id is None and max_steps and max_steps < spec.max_steps:
         # references.yaml holds full episodes: compare like with like, at this cap and these seeds

@@ -20,20 +20,9 @@ import torch
 
 from gato_mini.data.sequence import caption_prompt_sequence, chat_prompt, flat_sequence
 from gato_mini.errors import GatoError
-from gato_mini.model.generate import generate
+from gato_mini.model.generate import Sampling, generate
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
-
-
-@dataclass
-class Sampling:
-    """How to pick tokens: greedy at temperature 0."""
-
-    max_tokens: int = 48
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
 
 
 def text_mask(model: GatoModel, tokenizer: TextTokenizer, stop: str) -> torch.Tensor:
@@ -48,9 +37,8 @@ def stream_caption(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray
                    use_cache: bool = True) -> Iterator[int]:
     """Caption token ids as they come (the ``<|eos|>`` is not yielded)."""
     eos = model.cfg.special_id("<|eos|>")
-    for t in generate(model, caption_prompt_sequence(image, model.cfg), sampling.max_tokens,
-                      text_mask(model, tokenizer, "<|eos|>"), eos, sampling.temperature, sampling.top_k,
-                      sampling.top_p, sampling.seed, use_cache):
+    for t in generate(model, caption_prompt_sequence(image, model.cfg), sampling,
+                      text_mask(model, tokenizer, "<|eos|>"), eos, use_cache):
         if t == eos:
             return
         yield t
@@ -99,9 +87,8 @@ class ChatSession:
         end = self.model.cfg.special_id("<|end|>")
         out: list[int] = []
         shown = ""
-        s = self.sampling
-        for t in generate(self.model, prompt, s.max_tokens, text_mask(self.model, self.tokenizer, "<|end|>"),
-                          end, s.temperature, s.top_k, s.top_p, s.seed):
+        for t in generate(self.model, prompt, self.sampling, text_mask(self.model, self.tokenizer, "<|end|>"),
+                          end):
             if t == end:
                 break
             out.append(t)

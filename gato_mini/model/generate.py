@@ -18,6 +18,7 @@ the caption command and chat (:func:`generate`, one row).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +27,23 @@ from torch import Tensor
 from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import TokenSequence, concat, flat_sequence
 from gato_mini.model.model import GatoModel
+from gato_mini.options import check_options, count, number, seed
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How tokens are picked: greedy at temperature 0, else softmax sampling after top-k/top-p, seeded;
+    ``max_tokens`` bounds a generated text (a caption, a chat reply). The options of ``gato-mini caption``
+    and ``chat``; :meth:`checked` checks each number."""
+
+    max_tokens: int = field(default=48, metadata=count("--max-tokens"))
+    temperature: float = field(default=0.0, metadata=number("--temperature", 0, hi=100, optional=False))
+    top_k: int | None = field(default=None, metadata=count("--top-k"))
+    top_p: float | None = field(default=None, metadata=number("--top-p", 0, open_lo=True, hi=1))
+    seed: int | None = field(default=None, metadata=seed())
+
+    def checked(self) -> Sampling:
+        return check_options(self)
 
 Allowed = Tensor | tuple[int, int] | None
 #: What one row is fed: a sequence, or its parts in order (joined as the model inputs are built, so the
@@ -90,7 +108,7 @@ def pick(logits: Tensor, allowed: Allowed = None, temperature: float = 0.0, top_
          top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """One id per row of ``logits`` (B, V) among the ``allowed`` ids: an id range ``(lo, hi)`` or a boolean
     mask over the vocabulary (None: any). Greedy at temperature 0, else softmax sampling after
-    top-k/top-p."""
+    top-k/top-p (a :class:`Sampling`'s fields)."""
     logits = logits.float()
     lo = 0
     if isinstance(allowed, tuple):
@@ -167,15 +185,15 @@ def token(t: int, cfg: GatoConfig) -> TokenSequence:
 
 
 def decode_text(engine: Engine, rows: list[int], logits: Tensor, allowed: Allowed, stop_id: int,
-                room: Callable[[int, int], bool], temperature: float = 0.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None
-                ) -> Iterator[list[tuple[int, int]]]:
-    """Text for ``rows`` after ``logits`` (their logits after the prompt): yields each step's
-    ``(row, id)`` pairs, a row's stop id included, and stops a row at its stop id or when
-    ``room(row, n)`` says its ``n`` tokens so far leave no room for another."""
+                room: Callable[[int, int], bool], sampling: Sampling,
+                generator: torch.Generator | None = None) -> Iterator[list[tuple[int, int]]]:
+    """Text for ``rows`` after ``logits`` (their logits after the prompt), tokens picked as ``sampling``
+    says (with ``generator``): yields each step's ``(row, id)`` pairs, a row's stop id included, and
+    stops a row at its stop id or when ``room(row, n)`` says its ``n`` tokens so far leave no room for
+    another."""
     active, counts = list(rows), dict.fromkeys(rows, 0)
     while active:
-        ids = pick(logits, allowed, temperature, top_k, top_p, generator).tolist()
+        ids = pick(logits, allowed, sampling.temperature, sampling.top_k, sampling.top_p, generator).tolist()
         yield list(zip(active, ids, strict=True))
         still = []
         for r, t in zip(active, ids, strict=True):
@@ -188,20 +206,21 @@ def decode_text(engine: Engine, rows: list[int], logits: Tensor, allowed: Allowe
 
 
 @torch.no_grad()
-def generate(model: GatoModel, prompt: TokenSequence, max_new_tokens: int, allowed: Allowed = None,
-             stop_id: int | None = None, temperature: float = 0.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int | None = None, use_cache: bool = True) -> Iterator[int]:
+def generate(model: GatoModel, prompt: TokenSequence, sampling: Sampling | None = None,
+             allowed: Allowed = None, stop_id: int | None = None, use_cache: bool = True) -> Iterator[int]:
     """Yield new token ids one at a time after ``prompt`` (one row), until ``stop_id`` (yielded too),
-    ``max_new_tokens`` or the end of ``block_size``. Seeded sampling: the same seed gives the same ids."""
-    budget = min(max_new_tokens, model.cfg.block_size - len(prompt))
+    ``sampling.max_tokens`` or the end of ``block_size``. Seeded sampling: the same seed gives the same
+    ids."""
+    sampling = sampling or Sampling()
+    budget = min(sampling.max_tokens, model.cfg.block_size - len(prompt))
     if budget <= 0:
         return
     engine = Engine(model, 1, use_cache)
-    g = torch.Generator(device=engine.device).manual_seed(seed) if seed is not None else None
+    g = None if sampling.seed is None else torch.Generator(device=engine.device).manual_seed(sampling.seed)
     try:
         logits = engine.feed([0], [prompt])
         for step in decode_text(engine, [0], logits, allowed, -1 if stop_id is None else stop_id,
-                                lambda _, n: n < budget, temperature, top_k, top_p, g):
+                                lambda _, n: n < budget, sampling, g):
             yield step[0][1]
     finally:
         engine.close()
