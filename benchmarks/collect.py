@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 
 from _common import write  # noqa: E402
 
-from gato_mini.collect import run_episodes  # noqa: E402
+from gato_mini.collect import Recording, run_episodes  # noqa: E402
 from gato_mini.envs.registry import TASKS, get_task  # noqa: E402
 
 
@@ -39,9 +39,10 @@ def bench_task(name: str, steps: int) -> dict:
     cap = min(task.max_steps, steps)
     episodes = max(1, steps // cap)
     with tempfile.TemporaryDirectory() as tmp:
-        rec = run_episodes(name, "expert", episodes, seed=0, max_steps=cap, out=tmp, progress=False)
+        rec = run_episodes(name, Recording("expert", episodes, seed=0, max_steps=cap), out=tmp,
+                           progress=False)
         size = folder_bytes(rec.path)
-    bare = run_episodes(name, "random", episodes, seed=0, max_steps=cap, progress=False)
+    bare = run_episodes(name, Recording("random", episodes, seed=0, max_steps=cap), progress=False)
     rec_rate, bare_rate = rec.steps / rec.seconds, bare.steps / bare.seconds
     return {"episodes": episodes, "step_cap": cap, "expert_steps": rec.steps,
             "expert_record_steps_per_s": round(rec_rate, 1),

@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import write  # noqa: E402
 
-from gato_mini.collect import run_episodes  # noqa: E402
+from gato_mini.collect import Recording, run_episodes  # noqa: E402
 from gato_mini.config import GatoConfig  # noqa: E402
 from gato_mini.data.datacfg import parse_data_config  # noqa: E402
 from gato_mini.data.datamodule import GatoDataModule  # noqa: E402
@@ -53,8 +53,9 @@ def mixture(root: Path, episodes: Path) -> dict:
 
 
 def bench_prepare(tmp: Path, cfg: GatoConfig) -> dict:
-    run_episodes("atari-pong", "expert", 4, 0, 600, tmp / "eps", progress=False)
-    run_episodes("control-pendulum", "expert", 10, 0, None, tmp / "eps", progress=False)
+    run_episodes("atari-pong", Recording("expert", 4, seed=0, max_steps=600), out=tmp / "eps", progress=False)
+    run_episodes("control-pendulum", Recording("expert", 10, seed=0, max_steps=None), out=tmp / "eps",
+                 progress=False)
     raw = mixture(tmp / "data", tmp / "eps")
     data = parse_data_config(raw)
     quiet = {"progress": False, "say": lambda s: None}

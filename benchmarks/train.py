@@ -120,7 +120,7 @@ def one(size: str, kind: str, steps: int) -> dict:
         data = batch(cfg, b, frac)
 
         def loss_fn():
-            return model(**data)[1]
+            return model(**data)
         per_token = trunk_flops_per_token(model, cfg, ("wte.", "local_pos.", "patch_embed."))
         per_token += frac * patch_flops(cfg)
     else:

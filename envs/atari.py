@@ -18,8 +18,9 @@ The stack (the same for collection and evaluation):
 * the frame is the observation key ``image``.
 
 Experts act on the emulator RAM (``ale.getRAM()``) while the env logs pixels.
-Addresses and controller shapes are from ../shared/facts/experts.md (AtariARI
-annotations).
+RAM addresses are the AtariARI annotations (Anand et al. 2019, "Unsupervised
+State Representation Learning in Atari"); the controllers were tuned by hand for
+this project and what they score is in ``envs/references.yaml``.
 """
 
 from __future__ import annotations

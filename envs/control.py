@@ -1,10 +1,11 @@
 """Continuous-control tasks (joint torques) and their scripted experts.
 
 The stack: the Gymnasium env with its default step cap, Box actions rescaled to
-[-1, 1] (so actions are binned directly, DESIGN.md), float32 observations under
+[-1, 1] (so actions are binned directly, docs/design.md), float32 observations under
 the key ``state``. Experts see that same observation and answer in the
-rescaled action space. Controllers and gains are from
-../shared/facts/experts.md.
+rescaled action space. Their controllers and gains were tuned by hand for this
+project; what they score is in ``envs/references.yaml`` (``gato-mini scores``
+measures it again).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The task registry: names -> env stack, fields, expert, reference scores.
 
 Reference scores live in ``references.yaml`` beside this file and are measured
-by ``gato-mini scores --task NAME --episodes N --update``, never copied from
-elsewhere. Normalized score = ``100 * (score - random) / (expert - random)``.
+by ``gato-mini scores --task NAME --episodes N --update`` (from a source checkout
+only; an installed package is never written, and a user writes their own
+measurements with ``--out FILE``), never copied from elsewhere. Normalized score =
+``100 * (score - baseline) / (expert - baseline)``, the baseline being the stronger
+of random and the best constant action.
 """
 
 from __future__ import annotations
@@ -211,8 +214,21 @@ def get_task(name: str) -> Task:
 
 
 def references_path() -> Path:
-    """Where ``references.yaml`` lives (inside the installed package)."""
+    """Where the packaged ``references.yaml`` lives (inside the installed package)."""
     return Path(str(resources.files("gato_mini.envs").joinpath(REFERENCES_FILE)))
+
+
+def packaged_references_writable() -> Path:
+    """The packaged ``references.yaml`` when it is a source checkout's ``envs/references.yaml`` (an
+    editable install), the one case where ``gato-mini scores --update`` may rewrite it; an installed
+    package is never written: a :class:`GatoError` says to write the user's own file with ``--out``."""
+    path = references_path()
+    installed = any(p.name in ("site-packages", "dist-packages") for p in path.parents)
+    checkout = (path.parent.parent / "pyproject.toml").is_file() and path.parent.name == "envs"
+    if installed or not checkout:
+        raise GatoError(f"--update rewrites the packaged {path}, which only a source checkout of gato-mini "
+                        "may do; write your measured references to a file of yours with --out FILE")
+    return path
 
 
 def load_references(path: Path | None = None) -> dict[str, dict[str, Reference]]:
@@ -224,14 +240,17 @@ def load_references(path: Path | None = None) -> dict[str, dict[str, Reference]]
     return {task: {kind: Reference(**ref) for kind, ref in kinds.items()} for task, kinds in data.items()}
 
 
-def save_reference(task: str, kind: str, ref: Reference, path: Path | None = None) -> None:
-    """Store one measured reference (write then rename)."""
-    path = path or references_path()
+def save_reference(task: str, kind: str, ref: Reference, path: Path) -> None:
+    """Store one measured reference in the references file ``path`` (a user's own, or the packaged one
+    of a checkout, :func:`packaged_references_writable`), written then renamed; other entries are kept."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
     data = data or {}
     data.setdefault(task, {})[kind] = ref.to_dict()
     tmp = path.with_name(path.name + ".tmp")
-    header = ("# Reference returns measured by `gato-mini scores --task NAME --episodes N --update`.\n"
+    header = ("# Reference returns measured by `gato-mini scores --task NAME --episodes N --update`\n"
+              "# (or --out FILE).\n"
               "# Do not edit by hand: rerun the command.\n")
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=True))
     tmp.replace(path)

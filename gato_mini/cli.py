@@ -90,11 +90,13 @@ def _add_collect(p: argparse.ArgumentParser) -> None:
 
 
 def _run_collect(args: argparse.Namespace) -> None:
-    from gato_mini.collect import run_episodes
+    from gato_mini.collect import Recording, run_episodes
     from gato_mini.envs.policies import import_modules
     from gato_mini.envs.registry import get_task
     from gato_mini.envs.user import user_task
 
+    recording = Recording("expert", args.episodes, seed=args.seed, max_steps=args.max_steps, noise=args.noise,
+                          chunk_steps=args.chunk_steps, overwrite=args.overwrite).checked()  # before any work
     import_modules(args.imports)
     if args.env is not None:
         names: list = [user_task(args.env, args.max_steps, args.imports)]
@@ -104,9 +106,8 @@ def _run_collect(args: argparse.Namespace) -> None:
             get_task(name)  # an unknown name fails before any episode is recorded
     for task in names:
         policy = args.policy or ("expert" if args.env is None else "random")
-        result = run_episodes(task, policy, args.episodes, args.seed, args.max_steps, args.out,
-                              args.overwrite, progress=not args.no_progress, noise=args.noise,
-                              chunk_steps=args.chunk_steps)  # None: minari_io.CHUNK_STEPS
+        result = run_episodes(task, replace(recording, policy=policy), out=args.out,
+                              progress=not args.no_progress)
         name = args.env or task
         print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
               f"mean return {result.mean:.2f} ± {result.std:.2f} "
@@ -128,16 +129,25 @@ def _add_scores(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", action="append", choices=("random", "expert", "constant"),
                    help="which references to measure; repeat for several (default: all three; constant is "
                         "the best constant action: zero torque, or the best button held)")
-    p.add_argument("--update", action="store_true", help="store the measured scores as the references")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="FILE", help="store the measured scores in this references file of "
+                       "yours (YAML; other entries in it are kept)")
+    where.add_argument("--update", action="store_true", help="store them as the packaged references "
+                       "(envs/references.yaml): from a source checkout only, never an installed package")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _run_scores(args: argparse.Namespace) -> None:
+    from gato_mini.envs.registry import packaged_references_writable
+    from gato_mini.options import checked, count, seed
     from gato_mini.reports.tables import print_scores
 
+    checked(args.episodes, count("--episodes"))
+    checked(args.seed, seed())
+    checked(args.max_steps, count("--max-steps"))
     kinds = tuple(args.policy) if args.policy else ("random", "expert", "constant")
-    print_scores(args.task, args.episodes, args.seed, args.max_steps, args.update, not args.no_progress,
-                 kinds=kinds)
+    out = packaged_references_writable() if args.update else (Path(args.out) if args.out else None)
+    print_scores(args.task, args.episodes, args.seed, args.max_steps, out, not args.no_progress, kinds=kinds)
 
 
 def _recipes_epilog() -> str:

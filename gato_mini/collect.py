@@ -22,6 +22,8 @@ from gato_mini.envs.policies import constant_kinds
 from gato_mini.envs.registry import Reference, Task, get_task
 from gato_mini.errors import GatoError
 from gato_mini.fields import action_field, observation_fields
+from gato_mini.options import check_options, count, number
+from gato_mini.options import seed as seed_rule
 from gato_mini.terminal import progress_bar
 
 
@@ -126,27 +128,45 @@ def policy_label(kind: str) -> str:
     return kind if ":" in kind and not kind.lower().startswith("constant:") else kind.lower()
 
 
-def run_episodes(task_name: str | Task, policy_kind: str, episodes: int, seed: int = 0,
-                 max_steps: int | None = None, out: str | Path | None = None, overwrite: bool = False,
-                 progress: bool = True, noise: float = 0.0, chunk_steps: int | None = None) -> RunResult:
-    """Run ``episodes`` episodes; with ``out``, record them as a Minari dataset under ``out``.
+@dataclass(frozen=True)
+class Recording:
+    """How episodes are run (and recorded): the options of ``gato-mini collect``, checked once
+    (:meth:`checked`). ``policy``: expert, random, a task's other demonstrator, constant[:K] or a
+    ``MODULE:CALLABLE``. Episode i uses seed ``seed + i``; ``max_steps`` caps an episode (None: the
+    task's). ``noise``: DART-style perturbation of the executed actions (:func:`perturb`), the clean
+    ones logged. ``chunk_steps``: finished episodes are sealed every so many steps (None:
+    :data:`~gato_mini.data.minari_io.CHUNK_STEPS`). ``overwrite``: replace an existing dataset."""
 
-    The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``.
-    ``noise``: DART-style perturbation of the executed actions (:func:`perturb`);
-    the dataset logs the clean actions and its ``collection.json`` says so.
-    Recording is resumable (:class:`DatasetWriter` with ``chunk_steps``, default :data:`CHUNK_STEPS`):
-    finished episodes are sealed every ``chunk_steps`` steps, and the same call after a kill records
-    only the missing episodes, with their own seeds, giving the dataset an uninterrupted run gives.
+    policy: str
+    episodes: int = field(metadata=count("--episodes", says="positive"))
+    seed: int = field(default=0, metadata=seed_rule())
+    max_steps: int | None = field(default=None, metadata=count("--max-steps", says="positive"))
+    noise: float = field(default=0.0, metadata=number("--noise", 0, hi=1, optional=False,
+                                                      says="between 0 and 1"))
+    chunk_steps: int | None = field(default=None, metadata=count("--chunk-steps", says="positive"))
+    overwrite: bool = False
+
+    def checked(self) -> Recording:
+        return check_options(self)
+
+
+def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | None = None,
+                 progress: bool = True) -> RunResult:
+    """Run the episodes ``recording`` describes; with ``out``, record them as a Minari dataset under ``out``.
+
+    The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``; the dataset logs
+    the clean actions and its ``collection.json`` says how it was made. Recording is resumable
+    (:class:`DatasetWriter` with ``recording.chunk_steps``): finished episodes are sealed every so many
+    steps, and the same call after a kill records only the missing episodes, with their own seeds, giving
+    the dataset an uninterrupted run gives.
     """
     task = task_name if isinstance(task_name, Task) else get_task(task_name)
-    policy_kind = policy_label(policy_kind)
+    policy_kind = policy_label(recording.policy)
     task.policy(policy_kind)  # an unknown policy name fails before any work
-    if episodes <= 0:
-        raise GatoError(f"--episodes must be positive, got {episodes}")
-    if max_steps is not None and max_steps <= 0:
-        raise GatoError(f"--max-steps must be positive, got {max_steps}")
-    if not 0.0 <= noise <= 1.0:  # also refuses nan
-        raise GatoError(f"--noise must be between 0 and 1, got {noise}")
+    recording.checked()
+    r = recording
+    episodes, seed, max_steps, noise, overwrite, chunk_steps = r.episodes, r.seed, r.max_steps, r.noise, \
+        r.overwrite, r.chunk_steps
     if out is not None and task.family == "caption":
         raise GatoError(f"{task.name} is a captioning task: there are no episodes to record; train on the "
                         f"built-in '{task.name}' source instead (configs/mixture.yaml)")
@@ -269,5 +289,5 @@ def measure_reference(task_name: str | Task, policy_kind: str, episodes: int, se
 
 def _measure(task: Task, kind: str, episodes: int, seed: int, max_steps: int | None,
              progress: bool) -> Reference:
-    result = run_episodes(task, kind, episodes, seed, max_steps, progress=progress)
+    result = run_episodes(task, Recording(kind, episodes, seed, max_steps), progress=progress)
     return Reference(result.mean, result.std, episodes, seed, max_steps or task.max_steps)

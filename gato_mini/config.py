@@ -1,7 +1,7 @@
 """`GatoConfig`: model sizes, tokenizer constants and the one id space.
 
 Every token-id offset is derived here, in ``__post_init__``, and nowhere else
-(DESIGN.md, "Vocabulary"):
+(docs/design.md, "The token stream"):
 
 ====================================  =========================================
 ids                                   what

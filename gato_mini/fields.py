@@ -2,7 +2,7 @@
 
 A *field* is one observation key or the action. Its modality and, for
 continuous fields, the mu-law choice are decided once from its gymnasium space
-(DESIGN.md: observation dicts are flattened in sorted key order):
+(docs/design.md: observation dicts are flattened in sorted key order):
 
 ==========================================  ==========================================
 space                                       field
@@ -30,7 +30,7 @@ from gymnasium import spaces
 from gato_mini.errors import GatoError
 from gato_mini.tokenizers.continuous import needs_mu_law
 
-MAX_DISCRETE = 1024  # DESIGN.md: discrete ids hold ints 0..1023
+MAX_DISCRETE = 1024  # docs/design.md: discrete ids hold ints 0..1023
 
 
 class UnsupportedSpaceError(GatoError, TypeError):

@@ -38,7 +38,7 @@ from typing import Any
 from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
 from gato_mini.agent.evaluate import evaluate_tasks
 from gato_mini.agent.prompting import ChatSession, Sampling
-from gato_mini.collect import run_episodes
+from gato_mini.collect import Recording, run_episodes
 from gato_mini.data.datacfg import read_config_file, resolve_config
 from gato_mini.data.datamodule import open_sampler
 from gato_mini.data.minari_io import read_collection
@@ -279,9 +279,9 @@ class Quickstart:
                     self.console.print(f"{task}: reusing {path}")
                     continue
                 self.console.print(f"{task}: {path} was recorded with other settings; recording it again")
-            r = run_episodes(task, spec["policy"], spec["episodes"], 0, spec["max_steps"],
-                             self.out / "episodes", overwrite=True, progress=self.progress,
-                             noise=spec["noise"])
+            recording = Recording(spec["policy"], spec["episodes"], seed=0, max_steps=spec["max_steps"],
+                                  noise=spec["noise"], overwrite=True)
+            r = run_episodes(task, recording, out=self.out / "episodes", progress=self.progress)
             made[task] = {"episodes": spec["episodes"], "steps": r.steps, "return": round(r.mean, 2),
                           "noise": spec["noise"]}
             noisy = f" (DART noise {spec['noise']}: noisy actions executed, clean ones logged)" \
@@ -309,8 +309,8 @@ class Quickstart:
         """Seconds per optimizer step of the run's own LightningModule (its forward, compiled where the
         run compiles, its loss and its AdamW groups): the mean over 5 different batches of the mixture,
         after a warm-up step. One batch is not enough: a batch's cost depends on its sources (an Atari row
-        holds 10 patches a timestep, a text row none), and the median of one repeated batch came out 15%
-        under the steps of the run that followed (0.477 s against 0.558 s)."""
+        holds 10 patches a timestep, a text row none); docs/speed.md, "The quickstart's step-time
+        probe", has what one batch missed by."""
         import numpy as np
         import torch
 
@@ -351,16 +351,15 @@ class Quickstart:
                 self._check_budget(budget, self.plan.reserve_minutes * 60)
                 self.console.print("measuring the step time on a real batch ...")
                 step_s = self._step_seconds(self._run_config(1))
-                # Evaluation is inference with the same model, so its time grows with the step time:
-                # 2.3 min for tiny (0.88 s steps) and 7.5 min for small (4.25 s steps) here. Keep
-                # the larger of the configured reserve and EVAL_STEP_TIMES step times.
+                # Evaluation is inference with the same model, so its time grows with the step time
+                # (docs/speed.md, "The quickstart's step-time probe"). Keep the larger of the
+                # configured reserve and EVAL_STEP_TIMES step times.
                 extra = max(0.0, EVAL_STEP_TIMES * step_s - self.plan.reserve_minutes * 60)
                 budget -= extra
                 self._check_budget(budget, self.plan.reserve_minutes * 60 + extra)
                 info["eval_reserve_seconds"] = round(self.plan.reserve_minutes * 60 + extra)
                 # Lightning adds the data loading, logging, validation and checkpoints: keep 10%
-                # slack (the default run measured 0.532 s between steps, median, against 0.477 s of
-                # bare steps, and spent 25 s more in validation and checkpoints over 1486 steps).
+                # slack (docs/speed.md, "The quickstart's step-time probe").
                 info["max_steps"] = max(20, int(0.90 * budget / step_s))
                 info["measured_step_seconds"] = round(step_s, 4)
             info["budget_seconds"] = round(budget)

@@ -19,7 +19,7 @@ from torchmetrics.functional.text import bleu_score
 from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.evaluate import EvalOptions, evaluate_task
 from gato_mini.agent.rollout import run_agent
-from gato_mini.collect import measure_reference, run_episodes
+from gato_mini.collect import Recording, measure_reference, run_episodes
 from gato_mini.config import GatoConfig
 from gato_mini.data.shapes import parse_caption
 from gato_mini.data.sources import SourceConfig, make_source
@@ -81,7 +81,7 @@ def test_caption_references_and_collect(tmp_path: Path) -> None:
     chance = measure_reference("caption-shapes", "random", 20, seed=0, progress=False)
     assert expert.mean == 1.0 and 0 < chance.mean < 0.6
     with pytest.raises(GatoError, match="captioning task: there are no episodes to record"):
-        run_episodes("caption-shapes", "expert", 1, out=tmp_path, progress=False)
+        run_episodes("caption-shapes", Recording("expert", 1), out=tmp_path, progress=False)
 
 
 def test_a_folder_caption_env_groups_captions_by_image(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> No
         for a in range(0, len(seq) - 1, CFG.block_size - 1):
             t = torch.as_tensor(seq.tokens[a:a + CFG.block_size], dtype=torch.long)[None]
             with torch.no_grad():
-                logits, _ = model(t, torch.full_like(t, -1))
+                logits = model.logits(t, torch.full_like(t, -1))
             logp = torch.log_softmax(logits[0, :-1].float(), -1)
             keep = torch.as_tensor(seq.targets[a + 1:a + t.shape[1]])
             nll -= float(logp[torch.arange(t.shape[1] - 1), t[0, 1:]][keep].sum())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from gato_mini.collect import rollout, run_episodes
+from gato_mini.collect import Recording, rollout, run_episodes
 from gato_mini.data.minari_io import DatasetWriter, iter_episodes, open_dataset
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import FileFormatError, GatoError
@@ -24,13 +24,13 @@ EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini"
 
 
 def collect(tmp_path, task="atari-pong", episodes=2, seed=3, cap=40, **kw):
-    return run_episodes(task, "expert", episodes, seed=seed, max_steps=cap, out=tmp_path, progress=False,
-                        **kw)
+    return run_episodes(task, Recording("expert", episodes, seed=seed, max_steps=cap, **kw), out=tmp_path,
+                        progress=False)
 
 
 @pytest.mark.parametrize(("task", "policy"), [("atari-breakout", "expert"), ("mujoco-reacher", "random")])
 def test_dataset_equals_what_the_env_produced(tmp_path, task, policy):
-    result = run_episodes(task, policy, 2, seed=5, max_steps=30, out=tmp_path, progress=False)
+    result = run_episodes(task, Recording(policy, 2, seed=5, max_steps=30), out=tmp_path, progress=False)
     assert result.path == tmp_path / task / f"{policy}-v0"
     t = get_task(task)
     env = t.make(max_steps=30)
@@ -92,22 +92,24 @@ def test_a_crash_mid_run_leaves_no_dataset_and_the_rerun_keeps_the_finished_epis
 
     monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
     with pytest.raises(RuntimeError, match="boom"):
-        run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)
+        run_episodes("control-pendulum", Recording("expert", 3), out=tmp_path, progress=False)
     assert not (tmp_path / "control-pendulum" / "expert-v0").exists()  # never half visible
     assert [p.name for p in tmp_path.glob(".partial-*/chunk-*")] == ["chunk-0000000"]  # episode 0, sealed
     monkeypatch.setattr(type(task), "policy", real)
-    result = run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)  # the same call
+    result = run_episodes("control-pendulum", Recording("expert", 3), out=tmp_path,
+                          progress=False)  # the same call
     assert result.resumed_steps == 200 and len(result.returns) == 3  # episode 0 was not redone
     assert len(list(iter_episodes(result.path))) == 3 and not list(tmp_path.glob(".partial-*"))
     monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
     calls["n"] = 0
     with pytest.raises(RuntimeError, match="boom"):
-        run_episodes("control-pendulum", "expert", 3, out=tmp_path / "b", progress=False)
+        run_episodes("control-pendulum", Recording("expert", 3), out=tmp_path / "b", progress=False)
     monkeypatch.setattr(type(task), "policy", real)
     with pytest.raises(GatoError, match=r"interrupted collection made with other settings \(seed\); rerun"):
-        run_episodes("control-pendulum", "expert", 3, seed=5, out=tmp_path / "b", progress=False)
-    fresh = run_episodes("control-pendulum", "expert", 3, seed=5, out=tmp_path / "b", progress=False,
-                         overwrite=True)
+        run_episodes("control-pendulum", Recording("expert", 3, seed=5), out=tmp_path / "b",
+                     progress=False)
+    fresh = run_episodes("control-pendulum", Recording("expert", 3, seed=5, overwrite=True),
+                         out=tmp_path / "b", progress=False)
     assert _seeds(fresh.path) == [{"seed": s} for s in (5, 6, 7)]
 
 
@@ -199,20 +201,21 @@ def test_missing_corrupt_and_truncated_datasets(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(GatoError, match="unknown policy"):
-        run_episodes("atari-pong", "human", 1, out=tmp_path, progress=False)
+        run_episodes("atari-pong", Recording("human", 1), out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="--episodes"):
-        run_episodes("atari-pong", "expert", 0, out=tmp_path, progress=False)
+        run_episodes("atari-pong", Recording("expert", 0), out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="--max-steps"):
-        run_episodes("atari-pong", "expert", 1, max_steps=-5, out=tmp_path, progress=False)
+        run_episodes("atari-pong", Recording("expert", 1, max_steps=-5), out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="--chunk-steps must be positive, got 0"):  # not the default
-        run_episodes("atari-pong", "expert", 1, out=tmp_path, progress=False, chunk_steps=0)
+        run_episodes("atari-pong", Recording("expert", 1, chunk_steps=0), out=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
 
 
 def test_relative_out_folder(tmp_path, monkeypatch):
     """`--out eps` relative to the working directory (Minari itself mangles relative paths)."""
     monkeypatch.chdir(tmp_path)
-    result = run_episodes("control-pendulum", "expert", 1, seed=0, max_steps=10, out="eps", progress=False)
+    result = run_episodes("control-pendulum", Recording("expert", 1, seed=0, max_steps=10), out="eps",
+                          progress=False)
     assert result.path == tmp_path / "eps" / "control-pendulum" / "expert-v0"
     assert len(list(iter_episodes(Path("eps") / "control-pendulum" / "expert-v0"))) == 1
 
@@ -299,22 +302,23 @@ def test_collection_metadata_round_trips(tmp_path):
 def test_a_tasks_other_demonstrator_records_its_own_dataset(tmp_path):
     from gato_mini.data.minari_io import read_collection
 
-    result = run_episodes("atari-pong", "tracker", 1, seed=2, max_steps=60, out=tmp_path, progress=False)
+    result = run_episodes("atari-pong", Recording("tracker", 1, seed=2, max_steps=60), out=tmp_path,
+                          progress=False)
     assert result.path == tmp_path / "atari-pong" / "tracker-v0"
     assert read_collection(result.path)["policy"] == "tracker"
     actions = next(iter_episodes(result.path)).actions
     assert set(np.unique(actions)) <= {0, 2, 3}  # NOOP, up, down: it only steers
     with pytest.raises(GatoError, match="unknown policy 'trackr' for atari-pong; use one of .*'tracker'"):
-        run_episodes("atari-pong", "trackr", 1, out=tmp_path, progress=False)
+        run_episodes("atari-pong", Recording("trackr", 1), out=tmp_path, progress=False)
     with pytest.raises(GatoError, match="unknown policy 'tracker' for mujoco-reacher"):
-        run_episodes("mujoco-reacher", "tracker", 1, out=tmp_path, progress=False)
+        run_episodes("mujoco-reacher", Recording("tracker", 1), out=tmp_path, progress=False)
 
 
 def test_a_constant_button_outside_the_action_set_and_a_constant_for_captions_are_one_line(tmp_path):
     from gato_mini.reports.tables import print_scores
 
     with pytest.raises(GatoError, match="constant action 9 is outside the 6 actions"):
-        run_episodes("atari-pong", "constant:9", 1, out=tmp_path / "out", progress=False)
+        run_episodes("atari-pong", Recording("constant:9", 1), out=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(GatoError, match="caption-shapes is a captioning task: it has no constant action"):
         print_scores(["caption-shapes"], 1, 0, None, False, False, kinds=("constant",))
@@ -327,7 +331,7 @@ def test_a_collected_dataset_stores_the_env_spec_and_minari_recreates_the_env(tm
     from gato_mini.data.minari_io import open_dataset
     from gato_mini.envs.registry import get_task
 
-    run_episodes(name, "random", 1, seed=0, max_steps=6, out=tmp_path, progress=False)
+    run_episodes(name, Recording("random", 1, seed=0, max_steps=6), out=tmp_path, progress=False)
     ds = open_dataset(tmp_path / name / "random-v0")
     env, ref = ds.recover_environment(), get_task(name).make(6)
     try:
@@ -439,7 +443,7 @@ def test_datasets_by_minari_id_and_with_a_tilde(tmp_path, monkeypatch) -> None:
 
     home = tmp_path / "home"
     root = home / ".minari" / "datasets"
-    run_episodes("control-pendulum", "random", 1, seed=0, max_steps=5, out=root, progress=False)
+    run_episodes("control-pendulum", Recording("random", 1, seed=0, max_steps=5), out=root, progress=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("MINARI_DATASETS_PATH", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -470,10 +474,10 @@ def test_a_resumed_collection_may_ask_for_more_episodes_but_not_fewer(tmp_path, 
 
     monkeypatch.setattr(type(task), "policy", lambda self, kind: Exploding())
     with pytest.raises(RuntimeError, match="boom"):
-        run_episodes("control-pendulum", "expert", 3, out=tmp_path, progress=False)
+        run_episodes("control-pendulum", Recording("expert", 3), out=tmp_path, progress=False)
     monkeypatch.setattr(type(task), "policy", real)
     with pytest.raises(GatoError, match="holds 2 episodes of an interrupted collection, more than the 1 "):
-        run_episodes("control-pendulum", "expert", 1, out=tmp_path, progress=False)
-    more = run_episodes("control-pendulum", "expert", 4, out=tmp_path, progress=False)
+        run_episodes("control-pendulum", Recording("expert", 1), out=tmp_path, progress=False)
+    more = run_episodes("control-pendulum", Recording("expert", 4), out=tmp_path, progress=False)
     assert more.resumed_steps == 400 and len(more.returns) == 4
     assert _seeds(more.path) == [{"seed": s} for s in range(4)]

@@ -15,7 +15,7 @@ import torch
 
 from gato_mini.agent.eval_control import demonstration_prompt
 from gato_mini.cli import main
-from gato_mini.collect import run_episodes
+from gato_mini.collect import Recording, run_episodes
 from gato_mini.config import GatoConfig
 from gato_mini.envs.control import make_control
 from gato_mini.envs.registry import Task, get_task
@@ -33,14 +33,16 @@ def model_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("evalmodel")
     torch.manual_seed(0)
     fields, action = get_task("control-pendulum").fields()
-    run_episodes("control-pendulum", "expert", 2, seed=0, max_steps=30, out=tmp / "eps", progress=False)
+    run_episodes("control-pendulum", Recording("expert", 2, seed=0, max_steps=30), out=tmp / "eps",
+                 progress=False)
     tasks = {"sources": {"control-pendulum": {
         "kind": "episodes", "fields": {"observation": {k: f.to_dict() for k, f in fields.items()},
                                        "action": action.to_dict()},
         "options": {"dataset": str(tmp / "eps" / "control-pendulum" / "expert-v0")}, "val_fraction": 0.5}}}
     TextTokenizer.train(["a few words"], 300).save(tmp / "tok.json")
     export_model(tmp / "model", GatoModel(CFG), tmp / "tok.json", tasks)
-    run_episodes("mujoco-reacher", "expert", 1, seed=0, max_steps=10, out=tmp / "eps", progress=False)
+    run_episodes("mujoco-reacher", Recording("expert", 1, seed=0, max_steps=10), out=tmp / "eps",
+                 progress=False)
     return tmp
 
 
@@ -234,7 +236,8 @@ def test_eval_fits_frames_to_the_image_size_the_source_trained_at(tmp_path: Path
 
     torch.manual_seed(0)
     fields, action = get_task("atari-pong").fields()
-    run_episodes("atari-pong", "random", 1, seed=0, max_steps=12, out=tmp_path / "eps", progress=False)
+    run_episodes("atari-pong", Recording("random", 1, seed=0, max_steps=12), out=tmp_path / "eps",
+                 progress=False)
     dataset = tmp_path / "eps" / "atari-pong" / "random-v0"
 
     def evaluate(options):

@@ -23,7 +23,7 @@ import yaml
 from gymnasium import spaces
 
 from gato_mini.agent.evaluate import EvalOptions, evaluate_task
-from gato_mini.collect import measure_reference, run_episodes
+from gato_mini.collect import Recording, measure_reference, run_episodes
 from gato_mini.envs import registry as reg
 from gato_mini.envs.policies import Stateless
 from gato_mini.envs.wrappers import DictObservation
@@ -120,7 +120,7 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
                    for kind in ("random", "expert")} for name in tasks}
     monkeypatch.setattr(reg, "load_references", lambda path=None: refs)
     for name in tasks:
-        run_episodes(name, "expert", 300, seed=0, out=tmp_path / "eps", progress=False)
+        run_episodes(name, Recording("expert", 300, seed=0), out=tmp_path / "eps", progress=False)
     # The tasks are registered in this test only; data/ never reads the registry (it sits below envs/),
     # so each source names its kind and dataset, as a user's own recording does.
     sources = {name: {"kind": "episodes", "dataset": str(tmp_path / "eps" / name / "expert-v0")}
@@ -163,7 +163,8 @@ def test_tiny_model_balances_the_real_inverted_pendulum(tmp_path) -> None:
     reading observations only (past actions masked, ordered value embeddings), scored on held-out
     seeds against random, zero torque and the expert at the same step cap and seeds."""
     task, cap = "mujoco-invertedpendulum", 200
-    run_episodes(task, "expert", 60, seed=0, max_steps=cap, out=tmp_path / "eps", progress=False, noise=0.3)
+    run_episodes(task, Recording("expert", 60, seed=0, max_steps=cap, noise=0.3), out=tmp_path / "eps",
+                 progress=False)
     raw_model = {"action_inputs": "mask", "value_init": "fourier"}
     model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": {task: {}}},
                                          width=64, block_size=128, max_steps=400, model=raw_model)
@@ -187,8 +188,8 @@ def test_tiny_model_learns_an_env_outside_the_registry(tmp_path) -> None:
     from gato_mini.envs.user import user_task
 
     cap = 200
-    run_episodes(user_task("CartPole-v1", cap), "tests._data:cartpole_balance", 60, seed=0,
-                 out=tmp_path / "eps", progress=False, noise=0.3)
+    run_episodes(user_task("CartPole-v1", cap), Recording("tests._data:cartpole_balance", 60, seed=0,
+                 noise=0.3), out=tmp_path / "eps", progress=False)
     dataset = tmp_path / "eps" / "cartpole-v1" / "tests-data-cartpole-balance-v0"
     raw_model = {"action_inputs": "mask", "value_init": "fourier"}
     model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"cartpole": {"kind": "episodes",

@@ -121,13 +121,15 @@ def test_the_lock_is_one_holder_under_contention(tmp_path) -> None:
 def test_a_second_collect_of_one_dataset_stops_in_one_line(tmp_path) -> None:
     """A live collect holds its dataset's partial folder: a second one into the same dataset stops in
     one line naming it, before any episode; another dataset in the same folder is free."""
-    from gato_mini.collect import run_episodes
+    from gato_mini.collect import Recording, run_episodes
 
     holder = _holder(tmp_path / ".partial-control-pendulum_expert-v0")
     try:
         with pytest.raises(GatoError, match=rf"in use by another gato-mini run \(prepare, pid {holder.pid}"):
-            run_episodes("control-pendulum", "expert", 1, max_steps=5, out=tmp_path, progress=False)
-        other = run_episodes("control-pendulum", "random", 1, max_steps=5, out=tmp_path, progress=False)
+            run_episodes("control-pendulum", Recording("expert", 1, max_steps=5), out=tmp_path,
+                         progress=False)
+        other = run_episodes("control-pendulum", Recording("random", 1, max_steps=5), out=tmp_path,
+                             progress=False)
     finally:
         holder.kill()
         holder.wait()

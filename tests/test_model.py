@@ -41,9 +41,9 @@ def test_masked_loss_equals_cross_entropy_by_hand(text_tokenizer) -> None:
     torch.manual_seed(0)
     model = GatoModel(CFG).eval()
     batch = _mixed_batch(text_tokenizer)
-    none, loss = model(**_model_inputs(batch), targets=batch["targets"], loss_mask=batch["loss_mask"])
-    logits, _ = model(**_model_inputs(batch))
-    assert none is None and logits.shape == (2, 64, CFG.padded_vocab_size)
+    loss = model(**_model_inputs(batch), targets=batch["targets"], loss_mask=batch["loss_mask"])
+    logits = model.logits(**_model_inputs(batch))
+    assert logits.shape == (2, 64, CFG.padded_vocab_size)
     total, count = 0.0, 0
     for b in range(2):
         for i in range(64):
@@ -52,8 +52,8 @@ def test_masked_loss_equals_cross_entropy_by_hand(text_tokenizer) -> None:
                 count += 1
     assert count == int(batch["loss_mask"].sum()) > 10
     assert loss.item() == pytest.approx(total / count, rel=1e-5)
-    _, per_token = model(**_model_inputs(batch), targets=batch["targets"], loss_mask=batch["loss_mask"],
-                         reduction="none")
+    per_token = model(**_model_inputs(batch), targets=batch["targets"], loss_mask=batch["loss_mask"],
+                      reduction="none")
     assert per_token[~batch["loss_mask"]].abs().max() == 0
 
 
@@ -64,7 +64,7 @@ def test_overfits_one_mixed_batch(text_tokenizer) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
     for _ in range(150):
-        _, loss = model(**_model_inputs(batch), targets=batch["targets"], loss_mask=batch["loss_mask"])
+        loss = model(**_model_inputs(batch), targets=batch["targets"], loss_mask=batch["loss_mask"])
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -76,14 +76,15 @@ def test_patches_and_positions_change_the_output(text_tokenizer) -> None:
     torch.manual_seed(0)
     model = GatoModel(CFG).eval()
     batch = _mixed_batch(text_tokenizer)
-    base, _ = model(**_model_inputs(batch))
+    base = model.logits(**_model_inputs(batch))
     other = dict(_model_inputs(batch), patches=255 - batch["patches"])
-    assert not torch.allclose(model(**other)[0], base)
+    assert not torch.allclose(model.logits(**other), base)
     shifted = torch.where(batch["local_pos"] >= 0, batch["local_pos"] + 1, -1)
     moved = dict(_model_inputs(batch), local_pos=shifted)
-    assert not torch.allclose(model(**moved)[0], base)
+    assert not torch.allclose(model.logits(**moved), base)
     with pytest.raises(ValueError, match="slots but"):
-        model(**dict(_model_inputs(batch), patches=batch["patches"][:-1], patch_pos=batch["patch_pos"][:-1]))
+        model.logits(**dict(_model_inputs(batch), patches=batch["patches"][:-1],
+                            patch_pos=batch["patch_pos"][:-1]))
 
 
 def _chunk(batch: dict, b: int, i: int, j: int) -> dict:
@@ -104,7 +105,7 @@ def test_kv_cache_decoding_equals_recomputation(text_tokenizer) -> None:
     batch = _mixed_batch(text_tokenizer, rows=1)
     n = int((batch["tokens"][0] != CFG.special_id("<|pad|>")).sum())
     with torch.no_grad():
-        full, _ = model(**_chunk(batch, 0, 0, n))
+        full = model.logits(**_chunk(batch, 0, 0, n))
     model.setup_caches(1, CFG.block_size)
     split = 20
     logits = [forward_cached(model, input_pos=torch.arange(split), **_chunk(batch, 0, 0, split))]
@@ -125,7 +126,7 @@ def test_kv_cache_greedy_generation_matches(text_tokenizer) -> None:
     seq = prompt.clone()
     with torch.no_grad():
         for _ in range(12):
-            nxt = pick(model(seq)[0][:, -1], (0, CFG.vocab_size))
+            nxt = pick(model.logits(seq)[:, -1], (0, CFG.vocab_size))
             seq = torch.cat([seq, nxt[:, None]], dim=1)
     model.setup_caches(1)
     out = prompt.clone()
@@ -144,7 +145,7 @@ def test_per_row_positions_in_the_cache() -> None:
     a = torch.randint(0, 400, (1, 9))
     b = torch.randint(0, 400, (1, 5))
     with torch.no_grad():
-        ref_a, ref_b = model(a)[0][0, -1], model(b)[0][0, -1]
+        ref_a, ref_b = model.logits(a)[0, -1], model.logits(b)[0, -1]
     model.setup_caches(2)
     forward_cached(model, torch.cat([a[:, :4], b[:, :4]]), torch.arange(4))
     for i in range(4, 8):  # row a advances alone (row b rewrites position 4 with its real token)
@@ -162,12 +163,12 @@ def test_cache_positions_without_a_cache_raise() -> None:
     model = GatoModel(CFG).eval()
     tok = torch.randint(0, 400, (1, 3))
     with pytest.raises(ValueError, match="setup_caches"):
-        model(tok, input_pos=torch.arange(3))
+        model.logits(tok, input_pos=torch.arange(3))
     model.setup_caches(1)
-    model(tok, input_pos=torch.arange(3))
+    model.logits(tok, input_pos=torch.arange(3))
     model.clear_caches()
     with pytest.raises(ValueError, match="setup_caches"):
-        model(tok, input_pos=torch.arange(3))
+        model.logits(tok, input_pos=torch.arange(3))
 
 
 def test_sample_stays_in_the_legal_range() -> None:
@@ -197,7 +198,7 @@ def test_masked_action_inputs_hide_past_actions_and_only_them(inputs) -> None:
     def logits(actions, o=obs):
         seq = episode_sequence(o, np.array(actions), fields, action, cfg)
         t = torch.as_tensor(seq.tokens, dtype=torch.long)[None]
-        return model(t, torch.as_tensor(seq.local_pos, dtype=torch.long)[None])[0][0]
+        return model.logits(t, torch.as_tensor(seq.local_pos, dtype=torch.long)[None])[0]
 
     a, b = logits([0, 1, 2, 3, 0, 1]), logits([3, 3, 3, 3, 3, 1])
     if inputs == "mask":
@@ -269,7 +270,7 @@ def test_rope_makes_the_order_of_the_context_matter_and_extends_past_block_size(
     seq = torch.randint(0, 400, (1, 24))
     perm = torch.cat([torch.randperm(23), torch.tensor([23])])  # the last token stays last
     with torch.no_grad():
-        a, b = one(seq)[0][0, -1], one(seq[:, perm])[0][0, -1]
+        a, b = one.logits(seq)[0, -1], one.logits(seq[:, perm])[0, -1]
     assert not torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
     model = GatoModel(CFG).eval()
     n = CFG.block_size + 40
@@ -280,7 +281,7 @@ def test_rope_makes_the_order_of_the_context_matter_and_extends_past_block_size(
         for i in range(100, n):
             logits.append(forward_cached(model, long[:, i:i + 1], torch.tensor([i])))
         model.clear_caches()
-        full = model(long)[0][0]
+        full = model.logits(long)[0]
     cached = torch.cat([logits[0][:, None], *[x[:, None] for x in logits[1:]]], dim=1)[0]
     assert torch.allclose(cached, full[99:], atol=1e-4), (cached - full[99:]).abs().max()
 

@@ -1,4 +1,4 @@
-"""The sequence builder: exact ids, loss mask, local and patch positions (DESIGN.md layouts)."""
+"""The sequence builder: exact ids, loss mask, local and patch positions (docs/design.md layouts)."""
 
 from __future__ import annotations
 

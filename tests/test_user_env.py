@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gato_mini.collect import run_episodes
+from gato_mini.collect import Recording, run_episodes
 from gato_mini.envs.user import user_task
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -49,14 +49,8 @@ def _train(tmp: Path, name: str, dataset: str, val_fraction: float, steps: int) 
 def cartpole_model(tmp_path_factory) -> Path:
     """CartPole-v1 (not a registered task) recorded at a 30-step cap and trained for 4 steps."""
     tmp = tmp_path_factory.mktemp("userenv")
-    run_episodes(
-        user_task("CartPole-v1", 30),
-        "tests._data:cartpole_balance",
-        6,
-        seed=0,
-        out=tmp / "eps",
-        progress=False,
-    )
+    run_episodes(user_task("CartPole-v1", 30), Recording("tests._data:cartpole_balance", 6, seed=0),
+                 out=tmp / "eps", progress=False)
     return _train(tmp, "cartpole", "eps/cartpole-v1/tests-data-cartpole-balance-v0", 0.2, 4)
 
 

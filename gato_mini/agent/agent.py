@@ -1,4 +1,4 @@
-"""`Agent`: N environments, one context and one KV-cache row each (DESIGN.md, "Acting").
+"""`Agent`: N environments, one context and one KV-cache row each (docs/design.md, "The data path").
 
 Each call to :meth:`Agent.act` takes the new observation of every active
 environment, tokenizes it exactly as the training data was tokenized

@@ -47,7 +47,7 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, A
         batch = collate(list(enumerate(windows[k:k + batch_size])), cfg)
         batch = {key: v.to(device) for key, v in batch.items() if key != "task"}
         with torch.no_grad():
-            _, loss = model(**batch, reduction="none")
+            loss = model(**batch, reduction="none")
         nll += float(loss.double().sum())
         count += int(batch["loss_mask"].sum())
         scored = batch["targets"][batch["loss_mask"]].cpu()

@@ -65,7 +65,7 @@ def predict_actions(model: GatoModel, windows: list[TokenSequence], action: Fiel
             batch.pop("task")
             batch = {key: v.to(device) for key, v in batch.items()}
             with torch.no_grad():
-                logits, _ = model(**batch)
+                logits = model.logits(**batch)
             picked = logits[mask.to(device)][:, lo:hi].argmax(-1).cpu() + lo
             preds.append(picked.numpy())
             truth.append(targets[mask].numpy())

@@ -57,7 +57,7 @@ class DataConfig:
     episodes: Path = Path("runs/episodes")
     tokenizer: Path | None = None  # reuse this tokenizer.json instead of training one
     val_fraction: float = 0.05  # held-out share of each source (caption-shapes: its own split)
-    prompt_probability: float = 0.25  # DESIGN.md: 25% of control windows get a prompt
+    prompt_probability: float = 0.25  # docs/design.md: 25% of control windows get a prompt
     prompt_fraction: float = 0.25  # a prompt takes at most this share of block_size
     seed: int = 0
     # processes for `prepare`: on 2 cores one is as fast as two (benchmarks/data.py)

@@ -7,7 +7,7 @@ local observation position; per patch: the raw pixels and the row/column
 position intervals; and the offsets where a training window may start
 (timestep boundaries for episodes).
 
-Loss targets (DESIGN.md, Gato Sec. 2.3): action tokens in episodes; caption
+Loss targets (docs/design.md, "One timestep of an episode"; Gato Sec. 2.3): action tokens in episodes; caption
 text and the ``<|eos|>`` that ends it; every token of a document after
 ``<|bos|>``; assistant turns and their ``<|end|>`` in chats. Observations,
 separators, prompts' role tokens and images are never targets.

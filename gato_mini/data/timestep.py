@@ -1,6 +1,6 @@
 """One field of one timestep <-> tokens; the order of fields inside a timestep.
 
-DESIGN.md fixes the layout of a timestep::
+docs/design.md fixes the layout of a timestep::
 
     [text obs tokens] [image patches, raster order] [discrete/continuous obs values] <|sep|> [action]
 
@@ -79,7 +79,8 @@ def decode_values(ids: Any, spec: FieldSpec, cfg: GatoConfig) -> np.ndarray:
 
 
 def legal_range(spec: FieldSpec, cfg: GatoConfig) -> tuple[int, int]:
-    """[lo, hi) ids an action element of this field may take (DESIGN.md: acting)."""
+    """[lo, hi) ids an action element of this field may take (docs/design.md: an action is decoded among
+    its legal ids)."""
     if spec.modality == "discrete":
         return cfg.discrete_offset, cfg.discrete_offset + max(spec.n, 1)
     return cfg.continuous_offset, cfg.continuous_offset + cfg.continuous_bins

@@ -68,7 +68,8 @@ def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor,
     ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V), or of the ids
     ``head = (lo, hi)`` only (B, hi - lo)."""
     last = torch.full((tokens.shape[0],), tokens.shape[1] - 1, device=tokens.device)
-    logits, _ = model(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, head=head, **embeds)
+    logits = model.logits(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, head=head,
+                          **embeds)
     return logits[:, -1]
 
 
@@ -153,7 +154,8 @@ class Engine:
             full = [concat(self._history[r]) for r in rows]
             last = torch.tensor([len(s) - 1 for s in full], device=self.device)
             with torch.no_grad():
-                logits, _ = self.model(**model_inputs(full, self.pad, self.device), logits_at=last, head=head)
+                inputs = model_inputs(full, self.pad, self.device)
+                logits = self.model.logits(**inputs, logits_at=last, head=head)
             return logits[:, 0].float()
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):

@@ -4,7 +4,7 @@ Reads top to bottom: rotary positions, KV cache, attention, GEGLU MLP, block,
 patch embedding, model. Plain PyTorch (no Lightning): training, generation and
 the agent all use this module.
 
-Embeddings (DESIGN.md, Gato Sec. 2.2):
+Embeddings (docs/design.md, "The token stream"; Gato Sec. 2.2):
 
 * ids (text, discrete, continuous, special) -> a learned table;
 * image patches -> one pre-activation ResNet block per patch, then a linear
@@ -298,25 +298,16 @@ class GatoModel(nn.Module):
                 x = torch.where((value & (local_pos < 0)).unsqueeze(-1), self.action_mask.to(x.dtype), x)
         return self.drop(x)
 
-    def forward(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
-                patch_pos: Tensor | None = None, targets: Tensor | None = None,
-                loss_mask: Tensor | None = None, input_pos: Tensor | None = None,
-                reduction: str = "mean", cache_rows: Tensor | slice | None = None,
-                logits_at: Tensor | None = None, head: tuple[int, int] | None = None
-                ) -> tuple[Tensor, Tensor | None]:
-        """Logits (B, T, padded_vocab) and None; or, given ``targets``, None and the masked loss
-        (``reduction="none"``: per token, 0 off the mask). With targets the head runs only on the
-        positions of ``loss_mask``, so no logits are returned.
+    def trunk(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
+              patch_pos: Tensor | None = None, input_pos: Tensor | None = None,
+              cache_rows: Tensor | slice | None = None) -> Tensor:
+        """The final hidden states (B, T, n_embd): embeddings, the blocks, the last norm. Training's
+        :meth:`forward` and decoding's :meth:`logits` both run it, then the head where they need it.
 
         ``input_pos`` (T,) or (B, T): positions of these tokens; needs :meth:`setup_caches`.
         ``cache_rows`` (B,): which cache rows these B rows use (default 0..B-1), so one
         environment's context can be refilled without touching the others; a ``slice`` of B
-        consecutive rows reads the cache in place (a tensor of rows gathers a copy).
-        ``logits_at`` (B,): the one position per row whose logits are wanted (decoding); the head then runs
-        on those alone and the logits are (B, 1, padded_vocab).
-        ``head`` ``(lo, hi)``: the logits of ids ``lo..hi-1`` only (B, T or 1, hi - lo): an action's legal
-        range is a few ids of a vocabulary of thousands, and the full head row was a tenth of a decode step.
-        """
+        consecutive rows reads the cache in place (a tensor of rows gathers a copy)."""
         B, T = tokens.shape
         x = self.embed(tokens, local_pos, patches, patch_pos)
         mask = None
@@ -326,7 +317,7 @@ class GatoModel(nn.Module):
             cos, sin = self.rope_cos[:T][None, None], self.rope_sin[:T][None, None]  # (1, 1, T, hd/2)
         else:
             if self.blocks[0].attn.kv_cache is None:
-                raise ValueError("forward(input_pos=...) writes into the KV cache: call setup_caches() first "
+                raise ValueError("logits(input_pos=...) writes into the KV cache: call setup_caches() first "
                                  "(or drop input_pos to recompute attention over the input)")
             pos = input_pos.expand(B, T) if input_pos.dim() == 1 else input_pos  # (B, T)
             cos, sin = self.rope_cos[pos][:, None], self.rope_sin[pos][:, None]  # (B, 1, T, hd/2)
@@ -338,20 +329,39 @@ class GatoModel(nn.Module):
             input_pos = pos
         for blk in self.blocks:
             x = blk(x, cos, sin, mask, input_pos, cache_rows)
-        x = self.ln_f(x)
-        if targets is None:
-            if logits_at is not None:  # decoding needs one row of logits, not T (the head is wide)
-                x = x[torch.arange(B, device=x.device), logits_at][:, None]
-            if head is not None:
-                return F.linear(x, self.lm_head.weight[head[0]:head[1]]), None  # (B, T or 1, hi - lo)
-            return self.lm_head(x), None  # (B, T or 1, padded_vocab)
-        # Training: the head (a third of tiny's FLOPs) runs only where the loss counts. An Atari
-        # timestep has one action target in 27 tokens, so most positions need no logits at all.
+        return self.ln_f(x)
+
+    def forward(self, tokens: Tensor, targets: Tensor, loss_mask: Tensor | None = None,
+                local_pos: Tensor | None = None, patches: Tensor | None = None,
+                patch_pos: Tensor | None = None, reduction: str = "mean") -> Tensor:
+        """Training: the next-token cross-entropy over the positions of ``loss_mask`` (all when None),
+        their mean, or per token (B, T) with ``reduction="none"`` (0 off the mask). The head runs only
+        on those positions, so no logits are made. (The module's call, so that DDP and FSDP hooks run.)"""
+        x = self.trunk(tokens, local_pos, patches, patch_pos)
+        # The head (a third of tiny's FLOPs) runs only where the loss counts. An Atari timestep has one
+        # action target in 27 tokens, so most positions need no logits at all.
         m = loss_mask.bool() if loss_mask is not None else torch.ones_like(targets, dtype=torch.bool)
         ce = F.cross_entropy(self.lm_head(x[m]).float(), targets[m], reduction="none")
         if reduction == "none":
-            return None, torch.zeros(B, T, dtype=ce.dtype, device=ce.device).masked_scatter(m, ce)
-        return None, ce.sum() / m.sum().clamp(min=1)
+            B, T = tokens.shape
+            return torch.zeros(B, T, dtype=ce.dtype, device=ce.device).masked_scatter(m, ce)
+        return ce.sum() / m.sum().clamp(min=1)
+
+    def logits(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
+               patch_pos: Tensor | None = None, input_pos: Tensor | None = None,
+               cache_rows: Tensor | slice | None = None, logits_at: Tensor | None = None,
+               head: tuple[int, int] | None = None) -> Tensor:
+        """Decoding and inspection: the logits (B, T, padded_vocab). ``input_pos``/``cache_rows``: the KV
+        cache (:meth:`trunk`). ``logits_at`` (B,): the one position per row whose logits are wanted; the
+        head then runs on those alone and the logits are (B, 1, ...). ``head`` ``(lo, hi)``: the logits of
+        ids ``lo..hi-1`` only (..., hi - lo): an action's legal range is a few ids of a vocabulary of
+        thousands, and the full head row was a tenth of a decode step."""
+        x = self.trunk(tokens, local_pos, patches, patch_pos, input_pos, cache_rows)
+        if logits_at is not None:  # decoding needs one row of logits, not T (the head is wide)
+            x = x[torch.arange(x.shape[0], device=x.device), logits_at][:, None]
+        if head is not None:
+            return F.linear(x, self.lm_head.weight[head[0]:head[1]])  # (B, T or 1, hi - lo)
+        return self.lm_head(x)  # (B, T or 1, padded_vocab)
 
     def num_params(self) -> int:
         """Trainable parameters (the tied head counted once)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -84,10 +86,11 @@ def print_tasks(console: Console | None = None) -> None:
     terminal(console).print(table)
 
 
-def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | None, update: bool,
+def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | None, out: Path | None,
                  progress: bool, console: Console | None = None,
                  kinds: tuple[str, ...] = ("random", "expert", "constant")) -> None:
-    """Measure reference scores now (random, expert, best constant action) beside the stored ones."""
+    """Measure reference scores now (random, expert, best constant action) beside the stored ones; with
+    ``out``, store them in that references file (other entries kept)."""
     names = list(TASKS) if names == ["all"] else names
     tasks = [get_task(n) for n in names]  # unknown names fail before any work
     if set(kinds) == {"constant"} and names != list(TASKS):
@@ -117,12 +120,12 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
             name = kind if ref.policy is None else f"{kind} ({ref.policy})"
             table.add_row(task.name, name, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
                           "-" if norm is None else f"{norm:.1f}")
-        if update:
+        if out is not None:
             for kind, ref in measured.items():
-                save_reference(task.name, kind, ref)
+                save_reference(task.name, kind, ref, out)
     terminal(console).print(table)
-    if update:
-        terminal(console).print("stored the measured scores as the references")
+    if out is not None:
+        terminal(console).print(f"stored the measured scores in {out}")
 
 
 def print_prepare(result, console: Console | None = None) -> None:  # noqa: ANN001 (PrepareResult)

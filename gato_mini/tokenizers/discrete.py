@@ -1,7 +1,7 @@
 """Discrete values: integers 0..1023 (button presses, discrete observations).
 
 Shifted to ``[discrete_offset, discrete_offset + 1024)``. Anything that is not
-an integer in that range is an error naming the value (DESIGN.md keeps discrete
+an integer in that range is an error naming the value (docs/design.md keeps discrete
 ids apart from text ids, so no id has two meanings).
 
 >>> import numpy as np

@@ -59,8 +59,8 @@ class LitGato(L.LightningModule):
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(the loss a training step minimizes: the mean over the batch's loss tokens, per-token losses)."""
-        _, per_token = self.forward_fn(**{k: batch[k] for k in MODEL_KEYS}, targets=batch["targets"],
-                                       loss_mask=batch["loss_mask"], reduction="none")
+        per_token = self.forward_fn(**{k: batch[k] for k in MODEL_KEYS}, targets=batch["targets"],
+                                    loss_mask=batch["loss_mask"], reduction="none")
         mask = batch["loss_mask"].to(per_token.dtype)
         return per_token.sum() / mask.sum().clamp(min=1.0), per_token
 
