@@ -175,6 +175,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
     from gato_mini.data.datacfg import data_config_from, model_config, read_config_file
     from gato_mini.data.prepare import prepare
     from gato_mini.errors import ConfigError
+    from gato_mini.options import checked, count
     from gato_mini.reports.tables import print_prepare
     from gato_mini.train.config import apply_overrides
 
@@ -193,9 +194,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
         except ConfigError as exc:
             raise ConfigError(f"on the command line: {exc}") from None
     if args.workers is not None:
-        if args.workers < 1:
-            raise GatoError(f"--workers must be at least 1, got {args.workers}")
-        data.workers = args.workers
+        data.workers = checked(args.workers, count("--workers", hi=256))
     print_prepare(prepare(data, cfg, progress=not args.no_progress, force=args.force))
 
 

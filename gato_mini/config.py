@@ -124,6 +124,16 @@ class GatoConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config '{key}' must be a positive integer, got {value!r}")
+        for key in ("dropout", "rope_base", "norm_eps", "mu", "mu_m"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"config '{key}' must be a finite number, got {value!r}")
+        if not (self.rope_base > 0 and self.norm_eps > 0):
+            raise ConfigError(f"config 'rope_base' and 'norm_eps' must be positive, got {self.rope_base}, "
+                              f"{self.norm_eps}")
+        if not isinstance(self.intermediate_size, int) or isinstance(self.intermediate_size, bool):
+            raise ConfigError(f"config 'intermediate_size' must be a whole number, got "
+                              f"{self.intermediate_size!r}")
         if self.n_embd % self.n_head:
             raise ConfigError(
                 f"config 'n_embd' ({self.n_embd}) must be divisible by 'n_head' ({self.n_head})"

@@ -200,13 +200,51 @@ def resolve_config(name: str | Path) -> Path:
                       f"named recipes: {', '.join(known)}){hint}")
 
 
+#: The most values a config may hold once its aliases are expanded: a config is a few hundred; a
+#: "billion laughs" document (each alias ten of the one before) expands to billions.
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_values(node: Any, seen: dict[int, int]) -> int:
+    """How many values ``node`` (a composed YAML node) holds once every alias in it is expanded, counted
+    over the node graph (each node once, its count reused where an alias repeats it)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1  # a recursive alias counts once where it loops back
+    if isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_values(k, seen) + _expanded_values(v, seen) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_values(v, seen) for v in node.value)
+    else:
+        n = 1
+    seen[id(node)] = n
+    return n
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of one document, refusing one whose aliases expand past
+    :data:`MAX_YAML_VALUES` values (a :class:`ConfigError` naming ``where``) before anything is built
+    from it: the walks over a config (overrides, fingerprints, the saved copy) would expand them all."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_values(node, {}) > MAX_YAML_VALUES:
+            raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_VALUES:,} values; a "
+                              "config is not that large (a YAML alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file; a missing or malformed file is a :class:`ConfigError`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

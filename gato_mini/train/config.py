@@ -39,27 +39,65 @@ from gato_mini.data.datacfg import (
     parse_data_config,
     read_config_file,
 )
-from gato_mini.errors import ConfigError
+from gato_mini.errors import ConfigError, GatoError
+from gato_mini.options import check_options, checked, count, number
+from gato_mini.options import seed as seed_rule
 
 SECTIONS = ("model", "data", "train", "trainer")
 
 
 @dataclass
 class TrainOptions:
-    """The ``train`` section: optimization and run bookkeeping."""
+    """The ``train`` section: optimization and run bookkeeping (each number checked by its rule)."""
 
     out: str = RUN_OUT  # run folder: checkpoints, logs, resolved config, exported model
-    batch_size: int = 16
-    num_workers: int = 0  # DataLoader workers; 0 is fastest on 2 cores (benchmarks/data.py)
-    lr: float = 1e-3
-    min_lr: float = 1e-4  # cosine decay ends here
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
+    batch_size: int = field(default=16, metadata=count("'train.batch_size'", hi=65_536))
+    # DataLoader workers; 0 is fastest on 2 cores (benchmarks/data.py)
+    num_workers: int = field(default=0, metadata=count("'train.num_workers'", 0, hi=256))
+    lr: float = field(default=1e-3, metadata=number("'train.lr'", 0, open_lo=True, hi=10, optional=False))
+    # cosine decay ends here
+    min_lr: float = field(default=1e-4, metadata=number("'train.min_lr'", 0, hi=10, optional=False))
+    warmup_steps: int = field(default=100, metadata=count("'train.warmup_steps'", 0))
+    weight_decay: float = field(default=0.1, metadata=number("'train.weight_decay'", 0, hi=10,
+                                                             optional=False))
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     compile: bool = False  # torch.compile the model
-    checkpoint_every: int = 200  # steps between checkpoints (the last one is always kept)
-    seed: int = 0
+    # steps between checkpoints (the last one is always kept)
+    checkpoint_every: int = field(default=200, metadata=count("'train.checkpoint_every'"))
+    seed: int = field(default=0, metadata=seed_rule("'train.seed'"))
     record_batches: bool = False  # write per-rank batch hashes and a final weight checksum (DDP audit)
+
+
+#: Rules for the numbers of the free ``trainer:`` section that gato-mini reads or that Lightning would
+#: refuse with a traceback. Runs are sized in optimizer steps, so ``max_steps`` is a count (Lightning's
+#: -1, "no limit", would run forever); a float ``val_check_interval`` or ``limit_*_batches`` is a share.
+TRAINER_NUMBERS = {
+    "max_steps": count("'trainer.max_steps'"),
+    "max_epochs": count("'trainer.max_epochs'"),
+    "accumulate_grad_batches": count("'trainer.accumulate_grad_batches'", hi=65_536),
+    "log_every_n_steps": count("'trainer.log_every_n_steps'"),
+    "num_nodes": count("'trainer.num_nodes'", hi=65_536),
+    "check_val_every_n_epoch": count("'trainer.check_val_every_n_epoch'"),
+    "gradient_clip_val": number("'trainer.gradient_clip_val'", 0, hi=1e6),
+    "num_sanity_val_steps": count("'trainer.num_sanity_val_steps'", 0),
+}
+#: Keys that take a whole count, or a share in (0, 1] of an epoch's batches.
+TRAINER_SHARES = {"val_check_interval": 1, "limit_val_batches": 0, "limit_train_batches": 1}
+
+
+def check_trainer_numbers(trainer: dict[str, Any]) -> None:
+    """Every number of a config's ``trainer:`` section that has a rule, checked (one line each)."""
+    for key, meta in TRAINER_NUMBERS.items():
+        if key in trainer:
+            checked(trainer[key], meta)
+    for key, lo in TRAINER_SHARES.items():
+        value = trainer.get(key)
+        if value is None:
+            continue
+        rule = count(f"'trainer.{key}'", lo) if isinstance(value, int) else \
+            number(f"'trainer.{key}'", 0, open_lo=lo > 0, hi=1, says=f"a whole number of batches >= {lo}, "
+                   f"or a share of them in {'(0' if lo else '[0'}, 1]")
+        checked(value, rule)
 
 
 def _suggest(key: str, known: list[str]) -> str:
@@ -172,12 +210,16 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     train = TrainOptions(**train_raw)
     if not isinstance(raw["data"], dict) or raw["data"].get("root") is None:
         data.root = default_root({**raw, "train": {"out": train.out}})  # each run keeps its own data
-    for key in ("batch_size", "checkpoint_every"):
-        if not isinstance(getattr(train, key), int) or getattr(train, key) < 1:
-            raise ConfigError(f"'train.{key}' must be a whole number >= 1, got {getattr(train, key)!r}")
-    if not (isinstance(train.lr, (int, float)) and train.lr > 0):
-        raise ConfigError(f"'train.lr' must be a positive number, got {train.lr!r}")
-    trainer = dict(raw.get("trainer") or {})
+    try:
+        check_options(train)
+        betas = train.betas
+        if not (isinstance(betas, list) and len(betas) == 2 and
+                all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"'train.betas' must be two numbers in [0, 1), got {betas!r}")
+        trainer = dict(raw.get("trainer") or {})
+        check_trainer_numbers(trainer)
+    except GatoError as exc:
+        raise ConfigError(str(exc)) from None
     allowed = trainer_keys()
     for key in trainer:
         if key not in allowed:
