@@ -89,13 +89,14 @@ def first_observation(model: GatoModel) -> TokenSequence:
 
 
 class Timed:
-    """Adds up the seconds spent in the model's forward, in the agent's refills (forward included) and,
+    """Adds up the seconds spent in the model's decoding call (``logits``), in the agent's refills (that call
+    included) and,
     if given a module and a name, in that function (``env``: the rollout's stepping of all envs)."""
 
     def __init__(self, agent: Agent, module: object | None = None, name: str = "") -> None:
         self.model_s = self.refill_s = self.env_s = self.reset_s = 0.0
         self._refilling = False
-        real_forward, real_refill = agent.model.forward, agent._refill
+        real_forward, real_refill = agent.model.logits, agent._refill
 
         def forward(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             t = time.perf_counter()
@@ -111,7 +112,7 @@ class Timed:
             finally:
                 self._refilling = False
                 self.refill_s += time.perf_counter() - t
-        agent.model.forward, agent._refill = forward, refill
+        agent.model.logits, agent._refill = forward, refill
         if module is not None:
             real_env = getattr(module, name)
 
@@ -223,7 +224,7 @@ def env_alone(counts: tuple[int, ...] = (1, 4, 8), steps: int = 300) -> dict:
 
 def compiled_step(size: str = "tiny", rows: int = 8, context: int = 300, repeats: int = 30) -> dict:
     """One decode step (a Pong timestep in each of ``rows`` rows after ``context`` tokens), eager against
-    ``torch.compile`` of the model's forward (dynamic shapes: the keys grow each step)."""
+    ``torch.compile`` of the model's decoding call, ``logits`` (dynamic shapes: the keys grow each step)."""
     import copy
     import logging
 
@@ -239,7 +240,7 @@ def compiled_step(size: str = "tiny", rows: int = 8, context: int = 300, repeats
     lo, hi = legal_range(action, eager.cfg)
     for m in (eager, compiled):
         m.setup_caches(rows)
-    forward = torch.compile(compiled.forward, dynamic=True)
+    forward = torch.compile(compiled.logits, dynamic=True)
 
     def one(fn, k: int) -> float:
         pos = torch.full((rows, 1), context + (k % 10) * n) + torch.arange(n)
@@ -254,7 +255,7 @@ def compiled_step(size: str = "tiny", rows: int = 8, context: int = 300, repeats
     compile_s = time.perf_counter() - t
     times: dict[str, list[float]] = {"eager": [], "compiled": []}
     for k in range(repeats):  # alternated, so both see the same machine
-        times["eager"].append(one(eager, k))
+        times["eager"].append(one(eager.logits, k))
         times["compiled"].append(one(forward, k))
     eager_ms, compiled_ms = (1e3 * float(np.median(times[k])) for k in ("eager", "compiled"))
     return {"size": size, "rows": rows, "compile_s": round(compile_s, 1), "eager_ms": round(eager_ms, 2),

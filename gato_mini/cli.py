@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from gato_mini import __version__
 from gato_mini.errors import GatoError
@@ -179,6 +179,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
     from gato_mini.reports.tables import print_prepare
     from gato_mini.train.config import apply_overrides
 
+    workers = checked(args.workers, count("--workers", hi=256))  # before any file is read
     raw = read_config_file(args.config)
     try:
         data, cfg = data_config_from(raw)
@@ -193,8 +194,8 @@ def _run_prepare(args: argparse.Namespace) -> None:
                 data, cfg = data_config_from(new["data"])[0], model_config(new.get("model"))
         except ConfigError as exc:
             raise ConfigError(f"on the command line: {exc}") from None
-    if args.workers is not None:
-        data.workers = checked(args.workers, count("--workers", hi=256))
+    if workers is not None:
+        data.workers = workers
     print_prepare(prepare(data, cfg, progress=not args.no_progress, force=args.force))
 
 
@@ -456,9 +457,17 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, as gato-mini's own are (its usage block is in
+    ``--help``): ``gato-mini eval: error: argument --episodes: invalid int value: 'nan' (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gato-mini",
         description="A small, faithful re-creation of DeepMind's Gato: one Transformer for "
         "text, images, buttons and joint torques.",

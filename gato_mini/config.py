@@ -128,9 +128,9 @@ class GatoConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"config '{key}' must be a finite number, got {value!r}")
-        if not (self.rope_base > 0 and self.norm_eps > 0):
-            raise ConfigError(f"config 'rope_base' and 'norm_eps' must be positive, got {self.rope_base}, "
-                              f"{self.norm_eps}")
+        for key in ("rope_base", "norm_eps"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"config '{key}' must be positive, got {getattr(self, key)}")
         if not isinstance(self.intermediate_size, int) or isinstance(self.intermediate_size, bool):
             raise ConfigError(f"config 'intermediate_size' must be a whole number, got "
                               f"{self.intermediate_size!r}")

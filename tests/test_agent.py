@@ -129,20 +129,22 @@ def test_the_prompt_changes_the_actions_and_keep_prompt_decides_the_refills() ->
 @pytest.mark.parametrize("continuous", [False, True])
 def test_actions_are_always_legal(continuous: bool) -> None:
     agent = _agent(2, continuous, temperature=1.0)
-    real = agent.model.forward
+    real = agent.model.logits
+    calls = []
 
     def biased(*args, head=None, **kwargs):
-        logits, loss = real(*args, **kwargs)  # all ids: then cut to the range the agent asked for
+        calls.append(head)
+        logits = real(*args, **kwargs)  # all ids: then cut to the range the agent asked for
         logits = logits.clone()
         logits[..., 0] += 1e4  # the raw argmax is a text id, never a legal action
         logits[..., CFG.special_id("<|eos|>")] += 1e4
-        return (logits if head is None else logits[..., head[0]:head[1]]), loss
+        return logits if head is None else logits[..., head[0]:head[1]]
 
-    agent.model.forward = biased
+    agent.model.logits = biased
     envs = [MatchEnv(continuous) for _ in range(2)]
     results = run_agent(agent, envs, episodes=3, seed=0, keep_actions=True)  # MatchEnv.step asserts legality
     acts = np.array([a for r in results for a in r.actions], dtype=float)
-    assert len(acts) > 20
+    assert len(acts) > 20 and calls  # the agent decodes through the biased logits
     if continuous:
         assert acts.min() >= -1 and acts.max() <= 1
     else:

@@ -25,7 +25,7 @@ class Oracle(nn.Module):
         self.cfg, self.constant, self.peek = cfg, constant, peek
         self.w = nn.Parameter(torch.zeros(1))
 
-    def forward(self, tokens, local_pos=None, patches=None, patch_pos=None, **_):
+    def logits(self, tokens, local_pos=None, patches=None, patch_pos=None, **_):
         B, T = tokens.shape
         logits = torch.zeros(B, T, self.cfg.padded_vocab_size)
         if self.constant is not None:
@@ -38,7 +38,7 @@ class Oracle(nn.Module):
                 n = min(T, len(full) - 1)
                 nxt[b, :n] = torch.as_tensor(full[1:n + 1])
             logits.scatter_(2, nxt[..., None], 1.0)
-        return logits, None
+        return logits
 
 
 def _episode(actions: np.ndarray, action: FieldSpec, steps: int = 40):
