@@ -12,8 +12,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["errors", "options", "procs", "terminal", "catalog", "config", "tokenizers", "fields", "data", "envs",
-          "model", "collect", "train", "reports", "agent", "quickstart", "cli"]
+LAYERS = ["errors", "options", "procs", "terminal", "catalog", "config", "tokenizers", "fields", "data",
+          "envs", "model", "collect", "train", "reports", "agent", "quickstart", "cli"]
 MAX_FUNCTION_IMPORTS = 10
 
 
