@@ -53,9 +53,8 @@ def mixture(root: Path, episodes: Path) -> dict:
 
 
 def bench_prepare(tmp: Path, cfg: GatoConfig) -> dict:
-    run_episodes("atari-pong", Recording("expert", 4, seed=0, max_steps=600), out=tmp / "eps", progress=False)
-    run_episodes("control-pendulum", Recording("expert", 10, seed=0, max_steps=None), out=tmp / "eps",
-                 progress=False)
+    run_episodes("atari-pong", Recording("expert", 4, max_steps=600), out=tmp / "eps", progress=False)
+    run_episodes("control-pendulum", Recording("expert", 10), out=tmp / "eps", progress=False)
     raw = mixture(tmp / "data", tmp / "eps")
     data = parse_data_config(raw)
     quiet = {"progress": False, "say": lambda s: None}

@@ -89,18 +89,18 @@ def first_observation(model: GatoModel) -> TokenSequence:
 
 
 class Timed:
-    """Adds up the seconds spent in the model's decoding call (``logits``), in the agent's refills (that call
-    included) and,
-    if given a module and a name, in that function (``env``: the rollout's stepping of all envs)."""
+    """Adds up the seconds spent in the model's decoding call (``logits``), in the agent's refills (that
+    call included) and, if given a module and a name, in that function (``env``: the rollout's stepping
+    of all envs)."""
 
     def __init__(self, agent: Agent, module: object | None = None, name: str = "") -> None:
         self.model_s = self.refill_s = self.env_s = self.reset_s = 0.0
         self._refilling = False
-        real_forward, real_refill = agent.model.logits, agent._refill
+        real_logits, real_refill = agent.model.logits, agent._refill
 
-        def forward(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def logits(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             t = time.perf_counter()
-            out = real_forward(*args, **kwargs)
+            out = real_logits(*args, **kwargs)
             if not self._refilling:
                 self.model_s += time.perf_counter() - t
             return out
@@ -112,7 +112,7 @@ class Timed:
             finally:
                 self._refilling = False
                 self.refill_s += time.perf_counter() - t
-        agent.model.logits, agent._refill = forward, refill
+        agent.model.logits, agent._refill = logits, refill
         if module is not None:
             real_env = getattr(module, name)
 

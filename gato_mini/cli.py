@@ -95,7 +95,8 @@ def _run_collect(args: argparse.Namespace) -> None:
     from gato_mini.envs.registry import get_task
     from gato_mini.envs.user import user_task
 
-    recording = Recording("expert", args.episodes, seed=args.seed, max_steps=args.max_steps, noise=args.noise,
+    policy = args.policy or ("expert" if args.env is None else "random")
+    recording = Recording(policy, args.episodes, seed=args.seed, max_steps=args.max_steps, noise=args.noise,
                           chunk_steps=args.chunk_steps, overwrite=args.overwrite).checked()  # before any work
     import_modules(args.imports)
     if args.env is not None:
@@ -105,9 +106,7 @@ def _run_collect(args: argparse.Namespace) -> None:
         for name in names:
             get_task(name)  # an unknown name fails before any episode is recorded
     for task in names:
-        policy = args.policy or ("expert" if args.env is None else "random")
-        result = run_episodes(task, replace(recording, policy=policy), out=args.out,
-                              progress=not args.no_progress)
+        result = run_episodes(task, recording, out=args.out, progress=not args.no_progress)
         name = args.env or task
         print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
               f"mean return {result.mean:.2f} ± {result.std:.2f} "
@@ -287,7 +286,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from gato_mini.agent.eval_common import source_group, write_json
+    from gato_mini.agent.eval_common import write_json
     from gato_mini.agent.evaluate import evaluate_tasks
     from gato_mini.model.export import load_model
     from gato_mini.reports.tables import print_eval
@@ -295,12 +294,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     options = eval_options(args)  # every number checked before the model loads
     model, tokenizer, tasks = load_model(args.model)
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
-    plan = []
-    for k, task in enumerate(args.task):
-        caption = source_group(tasks, task) == "captions"  # an unknown name fails before any work
-        plan.append((task, replace(options, video=args.video if k == 0 else None,
-                                   samples=str(out.with_name(f"{out.stem}-{task}-samples.png")) if caption
-                                   else None)))
+    # the first task records the video; a caption source's grid of samples goes beside the JSON
+    plan = [(task, replace(options, video=args.video if k == 0 else None,
+                           samples=str(out.with_name(f"{out.stem}-{task}-samples.png"))))
+            for k, task in enumerate(args.task)]
     reports = evaluate_tasks(model, tokenizer, tasks, plan, not args.no_progress)
     write_json(reports, out, args.model)
     print_eval(reports)

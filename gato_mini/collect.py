@@ -22,7 +22,7 @@ from gato_mini.envs.policies import constant_kinds
 from gato_mini.envs.registry import Reference, Task, get_task
 from gato_mini.errors import GatoError
 from gato_mini.fields import action_field, observation_fields
-from gato_mini.options import check_options, count, number
+from gato_mini.options import Checked, count, number
 from gato_mini.options import seed as seed_rule
 from gato_mini.terminal import progress_bar
 
@@ -129,7 +129,7 @@ def policy_label(kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class Recording:
+class Recording(Checked):
     """How episodes are run (and recorded): the options of ``gato-mini collect``, checked once
     (:meth:`checked`). ``policy``: expert, random, a task's other demonstrator, constant[:K] or a
     ``MODULE:CALLABLE``. Episode i uses seed ``seed + i``; ``max_steps`` caps an episode (None: the
@@ -145,9 +145,6 @@ class Recording:
                                                       says="between 0 and 1"))
     chunk_steps: int | None = field(default=None, metadata=count("--chunk-steps", says="positive"))
     overwrite: bool = False
-
-    def checked(self) -> Recording:
-        return check_options(self)
 
 
 def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | None = None,

@@ -102,6 +102,14 @@ def checked(value: Any, meta: dict[str, Number]) -> Any:
     return value
 
 
+class Checked:
+    """A base for options dataclasses: :meth:`checked` checks every numeric field (:func:`check_options`)."""
+
+    def checked(self) -> Any:
+        """These options, every number checked (one :class:`GatoError` naming the flag)."""
+        return check_options(self)
+
+
 def numeric_fields(cls_or_obj: Any) -> list[tuple[str, Number]]:
     """(field name, rule) of every numeric option of an options dataclass."""
     return [(f.name, f.metadata["number"]) for f in dataclasses.fields(cls_or_obj) if "number" in f.metadata]

@@ -249,3 +249,34 @@ def test_names_a_user_types_survive_80_columns_and_pipes() -> None:
     assert shown, out.getvalue()
     last = shown[-1]
     assert "control-pendulum" in last and "-1234.56" in last and "0:00:0" in last, last
+
+
+def test_scores_out_writes_the_users_file_and_update_never_writes_an_installed_package(
+        tmp_path, monkeypatch, capsys) -> None:
+    import yaml
+
+    from gato_mini.cli import main
+    from gato_mini.envs import registry
+
+    packaged = registry.references_path().read_bytes()
+    mine = tmp_path / "refs" / "mine.yaml"
+    mine.parent.mkdir()
+    mine.write_text("someone-else: {random: {mean: 1.0, std: 0.0, episodes: 1, seed: 0, max_steps: 5}}\n")
+    args = ["scores", "--task", "control-pendulum", "--episodes", "1", "--max-steps", "5", "--policy",
+            "random", "--no-progress"]
+    assert main([*args, "--out", str(mine)]) == 0
+    stored = yaml.safe_load(mine.read_text())
+    assert set(stored) == {"someone-else", "control-pendulum"}  # the other entry is kept
+    assert stored["control-pendulum"]["random"]["max_steps"] == 5
+    assert registry.references_path().read_bytes() == packaged  # the packaged file is untouched
+    # an installed package (site-packages) is never written, even with --update
+    fake = tmp_path / "site-packages" / "gato_mini" / "envs" / "references.yaml"
+    monkeypatch.setattr(registry, "references_path", lambda: fake)
+    capsys.readouterr()
+    assert main([*args, "--update"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "only a source checkout" in err[0] and "--out FILE" in err[0], err
+    assert not fake.exists()
+    # a checkout's envs/references.yaml is the one --update may rewrite
+    monkeypatch.undo()
+    assert registry.packaged_references_writable() == registry.references_path()

@@ -17,7 +17,7 @@ from gato_mini.agent.rollout import EpisodeResult
 from gato_mini.data.sources import KINDS, Source, source_of
 from gato_mini.envs.registry import TASKS, baseline, get_task, human_normalized, normalized
 from gato_mini.errors import GatoError
-from gato_mini.options import check_options, count, number, seed
+from gato_mini.options import Checked, count, number, seed
 from gato_mini.reports.aggregate import aggregate_summaries
 
 #: What ``gato-mini eval`` and the quickstart run per source group when not told otherwise: episodes
@@ -30,9 +30,10 @@ EVAL_DEFAULTS: dict[str, dict[str, int]] = {
 
 
 @dataclass(frozen=True)
-class EvalOptions:
-    """How a task is evaluated: built once by ``gato-mini eval`` (from its flags) or by the quickstart,
-    checked once (:meth:`checked`), and read by every evaluator.
+class EvalOptions(Checked):
+    """How a task is evaluated: built once by ``gato-mini eval`` (from its flags, checked before the model
+    loads) or by the quickstart, and read by every evaluator; :func:`~gato_mini.agent.evaluate.evaluate_task`
+    checks it too, for callers from Python.
 
     ``episodes``/``num_envs``: None takes the source group's default (:data:`EVAL_DEFAULTS`; episodes
     0 is every held-out image of a caption source). ``seed``: episode i uses seed + i.
@@ -66,10 +67,6 @@ class EvalOptions:
     video: str | None = None
     samples: str | None = None
     reference_cache: Path | None = None
-
-    def checked(self) -> EvalOptions:
-        """These options, every number checked (one :class:`GatoError` naming the flag)."""
-        return check_options(self)
 
     def for_group(self, group: str, **changes: Any) -> EvalOptions:
         """These options for one task of the source group ``group``: the group's default episodes and

@@ -51,7 +51,7 @@ def evaluate_tasks(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, 
     with eval_progress(progress) as bar:
         for task, options in plan:
             group = groups[task]
-            options = options.for_group(group).checked()
+            options = options.for_group(group)  # evaluate_task checks it
             caption, control = group == "captions", group == "actions"
             total = options.episodes if control or (caption and options.episodes) else None
             first = "episodes, mean return -" if control else ("images" if caption else "batches of text")

@@ -27,11 +27,11 @@ from torch import Tensor
 from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import TokenSequence, concat, flat_sequence
 from gato_mini.model.model import GatoModel
-from gato_mini.options import check_options, count, number, seed
+from gato_mini.options import Checked, count, number, seed
 
 
 @dataclass(frozen=True)
-class Sampling:
+class Sampling(Checked):
     """How tokens are picked: greedy at temperature 0, else softmax sampling after top-k/top-p, seeded;
     ``max_tokens`` bounds a generated text (a caption, a chat reply). The options of ``gato-mini caption``
     and ``chat``; :meth:`checked` checks each number."""
@@ -41,9 +41,6 @@ class Sampling:
     top_k: int | None = field(default=None, metadata=count("--top-k"))
     top_p: float | None = field(default=None, metadata=number("--top-p", 0, open_lo=True, hi=1))
     seed: int | None = field(default=None, metadata=seed())
-
-    def checked(self) -> Sampling:
-        return check_options(self)
 
 Allowed = Tensor | tuple[int, int] | None
 #: What one row is fed: a sequence, or its parts in order (joined as the model inputs are built, so the
