@@ -30,7 +30,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import write  # noqa: E402
 
-from gato_mini.data.minari_io import CHUNK_FILE, CHUNK_STEPS, iter_episodes  # noqa: E402
+from gato_mini.data.minari_io import iter_episodes  # noqa: E402
+from gato_mini.data.minari_writer import CHUNK_FILE, CHUNK_STEPS  # noqa: E402
 
 
 def _command(task: str, episodes: int, episode_steps: int, chunk: int, out: Path) -> list[str]:

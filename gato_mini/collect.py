@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gato_mini.data.minari_io import CHUNK_STEPS, DatasetWriter
+from gato_mini.data.minari_writer import CHUNK_STEPS, DatasetWriter
 from gato_mini.envs.policies import constant_kinds
 from gato_mini.envs.registry import Reference, Task, get_task
 from gato_mini.errors import GatoError
@@ -135,7 +135,7 @@ class Recording(Checked):
     ``MODULE:CALLABLE``. Episode i uses seed ``seed + i``; ``max_steps`` caps an episode (None: the
     task's). ``noise``: DART-style perturbation of the executed actions (:func:`perturb`), the clean
     ones logged. ``chunk_steps``: finished episodes are sealed every so many steps (None:
-    :data:`~gato_mini.data.minari_io.CHUNK_STEPS`). ``overwrite``: replace an existing dataset."""
+    :data:`~gato_mini.data.minari_writer.CHUNK_STEPS`). ``overwrite``: replace an existing dataset."""
 
     policy: str
     episodes: int = field(metadata=count("--episodes", says="positive"))

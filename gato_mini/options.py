@@ -115,8 +115,12 @@ def numeric_fields(cls_or_obj: Any) -> list[tuple[str, Number]]:
     return [(f.name, f.metadata["number"]) for f in dataclasses.fields(cls_or_obj) if "number" in f.metadata]
 
 
-def check_options(obj: Any) -> Any:
-    """Check every numeric field of the options dataclass ``obj`` against its rule; returns ``obj``."""
+def check_options(obj: Any, where: str | None = None) -> Any:
+    """Check every numeric field of the options dataclass ``obj`` against its rule; returns ``obj``.
+    ``where``: the options were read from a config section, so a refused value is named by its key
+    there (``quickstart.collect.atari-pong.episodes``), not by its command-line flag."""
     for name, rule in numeric_fields(obj):
+        if where is not None:
+            rule = dataclasses.replace(rule, flag=f"{where}.{name}")
         rule.check(getattr(obj, name))
     return obj

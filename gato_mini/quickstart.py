@@ -30,16 +30,16 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from importlib import metadata, resources
+from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
 from gato_mini.agent.evaluate import evaluate_tasks
 from gato_mini.agent.prompting import ChatSession, Sampling
-from gato_mini.collect import Recording, run_episodes
-from gato_mini.data.datacfg import read_config_file, resolve_config
+from gato_mini.collect import run_episodes
+from gato_mini.data.datacfg import resolve_config
 from gato_mini.data.datamodule import open_sampler
 from gato_mini.data.minari_io import read_collection
 from gato_mini.data.prepare import prepare
@@ -47,7 +47,9 @@ from gato_mini.data.windows import collate
 from gato_mini.envs.registry import TASKS, get_task
 from gato_mini.errors import ConfigError, GatoError
 from gato_mini.model.export import load_model
+from gato_mini.options import checked, number
 from gato_mini.procs import folder_lock
+from gato_mini.quickstart_plan import default_config, load_config, run_name
 from gato_mini.reports.report import duration, write_report
 from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
 from gato_mini.train.config import parse_run_config
@@ -55,68 +57,7 @@ from gato_mini.train.run import latest_checkpoint, lit_module, train
 
 STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
 MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
-QUICKSTART_KEYS = ("collect", "eval", "chat", "reserve_minutes")
 EVAL_STEP_TIMES = 110  # evaluation took about 105-160 training-step times on this machine (tiny, small)
-
-
-def run_name(raw: dict[str, Any]) -> str:
-    """The model's name in a raw training config (a size name or a mapping with ``name``)."""
-    model = raw.get("model")
-    return str(model.get("name", "the model") if isinstance(model, dict) else model)
-
-
-def default_config() -> Path:
-    """The packaged ``configs/quickstart.yaml``."""
-    return Path(str(resources.files("gato_mini.configs").joinpath("quickstart.yaml")))
-
-
-@dataclass
-class Plan:
-    """The ``quickstart`` section of the config."""
-
-    collect: dict[str, dict[str, int]]
-    eval_episodes: int = 8
-    eval_num_envs: int = EVAL_DEFAULTS["actions"]["num_envs"]
-    eval_max_steps: dict[str, int] = field(default_factory=dict)
-    caption_images: int = 96
-    chat: list[str] = field(default_factory=list)
-    reserve_minutes: float = 3.0
-
-    def dataset(self, out: Path, task: str) -> Path:
-        """Where the quickstart records ``task``'s demonstrations: ``out/episodes/<task>/<policy>-v0``."""
-        return out / "episodes" / task / f"{self.collect[task]['policy']}-v0"
-
-    @classmethod
-    def parse(cls, raw: Any) -> Plan:
-        if not isinstance(raw, dict) or not raw.get("collect"):
-            raise ConfigError("the config needs a 'quickstart' section with 'collect' (task: {episodes: N})")
-        unknown = sorted(set(raw) - set(QUICKSTART_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown key 'quickstart.{unknown[0]}'; known: {', '.join(QUICKSTART_KEYS)}")
-        collect = {}
-        for task, spec in raw["collect"].items():
-            get_task(task)
-            spec = spec or {}
-            if not isinstance(spec, dict) or int(spec.get("episodes", 0)) < 1:
-                raise ConfigError(f"quickstart.collect.{task}: give 'episodes' (at least 1)")
-            noise = float(spec.get("noise", 0.0))
-            if not 0.0 <= noise <= 1.0:
-                raise ConfigError(f"quickstart.collect.{task}.noise must be between 0 and 1, got {noise}")
-            policy = str(spec.get("policy", "expert"))
-            try:
-                get_task(task).policy(policy)
-            except GatoError as exc:
-                raise ConfigError(f"quickstart.collect.{task}.policy: {exc}") from None
-            collect[task] = {"episodes": int(spec["episodes"]), "max_steps": spec.get("max_steps"),
-                             "noise": noise, "policy": policy}
-        ev = raw.get("eval") or {}
-        chat = raw.get("chat") or []
-        if not all(isinstance(c, str) and c.strip() for c in chat):
-            raise ConfigError("quickstart.chat must be a list of non-empty prompts")
-        envs = int(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]))
-        return cls(collect, int(ev.get("episodes", 8)), envs,
-                   {k: int(v) for k, v in (ev.get("max_steps") or {}).items()},
-                   int(ev.get("caption_images", 96)), list(chat), float(raw.get("reserve_minutes", 3.0)))
 
 
 class State:
@@ -159,28 +100,6 @@ def check_out_dir(out: Path) -> None:
                         "free some space or choose another --out")
 
 
-def load_config(path: Path, out: Path) -> tuple[Plan, dict[str, Any]]:
-    """(plan, raw training config with every path inside ``out``)."""
-    raw = read_config_file(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    try:
-        plan = Plan.parse(raw.pop("quickstart", None))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    raw.setdefault("data", {})
-    raw["data"] = dict(raw["data"])
-    raw["data"]["root"] = str(out / "data")
-    raw["data"]["episodes"] = str(out / "episodes")
-    raw["train"] = {**(raw.get("train") or {}), "out": str(out / "run")}
-    sources = raw["data"].get("sources")
-    if isinstance(sources, dict):  # each collected task trains on the demonstrations recorded for it
-        raw["data"]["sources"] = {name: ({**(spec or {}), "dataset": str(plan.dataset(out, name))}
-                                         if name in plan.collect else spec) for name, spec in sources.items()}
-    raw["trainer"] = dict(raw.get("trainer") or {})
-    return plan, raw
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and the packages that decide results."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
@@ -200,8 +119,8 @@ class Quickstart:
                  progress: bool = True, argv: list[str] | None = None) -> None:
         from rich.console import Console
 
-        if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
-            raise GatoError(f"--minutes must be a positive number, got {minutes}")
+        checked(minutes, number("--minutes", 0, open_lo=True, hi=7 * 24 * 60, optional=False,
+                                says="a positive number"))
         self.out = Path(out).resolve()
         self.minutes = float(minutes)
         self.config_path = resolve_config(config) if config else default_config()
@@ -220,8 +139,8 @@ class Quickstart:
         the datasets not already in ``out``, and 20 s of data preparation."""
         if self.state.done("train") or "max_steps" in self.raw["trainer"]:
             return 0.0
-        steps = sum(spec["episodes"] * (spec["max_steps"] or get_task(task).max_steps)
-                    for task, spec in self.plan.collect.items()
+        steps = sum(rec.episodes * (rec.max_steps or get_task(task).max_steps)
+                    for task, rec in self.plan.collect.items()
                     if not self.state.done("collect") and not self.plan.dataset(self.out, task).is_dir())
         before = steps / 2000 + (0 if self.state.done("prepare") else 20)
         return (before + 30 + self.spent_before) / 60 + self.plan.reserve_minutes
@@ -268,25 +187,23 @@ class Quickstart:
     # --- stages -------------------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
         made = {}
-        for task, spec in self.plan.collect.items():
+        for task, rec in self.plan.collect.items():
             path = self.plan.dataset(self.out, task)
-            cap = spec["max_steps"] or get_task(task).max_steps
+            cap = rec.max_steps or get_task(task).max_steps
             if path.is_dir():
                 have = read_collection(path) or {}
                 noise = (have.get("noise") or {}).get("scale", 0.0)
-                wanted = (spec["policy"], spec["episodes"], cap, spec["noise"])
+                wanted = (rec.policy, rec.episodes, cap, rec.noise)
                 if (have.get("policy"), have.get("episodes"), have.get("step_cap"), noise) == wanted:
                     self.console.print(f"{task}: reusing {path}")
                     continue
                 self.console.print(f"{task}: {path} was recorded with other settings; recording it again")
-            recording = Recording(spec["policy"], spec["episodes"], seed=0, max_steps=spec["max_steps"],
-                                  noise=spec["noise"], overwrite=True)
-            r = run_episodes(task, recording, out=self.out / "episodes", progress=self.progress)
-            made[task] = {"episodes": spec["episodes"], "steps": r.steps, "return": round(r.mean, 2),
-                          "noise": spec["noise"]}
-            noisy = f" (DART noise {spec['noise']}: noisy actions executed, clean ones logged)" \
-                if spec["noise"] else ""
-            self.console.print(f"{task}: {spec['episodes']} {spec['policy']} episodes{noisy}, {r.steps} "
+            r = run_episodes(task, rec, out=self.out / "episodes", progress=self.progress)
+            made[task] = {"episodes": rec.episodes, "steps": r.steps, "return": round(r.mean, 2),
+                          "noise": rec.noise}
+            noisy = f" (DART noise {rec.noise}: noisy actions executed, clean ones logged)" \
+                if rec.noise else ""
+            self.console.print(f"{task}: {rec.episodes} {rec.policy} episodes{noisy}, {r.steps} "
                                f"steps, mean return {r.mean:.1f} -> {path}")
         return {"collected": made}
 

@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 from gymnasium import spaces
 
-from gato_mini.data.minari_io import DatasetWriter
+from gato_mini.data.minari_writer import DatasetWriter
 
 EPISODES, STEPS = 8, 20
 DOCS = {"a.txt": "The quick brown fox jumps over the lazy dog. " * 8,

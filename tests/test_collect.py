@@ -15,7 +15,8 @@ import pytest
 from gymnasium import spaces
 
 from gato_mini.collect import Recording, rollout, run_episodes
-from gato_mini.data.minari_io import DatasetWriter, iter_episodes, open_dataset
+from gato_mini.data.minari_io import iter_episodes, open_dataset
+from gato_mini.data.minari_writer import DatasetWriter
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import FileFormatError, GatoError
 from gato_mini.fields import UnsupportedSpaceError

@@ -135,7 +135,7 @@ def test_json_and_yaml_nested_too_deeply_are_one_line(kind, tmp_path, model_dir)
 def _dataset(root: Path, obs_space, rows, steps: int = 3) -> Path:
     from gymnasium import spaces
 
-    from gato_mini.data.minari_io import DatasetWriter
+    from gato_mini.data.minari_writer import DatasetWriter
 
     with DatasetWriter(root, "odd/big-v0", obs_space, spaces.Discrete(2)) as w:
         w.add(rows, np.zeros(steps, np.int64), [0.0] * steps, [False] * (steps - 1) + [True], [False] * steps)
@@ -191,7 +191,7 @@ def test_text_too_large_to_read_whole_a_line_too_long_and_chats_longer_than_the_
     import yaml
 
     import gato_mini.data.jsonl as jsonl
-    import gato_mini.data.sources as sources
+    import gato_mini.data.source as source  # Source.check reads the available memory
     from gato_mini.data.datacfg import load_data_config
     from gato_mini.data.prepare import prepare
 
@@ -209,7 +209,7 @@ def test_text_too_large_to_read_whole_a_line_too_long_and_chats_longer_than_the_
                                           "chats": {"kind": "chat-jsonl", "path": str(chats)}}}}))
     data, cfg = load_data_config(config)
     with monkeypatch.context() as m:
-        m.setattr(sources, "available_memory", lambda: 1000)
+        m.setattr(source, "available_memory", lambda: 1000)
         too_big = (rf"source '(docs|chats)': {tmp_path}/\w+\.\w+ is 0\.0 GiB of text; tokenizing reads it "
                    r"whole.*split it into several sources")
         with pytest.raises(FileFormatError, match=too_big):

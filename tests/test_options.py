@@ -160,3 +160,31 @@ def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path, capsys) -> No
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "aliases expand to more than 100,000 values" in err[0], err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", ["eval.episodes", "eval.num_envs", "eval.caption_images", "reserve_minutes",
+                                 "eval.max_steps.atari-pong", "collect.atari-pong.episodes",
+                                 "collect.atari-pong.max_steps", "collect.atari-pong.noise"])
+@pytest.mark.parametrize("value", ["nan", -1, 0])
+def test_the_quickstart_configs_numbers(key: str, value, tmp_path) -> None:
+    """The quickstart's own section: the same rules, each value named by its key in the config."""
+    import yaml
+
+    from gato_mini.quickstart_plan import default_config, load_config
+
+    raw = yaml.safe_load(default_config().read_text())
+    node = raw["quickstart"]
+    *path, last = key.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+    config = tmp_path / "qs.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    accepted = value == 0 and key in ("eval.caption_images", "reserve_minutes", "collect.atari-pong.noise")
+    if accepted:
+        plan, _ = load_config(config, tmp_path / "out")
+        assert plan.checked() is plan
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(config, tmp_path / "out")
+    assert f"quickstart.{key} must be " in str(err.value), str(err.value)

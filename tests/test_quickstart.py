@@ -67,8 +67,8 @@ def test_the_packaged_config_is_the_documented_default(tmp_path: Path) -> None:
     assert raw["train"]["out"] == str(tmp_path / "run")
     assert plan.eval_episodes >= 16  # issue 16: scores over at least 16 episodes
     # every collected task trains on (and is prompted with) the dataset recorded for it
-    for task, spec in plan.collect.items():
-        path = tmp_path / "episodes" / task / f"{spec['policy']}-v0"
+    for task, recording in plan.collect.items():
+        path = tmp_path / "episodes" / task / f"{recording.policy}-v0"
         assert raw["data"]["sources"][task]["dataset"] == str(path)
 
 

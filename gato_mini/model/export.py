@@ -6,7 +6,7 @@ A model folder holds:
 * ``tokenizer.json``: the text tokenizer the data was built with;
 * ``model.safetensors``: the weights (safetensors: tensors only, no code);
 * ``tasks.json``: the sources the model was trained on, with the observation
-  and action fields of each task and its reference scores.
+  and action fields of each task and its reference scores (:func:`sources_entry` writes it).
 
 :func:`load_model` checks each file and raises a one-line
 :class:`~gato_mini.errors.FileFormatError` naming a missing or corrupt one.
@@ -25,11 +25,71 @@ from typing import Any
 import torch
 
 from gato_mini.config import GatoConfig
+from gato_mini.data.datacfg import DataConfig
+from gato_mini.data.minari_io import dataset_folder, iter_episodes, open_dataset, read_collection
+from gato_mini.envs.registry import TASKS
 from gato_mini.errors import ConfigError, FileFormatError, GatoError
 from gato_mini.model.model import GatoModel, check_fits
 from gato_mini.tokenizers.text import TextTokenizer
 
 FILES = ("config.json", "tokenizer.json", "model.safetensors", "tasks.json")
+
+
+def sources_entry(data: DataConfig) -> dict[str, Any]:
+    """What ``tasks.json`` says about the sources a model was trained on (``data``: its data config,
+    prepared): each source's kind, fields, options and split, and its references (a registered task's,
+    or what eval needs to measure them for a user's env)."""
+    index = json.loads((Path(data.root) / "data.json").read_text())
+    out: dict[str, Any] = {}
+    for s in data.sources:
+        entry = dict(index["sources"][s.name])
+        entry.pop("shards", None)
+        # Options and the split fraction let `gato-mini eval` rebuild the held-out split.
+        entry["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in s.options.items()}
+        if entry["options"].get("dataset") and entry.get("kind") == "episodes":
+            # the dataset's own folder, absolute (a path or a Minari id), so eval (offline metrics,
+            # prompts) works from any working directory
+            entry["options"]["dataset"] = str(dataset_folder(entry["options"]["dataset"]).parent.resolve())
+        entry["val_fraction"] = data.val_fraction
+        if s.name in TASKS:
+            entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
+        elif entry.get("kind") == "episodes":
+            entry.update(episodes_env(s.options["dataset"]))  # what eval needs for an env of the user's
+        out[s.name] = entry
+    return {"sources": out}
+
+
+def best_windowed_mean(returns: list[float], window: int = 100) -> tuple[float, int]:
+    """Gato Sec. 3.1's expert score of a dataset: the largest mean return over ``window`` consecutive
+    episodes (all of them when there are fewer), so data from an improving agent counts its best
+    stretch. Returns (that mean, the window used)."""
+    import numpy as np
+
+    window = min(window, len(returns))
+    sums = np.convolve(np.asarray(returns, dtype=np.float64), np.ones(window), mode="valid")
+    return float(sums.max() / window), window
+
+
+def episodes_env(dataset: str | Path) -> dict[str, Any]:
+    """For a dataset of an env outside the registry: its env spec (JSON, None when the dataset stores
+    none), the step cap it was recorded at, and its return (eval's expert reference: the best mean over
+    windows of 100 consecutive episodes, as in Gato Sec. 3.1), so eval needs neither the working
+    directory nor the original config."""
+    import numpy as np
+
+    ds = open_dataset(dataset)
+    spec = ds.spec.env_spec
+    returns, lengths = [], []
+    for ep in iter_episodes(dataset):
+        returns.append(float(ep.episode_return))
+        lengths.append(len(ep.actions))
+    collection = read_collection(dataset) or {}
+    cap = collection.get("step_cap") or (spec.max_episode_steps if spec is not None else None) or max(lengths)
+    best, window = best_windowed_mean(returns)
+    return {"env_spec": spec.to_json() if spec is not None else None, "step_cap": int(cap),
+            "dataset_return": {"mean": best, "window": window,
+                               "overall_mean": float(np.mean(returns)), "std": float(np.std(returns)),
+                               "episodes": len(returns)}}
 
 
 def _state_dict(model: GatoModel, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

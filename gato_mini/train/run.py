@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,10 @@ import lightning as L
 import torch
 
 from gato_mini.data.datamodule import GatoDataModule
-from gato_mini.data.minari_io import dataset_folder, iter_episodes, open_dataset, read_collection
 from gato_mini.data.prepare import check_shards
 from gato_mini.data.sources import make_source
-from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
-from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint
+from gato_mini.model.export import check_checkpoint_matches, export_model, read_checkpoint, sources_entry
 from gato_mini.model.model import check_fits
 from gato_mini.procs import folder_lock
 from gato_mini.train.config import RunConfig, logger_names
@@ -192,61 +189,6 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
     return trainer, lit, dm
 
 
-def tasks_entry(run: RunConfig) -> dict[str, Any]:
-    """What ``tasks.json`` says about the sources a model was trained on."""
-    index = json.loads((Path(run.data.root) / "data.json").read_text())
-    out: dict[str, Any] = {}
-    for s in run.data.sources:
-        entry = dict(index["sources"][s.name])
-        entry.pop("shards", None)
-        # Options and the split fraction let `gato-mini eval` rebuild the held-out split.
-        entry["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in s.options.items()}
-        if entry["options"].get("dataset") and entry.get("kind") == "episodes":
-            # the dataset's own folder, absolute (a path or a Minari id), so eval (offline metrics,
-            # prompts) works from any working directory
-            entry["options"]["dataset"] = str(dataset_folder(entry["options"]["dataset"]).parent.resolve())
-        entry["val_fraction"] = run.data.val_fraction
-        if s.name in TASKS:
-            entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
-        elif entry.get("kind") == "episodes":
-            entry.update(episodes_env(s.options["dataset"]))  # what eval needs for an env of the user's
-        out[s.name] = entry
-    return {"sources": out}
-
-
-def best_windowed_mean(returns: list[float], window: int = 100) -> tuple[float, int]:
-    """Gato Sec. 3.1's expert score of a dataset: the largest mean return over ``window`` consecutive
-    episodes (all of them when there are fewer), so data from an improving agent counts its best
-    stretch. Returns (that mean, the window used)."""
-    import numpy as np
-
-    window = min(window, len(returns))
-    sums = np.convolve(np.asarray(returns, dtype=np.float64), np.ones(window), mode="valid")
-    return float(sums.max() / window), window
-
-
-def episodes_env(dataset: str | Path) -> dict[str, Any]:
-    """For a dataset of an env outside the registry: its env spec (JSON, None when the dataset stores
-    none), the step cap it was recorded at, and its return (eval's expert reference: the best mean over
-    windows of 100 consecutive episodes, as in Gato Sec. 3.1), so eval needs neither the working
-    directory nor the original config."""
-    import numpy as np
-
-    ds = open_dataset(dataset)
-    spec = ds.spec.env_spec
-    returns, lengths = [], []
-    for ep in iter_episodes(dataset):
-        returns.append(float(ep.episode_return))
-        lengths.append(len(ep.actions))
-    collection = read_collection(dataset) or {}
-    cap = collection.get("step_cap") or (spec.max_episode_steps if spec is not None else None) or max(lengths)
-    best, window = best_windowed_mean(returns)
-    return {"env_spec": spec.to_json() if spec is not None else None, "step_cap": int(cap),
-            "dataset_return": {"mean": best, "window": window,
-                               "overall_mean": float(np.mean(returns)), "std": float(np.std(returns)),
-                               "episodes": len(returns)}}
-
-
 def latest_checkpoint(folder: str | Path) -> Path | None:
     """The readable checkpoint with the highest global step in ``folder`` (``last.ckpt``, ``stepN.ckpt``,
     ``interrupted.ckpt``); torn or foreign files are skipped. None when there is none."""
@@ -326,6 +268,6 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
         model_dir = out / "model"
         state = full_state(trainer)  # every rank takes part: under FSDP this gathers the shards to rank 0
         if trainer.is_global_zero:
-            export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json", tasks_entry(run),
-                         state=state)
+            export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json",
+                         sources_entry(run.data), state=state)
         return model_dir

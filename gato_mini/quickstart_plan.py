@@ -1,0 +1,136 @@
+"""The quickstart's config: its ``quickstart:`` section (what to record, how to evaluate, what to ask in
+chat) read and checked into a :class:`Plan`, and the training config around it with every path moved
+inside the run's folder (:func:`load_config`). The stages that carry the plan out:
+:mod:`gato_mini.quickstart`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gato_mini.agent.eval_common import EVAL_DEFAULTS
+from gato_mini.collect import Recording
+from gato_mini.data.datacfg import read_config_file
+from gato_mini.envs.registry import get_task
+from gato_mini.errors import ConfigError, GatoError
+from gato_mini.options import Checked, check_options, checked, count, number
+
+QUICKSTART_KEYS = ("collect", "eval", "chat", "reserve_minutes")
+COLLECT_KEYS = ("episodes", "max_steps", "noise", "policy")
+
+
+def run_name(raw: dict[str, Any]) -> str:
+    """The model's name in a raw training config (a size name or a mapping with ``name``)."""
+    model = raw.get("model")
+    return str(model.get("name", "the model") if isinstance(model, dict) else model)
+
+
+def default_config() -> Path:
+    """The packaged ``configs/quickstart.yaml``."""
+    return Path(str(resources.files("gato_mini.configs").joinpath("quickstart.yaml")))
+
+
+@dataclass
+class Plan(Checked):
+    """The ``quickstart`` section of the config: each task's recording (seed 0, a fresh dataset), and
+    how the model is evaluated. Every number is checked by its rule (:meth:`checked`)."""
+
+    collect: dict[str, Recording]
+    eval_episodes: int = field(default=8, metadata=count("quickstart.eval.episodes"))
+    eval_num_envs: int = field(default=EVAL_DEFAULTS["actions"]["num_envs"],
+                               metadata=count("quickstart.eval.num_envs", hi=4096))
+    eval_max_steps: dict[str, int] = field(default_factory=dict)
+    caption_images: int = field(default=96, metadata=count("quickstart.eval.caption_images", 0))
+    chat: list[str] = field(default_factory=list)
+    reserve_minutes: float = field(default=3.0, metadata=number("quickstart.reserve_minutes", 0, hi=1440,
+                                                                optional=False))
+
+    def dataset(self, out: Path, task: str) -> Path:
+        """Where the quickstart records ``task``'s demonstrations: ``out/episodes/<task>/<policy>-v0``."""
+        return out / "episodes" / task / f"{self.collect[task].policy}-v0"
+
+    @classmethod
+    def parse(cls, raw: Any) -> Plan:
+        if not isinstance(raw, dict) or not raw.get("collect"):
+            raise ConfigError("the config needs a 'quickstart' section with 'collect' (task: {episodes: N})")
+        unknown = sorted(set(raw) - set(QUICKSTART_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key 'quickstart.{unknown[0]}'; known: {', '.join(QUICKSTART_KEYS)}")
+        collect = {task: _recording(task, spec) for task, spec in raw["collect"].items()}
+        ev = raw.get("eval") or {}
+        chat = raw.get("chat") or []
+        if not all(isinstance(c, str) and c.strip() for c in chat):
+            raise ConfigError("quickstart.chat must be a list of non-empty prompts")
+        try:
+            caps = {k: checked(_number(v, whole=True), count(f"quickstart.eval.max_steps.{k}"))
+                    for k, v in (ev.get("max_steps") or {}).items()}
+            plan = cls(collect, _number(ev.get("episodes", 8), whole=True),
+                       _number(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]), whole=True), caps,
+                       _number(ev.get("caption_images", 96), whole=True), list(chat),
+                       _number(raw.get("reserve_minutes", 3.0)))
+            return plan.checked()
+        except GatoError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _number(value: Any, whole: bool = False) -> Any:
+    """A config value as a number where it reads as one (YAML reads ``1e3`` as a string), as an int
+    where ``whole`` and it is one; anything else is returned as it is, for its rule to refuse by name."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if whole and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _recording(task: str, spec: Any) -> Recording:
+    """``quickstart.collect.<task>`` as the :class:`~gato_mini.collect.Recording` the collect stage runs
+    (seed 0, the dataset recorded afresh), its numbers checked by Recording's rules and named by their
+    keys."""
+    get_task(task)  # an unknown task is named first
+    spec = spec or {}
+    if not isinstance(spec, dict) or spec.get("episodes") is None:
+        raise ConfigError(f"quickstart.collect.{task}: give 'episodes' (at least 1)")
+    unknown = sorted(set(spec) - set(COLLECT_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key 'quickstart.collect.{task}.{unknown[0]}'; known: "
+                          f"{', '.join(COLLECT_KEYS)}")
+    policy = str(spec.get("policy", "expert"))
+    try:
+        get_task(task).policy(policy)
+    except GatoError as exc:
+        raise ConfigError(f"quickstart.collect.{task}.policy: {exc}") from None
+    recording = Recording(policy, _number(spec["episodes"], whole=True),
+                          max_steps=_number(spec.get("max_steps"), whole=True),
+                          noise=_number(spec.get("noise", 0.0)), overwrite=True)
+    try:
+        return check_options(recording, where=f"quickstart.collect.{task}")
+    except GatoError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_config(path: Path, out: Path) -> tuple[Plan, dict[str, Any]]:
+    """(plan, raw training config with every path inside ``out``)."""
+    raw = read_config_file(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    try:
+        plan = Plan.parse(raw.pop("quickstart", None))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    raw.setdefault("data", {})
+    raw["data"] = dict(raw["data"])
+    raw["data"]["root"] = str(out / "data")
+    raw["data"]["episodes"] = str(out / "episodes")
+    raw["train"] = {**(raw.get("train") or {}), "out": str(out / "run")}
+    sources = raw["data"].get("sources")
+    if isinstance(sources, dict):  # each collected task trains on the demonstrations recorded for it
+        raw["data"]["sources"] = {name: ({**(spec or {}), "dataset": str(plan.dataset(out, name))}
+                                         if name in plan.collect else spec) for name, spec in sources.items()}
+    raw["trainer"] = dict(raw.get("trainer") or {})
+    return plan, raw
