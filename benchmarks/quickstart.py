@@ -26,6 +26,8 @@ from pathlib import Path  # noqa: E402
 
 from _common import write  # noqa: E402
 
+from gato_mini.reports.aggregate import eval_summaries  # noqa: E402
+
 
 def table(state: dict, evals: list[dict]) -> list[str]:
     """README rows: one per task, then the stage times."""
@@ -71,10 +73,10 @@ def main() -> None:
               f"run `gato-mini quickstart --out {out}` to the end first, or pass --run", file=sys.stderr)
         sys.exit(2)
     state = json.loads((out / "quickstart.json").read_text())
-    evals = json.loads((out / "eval.json").read_text())["tasks"]
+    evals = eval_summaries(json.loads((out / "eval.json").read_text()))
     keys = ("return_mean", "return_std", "normalized_mean", "random", "constant", "baseline", "expert",
             "episodes", "failed", "offline", "exact_match", "bleu4", "perplexity", "bits_per_byte")
-    learning = {t["task"]: {k: t[k] for k in keys if t.get(k) is not None} for t in evals}
+    learning = {t["source"]: {k: t[k] for k in keys if t.get(k) is not None} for t in evals}
     train = state["stages"].get("train", {})
     result = {"versions": state.get("versions"), "runs": state.get("runs"),
               "stages": state["stages"], "train": state.get("train"), "scores": state.get("scores"),

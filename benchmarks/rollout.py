@@ -246,7 +246,7 @@ def compiled_step(size: str = "tiny", rows: int = 8, context: int = 300, repeats
         pos = torch.full((rows, 1), context + (k % 10) * n) + torch.arange(n)
         t = time.perf_counter()
         with torch.no_grad():
-            fn(input_pos=pos, cache_rows=slice(0, rows), logits_at=torch.full((rows,), n - 1), head=(lo, hi),
+            fn(input_pos=pos, cache_rows=slice(0, rows), logits_at=torch.full((rows,), n - 1), ids=(lo, hi),
                **inputs)
         return time.perf_counter() - t
     t = time.perf_counter()

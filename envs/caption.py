@@ -115,7 +115,7 @@ def caption_items(kind: str, options: dict[str, Any] | None = None, split: str =
     if kind not in KINDS or KINDS[kind].group != "captions":
         raise GatoError(f"{kind!r} is not a caption source kind")
     source = source_of(kind, kind, options)
-    opts = source.opt
+    opts = source.options
     if kind == "caption-shapes":  # a scene has several true captions; the source yields one of them
         n = opts["count"] if split == "train" else opts["val_count"]
         scenes = [shapes.make_scene(i, split, opts["seed"]) for i in range(n)]

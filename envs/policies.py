@@ -69,8 +69,8 @@ class ConstantPolicy:
         return self._action
 
 
-def constant_kinds(space: gym.Space) -> list[str]:
-    """The policy kinds of every constant action of ``space``: ``constant:K`` per button, or ``constant``."""
+def constant_policies(space: gym.Space) -> list[str]:
+    """The policy names of every constant action of ``space``: ``constant:K`` per button, or ``constant``."""
     from gymnasium import spaces
 
     if isinstance(space, spaces.Discrete):

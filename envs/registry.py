@@ -46,7 +46,7 @@ class Reference:
     episodes: int
     seed: int
     max_steps: int
-    policy: str | None = None  # which policy, where a kind has several (the best constant action)
+    policy: str | None = None  # which policy, where a reference has several (the best constant action)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"mean": round(self.mean, 3), "std": round(self.std, 3), "episodes": self.episodes,
@@ -77,25 +77,25 @@ class Task:
         """``make`` as a picklable zero-argument callable (for a :class:`ProcessEnv`)."""
         return functools.partial(self.maker, self.env_id, max_steps or self.max_steps, render_mode)
 
-    def policy(self, kind: str) -> Policy:
+    def policy(self, name: str) -> Policy:
         """A fresh ``expert``, ``random``, ``constant`` (zero torque; button 0), ``constant:K`` policy, or a
         user's ``MODULE:CALLABLE`` (:class:`~gato_mini.envs.policies.CallablePolicy`)."""
-        if ":" in kind and not kind.startswith("constant:"):
-            return CallablePolicy(kind)  # a user's MODULE:CALLABLE
-        if kind == "expert":
+        if ":" in name and not name.startswith("constant:"):
+            return CallablePolicy(name)  # a user's MODULE:CALLABLE
+        if name == "expert":
             return self.expert_factory()
-        if kind == "random":
+        if name == "random":
             return self.random_factory()
-        if kind in self.demonstrators:
-            return self.demonstrators[kind]()
-        if kind == "constant" and self.family != "caption":
+        if name in self.demonstrators:
+            return self.demonstrators[name]()
+        if name == "constant" and self.family != "caption":
             return ConstantPolicy()
-        head, _, index = kind.partition(":")
-        if head == "constant" and index.isdigit() and self.family != "caption":
+        prefix, _, index = name.partition(":")
+        if prefix == "constant" and index.isdigit() and self.family != "caption":
             return ConstantPolicy(int(index))
-        kinds = ("expert", "random", *self.demonstrators, "constant", "constant:K", "MODULE:CALLABLE")
-        known = ", ".join(repr(k) for k in kinds)
-        raise GatoError(f"unknown policy {kind!r} for {self.name}; use one of {known}")
+        names = ("expert", "random", *self.demonstrators, "constant", "constant:K", "MODULE:CALLABLE")
+        known = ", ".join(repr(k) for k in names)
+        raise GatoError(f"unknown policy {name!r} for {self.name}; use one of {known}")
 
     def fields(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
         """(observation field specs, action field spec) of the wrapped env."""
@@ -237,17 +237,17 @@ def load_references(path: Path | None = None) -> dict[str, dict[str, Reference]]
     if not path.is_file():
         return {}
     data = yaml.safe_load(path.read_text()) or {}
-    return {task: {kind: Reference(**ref) for kind, ref in kinds.items()} for task, kinds in data.items()}
+    return {task: {policy: Reference(**ref) for policy, ref in refs.items()} for task, refs in data.items()}
 
 
-def save_reference(task: str, kind: str, ref: Reference, path: Path) -> None:
+def save_reference(task: str, policy: str, ref: Reference, path: Path) -> None:
     """Store one measured reference in the references file ``path`` (a user's own, or the packaged one
     of a checkout, :func:`packaged_references_writable`), written then renamed; other entries are kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
     data = data or {}
-    data.setdefault(task, {})[kind] = ref.to_dict()
+    data.setdefault(task, {})[policy] = ref.to_dict()
     tmp = path.with_name(path.name + ".tmp")
     header = ("# Reference returns measured by `gato-mini scores --task NAME --episodes N --update`\n"
               "# (or --out FILE).\n"

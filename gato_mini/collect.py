@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gato_mini.data.minari_writer import CHUNK_STEPS, DatasetWriter
-from gato_mini.envs.policies import constant_kinds
+from gato_mini.envs.policies import constant_policies
 from gato_mini.envs.registry import Reference, Task, get_task
 from gato_mini.errors import GatoError
 from gato_mini.fields import action_field, observation_fields
@@ -61,15 +61,15 @@ def perturb(action: Any, space: Any, noise: float, rng: np.random.Generator) -> 
     raise GatoError(f"--noise supports Discrete and Box action spaces, not {type(space).__name__}")
 
 
-def rollout(task: Task, env: Any, policy_kind: str, seed: int, record: bool = False,
+def rollout(task: Task, env: Any, policy_name: str, seed: int, record: bool = False,
             on_step: Callable[[], None] | None = None, noise: float = 0.0) -> EpisodeRecord:
-    """Run one episode of ``policy_kind`` (``expert``/``random``) from ``seed``.
+    """Run one episode of the policy ``policy_name`` (``expert``/``random``) from ``seed``.
 
     With ``noise`` > 0 the env executes :func:`perturb`'s noisy action while the record keeps the
     policy's own (clean) action, so demonstrations show recoveries from states the clean expert
     never visits. The noise is drawn from its own stream, seeded by ``seed``.
     """
-    policy = task.policy(policy_kind)
+    policy = task.policy(policy_name)
     rng = np.random.default_rng([seed, 0xDA27])
     obs, _ = env.reset(seed=seed)
     policy.reset(env, seed=seed)
@@ -123,9 +123,9 @@ class RunResult:
         return float(np.std(self.returns))
 
 
-def policy_label(kind: str) -> str:
+def policy_label(name: str) -> str:
     """A policy name as given: built-in names are case-free, a user's ``MODULE:CALLABLE`` is not."""
-    return kind if ":" in kind and not kind.lower().startswith("constant:") else kind.lower()
+    return name if ":" in name and not name.lower().startswith("constant:") else name.lower()
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,8 @@ def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | 
     the dataset an uninterrupted run gives.
     """
     task = task_name if isinstance(task_name, Task) else get_task(task_name)
-    policy_kind = policy_label(recording.policy)
-    task.policy(policy_kind)  # an unknown policy name fails before any work
+    policy_name = policy_label(recording.policy)
+    task.policy(policy_name)  # an unknown policy name fails before any work
     recording.checked()
     r = recording
     episodes, seed, max_steps, noise, overwrite, chunk_steps = r.episodes, r.seed, r.max_steps, r.noise, \
@@ -174,16 +174,16 @@ def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | 
         if task.family != "caption":  # a space that cannot be tokenized fails before any writing
             observation_fields(env.observation_space)
             action_field(env.action_space)
-        task.policy(policy_kind).reset(env, seed)  # a policy that cannot act here fails before any writing
+        task.policy(policy_name).reset(env, seed)  # a policy that cannot act here fails before any writing
         if noise:
             # an unsupported action space fails before any episode
             perturb(env.action_space.sample(), env.action_space, noise, np.random.default_rng(0))
-        collection = {"task": task.name, "env_id": task.env_id, "policy": policy_kind, "seed": seed,
+        collection = {"task": task.name, "env_id": task.env_id, "policy": policy_name, "seed": seed,
                       "episodes": episodes, "step_cap": cap, "noise": noise_record(noise, env.action_space)}
         writer = None if out is None else stack.enter_context(
             _writer(task, collection, env, out, overwrite,
                     CHUNK_STEPS if chunk_steps is None else chunk_steps))
-        return _run(task, policy_kind, env, writer, episodes, seed, progress, noise)
+        return _run(task, policy_name, env, writer, episodes, seed, progress, noise)
 
 
 def noise_record(noise: float, space: Any) -> dict[str, Any] | None:
@@ -217,16 +217,16 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
                          overwrite=overwrite, metadata=meta, collection=collection, chunk_steps=chunk_steps)
 
 
-def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
+def _run(task: Task, policy_name: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
          progress: bool, noise: float = 0.0) -> RunResult:
     """The episode loop of :func:`run_episodes`, with its progress bar."""
     done = [] if writer is None else writer.done[:episodes]  # sealed by an interrupted run: not redone
     returns, steps, start = [d["return"] for d in done], sum(d["steps"] for d in done), time.perf_counter()
     if done and progress:
-        print(f"{task.name} {policy_kind}: resuming after {len(done)} episodes an interrupted run recorded "
+        print(f"{task.name} {policy_name}: resuming after {len(done)} episodes an interrupted run recorded "
               f"({writer.partial})", file=sys.stderr)
     with _progress(progress) as bar:
-        bar_task = bar.add_task(f"{task.name} {policy_kind}", total=episodes, steps=steps, rate=0.0,
+        bar_task = bar.add_task(f"{task.name} {policy_name}", total=episodes, steps=steps, rate=0.0,
                                 ret=f"{np.mean(returns):.1f}" if returns else "-", completed=len(done))
         resumed_steps = steps
         counter = [0]
@@ -240,7 +240,7 @@ def _run(task: Task, policy_kind: str, env: Any, writer: DatasetWriter | None, e
 
         for i in range(len(done), episodes):
             counter[0] = 0
-            rec = rollout(task, env, policy_kind, seed + i, record=writer is not None, on_step=tick,
+            rec = rollout(task, env, policy_name, seed + i, record=writer is not None, on_step=tick,
                           noise=noise)
             if writer is not None:
                 obs = {k: np.stack(v) for k, v in rec.observations.items()}
@@ -265,26 +265,26 @@ def best_constant(task_name: str | Task, episodes: int, seed: int = 0, max_steps
         raise GatoError(f"{task.name} is a captioning task: it has no constant action")
     env = task.make(max_steps=1)
     try:
-        kinds = constant_kinds(env.action_space)
+        policies = constant_policies(env.action_space)
     finally:
         env.close()
-    scout = episodes if len(kinds) == 1 else min(episodes, scout_episodes)
-    tried = {k: _measure(task, k, scout, seed, max_steps, progress) for k in kinds}
+    scout = episodes if len(policies) == 1 else min(episodes, scout_episodes)
+    tried = {k: _measure(task, k, scout, seed, max_steps, progress) for k in policies}
     best = max(tried, key=lambda k: tried[k].mean)
     ref = tried[best] if scout == episodes else _measure(task, best, episodes, seed, max_steps, progress)
     return Reference(ref.mean, ref.std, ref.episodes, ref.seed, ref.max_steps, policy=best)
 
 
-def measure_reference(task_name: str | Task, policy_kind: str, episodes: int, seed: int = 0,
+def measure_reference(task_name: str | Task, policy_name: str, episodes: int, seed: int = 0,
                       max_steps: int | None = None, progress: bool = True) -> Reference:
     """A reference score measured now (nothing recorded)."""
-    if policy_kind == "constant":
+    if policy_name == "constant":
         return best_constant(task_name, episodes, seed, max_steps, progress)
     task = task_name if isinstance(task_name, Task) else get_task(task_name)
-    return _measure(task, policy_kind, episodes, seed, max_steps, progress)
+    return _measure(task, policy_name, episodes, seed, max_steps, progress)
 
 
-def _measure(task: Task, kind: str, episodes: int, seed: int, max_steps: int | None,
+def _measure(task: Task, policy: str, episodes: int, seed: int, max_steps: int | None,
              progress: bool) -> Reference:
-    result = run_episodes(task, Recording(kind, episodes, seed, max_steps), progress=progress)
+    result = run_episodes(task, Recording(policy, episodes, seed, max_steps), progress=progress)
     return Reference(result.mean, result.std, episodes, seed, max_steps or task.max_steps)

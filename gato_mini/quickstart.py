@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
-from gato_mini.agent.evaluate import evaluate_tasks
+from gato_mini.agent.evaluate import evaluate_sources
 from gato_mini.agent.prompting import ChatSession, Sampling
 from gato_mini.collect import run_episodes
 from gato_mini.data.datacfg import resolve_config
@@ -50,6 +50,7 @@ from gato_mini.model.export import load_model
 from gato_mini.options import checked, number
 from gato_mini.procs import folder_lock
 from gato_mini.quickstart_plan import default_config, load_config, run_name
+from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.report import duration, write_report
 from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
 from gato_mini.train.config import parse_run_config
@@ -236,7 +237,7 @@ class Quickstart:
         gpu = torch.cuda.is_available() and run.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
         device = "cuda" if gpu else "cpu"
         lit = lit_module(run, max_steps=6).to(device).train()
-        opt = lit.configure_optimizers()["optimizer"]
+        optimizer = lit.configure_optimizers()["optimizer"]
         times = []
         for _ in range(6):
             batch = collate([sampler.sample(rng) for _ in range(run.train.batch_size)], run.model)
@@ -244,8 +245,8 @@ class Quickstart:
             t = time.perf_counter()
             loss, _ = lit.loss(inputs)
             loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
@@ -292,34 +293,34 @@ class Quickstart:
         return {"max_steps": max_steps, "model": str(model_dir)}
 
     def evaluate(self) -> dict[str, Any]:
-        model, tok, tasks = load_model(self.out / "run" / "model")
+        model, tok, trained = load_model(self.out / "run" / "model")
         p = self.plan
         atari = [t for t in p.collect if TASKS[t].family == "atari"]
-        order = [t for t in tasks["sources"] if t in p.collect] + \
-                [t for t in tasks["sources"] if t not in p.collect]
+        order = [s for s in trained["sources"] if s in p.collect] + \
+                [s for s in trained["sources"] if s not in p.collect]
         base = EvalOptions(seed=1000, num_envs=p.eval_num_envs,
                            reference_cache=self.out / "run" / "model" / "references.json")
         plan = []
-        for task in order:
-            group = source_group(tasks, task)
+        for name in order:
+            group = source_group(trained, name)
             caption, control = group == "captions", group == "actions"
-            plan.append((task, replace(
+            plan.append((name, replace(
                 base, episodes=p.caption_images if caption else p.eval_episodes,
                 num_envs=EVAL_DEFAULTS["captions"]["num_envs"] if caption else p.eval_num_envs,
-                prompt_dataset=str(p.dataset(self.out, task)) if control and task in p.collect else None,
-                max_steps=p.eval_max_steps.get(task),
-                video=str(self.out / f"{task}.gif") if atari and task == atari[0] else None,
-                samples=str(self.out / f"{task}-samples.png") if caption else None)))
-        reports = evaluate_tasks(model, tok, tasks, plan, self.progress)
+                prompt_dataset=str(p.dataset(self.out, name)) if control and name in p.collect else None,
+                max_steps=p.eval_max_steps.get(name),
+                video=str(self.out / f"{name}.gif") if atari and name == atari[0] else None,
+                samples=str(self.out / f"{name}-samples.png") if caption else None)))
+        reports = evaluate_sources(model, tok, trained, plan, self.progress)
         write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))
         print_eval(reports, self.console)
         scores = {}
         for r in reports:
             s = r.summary()
-            scores[r.task] = {k: s[k] for k in ("return_mean", "normalized_mean", "exact_match", "bleu4",
+            scores[r.source] = {k: s[k] for k in ("return_mean", "normalized_mean", "exact_match", "bleu4",
                                                 "perplexity", "bits_per_byte") if s.get(k) is not None}
             if s.get("offline") and "error" not in s["offline"]:
-                scores[r.task]["offline"] = {k: s["offline"][k] for k in ("metric", "value", "baseline")}
+                scores[r.source]["offline"] = {k: s["offline"][k] for k in ("metric", "value", "baseline")}
         self.state.data["scores"] = scores
         return {}
 
@@ -331,15 +332,15 @@ class Quickstart:
             reply = session.reply(prompt)
             chat.append({"user": prompt, "assistant": reply})
             self.console.print(f"[bold]user[/bold]: {prompt}\n[bold]gato-mini[/bold]: {reply}")
-        evals = json.loads((self.out / "eval.json").read_text())["tasks"]
+        evals = eval_summaries(json.loads((self.out / "eval.json").read_text()))
         captions = []
         for t in evals:
             for e in t.get("per_episode", [])[:8]:
                 if "caption" in e.get("info", {}):
-                    captions.append({"task": t["task"], "image": e["info"].get("key"),
+                    captions.append({"source": t["source"], "image": e["info"].get("key"),
                                      "caption": e["info"]["caption"], "references": e["info"]["references"]})
         for c in captions:
-            self.console.print(f"{c['task']} {c['image']}: {c['caption']}   [dim](reference: "
+            self.console.print(f"{c['source']} {c['image']}: {c['caption']}   [dim](reference: "
                                f"{c['references'][0]})[/dim]")
         tmp = self.out / "samples.json.tmp"
         tmp.write_text(json.dumps({"chat": chat, "captions": captions}, indent=1))
@@ -356,7 +357,7 @@ def main(out: str, minutes: float, config: str | None, progress: bool, argv: lis
     """Run (or resume) the quickstart; prints the score table at the end."""
     qs = Quickstart(out, minutes, config, progress, argv)
     qs.run()
-    print_summaries(json.loads((qs.out / "eval.json").read_text())["tasks"], qs.console)
+    print_summaries(eval_summaries(json.loads((qs.out / "eval.json").read_text())), qs.console)
     stages = qs.state.data["stages"]
     qs.console.print(" · ".join(f"{k} {duration(v['seconds'])}" for k, v in stages.items())
                      + f" · total {duration(sum(v['seconds'] for v in stages.values()))}")

@@ -132,13 +132,13 @@ def test_actions_are_always_legal(continuous: bool) -> None:
     real = agent.model.logits
     calls = []
 
-    def biased(*args, head=None, **kwargs):
-        calls.append(head)
+    def biased(*args, ids=None, **kwargs):
+        calls.append(ids)
         logits = real(*args, **kwargs)  # all ids: then cut to the range the agent asked for
         logits = logits.clone()
         logits[..., 0] += 1e4  # the raw argmax is a text id, never a legal action
         logits[..., CFG.special_id("<|eos|>")] += 1e4
-        return logits if head is None else logits[..., head[0]:head[1]]
+        return logits if ids is None else logits[..., ids[0]:ids[1]]
 
     agent.model.logits = biased
     envs = [MatchEnv(continuous) for _ in range(2)]

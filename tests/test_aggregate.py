@@ -10,7 +10,13 @@ import pytest
 from rich.console import Console
 
 from gato_mini.envs.registry import HUMAN_REFERENCES, human_normalized
-from gato_mini.reports.aggregate import aggregate, aggregate_summaries, iqm, stratified_bootstrap
+from gato_mini.reports.aggregate import (
+    aggregate,
+    aggregate_summaries,
+    eval_summaries,
+    iqm,
+    stratified_bootstrap,
+)
 from gato_mini.reports.tables import print_aggregates
 
 
@@ -60,8 +66,8 @@ def test_human_normalized_against_the_formula() -> None:
     assert human_normalized("mujoco-reacher", -5.0) is None
 
 
-def _summary(task, returns, random, expert, constant=None):
-    return {"task": task, "random": random, "expert": expert, "constant": constant,
+def _summary(source, returns, random, expert, constant=None):
+    return {"source": source, "random": random, "expert": expert, "constant": constant,
             "per_episode": [{"ret": r, "error": None} for r in returns] + [{"ret": 0.0, "error": "crashed"}]}
 
 
@@ -69,7 +75,7 @@ def test_aggregates_of_eval_summaries_and_their_table() -> None:
     summaries = [_summary("atari-pong", [-20.7, 14.6], -20.0, 0.0, -21.0),  # baseline -20 (random)
                  _summary("control-pendulum", [-600.0, -200.0], -1200.0, -200.0, -1000.0),  # baseline -1000
                  _summary("caption-shapes", [0.5], None, None),  # no references: left out
-                 {"task": "pydoc", "perplexity": 30.0}]
+                 {"source": "pydoc", "perplexity": 30.0}]
     agg = aggregate_summaries(summaries, reps=500)
     assert agg["normalized"]["tasks"] == ["atari-pong", "control-pendulum"]
     pong = [100 * (-20.7 + 20) / 20, 100 * (14.6 + 20) / 20]
@@ -84,3 +90,11 @@ def test_aggregates_of_eval_summaries_and_their_table() -> None:
     assert "IQM [95% CI]" in text and "human-normalized" in text
     lo, hi = agg["normalized"]["iqm"]["ci_low"], agg["normalized"]["iqm"]["ci_high"]
     assert f"{agg['normalized']['iqm']['value']:.1f} [{lo:.1f}, {hi:.1f}]" in text
+
+
+def test_eval_files_written_before_the_rename_still_read() -> None:
+    """An eval JSON file of an older version names its summaries ``tasks`` and each one's ``task``."""
+    new = {"sources": [_summary("atari-pong", [1.0], -20.0, 0.0)]}
+    old = {"tasks": [{"task" if k == "source" else k: v for k, v in new["sources"][0].items()}]}
+    assert eval_summaries(old) == eval_summaries(new) == new["sources"]
+    assert aggregate_summaries(eval_summaries(old), reps=50) == aggregate_summaries(new["sources"], reps=50)

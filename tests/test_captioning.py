@@ -17,7 +17,7 @@ from PIL import Image
 from torchmetrics.functional.text import bleu_score
 
 from gato_mini.agent.agent import Agent, AgentOptions
-from gato_mini.agent.evaluate import EvalOptions, evaluate_task
+from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import Recording, measure_reference, run_episodes
 from gato_mini.config import GatoConfig
@@ -153,7 +153,7 @@ def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "exact match" in r.stdout and "perplexity" in r.stdout
-    report = {t["task"]: t for t in json.loads(out.read_text())["tasks"]}
+    report = {t["source"]: t for t in json.loads(out.read_text())["sources"]}
     cap = report["caption-shapes"]
     assert cap["episodes"] == 6 and cap["images"] == 6  # every held-out image by default
     assert 0 <= cap["exact_match"] <= 1 and 0 <= cap["bleu4"] <= 1
@@ -173,7 +173,7 @@ def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -
 
 def test_eval_perplexity_matches_a_hand_computed_loss(caption_model: Path) -> None:
     model, tok, tasks = load_model(caption_model / "model")
-    report = evaluate_task(model, tok, tasks, "notes", EvalOptions(0, 1, seed=0))
+    report = evaluate_source(model, tok, tasks, "notes", EvalOptions(0, 1, seed=0))
     units = list(make_source(SourceConfig("notes", "text", 1.0, {"path": str(caption_model / "notes")}))
                  .units("val", CFG, tok, 0.5, Counter()))
     nll, n, n_bytes = 0.0, 0, 0

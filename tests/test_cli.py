@@ -185,7 +185,7 @@ def test_a_fresh_train_collect_tasks_and_eval_print_only_gato_minis_own_lines(tm
               str(tmp_path / "eps"), "--policy", "expert"),
              ("train", "--config", str(config)),
              ("train", "--config", str(config), "--resume", "--trainer.max_steps", "5"),
-             ("eval", "--model", str(tmp_path / "run" / "model"), "--task", "mujoco-halfcheetah",
+             ("eval", "--model", str(tmp_path / "run" / "model"), "--source", "mujoco-halfcheetah",
               "--task", "caption-shapes", "--episodes", "2", "--max-steps", "5", "--num-envs", "2")]
     for args in steps:
         r = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path,

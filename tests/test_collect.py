@@ -322,7 +322,7 @@ def test_a_constant_button_outside_the_action_set_and_a_constant_for_captions_ar
         run_episodes("atari-pong", Recording("constant:9", 1), out=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     with pytest.raises(GatoError, match="caption-shapes is a captioning task: it has no constant action"):
-        print_scores(["caption-shapes"], 1, 0, None, False, False, kinds=("constant",))
+        print_scores(["caption-shapes"], 1, 0, None, False, False, policies=("constant",))
 
 
 @pytest.mark.parametrize("name", ["atari-pong", "control-pendulum"])

@@ -85,7 +85,7 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
     dm = GatoDataModule(config, batch_size=16, prepare=False)
     dm.setup("fit")
     tok = TextTokenizer.load(data.root / "tokenizer.json", cfg)
-    names = dm.task_names
+    names = dm.source_names
     episodes = [_episode(e) for e in range(EPISODES)]
     docs = [t for t in DOCS.values() if t.strip()]
     scenes = {}
@@ -105,7 +105,7 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
         raw = patches
         p_off = 0
         for b in range(len(tokens)):
-            row, name = tokens[b], names[int(batch["task"][b])]
+            row, name = tokens[b], names[int(batch["source"][b])]
             seen.add(name)
             n_patch = int((row == patch).sum())
             row_patches, p_off = raw[p_off:p_off + n_patch], p_off + n_patch
@@ -145,14 +145,14 @@ def test_validation_uses_only_held_out_units(prepared) -> None:
     meta = json.loads((shard_dir(data.root, "demo", "val") / "meta.json").read_text())
     val_eps = int(meta["counts"]["units"])
     loader = dm.val_dataloader()
-    assert len(loader.dataset) == 4 * len(dm.task_names)
+    assert len(loader.dataset) == 4 * len(dm.source_names)
     patch, pad = cfg.special_id("<|patch|>"), cfg.special_id("<|pad|>")
     held = set()
     for batch in loader:
         raw = batch["patches"].numpy()
         offs = np.concatenate([[0], np.cumsum((batch["tokens"] == patch).sum(1).numpy())])
         for b in range(len(batch["tokens"])):
-            name = dm.task_names[int(batch["task"][b])]
+            name = dm.source_names[int(batch["source"][b])]
             if name == "demo":
                 held |= {int(px[0]) // 25 for px in raw[offs[b]:offs[b + 1]:4]}
             elif name == "caption-shapes":

@@ -244,8 +244,8 @@ def test_every_task_has_measured_references():
     refs = load_references()
     for name in TASKS:
         task = get_task(name)
-        kinds = {"random", "expert"} | ({"constant"} if task.family != "caption" else set())
-        assert set(refs.get(name, {})) == kinds, name
+        policies = {"random", "expert"} | ({"constant"} if task.family != "caption" else set())
+        assert set(refs.get(name, {})) == policies, name
         r = refs[name]
         assert r["expert"].mean > r["random"].mean
         base = max(r["random"].mean, r["constant"].mean) if "constant" in r else r["random"].mean

@@ -21,7 +21,7 @@ from gato_mini.envs.control import make_control
 from gato_mini.envs.registry import Task, get_task
 from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
-from gato_mini.model.export import export_model
+from gato_mini.model.export import export_model, load_model
 from gato_mini.tokenizers import TextTokenizer
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -52,12 +52,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     out = model_dir / "res.json"
-    r = _cli("eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "3",
+    r = _cli("eval", "--model", str(model_dir / "model"), "--source", "control-pendulum", "--episodes", "3",
              "--num-envs", "2", "--max-steps", "20", "--out", str(out), "--no-progress",
              "--prompt-dataset", str(model_dir / "eps" / "control-pendulum" / "expert-v0"))
     assert r.returncode == 0, r.stderr
     assert "control-pendulum" in r.stdout and "normalized" in r.stdout
-    res = json.loads(out.read_text())["tasks"][0]
+    res = json.loads(out.read_text())["sources"][0]
     assert res["episodes"] == 3 and res["failed"] == 0
     assert [e["length"] for e in res["per_episode"]] == [20, 20, 20]
     # --max-steps 20 is under the task's 200-step cap: the references are measured at 20 steps, on the
@@ -97,12 +97,12 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--task", "atari-pong"], "the model was not trained on atari-pong; it knows: control-pendulum"),
-    (["--task", "control-pendulum", "--num-envs", "0"], "--num-envs must be at least 1"),
-    (["--task", "control-pendulum", "--prompt-dataset", "{eps}/mujoco-reacher/expert-v0"],
+    (["--source", "atari-pong"], "the model was not trained on atari-pong; it knows: control-pendulum"),
+    (["--source", "control-pendulum", "--num-envs", "0"], "--num-envs must be at least 1"),
+    (["--source", "control-pendulum", "--prompt-dataset", "{eps}/mujoco-reacher/expert-v0"],
      "is of another task \\(mujoco-reacher\\), not control-pendulum"),
-    (["--task", "atari-pongg"], "unknown task 'atari-pongg'"),
-    (["--task", "control-pendulum", "--step-timeout", "-1"], "--step-timeout must be 0 \\(no limit\\) or a "
+    (["--source", "atari-pongg"], "unknown task 'atari-pongg'"),
+    (["--source", "control-pendulum", "--step-timeout", "-1"], "--step-timeout must be 0 \\(no limit\\) or a "
      "positive number of seconds, got -1"),
 ])
 def test_eval_bad_input(model_dir: Path, args: list[str], message: str) -> None:
@@ -140,11 +140,11 @@ def test_a_crashing_env_is_reported_and_the_exit_code_says_so(model_dir: Path, m
     # a 10-step task of its own, not --max-steps 10: that would measure references on the crashing env
     monkeypatch.setitem(TASKS, "control-pendulum", replace(TASKS["control-pendulum"], max_steps=10))
     out = model_dir / "crash.json"
-    code = main(["eval", "--model", str(model_dir / "model"), "--task", "control-pendulum", "--episodes", "4",
-                 "--num-envs", "2", "--no-prompt", "--no-progress", "--out", str(out),
+    code = main(["eval", "--model", str(model_dir / "model"), "--source", "control-pendulum",
+                 "--episodes", "4", "--num-envs", "2", "--no-prompt", "--no-progress", "--out", str(out),
                  "--step-timeout", "0"])  # in this process, where the patched make applies
     assert code == 1
-    res = json.loads(out.read_text())["tasks"][0]
+    res = json.loads(out.read_text())["sources"][0]
     assert res["failed"] == 1 and res["episodes"] == 4
     assert "RuntimeError: physics exploded" in [e["error"] for e in res["per_episode"] if e["error"]][0]
     assert "1 episode(s) failed" in capsys.readouterr().err
@@ -182,7 +182,7 @@ def test_hanging_dying_and_raising_envs_fail_only_their_episode(model_dir: Path,
     code = main([*args, "--out", str(out), "--step-timeout", "3"])
     seconds = time.perf_counter() - t0
     assert code == 1
-    res = json.loads(out.read_text())["tasks"][0]
+    res = json.loads(out.read_text())["sources"][0]
     errors = {e["seed"]: e["error"] for e in res["per_episode"]}
     assert errors[1000] is None and errors[1005] is None
     assert "no answer to step within 3 s; its process was killed" in errors[1001]
@@ -196,7 +196,7 @@ def test_hanging_dying_and_raising_envs_fail_only_their_episode(model_dir: Path,
     monkeypatch.setitem(TASKS, "control-pendulum", replace(pendulum, maker=make_control))
     inproc = model_dir / "inproc.json"
     main([*args, "--episodes", "1", "--out", str(inproc), "--step-timeout", "0"])
-    first = json.loads(inproc.read_text())["tasks"][0]["per_episode"][0]
+    first = json.loads(inproc.read_text())["sources"][0]["per_episode"][0]
     assert first["ret"] == pytest.approx(res["per_episode"][0]["ret"]) and first["length"] == 8
 
 
@@ -232,7 +232,7 @@ def test_eval_fits_frames_to_the_image_size_the_source_trained_at(tmp_path: Path
     """An episodes source with ``image_size`` was resized in training; eval's agent and its prompt must
     see the frames at that size too (Pong's 80x32 frames are 10 patches; at 16x16 they are one)."""
     from gato_mini.agent import agent as agent_module
-    from gato_mini.agent.evaluate import EvalOptions, evaluate_task
+    from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 
     torch.manual_seed(0)
     fields, action = get_task("atari-pong").fields()
@@ -253,11 +253,26 @@ def test_eval_fits_frames_to_the_image_size_the_source_trained_at(tmp_path: Path
             return seq
 
         monkeypatch.setattr(agent_module.Agent, "observe", observe)
-        report = evaluate_task(GatoModel(CFG), TextTokenizer.train(["a few words"], 300), tasks, "atari-pong",
-                               EvalOptions(1, 1, seed=0, prompt_dataset=str(dataset), prompt_tokens=60,
-                                           max_steps=4, step_timeout=None, offline=False))
+        report = evaluate_source(GatoModel(CFG), TextTokenizer.train(["a few words"], 300), tasks,
+                                 "atari-pong", EvalOptions(1, 1, seed=0, prompt_dataset=str(dataset),
+                                                           prompt_tokens=60, max_steps=4, step_timeout=None,
+                                                           offline=False))
         monkeypatch.undo()
         return set(patches), int(report.prompt.rsplit("(", 1)[1].split()[0])
 
     assert evaluate({}) == ({10}, 60)  # 5 timesteps of 10 patches + separator + action
     assert evaluate({"image_size": [16, 16]}) == ({1}, 36)  # all 12 logged timesteps, 3 tokens each
+
+
+def test_a_model_folder_of_an_older_version_still_loads(tmp_path: Path) -> None:
+    """Folders written before the rename list their sources in ``tasks.json``: they load the same,
+    and a folder holding both reads ``sources.json``."""
+    tok = tmp_path / "tok.json"
+    TextTokenizer.train(["a few words"], 300).save(tok)
+    listing = {"sources": {"pydoc": {"kind": "text-pydoc"}}}
+    folder = export_model(tmp_path / "m", GatoModel(CFG), tok, listing)
+    (folder / "sources.json").rename(folder / "tasks.json")
+    assert load_model(folder)[2] == listing
+    (folder / "sources.json").write_text(json.dumps({"sources": {}}))
+    assert load_model(folder)[2] == {"sources": {}}
+

@@ -127,7 +127,7 @@ def test_the_eval_help_states_the_eval_defaults() -> None:
     from gato_mini.cli import build_parser
 
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["eval"].format_help().split())
-    assert f"control task (default: {EVAL_DEFAULTS['actions']['episodes']})" in text
+    assert f"episodes source (default: {EVAL_DEFAULTS['actions']['episodes']})" in text
     assert f"(default: {EVAL_DEFAULTS['actions']['num_envs']}; {EVAL_DEFAULTS['captions']['num_envs']} for" \
         in text
     assert EVAL_DEFAULTS["captions"]["episodes"] == 0 and "every held-out image" in text

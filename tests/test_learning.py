@@ -22,7 +22,7 @@ import pytest
 import yaml
 from gymnasium import spaces
 
-from gato_mini.agent.evaluate import EvalOptions, evaluate_task
+from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.collect import Recording, measure_reference, run_episodes
 from gato_mini.envs import registry as reg
 from gato_mini.envs.policies import Stateless
@@ -125,11 +125,11 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
     # so each source names its kind and dataset, as a user's own recording does.
     sources = {name: {"kind": "episodes", "dataset": str(tmp_path / "eps" / name / "expert-v0")}
                for name in tasks}
-    model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": sources},
+    model, tok, trained = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": sources},
                                          width=64, block_size=128, max_steps=600)
     scores = {}
     for name in tasks:
-        report = evaluate_task(model, tok, tasks_json, name, EvalOptions(
+        report = evaluate_source(model, tok, trained, name, EvalOptions(
             episodes=8, num_envs=4, seed=10_000, prompt_dataset=str(tmp_path / "eps" / name / "expert-v0")))
         scores[name] = report.summary()["normalized_mean"]
     print(scores)
@@ -143,9 +143,9 @@ def test_tiny_model_captions_better_than_the_most_common_caption(tmp_path) -> No
     from gato_mini.envs.caption import caption_items, score_captions
 
     shapes = {"count": 4000, "val_count": 64, "seed": 0}
-    model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"caption-shapes": shapes}}, width=96,
+    model, tok, trained = _train_tiny(tmp_path, {"sources": {"caption-shapes": shapes}}, width=96,
                                          block_size=256, max_steps=300)
-    report = evaluate_task(model, tok, tasks_json, "caption-shapes",
+    report = evaluate_source(model, tok, trained, "caption-shapes",
                            EvalOptions(episodes=0, num_envs=16, seed=0)).summary()
     train_captions = Counter(it.references[0] for it in caption_items("caption-shapes", shapes, "train"))
     common = train_captions.most_common(1)[0][0]
@@ -166,9 +166,9 @@ def test_tiny_model_balances_the_real_inverted_pendulum(tmp_path) -> None:
     run_episodes(task, Recording("expert", 60, seed=0, max_steps=cap, noise=0.3), out=tmp_path / "eps",
                  progress=False)
     raw_model = {"action_inputs": "mask", "value_init": "fourier"}
-    model, tok, tasks_json = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": {task: {}}},
+    model, tok, trained = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": {task: {}}},
                                          width=64, block_size=128, max_steps=400, model=raw_model)
-    report = evaluate_task(model, tok, tasks_json, task, EvalOptions(
+    report = evaluate_source(model, tok, trained, task, EvalOptions(
         episodes=8, num_envs=4, seed=20_000, max_steps=cap,
         prompt_dataset=str(tmp_path / "eps" / task / "expert-v0"), step_timeout=0))
     refs = {kind: measure_reference(task, kind, 8, seed=20_000, max_steps=cap, progress=False).mean
@@ -192,10 +192,10 @@ def test_tiny_model_learns_an_env_outside_the_registry(tmp_path) -> None:
                  noise=0.3), out=tmp_path / "eps", progress=False)
     dataset = tmp_path / "eps" / "cartpole-v1" / "tests-data-cartpole-balance-v0"
     raw_model = {"action_inputs": "mask", "value_init": "fourier"}
-    model, tok, tasks_json = _train_tiny(tmp_path, {"sources": {"cartpole": {"kind": "episodes",
+    model, tok, trained = _train_tiny(tmp_path, {"sources": {"cartpole": {"kind": "episodes",
                                                                              "dataset": str(dataset)}}},
                                          width=64, block_size=128, max_steps=400, model=raw_model)
-    report = evaluate_task(model, tok, tasks_json, "cartpole", EvalOptions(
+    report = evaluate_source(model, tok, trained, "cartpole", EvalOptions(
         episodes=8, num_envs=4, seed=20_000, step_timeout=0,
         reference_cache=tmp_path / "references.json")).summary()
     print({k: report[k] for k in ("return_mean", "random", "constant", "expert", "normalized_mean")},

@@ -80,7 +80,7 @@ def test_every_options_class_has_rules_and_the_defaults_pass() -> None:
 # What each command's numeric flags are, with the arguments that make an accepted value fail later on
 # something else (a model folder or task that does not exist), so no real work starts.
 COMMANDS = {
-    "eval": (["--model", "{tmp}/none", "--task", "x"],
+    "eval": (["--model", "{tmp}/none", "--source", "x"],
              ["--episodes", "--num-envs", "--seed", "--prompt-tokens", "--temperature", "--max-steps",
               "--step-timeout"]),
     "caption": (["--model", "{tmp}/none", "{tmp}/a.png"],

@@ -105,7 +105,7 @@ def test_trainer_logger_choices(run_config, tmp_path) -> None:
         r = _cli("train", "--config", str(run_config), "--train.out", str(out), "--no-progress",
                  "--trainer.max_steps", "2", "--trainer.logger", value)
         assert r.returncode == 0, r.stderr
-        assert any((out / "logs").rglob("metrics.csv")) == logs and (out / "model" / "tasks.json").is_file()
+        assert any((out / "logs").rglob("metrics.csv")) == logs and (out / "model" / "sources.json").is_file()
 
 
 def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:
@@ -212,8 +212,8 @@ def test_bad_checkpoints_and_model_folders(run_config, trained, tmp_path) -> Non
     (folder / "model.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(FileFormatError, match="model.safetensors is corrupt"):
         load_model(folder)
-    (folder / "tasks.json").unlink()
-    with pytest.raises(FileFormatError, match="lacks tasks.json"):
+    (folder / "sources.json").unlink()
+    with pytest.raises(FileFormatError, match="lacks sources.json"):
         load_model(folder)
 
 

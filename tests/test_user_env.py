@@ -84,7 +84,7 @@ def test_record_train_and_evaluate_an_env_outside_the_registry(cartpole_model, t
         cwd=elsewhere,
     )
     assert r.returncode == 0, r.stderr
-    res = json.loads((elsewhere / "e.json").read_text())["tasks"][0]
+    res = json.loads((elsewhere / "e.json").read_text())["sources"][0]
     assert res["episodes"] == 3 and res["failed"] == 0 and res["expert"] == returns["mean"]
     assert res["references_from"]["random"].startswith(
         "measured at eval (CartPole-v1 cap=30 seed=1000 episodes=3)"
@@ -118,7 +118,7 @@ def test_record_train_and_evaluate_an_env_outside_the_registry(cartpole_model, t
     )
     assert r.returncode == 0, r.stderr
     assert (cartpole_model / "references.json").stat().st_mtime_ns == before  # cached: not measured again
-    again = json.loads((elsewhere / "f.json").read_text())["tasks"][0]
+    again = json.loads((elsewhere / "f.json").read_text())["sources"][0]
     assert (again["random"], again["constant"]) == (res["random"], res["constant"])
 
 
@@ -198,7 +198,7 @@ def test_a_dataset_made_by_minaris_own_datacollector_trains_and_evaluates(tmp_pa
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
-    res = json.loads((tmp_path / "e.json").read_text())["tasks"][0]
+    res = json.loads((tmp_path / "e.json").read_text())["sources"][0]
     assert res["failed"] == 0 and res["expert"] == 40.0 and all(e["length"] <= 40 for e in res["per_episode"])
     assert res["offline"]["actions"] == 40  # one held-out episode of the four
 

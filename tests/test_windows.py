@@ -120,4 +120,4 @@ def test_collate_pads_and_shifts(tmp_path) -> None:
     assert batch["targets"][0, :n - 1].tolist() == items[0][1].tokens[1:].tolist()
     assert batch["loss_mask"][0].tolist() == items[0][1].targets[1:].tolist() + [False] * (128 - n + 1)
     assert batch["local_pos"][0, :4].tolist() == [0, 1, -1, -1] and batch["local_pos"][0, n:].eq(-1).all()
-    assert batch["task"].tolist() == [0, 0, 0]
+    assert batch["source"].tolist() == [0, 0, 0]

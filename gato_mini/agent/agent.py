@@ -45,7 +45,7 @@ from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, conc
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
-from gato_mini.model.generate import Engine, Sampling, decode_text, pick, token
+from gato_mini.model.generate import Engine, Sampling, decode_text, pick, token_sequence
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -150,7 +150,7 @@ class Agent:
         of them, while their episodes began together) are refilled as one batch. The kept timesteps are
         not tokenized again: each slot holds its timesteps' token sequences."""
         if rows:
-            self.engine.feed(rows, [self._context(i) for i in rows], head=(self.lo, self.lo))
+            self.engine.feed(rows, [self._context(i) for i in rows], ids=(self.lo, self.lo))
 
     # --- public -------------------------------------------------------------------
     def reset(self, i: int) -> None:
@@ -184,8 +184,9 @@ class Agent:
         seq = observation_sequence(stacked, self.fields, self.cfg, self.tokenizer, self.image_size)
         return [seq.timesteps(r, r + 1, self.cfg) for r in range(len(observations))]
 
-    def act(self, observations: dict[int, dict[str, Any]]) -> dict[int, np.ndarray]:
-        """Actions for the slots given (slot -> observation dict); other slots are left alone."""
+    def act(self, observations: dict[int, dict[str, Any]]) -> dict[int, np.ndarray | str]:
+        """Actions for the slots given (slot -> observation dict); other slots are left alone. A control
+        action is an array of the action space's values; a caption (a text action) is a ``str``."""
         rows = sorted(observations)
         new = self._observe_all([observations[i] for i in rows])
         if self.action.modality == "text":
@@ -199,8 +200,8 @@ class Agent:
                for i, seq in zip(rows, new, strict=True)]
         for i in rows:
             self.slots[i].pending = None
-        head = (self.lo, self.hi)  # the logits of the legal ids only
-        logits = self.engine.feed(rows, fed, head)
+        legal = (self.lo, self.hi)  # the logits of the legal ids only
+        logits = self.engine.feed(rows, fed, legal)
         for d in range(self.n_act):
             ids = pick(logits, None, self.sampling.temperature, self.sampling.top_k, self.sampling.top_p,
                        self.generator) + self.lo
@@ -212,7 +213,7 @@ class Agent:
                 for i, a in zip(rows, tok, strict=True):
                     self.slots[i].pending = a
             else:
-                logits = self.engine.feed(rows, tok, head)
+                logits = self.engine.feed(rows, tok, legal)
         out = {}
         for r, i in enumerate(rows):
             self.slots[i].add(steps[r])
@@ -223,7 +224,7 @@ class Agent:
         """Action id ``t`` as a one-token sequence, built once per id (sequences are never changed)."""
         seq = self._tokens.get(t)
         if seq is None:
-            seq = self._tokens[t] = token(t, self.cfg)
+            seq = self._tokens[t] = token_sequence(t, self.cfg)
         return seq
 
     def _act_text(self, rows: list[int], prompts: list[TokenSequence]) -> dict[int, str]:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from gato_mini.agent.agent import Agent, AgentOptions
-from gato_mini.agent.eval_common import EvalOptions, TaskReport, reference_means, source_entry
+from gato_mini.agent.eval_common import EvalOptions, SourceReport, reference_means, source_entry
 from gato_mini.agent.rollout import run_agent
 from gato_mini.data.sources import KINDS, source_of
 from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
@@ -23,12 +23,12 @@ from gato_mini.reports.figures import caption_grid
 from gato_mini.tokenizers.text import TextTokenizer
 
 
-def caption_image_size(tasks: dict[str, Any]) -> tuple[tuple[int, int] | None, str | None]:
-    """(the size a model's caption sources fitted their images to in training, per ``tasks.json``; a
+def caption_image_size(trained: dict[str, Any]) -> tuple[tuple[int, int] | None, str | None]:
+    """(the size a model's caption sources fitted their images to in training, per ``sources.json``; a
     note when they differ). None for a model trained on no caption source. Sources of different sizes
     give the largest (an image fitted into it loses the least) and a note naming the others."""
     sizes = {}
-    for name, entry in tasks.get("sources", {}).items():
+    for name, entry in trained.get("sources", {}).items():
         kind = entry.get("kind", "")
         if kind in KINDS and KINDS[kind].group == "captions":
             sizes[name] = source_of(name, kind, entry.get("options")).image_size()
@@ -44,20 +44,20 @@ def caption_image_size(tasks: dict[str, Any]) -> tuple[tuple[int, int] | None, s
                          "chooses)")
 
 
-def _held_out_images(tasks: dict[str, Any], task: str) -> list[Any]:
-    """The held-out images of the caption source ``task``, each with its references."""
-    entry = source_entry(tasks, task)
+def _held_out_images(trained: dict[str, Any], name: str) -> list[Any]:
+    """The held-out images of the caption source ``name``, each with its references."""
+    entry = source_entry(trained, name)
     items = caption_items(entry["kind"], entry.get("options"), "val", entry.get("val_fraction", 0.05))
     if not items:
-        raise GatoError(f"{task} has no held-out images to caption")
+        raise GatoError(f"{name} has no held-out images to caption")
     return items
 
 
-def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
-                      options: EvalOptions, progress: Any = None, max_tokens: int = 48) -> TaskReport:
+def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                      options: EvalOptions, progress: Any = None, max_tokens: int = 48) -> SourceReport:
     """Caption ``options.episodes`` held-out images (0 or None: every one once) through the caption env and
     the `Agent`, ``options.num_envs`` at once; exact match and BLEU-4."""
-    items = _held_out_images(tasks, task)
+    items = _held_out_images(trained, name)
     count = len(items)
     episodes = options.episodes or count  # every held-out image once
     seed, samples = options.seed, options.samples
@@ -66,10 +66,10 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[st
     fields = observation_fields(envs[0].observation_space)
     agent = Agent(model, fields, FieldSpec("text", ()), n, tokenizer, None, AgentOptions(
         Sampling(max_tokens, options.temperature, seed=seed), options.use_cache))
-    refs = TASKS[task].references() if task in TASKS else {}
+    refs = TASKS[name].references() if name in TASKS else {}
     t0 = time.perf_counter()
     results = run_agent(agent, envs, episodes, seed, on_episode=progress, keep_actions=True)
-    report = TaskReport(task, results, *reference_means(refs), None, time.perf_counter() - t0,
+    report = SourceReport(name, results, *reference_means(refs), None, time.perf_counter() - t0,
                         sum(r.length for r in results))
     done = [r for r in results if r.error is None]
     if done:

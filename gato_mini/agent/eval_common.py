@@ -1,4 +1,4 @@
-"""What every evaluator shares: the report of one task, the model's sources, the defaults per kind,
+"""What every evaluator shares: the report of one source, the model's sources, the defaults per kind,
 and the JSON, video and grid outputs. The evaluators: :mod:`~gato_mini.agent.eval_control`,
 :mod:`~gato_mini.agent.eval_captions`, :mod:`~gato_mini.agent.eval_text`; the dispatch by a source's
 group: :mod:`~gato_mini.agent.evaluate`."""
@@ -31,9 +31,9 @@ EVAL_DEFAULTS: dict[str, dict[str, int]] = {
 
 @dataclass(frozen=True)
 class EvalOptions(Checked):
-    """How a task is evaluated: built once by ``gato-mini eval`` (from its flags, checked before the model
-    loads) or by the quickstart, and read by every evaluator; :func:`~gato_mini.agent.evaluate.evaluate_task`
-    checks it too, for callers from Python.
+    """How a source is evaluated: built once by ``gato-mini eval`` (from its flags, checked before the
+    model loads) or by the quickstart, and read by every evaluator;
+    :func:`~gato_mini.agent.evaluate.evaluate_source` checks it too, for callers from Python.
 
     ``episodes``/``num_envs``: None takes the source group's default (:data:`EVAL_DEFAULTS`; episodes
     0 is every held-out image of a caption source). ``seed``: episode i uses seed + i.
@@ -69,7 +69,7 @@ class EvalOptions(Checked):
     reference_cache: Path | None = None
 
     def for_group(self, group: str, **changes: Any) -> EvalOptions:
-        """These options for one task of the source group ``group``: the group's default episodes and
+        """These options for one source of the group ``group``: the group's default episodes and
         environments where none were chosen, and ``changes`` (a video path, a step cap, ...)."""
         defaults = EVAL_DEFAULTS[group]
         return replace(self, episodes=defaults["episodes"] if self.episodes is None else self.episodes,
@@ -77,10 +77,10 @@ class EvalOptions(Checked):
 
 
 @dataclass
-class TaskReport:
-    """What ``eval`` says about one task."""
+class SourceReport:
+    """What ``eval`` says about one source."""
 
-    task: str
+    source: str
     episodes: list[EpisodeResult]
     random: float | None
     expert: float | None
@@ -110,9 +110,9 @@ class TaskReport:
         r = np.array(self.returns, dtype=np.float64)
         mean = float(r.mean()) if len(r) else math.nan
         norm = [self.normalized(x) for x in r]
-        human = [human_normalized(self.task, x) for x in r]
+        human = [human_normalized(self.source, x) for x in r]
         extra = {"human_normalized_mean": float(np.mean(human))} if human and human[0] is not None else {}
-        return {"task": self.task, "episodes": len(self.episodes), "failed": len(self.failed),
+        return {"source": self.source, "episodes": len(self.episodes), "failed": len(self.failed),
                 "return_mean": mean, "return_std": float(r.std()) if len(r) else math.nan,
                 "normalized_mean": float(np.mean(norm)) if norm and norm[0] is not None else None,
                 "normalized_std": float(np.std(norm)) if norm and norm[0] is not None else None,
@@ -125,28 +125,29 @@ class TaskReport:
                 **extra, **self.extra}
 
 
-def source_entry(tasks: dict[str, Any], task: str) -> dict[str, Any]:
-    """What ``tasks.json`` says of the source ``task``; a source the model was not trained on is an error."""
-    sources = tasks.get("sources", {})
-    if task not in sources and task not in TASKS:
-        get_task(task)  # an unknown name: the registry's error, with a did-you-mean
-    if task not in sources:
-        raise GatoError(f"the model was not trained on {task}; it knows: {', '.join(sources) or 'nothing'}")
-    return sources[task]
+def source_entry(trained: dict[str, Any], name: str) -> dict[str, Any]:
+    """What a model's ``sources.json`` (``trained``) says of the source ``name``; a source the model was
+    not trained on is an error."""
+    sources = trained.get("sources", {})
+    if name not in sources and name not in TASKS:
+        get_task(name)  # an unknown name: the registry's error, with a did-you-mean
+    if name not in sources:
+        raise GatoError(f"the model was not trained on {name}; it knows: {', '.join(sources) or 'nothing'}")
+    return sources[name]
 
 
-def source_group(tasks: dict[str, Any], task: str) -> str:
-    """The group of the source ``task`` of a model (``actions``, ``captions`` or ``text``): its evaluator."""
-    kind = source_entry(tasks, task).get("kind", "")
+def source_group(trained: dict[str, Any], name: str) -> str:
+    """The group of the source ``name`` of a model (``actions``, ``captions`` or ``text``): its evaluator."""
+    kind = source_entry(trained, name).get("kind", "")
     if kind not in KINDS:
-        raise GatoError(f"{task}: the model's tasks.json names an unknown source kind {kind!r}")
+        raise GatoError(f"{name}: the model's sources.json names an unknown source kind {kind!r}")
     return KINDS[kind].group
 
 
-def trained_source(entry: dict[str, Any], task: str) -> Source:
-    """The :class:`~gato_mini.data.sources.Source` a model was trained on, rebuilt from its ``tasks.json``
+def trained_source(entry: dict[str, Any], name: str) -> Source:
+    """The :class:`~gato_mini.data.sources.Source` a model was trained on, rebuilt from its ``sources.json``
     entry (kind and options), so eval reads the same held-out split."""
-    return source_of(task, entry.get("kind", "episodes"), entry.get("options"))
+    return source_of(name, entry.get("kind", "episodes"), entry.get("options"))
 
 
 def reference_means(refs: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -175,12 +176,12 @@ def write_video(frames: list[np.ndarray], path: str, fps: int = 30) -> str:
     return str(out)
 
 
-def write_json(reports: list[TaskReport], path: str | Path, model_dir: str) -> None:
+def write_json(reports: list[SourceReport], path: str | Path, model_dir: str) -> None:
     """All reports as one JSON file (written then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summaries = [r.summary() for r in reports]
-    _write_json(path, {"model": str(model_dir), "tasks": summaries,
+    _write_json(path, {"model": str(model_dir), "sources": summaries,
                        "aggregate": aggregate_summaries(summaries)})
 
 

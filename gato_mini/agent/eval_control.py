@@ -1,7 +1,7 @@
 """Evaluating a control task: episodes in its env, prompted with a demonstration, scored raw and
 normalized against the references, with the teacher-forced offline metrics beside.
 
-The model folder must have been trained on the task (``tasks.json``), its
+The model folder must have been trained on the source (``sources.json``), its
 observation and action fields must match the env's, and each episode is
 prompted with a demonstration: the last timesteps (within ``prompt_tokens``) of
 the highest-return episode of a Minari dataset of the same task (Gato Sec. 3.3:
@@ -26,7 +26,7 @@ import numpy as np
 from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.eval_common import (
     EvalOptions,
-    TaskReport,
+    SourceReport,
     _write_json,
     reference_means,
     source_entry,
@@ -51,16 +51,16 @@ from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
 
-def demonstration_prompt(dataset: str | Path, task: str, fields: dict[str, FieldSpec], action: FieldSpec,
+def demonstration_prompt(dataset: str | Path, name: str, fields: dict[str, FieldSpec], action: FieldSpec,
                          cfg: GatoConfig, tokenizer: TextTokenizer | None, budget: int,
                          image_size: tuple[int, int] | None = None) -> TokenSequence:
-    """The end of the best episode of a Minari dataset of ``task``, whole timesteps within ``budget``;
-    images are fitted to ``image_size`` as the source's training data was."""
+    """The end of the best episode of a Minari dataset of the task ``name``, whole timesteps within
+    ``budget``; images are fitted to ``image_size`` as the source's training data was."""
     ds = open_dataset(dataset)
     namespace = str(getattr(ds.spec, "dataset_id", "")).split("/")[0]
     their_fields, their_action = dataset_fields(ds)
-    if (namespace in TASKS and namespace != task) or their_fields != fields or their_action != action:
-        raise GatoError(f"prompt dataset {dataset} is of another task ({namespace or 'unknown'}), not {task}")
+    if (namespace in TASKS and namespace != name) or their_fields != fields or their_action != action:
+        raise GatoError(f"prompt dataset {dataset} is of another task ({namespace or 'unknown'}), not {name}")
     best = max(iter_episodes(dataset), key=lambda e: e.episode_return)
     seq = episode_sequence({k: v[:-1] for k, v in best.observations.items()}, best.actions, fields, action,
                            cfg, tokenizer, image_size)
@@ -85,25 +85,26 @@ def _pair(size: Any) -> tuple[int, int] | None:
     return int(h), int(w)
 
 
-def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,
+def source_task(trained: dict[str, Any], name: str, env_id: str | None = None,
                 imports: tuple[str, ...] = ()) -> tuple[Any, dict[str, FieldSpec], FieldSpec]:
-    """(the env's Task, observation fields, action field) to evaluate the ``episodes`` source ``task`` on:
-    ``env_id`` when given (any gymnasium id), else the registered task of that name, else the env the
-    source's dataset stored a spec of (``tasks.json`` keeps it). The env's fields must be the trained ones."""
-    entry = source_entry(tasks, task)
+    """(the env's Task, observation fields, action field) to evaluate the ``episodes`` source ``name``
+    on: ``env_id`` when given (any gymnasium id), else the registered task of that name, else the env the
+    source's dataset stored a spec of (``sources.json`` keeps it). The env's fields must be the trained
+    ones."""
+    entry = source_entry(trained, name)
     if entry.get("kind") != "episodes":
-        raise GatoError(f"{task} is a {entry.get('kind')} source, not a control task")
+        raise GatoError(f"{name} is a {entry.get('kind')} source, not a control task")
     fields = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
     action = FieldSpec.from_dict(entry["fields"]["action"])
     import_modules(imports)
     if env_id is not None:
         spec = user_task(env_id, entry.get("step_cap"), imports)
-    elif task in TASKS:
-        spec = TASKS[task]
+    elif name in TASKS:
+        spec = TASKS[name]
     elif entry.get("env_spec"):
-        spec = spec_task(task, entry["env_spec"], entry.get("step_cap") or 1000)
+        spec = spec_task(name, entry["env_spec"], entry.get("step_cap") or 1000)
     else:
-        raise GatoError(f"{task}: its dataset stores no env spec, so its env cannot be recreated; pass "
+        raise GatoError(f"{name}: its dataset stores no env spec, so its env cannot be recreated; pass "
                         "--env ENV_ID")
     env_fields, env_action = spec.fields()
     if env_fields != fields or env_action != action:
@@ -111,14 +112,14 @@ def source_task(tasks: dict[str, Any], task: str, env_id: str | None = None,
             obs = ", ".join(f"{k}: {v.modality} {tuple(v.shape)}" for k, v in f.items())
             n = f" n={a.n}" if a.n else ""
             return f"observation {{{obs}}}, action {a.modality} {tuple(a.shape)}{n}"
-        raise GatoError(f"{task}: the env {spec.env_id} has {show(env_fields, env_action)}, but the model "
+        raise GatoError(f"{name}: the env {spec.env_id} has {show(env_fields, env_action)}, but the model "
                         f"was trained on {show(fields, action)}")
     return spec, fields, action
 
 
-def measured_references(spec: Any, kinds: tuple[str, ...], episodes: int, seed: int, cap: int,
+def measured_references(spec: Any, policies: tuple[str, ...], episodes: int, seed: int, cap: int,
                         cache: Path | None) -> tuple[dict[str, Any], str]:
-    """References of ``spec`` measured now at step cap ``cap`` and seeds ``seed``.. (``kinds`` among
+    """References of ``spec`` measured now at step cap ``cap`` and seeds ``seed``... (``policies`` among
     random, constant and expert), cached in ``cache`` (a JSON file beside the model) so they are
     measured once. Returns (references, the key saying how they were measured)."""
     key = f"{spec.env_id} cap={cap} seed={seed} episodes={episodes}"
@@ -127,7 +128,7 @@ def measured_references(spec: Any, kinds: tuple[str, ...], episodes: int, seed: 
     except (OSError, ValueError):
         stored = {}  # a torn cache is measured again
     have = stored.setdefault(key, {})
-    missing = [k for k in kinds if k not in have]
+    missing = [k for k in policies if k not in have]
     for k in missing:
         have[k] = measure_reference(spec, k, episodes, seed, cap, progress=False).to_dict()
     if missing and cache is not None:
@@ -135,7 +136,7 @@ def measured_references(spec: Any, kinds: tuple[str, ...], episodes: int, seed: 
             _write_json(cache, stored)
         except OSError:
             pass  # a read-only model folder: measured again next time
-    return {k: Reference(**have[k]) for k in kinds}, key
+    return {k: Reference(**have[k]) for k in policies}, key
 
 
 def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, max_steps: int | None,
@@ -157,46 +158,46 @@ def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, 
     return refs, origin
 
 
-def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
-                     options: EvalOptions, progress: Any = None) -> TaskReport:
-    """Play ``options.episodes`` episodes of the ``episodes`` source ``task`` on ``options.num_envs`` envs at
+def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                     options: EvalOptions, progress: Any = None) -> SourceReport:
+    """Play ``options.episodes`` episodes of the ``episodes`` source ``name`` on ``options.num_envs`` envs at
     once (:class:`~gato_mini.agent.eval_common.EvalOptions` says what each option means)."""
     o = options
     episodes, max_steps, seed, video = o.episodes or 0, o.max_steps, o.seed, o.video
     if episodes < 1:
         raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
-    spec, fields, action = source_task(tasks, task, o.env_id, o.imports)
-    entry = source_entry(tasks, task)
+    spec, fields, action = source_task(trained, name, o.env_id, o.imports)
+    entry = source_entry(trained, name)
     size = source_image_size(entry)
     cfg = model.cfg
     prompt, prompt_name = None, None
     if o.use_prompt:
-        default = task_dataset("runs/episodes", task)
-        if task not in TASKS and entry.get("options", {}).get("dataset"):
+        default = task_dataset("runs/episodes", name)
+        if name not in TASKS and entry.get("options", {}).get("dataset"):
             default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
         path = o.prompt_dataset or str(default)
         if o.prompt_dataset is not None or Path(path).exists():
             budget = o.prompt_tokens or cfg.block_size // 4
-            prompt = demonstration_prompt(path, task, fields, action, cfg, tokenizer, budget, size)
+            prompt = demonstration_prompt(path, name, fields, action, cfg, tokenizer, budget, size)
             prompt_name = f"{path} ({len(prompt)} tokens)"
     n = min(o.num_envs or 1, episodes)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
     modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
     if o.step_timeout:
-        envs = [ProcessEnv(spec.factory(max_steps, m), o.step_timeout, name=f"{task}[{k}]")
+        envs = [ProcessEnv(spec.factory(max_steps, m), o.step_timeout, name=f"{name}[{k}]")
                 for k, m in enumerate(modes)]
     else:
         envs = [spec.make(max_steps, render_mode=m) for m in modes]
     agent = Agent(model, fields, action, n, tokenizer, prompt,
                   AgentOptions(Sampling(temperature=o.temperature, seed=seed), o.use_cache, image_size=size))
     frames: list[np.ndarray] | None = [] if video else None
-    if task in TASKS and o.env_id is None and max_steps and max_steps < spec.max_steps:
+    if name in TASKS and o.env_id is None and max_steps and max_steps < spec.max_steps:
         # references.yaml holds full episodes: compare like with like, at this cap and these seeds
         refs, key = measured_references(spec, ("random", "constant", "expert"), episodes, seed, max_steps,
                                         o.reference_cache)
         origin = {k: f"measured at eval ({key})" for k in refs}
-    elif task in TASKS and o.env_id is None:
+    elif name in TASKS and o.env_id is None:
         refs, origin = spec.references(), {"random": "references.yaml", "constant": "references.yaml",
                                            "expert": "references.yaml (the scripted expert)"}
     else:
@@ -207,25 +208,25 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str
     finally:
         for env in envs:
             env.close()
-    report = TaskReport(task, results, *reference_means(refs), prompt_name, time.perf_counter() - t0,
+    report = SourceReport(name, results, *reference_means(refs), prompt_name, time.perf_counter() - t0,
                         sum(r.length for r in results),
                         constant=refs["constant"].mean if "constant" in refs else None)
     report.extra["references_from"] = {k: v for k, v in origin.items() if k in refs}
     if o.offline:
-        report.extra["offline"] = offline_task_metrics(model, tokenizer, tasks, task, action)
+        report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, action)
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
 
 
-def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict[str, Any], task: str,
+def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
                          action: FieldSpec, max_windows: int = 64) -> dict[str, Any]:
-    """Teacher-forced action metrics on the held-out episodes of the source ``task`` (the split training
+    """Teacher-forced action metrics on the held-out episodes of the source ``name`` (the split training
     held out); ``{"error": ...}`` when its dataset is not on this machine."""
-    entry = source_entry(tasks, task)
-    source = trained_source(entry, task)
-    if not source.opt.get("dataset"):
-        return {"error": "no offline metrics: the model's tasks.json names no dataset for this source"}
+    entry = source_entry(trained, name)
+    source = trained_source(entry, name)
+    if not source.options.get("dataset"):
+        return {"error": "no offline metrics: the model's sources.json names no dataset for this source"}
     try:
         source.check(model.cfg)
     except GatoError as exc:
@@ -235,4 +236,4 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, tasks: dict
     if not held:  # a dataset of one episode holds none out
         return {"error": "no offline metrics: the source holds out no episode"}
     metrics = offline_metrics(model, held, action, max_windows)
-    return {**metrics, "dataset": str(source.opt["dataset"])}
+    return {**metrics, "dataset": str(source.options["dataset"])}

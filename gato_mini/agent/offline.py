@@ -62,7 +62,7 @@ def predict_actions(model: GatoModel, windows: list[TokenSequence], action: Fiel
         for k in range(0, len(windows), batch_size):
             batch = collate(list(enumerate(windows[k:k + batch_size])), cfg)
             mask, targets = batch.pop("loss_mask"), batch.pop("targets")
-            batch.pop("task")
+            batch.pop("source")
             batch = {key: v.to(device) for key, v in batch.items()}
             with torch.no_grad():
                 logits = model.logits(**batch)

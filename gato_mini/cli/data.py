@@ -91,9 +91,10 @@ def run_scores(args: argparse.Namespace) -> None:
     checked(args.episodes, count("--episodes"))
     checked(args.seed, seed())
     checked(args.max_steps, count("--max-steps"))
-    kinds = tuple(args.policy) if args.policy else ("random", "expert", "constant")
+    policies = tuple(args.policy) if args.policy else ("random", "expert", "constant")
     out = packaged_references_writable() if args.update else (Path(args.out) if args.out else None)
-    print_scores(args.task, args.episodes, args.seed, args.max_steps, out, not args.no_progress, kinds=kinds)
+    print_scores(args.task, args.episodes, args.seed, args.max_steps, out, not args.no_progress,
+                 policies=policies)
 
 
 def recipes_epilog() -> str:

@@ -57,18 +57,18 @@ def run_train(args: argparse.Namespace) -> None:
 
 def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an exported model folder (e.g. runs/tiny/model)")
-    p.add_argument("--task", action="append", required=True,
-                   help="task or source to evaluate: a control task (plays it), a caption source "
-                        "(captions its held-out images), a text or chat source (held-out perplexity); "
-                        "repeat for several")
+    p.add_argument("--source", "--task", dest="source", action="append", required=True, metavar="NAME",
+                   help="a source the model was trained on: an episodes source (plays its task), a caption "
+                        "source (captions its held-out images), a text or chat source (held-out "
+                        "perplexity); repeat for several (--task: its older name)")
     # The defaults are agent.eval_common.EVAL_DEFAULTS (not imported here: --help stays fast); a test
     # checks this text against them.
-    p.add_argument("--episodes", type=int, help="episodes per control task (default: 10); images per "
-                   "caption task (default: every held-out image)")
+    p.add_argument("--episodes", type=int, help="episodes per episodes source (default: 10); images "
+                   "per caption source (default: every held-out image)")
     p.add_argument("--num-envs", type=int, help="environments run at once (default: 4; 16 for captions)")
     p.add_argument("--seed", type=int, default=1000, help="episode i uses seed SEED + i (default: 1000)")
-    p.add_argument("--prompt-dataset", help="Minari dataset to prompt with (one task only; default: "
-                   "runs/episodes/<task>/expert-v0 when it exists)")
+    p.add_argument("--prompt-dataset", help="Minari dataset to prompt with (one source only; default: "
+                   "runs/episodes/<source>/expert-v0 when it exists)")
     p.add_argument("--prompt-tokens", type=int, help="prompt budget in tokens (default: block_size / 4)")
     p.add_argument("--no-prompt", action="store_true", help="no demonstration prompt")
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default)")
@@ -84,7 +84,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
                    "(default: the registered task of that name, else the env its dataset stored the spec of)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers your envs); repeat for several")
-    p.add_argument("--video", help="record the first episode of the first task as a .gif (or .mp4)")
+    p.add_argument("--video", help="record the first episode of the first source as a .gif (or .mp4)")
     p.add_argument("--out", help="JSON results (default: eval.json beside the model folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -93,8 +93,8 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
     """``gato-mini eval``'s flags as one checked :class:`~gato_mini.agent.eval_common.EvalOptions`."""
     from gato_mini.agent.eval_common import EvalOptions
 
-    if (args.prompt_dataset or args.env) and len(args.task) > 1:
-        raise GatoError("--prompt-dataset and --env go with a single --task")
+    if (args.prompt_dataset or args.env) and len(args.source) > 1:
+        raise GatoError("--prompt-dataset and --env go with a single --source")
     return EvalOptions(episodes=args.episodes, num_envs=args.num_envs, seed=args.seed,
                        prompt_dataset=args.prompt_dataset, use_prompt=not args.no_prompt,
                        prompt_tokens=args.prompt_tokens, temperature=args.temperature,
@@ -105,18 +105,18 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
 
 def run_eval(args: argparse.Namespace) -> int:
     from gato_mini.agent.eval_common import write_json
-    from gato_mini.agent.evaluate import evaluate_tasks
+    from gato_mini.agent.evaluate import evaluate_sources
     from gato_mini.model.export import load_model
     from gato_mini.reports.tables import print_eval
 
     options = eval_options(args)  # every number checked before the model loads
-    model, tokenizer, tasks = load_model(args.model)
+    model, tokenizer, trained = load_model(args.model)
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "eval.json"
-    # the first task records the video; a caption source's grid of samples goes beside the JSON
-    plan = [(task, replace(options, video=args.video if k == 0 else None,
-                           samples=str(out.with_name(f"{out.stem}-{task}-samples.png"))))
-            for k, task in enumerate(args.task)]
-    reports = evaluate_tasks(model, tokenizer, tasks, plan, not args.no_progress)
+    # the first source records the video; a caption source's grid of samples goes beside the JSON
+    plan = [(name, replace(options, video=args.video if k == 0 else None,
+                           samples=str(out.with_name(f"{out.stem}-{name}-samples.png"))))
+            for k, name in enumerate(args.source)]
+    reports = evaluate_sources(model, tokenizer, trained, plan, not args.no_progress)
     write_json(reports, out, args.model)
     print_eval(reports)
     print(f"wrote {out}")
@@ -149,7 +149,7 @@ def add_caption(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=1, help="captions per image (sampled when > 1)")
     p.add_argument("--image-size", type=int, default=None,
                    help="images are fitted into SIZE x SIZE (default: the size the model's caption sources "
-                        "were trained at, from its tasks.json; 64 for a model trained on none)")
+                        "were trained at, from its sources.json; 64 for a model trained on none)")
     add_sampling(p, 32)
 
 
@@ -163,8 +163,9 @@ def run_caption(args: argparse.Namespace) -> None:
     checked(args.samples, count("--samples", hi=10_000))
     checked(args.image_size, count("--image-size", hi=4096))
     sampling_flags(args)  # every number checked before the model loads
-    model, tokenizer, tasks = load_model(args.model)
-    size, note = ((args.image_size, args.image_size), None) if args.image_size else caption_image_size(tasks)
+    model, tokenizer, trained = load_model(args.model)
+    size, note = (((args.image_size, args.image_size), None) if args.image_size
+                  else caption_image_size(trained))
     size = size or (64, 64)
     if note:
         print(note, file=sys.stderr)

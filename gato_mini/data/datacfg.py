@@ -100,7 +100,7 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
         close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
         hint = f"did you mean '{close[0]}'? known" if close else "known"
         raise ConfigError(f"source '{name}': unknown kind '{kind}'; {hint}: {', '.join(KINDS)}")
-    allowed = KINDS[kind].options
+    allowed = KINDS[kind].defaults
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"source '{name}': unknown option(s) {', '.join(unknown)} for kind '{kind}'; "

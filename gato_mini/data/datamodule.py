@@ -112,8 +112,8 @@ class GatoDataModule(L.LightningDataModule):
         self.no_val: list[str] = []
 
     @property
-    def task_names(self) -> list[str]:
-        """Source names in the order of the batch's ``task`` ids."""
+    def source_names(self) -> list[str]:
+        """Source names in the order of the batch's ``source`` ids."""
         return [s.name for s in self.data.sources]
 
     def prepare_data(self) -> None:

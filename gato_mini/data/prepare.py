@@ -156,7 +156,7 @@ def _build(config: SourceConfig | Source, cfg_dict: dict[str, Any], tokenizer: s
     tok = TextTokenizer.load(tokenizer, cfg)
     report = SourceReport(config.name, "built")
     skips: Counter = Counter()
-    fields = source.fields()
+    fields = source.field_dicts()
     for split in SPLITS:
         split_skips: Counter = Counter()
         with ShardWriter(shard_dir(Path(root), config.name, split), cfg) as writer:

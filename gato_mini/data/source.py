@@ -4,7 +4,7 @@ held-out split and the registry of its kinds (the kinds themselves: :mod:`gato_m
 A source kind is one class, a subclass of :class:`Source`, and holds all
 that the rest of gato-mini needs to know of it:
 
-* ``options``: what a config may set, with defaults (``required``: must be set);
+* ``defaults``: the options a config may set, with their defaults (``required``: must be set);
 * ``builtin``: source names that need no ``kind`` (``caption-shapes``, the tasks);
 * ``mode``: how windows are sampled (:mod:`gato_mini.data.windows`):
   ``episode`` (timestep boundaries; prompts may be prepended), ``pack`` (whole
@@ -16,7 +16,7 @@ that the rest of gato-mini needs to know of it:
   ``texts`` (to train the tokenizer), ``units`` (one sequence per episode,
   caption, document or conversation, per split) and ``expected_units``.
 
-A new kind is one new class with ``@kind``. Splits: caption-shapes has its own
+A new kind is one new class with ``@register_kind``. Splits: caption-shapes has its own
 compositional held-out split; every other source holds out the units whose key
 hashes below ``val_fraction`` (stable when units are added or reordered), at
 least one unit when it has two or more.
@@ -109,8 +109,8 @@ def package_version(dist: str) -> str:
 KINDS: dict[str, type[Source]] = {}
 
 
-def kind(cls: type[Source]) -> type[Source]:
-    """Register a source kind (a class decorator)."""
+def register_kind(cls: type[Source]) -> type[Source]:
+    """Register a source kind (a class decorator): ``KINDS[cls.name_of_kind]``."""
     KINDS[cls.name_of_kind] = cls
     return cls
 
@@ -119,7 +119,7 @@ class Source:
     """One configured source (see the module docstring); subclasses are the kinds."""
 
     name_of_kind: ClassVar[str]
-    options: ClassVar[dict[str, Any]] = {}
+    defaults: ClassVar[dict[str, Any]] = {}  # every option a config may set, with its default
     required: ClassVar[tuple[str, ...]] = ()
     builtin: ClassVar[tuple[str, ...]] = ()
     mode: ClassVar[str] = "pack"
@@ -141,7 +141,8 @@ class Source:
         return self.config.kind
 
     @property
-    def opt(self) -> dict[str, Any]:
+    def options(self) -> dict[str, Any]:
+        """This source's options: the config's, the kind's defaults filling in the rest."""
         return self.config.options
 
     @property
@@ -152,7 +153,7 @@ class Source:
     def check(self, cfg: GatoConfig | None = None) -> None:
         """Fail early on a missing input file, and (given the model config) on inputs too large for
         it or for this machine, before any work starts."""
-        path = self.opt.get("path")
+        path = self.options.get("path")
         if path is not None and not Path(path).exists():
             raise FileFormatError(f"source '{self.name}': {path} not found")
         if path is not None and self.reads_whole:
@@ -168,11 +169,11 @@ class Source:
 
     def _input(self) -> Any:
         """What the units depend on outside the options: files, a generator or a package version."""
-        return file_stat(Path(self.opt["path"]))
+        return file_stat(Path(self.options["path"]))
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything the units depend on, except the tokenizer and the id layout."""
-        return {"kind": self.kind, "options": self.opt, "input": self._input()}
+        return {"kind": self.kind, "options": self.options, "input": self._input()}
 
     def texts(self) -> Iterator[str]:
         """Text for training the tokenizer."""
@@ -187,8 +188,9 @@ class Source:
         """How many units both splits hold together, where that is known before reading (a bar's total)."""
         return None
 
-    def fields(self) -> dict[str, Any] | None:
-        """Observation and action field specs (episodes only), for the model's registry entry."""
+    def field_dicts(self) -> dict[str, Any] | None:
+        """Observation and action field specs as JSON dicts (episodes only), for the model's
+        ``sources.json``."""
         return None
 
     def _read(self, read: Callable[[Counter], Any], skips: Counter) -> list[tuple[str, Any]]:

@@ -1,5 +1,5 @@
 """The source kinds: logged episodes, caption sets, documents and chats, each one class registered with
-``@kind``, and the functions that build a source from a config (:func:`make_source`,
+``@register_kind``, and the functions that build a source from a config (:func:`make_source`,
 :func:`source_of`, :func:`builtin_names`). What a source is, its splits and the registry:
 :mod:`gato_mini.data.source`."""
 
@@ -32,8 +32,8 @@ from gato_mini.data.source import (
     SourceConfig,
     Unit,
     file_stat,
-    kind,
     package_version,
+    register_kind,
     split_units,
     val_keys,
 )
@@ -57,12 +57,12 @@ def _space_bytes(space: Any) -> int:
     return math.prod(shape) * np.dtype(space.dtype or np.int64).itemsize
 
 
-@kind
+@register_kind
 class Episodes(Source):
     """Logged episodes of a Minari dataset (a task's recording, or the user's own)."""
 
     name_of_kind = "episodes"
-    options = {"dataset": None, "image_size": None, "max_episodes": None}
+    defaults = {"dataset": None, "image_size": None, "max_episodes": None}
     builtin = BUILTIN_TASKS
     mode, group = "episode", "actions"
 
@@ -73,7 +73,7 @@ class Episodes(Source):
     def dataset(self) -> Any:
         """The Minari dataset, opened once per Source."""
         if self._dataset is None:
-            self._dataset = open_dataset(self.opt["dataset"])
+            self._dataset = open_dataset(self.options["dataset"])
         return self._dataset
 
     def specs(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
@@ -90,7 +90,7 @@ class Episodes(Source):
             if "not found" not in str(exc):
                 raise
             hint = (f"; record it with `gato-mini collect --task {self.name} --episodes N --out "
-                    f"{Path(self.opt['dataset']).parent.parent}`" if self.name in BUILTIN_TASKS else "")
+                    f"{Path(self.options['dataset']).parent.parent}`" if self.name in BUILTIN_TASKS else "")
             raise FileFormatError(f"source '{self.name}': {exc}{hint}") from None
         if cfg is not None:
             self._check_sizes(cfg)
@@ -101,8 +101,8 @@ class Episodes(Source):
         ``max_local_positions`` tokens or a timestep over ``block_size``, an episode whose arrays and
         tokens would not fit in this machine's available memory."""
         fields, action = self.specs()
-        size = tuple(self.opt["image_size"]) if self.opt["image_size"] else None
-        where = f"source '{self.name}' ({self.opt['dataset']})"
+        size = tuple(self.options["image_size"]) if self.options["image_size"] else None
+        where = f"source '{self.name}' ({self.options['dataset']})"
         obs_tokens = 0
         for key, f in fields.items():
             if f.modality == "image":
@@ -123,7 +123,7 @@ class Episodes(Source):
             raise FileFormatError(f"{where}: one timestep is {step:,} tokens, more than block_size="
                                   f"{cfg.block_size}; use smaller images (image_size) or a larger block_size")
         dataset = self.dataset()
-        ids = [int(i) for i in dataset.episode_indices][:self.opt["max_episodes"]]
+        ids = [int(i) for i in dataset.episode_indices][:self.options["max_episodes"]]
         lengths = [int(m.get("total_steps", 0)) for m in dataset.storage.get_episode_metadata(ids)]
         if not lengths:
             return
@@ -137,23 +137,23 @@ class Episodes(Source):
                                   "has available; split it into shorter episodes")
 
     def _input(self) -> Any:
-        return file_stat(dataset_folder(self.opt["dataset"]))
+        return file_stat(dataset_folder(self.options["dataset"]))
 
     def texts(self) -> Iterator[str]:
         return iter(())
 
     def expected_units(self) -> int | None:
-        n, limit = self.dataset().total_episodes, self.opt["max_episodes"]
+        n, limit = self.dataset().total_episodes, self.options["max_episodes"]
         return n if limit is None else min(n, limit)
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
         fields, action = self.specs()
-        size = tuple(self.opt["image_size"]) if self.opt["image_size"] else None
-        limit = self.opt["max_episodes"]
+        size = tuple(self.options["image_size"]) if self.options["image_size"] else None
+        limit = self.options["max_episodes"]
         ids = [int(i) for i in self.dataset().episode_indices][:limit]
         held = val_keys([f"episode-{i}" for i in ids], val_fraction)
-        for k, ep in enumerate(iter_episodes(self.opt["dataset"], self.dataset())):
+        for k, ep in enumerate(iter_episodes(self.options["dataset"], self.dataset())):
             if limit is not None and k >= limit:
                 break
             if (f"episode-{ep.id}" in held) != (split == "val"):
@@ -161,7 +161,7 @@ class Episodes(Source):
             obs = {key: v[:-1] for key, v in ep.observations.items()}  # drop the final observation
             yield f"episode-{ep.id}", episode_sequence(obs, ep.actions, fields, action, cfg, tokenizer, size)
 
-    def fields(self) -> dict[str, Any] | None:
+    def field_dicts(self) -> dict[str, Any] | None:
         fields, action = self.specs()
         return {"observation": {k: f.to_dict() for k, f in fields.items()}, "action": action.to_dict()}
 
@@ -178,7 +178,7 @@ class Captions(Source):
 
     def image_size(self) -> tuple[int, int]:
         """The (H, W) its images are fitted to."""
-        size = self.opt["image_size"]
+        size = self.options["image_size"]
         return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
@@ -188,12 +188,12 @@ class Captions(Source):
             yield key, caption_sequence(picture(), text, cfg, tokenizer)
 
 
-@kind
+@register_kind
 class Shapes(Captions):
     """Generated scenes of coloured shapes, held out by composition (:mod:`gato_mini.data.shapes`)."""
 
     name_of_kind = "caption-shapes"
-    options = {"count": 20000, "val_count": 500, "seed": 0}
+    defaults = {"count": 20000, "val_count": 500, "seed": 0}
     builtin = ("caption-shapes",)
 
     def _input(self) -> Any:
@@ -203,25 +203,25 @@ class Shapes(Captions):
         return shapes.SCENE_SIZE, shapes.SCENE_SIZE
 
     def expected_units(self) -> int | None:
-        return self.opt["count"] + self.opt["val_count"]
+        return self.options["count"] + self.options["val_count"]
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
-        n = self.opt["count"] if split == "train" else self.opt["val_count"]
+        n = self.options["count"] if split == "train" else self.options["val_count"]
         for i in range(n):
-            scene = shapes.make_scene(i, split, self.opt["seed"])
+            scene = shapes.make_scene(i, split, self.options["seed"])
             yield f"{split}/{i}", (lambda s=scene: s.image), scene.caption
 
     def texts(self) -> Iterator[str]:
-        for i in range(min(self.opt["count"], 2000)):  # the wording is small; a sample covers it
-            yield shapes.make_scene(i, "train", self.opt["seed"]).caption
+        for i in range(min(self.options["count"], 2000)):  # the wording is small; a sample covers it
+            yield shapes.make_scene(i, "train", self.options["seed"]).caption
 
 
-@kind
+@register_kind
 class Digits(Captions):
     """scikit-learn's handwritten digits, captioned by name."""
 
     name_of_kind = "caption-digits"
-    options = {"image_size": 32}
+    defaults = {"image_size": 32}
     builtin = ("caption-digits",)
 
     def _input(self) -> Any:
@@ -231,7 +231,7 @@ class Digits(Captions):
         return captions.digit_count()
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
-        digits = list(captions.digit_captions(int(self.opt["image_size"])))
+        digits = list(captions.digit_captions(int(self.options["image_size"])))
         held = val_keys([d[0] for d in digits], val_fraction)
         for key, img, text in digits:
             if (key in held) == (split == "val"):
@@ -241,20 +241,20 @@ class Digits(Captions):
         yield from (f"a handwritten digit {w}" for w in captions.DIGIT_WORDS)
 
 
-@kind
+@register_kind
 class CaptionFolder(Captions):
     """A folder of images with ``metadata.jsonl`` (``file_name``, ``text``), the image-folder layout."""
 
     name_of_kind = "caption-folder"
-    options = {"path": None, "image_size": [64, 64]}
+    defaults = {"path": None, "image_size": [64, 64]}
     required = ("path",)
 
     def check(self, cfg: GatoConfig | None = None) -> None:
-        next(iter(captions.read_caption_metadata(self.opt["path"])), None)
+        next(iter(captions.read_caption_metadata(self.options["path"])), None)
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
         size = self.image_size()
-        entries = list(captions.read_caption_metadata(self.opt["path"], skips))
+        entries = list(captions.read_caption_metadata(self.options["path"], skips))
         # Split by image, so that no held-out image has a caption in training.
         held = val_keys([e.key.rsplit("#", 1)[0] for e in entries], val_fraction)
         for e in entries:
@@ -262,7 +262,7 @@ class CaptionFolder(Captions):
                 yield e.key, (lambda e=e: captions.load_image(e.image_path, size, e.where)), e.caption
 
     def texts(self) -> Iterator[str]:
-        for e in captions.read_caption_metadata(self.opt["path"], Counter()):
+        for e in captions.read_caption_metadata(self.options["path"], Counter()):
             yield e.caption
 
 
@@ -284,33 +284,33 @@ class Documents(Source):
         return split_units(self.documents(skips), document_sequence, split, cfg, tokenizer, val_fraction)
 
 
-@kind
+@register_kind
 class Pydoc(Documents):
     """Python's own help topics and docstrings (always installed)."""
 
     name_of_kind = "text-pydoc"
-    options = {"docstrings": True, "max_modules": None}
+    defaults = {"docstrings": True, "max_modules": None}
     builtin = ("text-pydoc",)
 
     def _input(self) -> Any:
         return [sys.version, platform.python_implementation()]
 
     def documents(self, skips: Counter) -> list[tuple[str, str]]:
-        return self._read(lambda _: corpora.pydoc_documents(self.opt["docstrings"], self.opt["max_modules"]),
-                          skips)
+        o = self.options
+        return self._read(lambda _: corpora.pydoc_documents(o["docstrings"], o["max_modules"]), skips)
 
 
-@kind
+@register_kind
 class TextFiles(Documents):
     """A ``.txt``/``.md`` file or a folder of them."""
 
     name_of_kind = "text"
-    options = {"path": None}
+    defaults = {"path": None}
     required = ("path",)
     reads_whole = True
 
     def documents(self, skips: Counter) -> list[tuple[str, str]]:
-        return self._read(lambda s: corpora.read_text_documents(self.opt["path"], s), skips)
+        return self._read(lambda s: corpora.read_text_documents(self.options["path"], s), skips)
 
 
 class Chats(Source):
@@ -328,32 +328,32 @@ class Chats(Source):
         return split_units(self.chats(skips), chat_sequence, split, cfg, tokenizer, val_fraction, skips)
 
 
-@kind
+@register_kind
 class Chatterbot(Chats):
     """The chatterbot corpus's dialogues (YAML inside its wheel)."""
 
     name_of_kind = "chat-chatterbot"
-    options = {"language": "english"}
+    defaults = {"language": "english"}
     builtin = ("chat-chatterbot",)
 
     def _input(self) -> Any:
         return package_version("chatterbot-corpus")
 
     def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
-        return self._read(lambda _: corpora.chatterbot_conversations(self.opt["language"]), skips)
+        return self._read(lambda _: corpora.chatterbot_conversations(self.options["language"]), skips)
 
 
-@kind
+@register_kind
 class ChatJsonl(Chats):
     """A JSONL file of ``{"messages": [{"role", "content"}, ...]}`` conversations."""
 
     name_of_kind = "chat-jsonl"
-    options = {"path": None}
+    defaults = {"path": None}
     required = ("path",)
     reads_whole = True
 
     def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
-        return self._read(lambda s: corpora.read_chat_jsonl(self.opt["path"], s), skips)
+        return self._read(lambda s: corpora.read_chat_jsonl(self.options["path"], s), skips)
 
 
 def builtin_names() -> dict[str, str]:
@@ -373,4 +373,4 @@ def make_source(config: SourceConfig) -> Source:
 def source_of(name: str, kind_name: str, options: dict[str, Any] | None = None) -> Source:
     """A source from a kind and some options, the kind's defaults filling in the rest."""
     cls = KINDS[kind_name]
-    return cls(SourceConfig(name, kind_name, 1.0, {**cls.options, **(options or {})}))
+    return cls(SourceConfig(name, kind_name, 1.0, {**cls.defaults, **(options or {})}))

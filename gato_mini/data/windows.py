@@ -39,7 +39,7 @@ BATCH_KEYS = {
     "patches": "(N, P*P*C) uint8 raw patch pixels, in (b, i) order of the slots; the model's patch "
                "embedding normalizes them on its device (4x less to copy than floats)",
     "patch_pos": "(N, 4) int64 row lo, row hi, col lo, col hi of each patch (intervals of 128)",
-    "task": "(B,) int64 index of the source each window came from",
+    "source": "(B,) int64 index of the source each window came from",
 }
 
 
@@ -181,5 +181,5 @@ def collate(items: list[tuple[int, TokenSequence]], cfg: GatoConfig, block_size:
         "local_pos": torch.from_numpy(local),
         "patches": torch.from_numpy(np.ascontiguousarray(patches, dtype=np.uint8)),
         "patch_pos": torch.from_numpy(patch_pos),
-        "task": torch.tensor([i for i, _ in items], dtype=torch.int64),
+        "source": torch.tensor([i for i, _ in items], dtype=torch.int64),
     }

@@ -5,8 +5,9 @@ A model folder holds:
 * ``config.json``: the :class:`~gato_mini.config.GatoConfig`;
 * ``tokenizer.json``: the text tokenizer the data was built with;
 * ``model.safetensors``: the weights (safetensors: tensors only, no code);
-* ``tasks.json``: the sources the model was trained on, with the observation
-  and action fields of each task and its reference scores (:func:`sources_entry` writes it).
+* ``sources.json``: the sources the model was trained on, with the observation
+  and action fields of each and a task's reference scores (:func:`sources_entry` writes it). Older
+  folders name it ``tasks.json``; :func:`load_model` reads either.
 
 :func:`load_model` checks each file and raises a one-line
 :class:`~gato_mini.errors.FileFormatError` naming a missing or corrupt one.
@@ -32,11 +33,13 @@ from gato_mini.errors import ConfigError, FileFormatError, GatoError
 from gato_mini.model.model import GatoModel, check_fits
 from gato_mini.tokenizers.text import TextTokenizer
 
-FILES = ("config.json", "tokenizer.json", "model.safetensors", "tasks.json")
+SOURCES_FILE = "sources.json"
+OLD_SOURCES_FILE = "tasks.json"  # its older name, still read
+FILES = ("config.json", "tokenizer.json", "model.safetensors", SOURCES_FILE)
 
 
 def sources_entry(data: DataConfig) -> dict[str, Any]:
-    """What ``tasks.json`` says about the sources a model was trained on (``data``: its data config,
+    """What ``sources.json`` says about the sources a model was trained on (``data``: its data config,
     prepared): each source's kind, fields, options and split, and its references (a registered task's,
     or what eval needs to measure them for a user's env)."""
     index = json.loads((Path(data.root) / "data.json").read_text())
@@ -120,7 +123,7 @@ def finish_interrupted_export(out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks: dict[str, Any],
+def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, sources: dict[str, Any],
                  state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a model folder (into a temporary folder first, then renamed into place). ``state``: the
     model's whole state dict when ``model`` holds only a shard of it (FSDP, gathered to rank 0).
@@ -139,7 +142,7 @@ def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks
     model.cfg.to_json(tmp / "config.json")
     shutil.copy(tokenizer, tmp / "tokenizer.json")
     save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "gato-mini"})
-    (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1) + "\n")
+    (tmp / SOURCES_FILE).write_text(json.dumps(sources, indent=1) + "\n")
     if out.exists():
         old = out.parent / f".old-{out.name}"
         shutil.rmtree(old, ignore_errors=True)
@@ -153,7 +156,7 @@ def export_model(out: str | Path, model: GatoModel, tokenizer: str | Path, tasks
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"
                ) -> tuple[GatoModel, TextTokenizer, dict[str, Any]]:
-    """(model in eval mode, tokenizer, tasks) from a model folder."""
+    """(model in eval mode, tokenizer, the trained sources: ``sources.json``) from a model folder."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -161,17 +164,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     finish_interrupted_export(path)
     if not path.is_dir():
         raise FileFormatError(f"model folder not found: {path}")
+    listing = path / SOURCES_FILE
+    if not listing.is_file() and (path / OLD_SOURCES_FILE).is_file():
+        listing = path / OLD_SOURCES_FILE
     for name in FILES:
-        if not (path / name).is_file():
+        if not (path / name).is_file() and name != SOURCES_FILE:
             raise FileFormatError(f"model folder {path} lacks {name}")
+    if not listing.is_file():
+        raise FileFormatError(f"model folder {path} lacks {SOURCES_FILE}")
     cfg = GatoConfig.from_json(path / "config.json")
     tokenizer = TextTokenizer.load(path / "tokenizer.json", cfg)
     try:
-        tasks = json.loads((path / "tasks.json").read_text())
+        sources = json.loads(listing.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path / 'tasks.json'} is not valid JSON: {exc}") from None
+        raise FileFormatError(f"{listing} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise FileFormatError(f"{path / 'tasks.json'} is nested too deeply") from None
+        raise FileFormatError(f"{listing} is nested too deeply") from None
     check_fits(cfg, f"{path / 'config.json'}", copies=2)  # the loaded state and the model
     try:
         state = load_file(str(path / "model.safetensors"), device="cpu")
@@ -185,7 +193,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise FileFormatError(f"{path / 'model.safetensors'} does not match config.json: {first}") from None
-    return model.to(device).eval(), tokenizer, tasks
+    return model.to(device).eval(), tokenizer, sources
 
 
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:

@@ -59,13 +59,13 @@ def fed_length(s: Fed) -> int:
 
 @torch.no_grad()
 def forward_cached(model: GatoModel, tokens: Tensor, input_pos: Tensor,
-                   cache_rows: Tensor | slice | None = None, head: tuple[int, int] | None = None,
+                   cache_rows: Tensor | slice | None = None, ids: tuple[int, int] | None = None,
                    **embeds: Tensor | None) -> Tensor:
     """A chunk (B, T) written into the cache at ``input_pos`` ((T,) or per row (B, T)), in cache rows
     ``cache_rows`` (default 0..B-1); returns the logits after its last token (B, V), or of the ids
-    ``head = (lo, hi)`` only (B, hi - lo)."""
+    ``ids = (lo, hi)`` only (B, hi - lo)."""
     last = torch.full((tokens.shape[0],), tokens.shape[1] - 1, device=tokens.device)
-    logits = model.logits(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, head=head,
+    logits = model.logits(tokens, input_pos=input_pos, cache_rows=cache_rows, logits_at=last, ids=ids,
                           **embeds)
     return logits[:, -1]
 
@@ -138,11 +138,11 @@ class Engine:
         self.pos[row] = 0
         self._history[row] = []
 
-    def feed(self, rows: list[int], seqs: list[Fed], head: tuple[int, int] | None = None) -> Tensor:
+    def feed(self, rows: list[int], seqs: list[Fed], ids: tuple[int, int] | None = None) -> Tensor:
         """Append ``seqs[k]`` to row ``rows[k]``'s context; the logits after each one's last token
-        (len(rows), V), or of the ids ``head = (lo, hi)`` only (len(rows), hi - lo). Rows whose new
+        (len(rows), V), or of the ids ``ids = (lo, hi)`` only (len(rows), hi - lo). Rows whose new
         parts have equal lengths go through the model together."""
-        width = self.cfg.padded_vocab_size if head is None else head[1] - head[0]
+        width = self.cfg.padded_vocab_size if ids is None else ids[1] - ids[0]
         out = torch.empty(len(rows), width, device=self.device)
         if not self.use_cache:
             for r, s in zip(rows, seqs, strict=True):
@@ -152,7 +152,7 @@ class Engine:
             last = torch.tensor([len(s) - 1 for s in full], device=self.device)
             with torch.no_grad():
                 inputs = model_inputs(full, self.pad, self.device)
-                logits = self.model.logits(**inputs, logits_at=last, head=head)
+                logits = self.model.logits(**inputs, logits_at=last, ids=ids)
             return logits[:, 0].float()
         by_len: dict[int, list[int]] = {}
         for k, s in enumerate(seqs):
@@ -166,7 +166,7 @@ class Engine:
             cache_rows: Tensor | slice = (slice(first, first + len(chosen))
                                           if chosen == list(range(first, first + len(chosen)))
                                           else torch.tensor(chosen, device=self.device))
-            out[ks] = forward_cached(self.model, input_pos=pos, cache_rows=cache_rows, head=head,
+            out[ks] = forward_cached(self.model, input_pos=pos, cache_rows=cache_rows, ids=ids,
                                      **batch).float()
             for k in ks:
                 self.pos[rows[k]] += n
@@ -178,7 +178,7 @@ class Engine:
             self.model.clear_caches()
 
 
-def token(t: int, cfg: GatoConfig) -> TokenSequence:
+def token_sequence(t: int, cfg: GatoConfig) -> TokenSequence:
     """One generated token as a sequence (a loss target in training; no local position)."""
     return flat_sequence([t], [True], cfg)
 
@@ -201,7 +201,7 @@ def decode_text(engine: Engine, rows: list[int], logits: Tensor, allowed: Allowe
                 still.append((r, t))
         active = [r for r, _ in still]
         if active:
-            logits = engine.feed(active, [token(t, engine.cfg) for _, t in still])
+            logits = engine.feed(active, [token_sequence(t, engine.cfg) for _, t in still])
 
 
 @torch.no_grad()

@@ -350,17 +350,17 @@ class GatoModel(nn.Module):
     def logits(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
                patch_pos: Tensor | None = None, input_pos: Tensor | None = None,
                cache_rows: Tensor | slice | None = None, logits_at: Tensor | None = None,
-               head: tuple[int, int] | None = None) -> Tensor:
+               ids: tuple[int, int] | None = None) -> Tensor:
         """Decoding and inspection: the logits (B, T, padded_vocab). ``input_pos``/``cache_rows``: the KV
         cache (:meth:`trunk`). ``logits_at`` (B,): the one position per row whose logits are wanted; the
-        head then runs on those alone and the logits are (B, 1, ...). ``head`` ``(lo, hi)``: the logits of
+        head then runs on those alone and the logits are (B, 1, ...). ``ids`` ``(lo, hi)``: the logits of
         ids ``lo..hi-1`` only (..., hi - lo): an action's legal range is a few ids of a vocabulary of
         thousands, and the full head row was a tenth of a decode step."""
         x = self.trunk(tokens, local_pos, patches, patch_pos, input_pos, cache_rows)
         if logits_at is not None:  # decoding needs one row of logits, not T (the head is wide)
             x = x[torch.arange(x.shape[0], device=x.device), logits_at][:, None]
-        if head is not None:
-            return F.linear(x, self.lm_head.weight[head[0]:head[1]])  # (B, T or 1, hi - lo)
+        if ids is not None:
+            return F.linear(x, self.lm_head.weight[ids[0]:ids[1]])  # (B, T or 1, hi - lo)
         return self.lm_head(x)  # (B, T or 1, padded_vocab)
 
     def num_params(self) -> int:

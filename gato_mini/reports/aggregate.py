@@ -75,8 +75,17 @@ def aggregate(scores: Scores, reps: int = 2000, seed: int = 0) -> dict[str, dict
     return out
 
 
+def eval_summaries(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-source summaries of an eval JSON file (``SourceReport.summary()`` dicts). Files written
+    before the word "source" replaced "task" for what a model is trained on hold them under ``tasks``,
+    each named by ``task``: read either."""
+    summaries = results.get("sources", results.get("tasks", []))
+    return [{"source": s["task"], **{k: v for k, v in s.items() if k != "task"}} if "source" not in s else s
+            for s in summaries]
+
+
 def aggregate_summaries(summaries: list[dict[str, Any]], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """The aggregates of ``TaskReport.summary()`` dicts: over the tasks with a normalized score
+    """The aggregates of ``SourceReport.summary()`` dicts: over the tasks with a normalized score
     (``normalized``), and over the Atari tasks with a human-normalized one (``human_normalized``)."""
     expert: dict[str, list[float]] = {}
     human: dict[str, list[float]] = {}
@@ -86,10 +95,10 @@ def aggregate_summaries(summaries: list[dict[str, Any]], reps: int = 2000, seed:
             continue
         norm = [normalized(r, s.get("random"), s.get("expert"), s.get("constant")) for r in returns]
         if norm[0] is not None:
-            expert[s["task"]] = norm
-        hum = [human_normalized(s["task"], r) for r in returns]
+            expert[s["source"]] = norm
+        hum = [human_normalized(s["source"], r) for r in returns]
         if hum[0] is not None:
-            human[s["task"]] = hum
+            human[s["source"]] = hum
     return {"normalized": {"tasks": sorted(expert), **aggregate(expert, reps, seed)},
             "human_normalized": {"tasks": sorted(human), **aggregate(human, reps, seed)},
             "method": f"95% stratified bootstrap, {reps} resamples, seed {seed} (Agarwal et al. 2021)"}

@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars
 from gato_mini.reports.tables import offline_text
 
@@ -34,15 +35,15 @@ def _relative(path: str, out: Path) -> str:
     return str(p.relative_to(out)) if p.is_relative_to(out) else str(p)
 
 
-def score_rows(tasks: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows of the score table, one per evaluated task."""
-    rows = ["| task | kind | raw score | normalized (0 baseline, 100 expert) | random | best constant "
+def score_rows(summaries: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows of the score table, one per evaluated source."""
+    rows = ["| source | kind | raw score | normalized (0 baseline, 100 expert) | random | best constant "
             "| expert | metrics |",
             "|---|---|---|---|---|---|---|---|"]
-    for t in tasks:
+    for t in summaries:
         if "perplexity" in t:
             bpb = f", {t['bits_per_byte']:.3f} bits per byte" if t.get("bits_per_byte") else ""
-            rows.append(f"| {t['task']} | text | - | - | - | - | - | perplexity {t['perplexity']:.2f}"
+            rows.append(f"| {t['source']} | text | - | - | - | - | - | perplexity {t['perplexity']:.2f}"
                         f"{bpb} on {t['tokens']:,} held-out tokens |")
             continue
         caption = "exact_match" in t
@@ -53,7 +54,7 @@ def score_rows(tasks: list[dict[str, Any]]) -> list[str]:
                    + (f"; {offline_text(t['offline'])}" if t.get("offline") else ""))
         norm = (f"{_num(t['normalized_mean'])} ± {_num(t['normalized_std'])}"
                 if t.get("normalized_mean") is not None else "-")
-        rows.append(f"| {t['task']} | {'caption' if caption else 'control'} | "
+        rows.append(f"| {t['source']} | {'caption' if caption else 'control'} | "
                     f"{_num(t['return_mean'], '{:.2f}')} ± {_num(t['return_std'], '{:.2f}')} | {norm} | "
                     f"{_num(t['random'], '{:.2f}')} | {_num(t.get('constant'), '{:.2f}')} | "
                     f"{_num(t['expert'], '{:.2f}')} | {metrics} |")
@@ -63,7 +64,7 @@ def score_rows(tasks: list[dict[str, Any]]) -> list[str]:
 def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
     """Write ``out/report.md`` (and its figures under ``out/figures``); returns its path."""
     figures = out / "figures"
-    evals = json.loads((out / "eval.json").read_text())["tasks"]
+    evals = eval_summaries(json.loads((out / "eval.json").read_text()))
     samples = json.loads((out / "samples.json").read_text()) if (out / "samples.json").is_file() else {}
     lines = ["# gato-mini quickstart report", "",
              "One `tiny` Transformer trained on control episodes, image captions, text and chat at once, "
@@ -73,9 +74,9 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
              "teacher-forced on held-out logged episodes, beside the best constant's.", ""]
 
     lines += ["## Scores", ""] + score_rows(evals) + [""]
-    notes = [f"- {t['task']}: references {t['references']}" for t in evals if t.get("references")]
+    notes = [f"- {t['source']}: references {t['references']}" for t in evals if t.get("references")]
     lines += notes + ([""] if notes else [])
-    normalized = {t["task"]: t["normalized_mean"] for t in evals if t.get("normalized_mean") is not None}
+    normalized = {t["source"]: t["normalized_mean"] for t in evals if t.get("normalized_mean") is not None}
     if normalized:
         score_bars(normalized, figures / "scores.png", "gato-mini quickstart: normalized scores")
         lines += ["![normalized scores](figures/scores.png)", ""]
@@ -97,8 +98,8 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         lines += ["## Captions", ""]
         for t in grids:
             rel = _relative(t["samples"], out)
-            lines += [f"Held-out {t['task']} images with the model's caption (green: exact match, red: not) "
-                      "and a reference (grey):", "", f"![captions]({rel})", ""]
+            lines += [f"Held-out {t['source']} images with the model's caption (green: exact match, "
+                      "red: not) and a reference (grey):", "", f"![captions]({rel})", ""]
         for c in samples.get("captions", []):
             lines.append(f"- `{c['image']}`: **{c['caption']}** (reference: {c['references'][0]})")
         lines.append("")
@@ -109,8 +110,8 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         for t in gifs:
             rel = _relative(t["video"], out)
             first = t["per_episode"][0]
-            lines += [f"{t['task']}, first evaluation episode (return {first['ret']:.1f}):", "",
-                      f"![{t['task']}]({rel})", ""]
+            lines += [f"{t['source']}, first evaluation episode (return {first['ret']:.1f}):", "",
+                      f"![{t['source']}]({rel})", ""]
 
     if samples.get("chat"):
         lines += ["## Chat", "", "```"]
@@ -129,7 +130,7 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
     lines += ["# the same steps by hand:",
               f"gato-mini prepare --config {out / 'run' / 'config.yaml'}",
               f"gato-mini eval --model {out / 'run' / 'model'} "
-              + " ".join(f"--task {t['task']}" for t in evals),
+              + " ".join(f"--source {t['source']}" for t in evals),
               f"gato-mini chat --model {out / 'run' / 'model'}", "```", ""]
     runs = state.get("runs", [])
     if len(runs) > 1:

@@ -88,12 +88,12 @@ def print_tasks(console: Console | None = None) -> None:
 
 def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | None, out: Path | None,
                  progress: bool, console: Console | None = None,
-                 kinds: tuple[str, ...] = ("random", "expert", "constant")) -> None:
+                 policies: tuple[str, ...] = ("random", "expert", "constant")) -> None:
     """Measure reference scores now (random, expert, best constant action) beside the stored ones; with
     ``out``, store them in that references file (other entries kept)."""
     names = list(TASKS) if names == ["all"] else names
     tasks = [get_task(n) for n in names]  # unknown names fail before any work
-    if set(kinds) == {"constant"} and names != list(TASKS):
+    if set(policies) == {"constant"} and names != list(TASKS):
         caption = next((t.name for t in tasks if t.family == "caption"), None)
         if caption:
             raise GatoError(f"{caption} is a captioning task: it has no constant action to measure")
@@ -103,13 +103,13 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
         table.add_column(col)
     for task in tasks:
         stored = task.references()
-        wanted = [k for k in kinds if not (k == "constant" and task.family == "caption")]
+        wanted = [k for k in policies if not (k == "constant" and task.family == "caption")]
         if not wanted:
             continue  # a caption task asked only for a constant (checked above when named)
-        measured = {kind: measure_reference(task.name, kind, episodes, seed, max_steps, progress)
-                    for kind in wanted}
-        for kind, ref in measured.items():
-            old = stored.get(kind)
+        measured = {policy: measure_reference(task.name, policy, episodes, seed, max_steps, progress)
+                    for policy in wanted}
+        for policy, ref in measured.items():
+            old = stored.get(policy)
             if old is None:
                 diff = "-"
             elif old.std > 0:
@@ -117,12 +117,12 @@ def print_scores(names: list[str], episodes: int, seed: int, max_steps: int | No
             else:  # a stored score without spread (a deterministic policy): the raw difference
                 diff = "same" if ref.mean == old.mean else f"{ref.mean - old.mean:+.4g} (stored sd 0)"
             norm = task.normalize(ref.mean)
-            name = kind if ref.policy is None else f"{kind} ({ref.policy})"
-            table.add_row(task.name, name, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
+            label = policy if ref.policy is None else f"{policy} ({ref.policy})"
+            table.add_row(task.name, label, f"{_ref(ref)} (cap {ref.max_steps})", _ref(old), diff,
                           "-" if norm is None else f"{norm:.1f}")
         if out is not None:
-            for kind, ref in measured.items():
-                save_reference(task.name, kind, ref, out)
+            for policy, ref in measured.items():
+                save_reference(task.name, policy, ref, out)
     terminal(console).print(table)
     if out is not None:
         terminal(console).print(f"stored the measured scores in {out}")
@@ -152,8 +152,8 @@ def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
     return progress_bar("{task.fields[note]}", enabled=enabled)
 
 
-def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001 (list[TaskReport])
-    """One row per task: raw return, normalized score against random and expert, failures."""
+def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001 (list[SourceReport])
+    """One row per source: raw return, normalized score against random and expert, failures."""
     print_summaries([r.summary() for r in reports], console)
 
 
@@ -169,7 +169,7 @@ def offline_text(offline: dict | None) -> str:
 
 
 def print_summaries(summaries: list[dict], console: Console | None = None) -> None:
-    """:func:`print_eval` from ``TaskReport.summary()`` dicts (as stored in ``eval.json``)."""
+    """:func:`print_eval` from ``SourceReport.summary()`` dicts (as stored in ``eval.json``)."""
 
     def num(x, fmt="{:.1f}"):
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
@@ -177,15 +177,15 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
     table = Table(title="gato-mini eval (normalized = 100 (score - baseline) / (expert - baseline), "
                         "baseline = the stronger of random and the best constant action; caption return: "
                         "sentence BLEU-4 in [0, 1])")
-    columns = ("task", "episodes", "return", "normalized", "random", "constant", "expert", "metrics",
+    columns = ("source", "episodes", "return", "normalized", "random", "constant", "expert", "metrics",
                "steps/s", "prompt")
-    name_column(table, "task", [s["task"] for s in summaries])
+    name_column(table, "source", [s["source"] for s in summaries])
     for col in columns[1:]:
         table.add_column(col, justify="left" if col in ("prompt", "metrics") else "right")
     for s in summaries:
         if "perplexity" in s:  # text and chat: no episodes
             bpb = f", {s['bits_per_byte']:.3f} bits/byte" if s.get("bits_per_byte") is not None else ""
-            table.add_row(s["task"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f}{bpb} "
+            table.add_row(s["source"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f}{bpb} "
                           f"({s['tokens']:,} tokens)", "-", "-")
             continue
         metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
@@ -195,14 +195,14 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
                 if s["normalized_mean"] is not None else "-")
         ret = f"{num(s['return_mean'], '{:.2f}')} ± {num(s['return_std'], '{:.2f}')}"
         refs = (num(s[k] if k in s else None, "{:.2f}") for k in ("random", "constant", "expert"))
-        table.add_row(s["task"], eps, ret, norm, *refs, metrics, num(s["steps_per_s"]),
+        table.add_row(s["source"], eps, ret, norm, *refs, metrics, num(s["steps_per_s"]),
                       "yes" if s["prompt"] else "none")
     console = terminal(console)
     console.print(table)
     for s in summaries:  # references that are not the registry's: say where they came from
         origin = s.get("references_from") or {}
         if any(not v.startswith("references.yaml") for v in origin.values()):
-            console.print(f"{s['task']} references: " + "; ".join(f"{k} {v}" for k, v in origin.items()))
+            console.print(f"{s['source']} references: " + "; ".join(f"{k} {v}" for k, v in origin.items()))
     print_aggregates(summaries, console)
 
 

@@ -42,15 +42,15 @@ def lr_at(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float
 class LitGato(L.LightningModule):
     """Training shell: ``hparams`` hold plain dicts only (checkpoints load with weights_only=True)."""
 
-    def __init__(self, model_config: dict[str, Any], task_names: list[str], task_kinds: list[str],
+    def __init__(self, model_config: dict[str, Any], source_names: list[str], source_kinds: list[str],
                  optim: dict[str, Any], max_steps: int = 1000, compile: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.cfg = GatoConfig.from_dict(model_config)
         self.model = GatoModel(self.cfg)
-        self.task_names, self.task_kinds = list(task_names), list(task_kinds)
+        self.source_names, self.source_kinds = list(source_names), list(source_kinds)
         self.groups: dict[str, list[int]] = {}
-        for i, kind in enumerate(self.task_kinds):
+        for i, kind in enumerate(self.source_kinds):
             self.groups.setdefault(KINDS[kind].group, []).append(i)  # actions, captions or text
         self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
         # not a registered submodule: the checkpoint holds the weights once, under "model."
@@ -71,11 +71,11 @@ class LitGato(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
         # per source and per group: sums over rows, grouped by the row's source
         row_sum, row_n = per_token.detach().sum(1), mask.sum(1)
-        n_tasks = len(self.task_names)
-        sums = torch.zeros(n_tasks, device=row_sum.device).index_add_(0, batch["task"], row_sum.float())
-        counts = torch.zeros(n_tasks, device=row_sum.device).index_add_(0, batch["task"], row_n.float())
+        n_sources = len(self.source_names)
+        sums = torch.zeros(n_sources, device=row_sum.device).index_add_(0, batch["source"], row_sum.float())
+        counts = torch.zeros(n_sources, device=row_sum.device).index_add_(0, batch["source"], row_n.float())
         present = counts.tolist()  # one copy to the host, not one sync per source
-        for i, name in enumerate(self.task_names):
+        for i, name in enumerate(self.source_names):
             if present[i] > 0:
                 self.log(f"{stage}/loss_{name}", sums[i] / counts[i], batch_size=bs, sync_dist=stage == "val")
         for group, idx in self.groups.items():
@@ -128,9 +128,10 @@ class LitGato(L.LightningModule):
             is_table = name.startswith(("wte.", "local_pos.", "patch_embed.row.", "patch_embed.col."))
             (decay if p.dim() >= 2 and not is_table else no_decay).append(p)
         o = self.optim
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=o["lr"], betas=tuple(o["betas"]))
         warmup, total, lr, min_lr = o["warmup_steps"], self.max_steps, o["lr"], o["min_lr"]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup, total, lr, min_lr) / lr)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                  lambda s: lr_at(s, warmup, total, lr, min_lr) / lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
