@@ -108,7 +108,7 @@ def test_an_image_header_claiming_billions_of_pixels_is_refused_before_decoding(
         load_image(entries[0].image_path, (64, 64), entries[0].where)
 
 
-@pytest.mark.parametrize("kind", ["yaml", "config.json", "jsonl", "tasks.json"])
+@pytest.mark.parametrize("kind", ["yaml", "config.json", "jsonl", "sources.json", "tasks.json"])
 def test_json_and_yaml_nested_too_deeply_are_one_line(kind, tmp_path, model_dir) -> None:
     if kind == "yaml":
         (tmp_path / "c.yaml").write_text(DEEP)
@@ -127,8 +127,9 @@ def test_json_and_yaml_nested_too_deeply_are_one_line(kind, tmp_path, model_dir)
         bad.mkdir()
         for f in model_dir.iterdir():
             (bad / f.name).write_bytes(f.read_bytes())
-        (bad / "tasks.json").write_text(DEEP)
-        with pytest.raises(FileFormatError, match="tasks.json is nested too deeply"):
+        (bad / "sources.json").unlink()
+        (bad / kind).write_text(DEEP)  # tasks.json: the name older folders have
+        with pytest.raises(FileFormatError, match=f"{kind} is nested too deeply"):
             load_model(bad)
 
 

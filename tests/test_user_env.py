@@ -55,7 +55,7 @@ def cartpole_model(tmp_path_factory) -> Path:
 
 
 def test_record_train_and_evaluate_an_env_outside_the_registry(cartpole_model, tmp_path) -> None:
-    entry = json.loads((cartpole_model / "tasks.json").read_text())["sources"]["cartpole"]
+    entry = json.loads((cartpole_model / "sources.json").read_text())["sources"]["cartpole"]
     assert json.loads(entry["env_spec"])["id"] == "CartPole-v1" and entry["step_cap"] == 30
     returns = entry["dataset_return"]
     assert returns == {
@@ -144,9 +144,9 @@ def test_an_env_whose_spaces_differ_or_that_cannot_be_recreated_is_one_line(cart
     )
     model = tmp_path / "nospec"
     shutil.copytree(cartpole_model, model)
-    tasks = json.loads((model / "tasks.json").read_text())
-    tasks["sources"]["cartpole"]["env_spec"] = None  # a dataset that stored no spec
-    (model / "tasks.json").write_text(json.dumps(tasks))
+    trained = json.loads((model / "sources.json").read_text())
+    trained["sources"]["cartpole"]["env_spec"] = None  # a dataset that stored no spec
+    (model / "sources.json").write_text(json.dumps(trained))
     r = _cli(
         "eval", "--model", str(model), "--task", "cartpole", "--episodes", "1", "--no-progress", cwd=tmp_path
     )
