@@ -10,7 +10,6 @@ of random and the best constant action.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ import yaml
 from gato_mini.catalog import BUILTIN_TASKS
 from gato_mini.envs import atari, caption, control
 from gato_mini.envs.policies import CallablePolicy, ConstantPolicy, Policy, RandomPolicy
-from gato_mini.errors import GatoError
+from gato_mini.errors import GatoError, did_you_mean
 from gato_mini.fields import FieldSpec, action_field, field_spec, observation_fields
+from gato_mini.procs import write_atomic
 
 REFERENCES_FILE = "references.yaml"
 
@@ -207,9 +207,7 @@ if tuple(TASKS) != BUILTIN_TASKS:  # the names data/ sees (gato_mini.catalog) ar
 def get_task(name: str) -> Task:
     """The registered task ``name``; an unknown name lists the known ones."""
     if name not in TASKS:
-        close = difflib.get_close_matches(name, TASKS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UnknownTaskError(f"unknown task {name!r}{hint}; known: {', '.join(TASKS)}")
+        raise UnknownTaskError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; known: {', '.join(TASKS)}")
     return TASKS[name]
 
 
@@ -248,9 +246,7 @@ def save_reference(task: str, policy: str, ref: Reference, path: Path) -> None:
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
     data = data or {}
     data.setdefault(task, {})[policy] = ref.to_dict()
-    tmp = path.with_name(path.name + ".tmp")
     header = ("# Reference returns measured by `gato-mini scores --task NAME --episodes N --update`\n"
               "# (or --out FILE).\n"
               "# Do not edit by hand: rerun the command.\n")
-    tmp.write_text(header + yaml.safe_dump(data, sort_keys=True))
-    tmp.replace(path)
+    write_atomic(path, header + yaml.safe_dump(data, sort_keys=True))

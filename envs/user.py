@@ -14,7 +14,6 @@ env's observation (as the env returns it) to an action in the env's own action s
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ from gato_mini.envs.wrappers import (
     mujoco_warnings_as_python_warnings,
     unit_actions,
 )
-from gato_mini.errors import GatoError
+from gato_mini.errors import GatoError, did_you_mean
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -45,8 +44,7 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         return gym.spec(env_id)
     except (gym.error.Error, ModuleNotFoundError, ImportError, AttributeError, ValueError) as exc:
         ids = list(gym.registry)
-        close = difflib.get_close_matches(env_id, ids, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(env_id, ids)
         detail = "" if isinstance(exc, gym.error.Error) else f": {type(exc).__name__}: {exc}"
         raise GatoError(f"unknown gymnasium env {env_id!r}{hint}{detail}; pass --import MODULE for an env "
                         "your own package registers") from None

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from gato_mini.data.minari_writer import CHUNK_STEPS, DatasetWriter
-from gato_mini.envs.policies import constant_policies
-from gato_mini.envs.registry import Reference, Task, get_task
+from gato_mini.envs.registry import Task, get_task
 from gato_mini.errors import GatoError
 from gato_mini.fields import action_field, observation_fields
 from gato_mini.options import Checked, count, number
@@ -253,38 +252,3 @@ def _run(task: Task, policy_name: str, env: Any, writer: DatasetWriter | None, e
                        ret=f"{np.mean(returns):.1f}")
     path = writer.commit() if writer is not None else None
     return RunResult(returns, steps, time.perf_counter() - start, path, resumed_steps)
-
-
-def best_constant(task_name: str | Task, episodes: int, seed: int = 0, max_steps: int | None = None,
-                  progress: bool = False, scout_episodes: int = 4) -> Reference:
-    """The best constant-action policy of a task, measured now: zero torque for a Box, the best single
-    button held for a Discrete space (each button is tried on ``scout_episodes`` episodes, then the best
-    on all ``episodes``). The "do nothing" baseline: a model that ignores its input scores at most this."""
-    task = task_name if isinstance(task_name, Task) else get_task(task_name)
-    if task.family == "caption":
-        raise GatoError(f"{task.name} is a captioning task: it has no constant action")
-    env = task.make(max_steps=1)
-    try:
-        policies = constant_policies(env.action_space)
-    finally:
-        env.close()
-    scout = episodes if len(policies) == 1 else min(episodes, scout_episodes)
-    tried = {k: _measure(task, k, scout, seed, max_steps, progress) for k in policies}
-    best = max(tried, key=lambda k: tried[k].mean)
-    ref = tried[best] if scout == episodes else _measure(task, best, episodes, seed, max_steps, progress)
-    return Reference(ref.mean, ref.std, ref.episodes, ref.seed, ref.max_steps, policy=best)
-
-
-def measure_reference(task_name: str | Task, policy_name: str, episodes: int, seed: int = 0,
-                      max_steps: int | None = None, progress: bool = True) -> Reference:
-    """A reference score measured now (nothing recorded)."""
-    if policy_name == "constant":
-        return best_constant(task_name, episodes, seed, max_steps, progress)
-    task = task_name if isinstance(task_name, Task) else get_task(task_name)
-    return _measure(task, policy_name, episodes, seed, max_steps, progress)
-
-
-def _measure(task: Task, policy: str, episodes: int, seed: int, max_steps: int | None,
-             progress: bool) -> Reference:
-    result = run_episodes(task, Recording(policy, episodes, seed, max_steps), progress=progress)
-    return Reference(result.mean, result.std, episodes, seed, max_steps or task.max_steps)

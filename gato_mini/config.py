@@ -225,3 +225,16 @@ class GatoConfig:
         except RecursionError:
             raise FileFormatError(f"config file {path} is nested too deeply to be a model config") from None
         return cls.from_dict(data)
+
+
+def model_config(raw: Any) -> GatoConfig:
+    """The ``model`` section: a size name, or a mapping with ``name`` plus overrides."""
+    if raw is None:
+        return GatoConfig.from_name("tiny")
+    if isinstance(raw, str):
+        return GatoConfig.from_name(raw)
+    if isinstance(raw, dict):
+        raw = dict(raw)
+        name = raw.pop("name", "tiny")
+        return GatoConfig.from_name(name, **raw)
+    raise ConfigError(f"'model' must be a size name or a mapping, got {raw!r}")

@@ -8,6 +8,8 @@ its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class GatoError(Exception):
     """A problem with the user's input, printed without a traceback."""
@@ -23,3 +25,12 @@ class ConfigError(GatoError, ValueError):
 
 class FileFormatError(GatoError, ValueError):
     """A file is missing, truncated or not in the expected format."""
+
+
+def did_you_mean(name: object, known: Iterable[object], cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` when ``known`` holds a name close to ``name``, else ``""``: the one
+    suggestion every error about an unknown name gives."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -26,6 +26,15 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_NAME = ".gato-mini.lock"
 
 
+def write_atomic(path: str | Path, text: str) -> None:
+    """``text`` into ``path``, written beside it then renamed: a reader (or a resumed run) sees the old
+    file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def die_with_parent() -> None:
     """Linux: this (worker) process gets SIGKILL when its parent dies, so a killed command leaves no
     orphan still working (``prepare`` workers, eval env processes). Elsewhere a no-op."""

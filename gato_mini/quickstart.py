@@ -39,7 +39,7 @@ from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group
 from gato_mini.agent.evaluate import evaluate_sources
 from gato_mini.agent.prompting import ChatSession, Sampling
 from gato_mini.collect import run_episodes
-from gato_mini.data.datacfg import resolve_config
+from gato_mini.config_files import resolve_config
 from gato_mini.data.datamodule import open_sampler
 from gato_mini.data.minari_io import read_collection
 from gato_mini.data.prepare import prepare
@@ -48,7 +48,7 @@ from gato_mini.envs.registry import TASKS, get_task
 from gato_mini.errors import ConfigError, GatoError
 from gato_mini.model.export import load_model
 from gato_mini.options import checked, number
-from gato_mini.procs import folder_lock
+from gato_mini.procs import folder_lock, write_atomic
 from gato_mini.quickstart_plan import default_config, load_config, run_name
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.report import duration, write_report
@@ -81,9 +81,7 @@ class State:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=1))
 
 
 def check_out_dir(out: Path) -> None:
@@ -342,9 +340,7 @@ class Quickstart:
         for c in captions:
             self.console.print(f"{c['source']} {c['image']}: {c['caption']}   [dim](reference: "
                                f"{c['references'][0]})[/dim]")
-        tmp = self.out / "samples.json.tmp"
-        tmp.write_text(json.dumps({"chat": chat, "captions": captions}, indent=1))
-        tmp.replace(self.out / "samples.json")
+        write_atomic(self.out / "samples.json", json.dumps({"chat": chat, "captions": captions}, indent=1))
         return {}
 
     def report(self) -> dict[str, Any]:

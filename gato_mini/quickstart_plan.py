@@ -12,7 +12,7 @@ from typing import Any
 
 from gato_mini.agent.eval_common import EVAL_DEFAULTS
 from gato_mini.collect import Recording
-from gato_mini.data.datacfg import read_config_file
+from gato_mini.config_files import read_config_file
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import ConfigError, GatoError
 from gato_mini.options import Checked, check_options, checked, count, number

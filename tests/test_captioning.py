@@ -19,7 +19,7 @@ from torchmetrics.functional.text import bleu_score
 from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.agent.rollout import run_agent
-from gato_mini.collect import Recording, measure_reference, run_episodes
+from gato_mini.collect import Recording, run_episodes
 from gato_mini.config import GatoConfig
 from gato_mini.data.shapes import parse_caption
 from gato_mini.data.sources import SourceConfig, make_source
@@ -30,6 +30,7 @@ from gato_mini.fields import FieldSpec, observation_fields
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model, load_model
 from gato_mini.model.generate import Sampling
+from gato_mini.references import measure_reference
 from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")

@@ -126,7 +126,7 @@ def test_collect_then_refuse_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("collect", "--task", "atari-pongg", "--episodes", "1", "--out", "x"), "did you mean atari-pong"),
+    (("collect", "--task", "atari-pongg", "--episodes", "1", "--out", "x"), "did you mean 'atari-pong'"),
     (("collect", "--task", "atari-pong", "--episodes", "0", "--out", "x"), "--episodes must be positive"),
     (("collect", "--task", "atari-pong", "--policy", "human", "--episodes", "1", "--out", "x"),
      "unknown policy"),
@@ -203,7 +203,7 @@ def test_a_fresh_train_collect_tasks_and_eval_print_only_gato_minis_own_lines(tm
 
 
 def test_train_help_lists_the_recipes_and_flags_are_spelled_alike(tmp_path) -> None:
-    from gato_mini.data.datacfg import recipes
+    from gato_mini.config_files import recipes
 
     out = run("train", "--help")
     assert out.returncode == 0
@@ -216,8 +216,7 @@ def test_train_help_lists_the_recipes_and_flags_are_spelled_alike(tmp_path) -> N
                        timeout=120, cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip() == ("gato-mini train: error: on the command line: unknown config key "
-                                "'train.lrr'; "
-                                "did you mean 'lr'?"), r.stderr
+                                "'train.lrr' (did you mean 'lr'?)"), r.stderr
 
 
 def test_names_a_user_types_survive_80_columns_and_pipes() -> None:

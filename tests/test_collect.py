@@ -417,7 +417,7 @@ def test_collect_any_gymnasium_env_with_a_user_policy(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--env", "CartPol-v1"], "unknown gymnasium env 'CartPol-v1' (did you mean CartPole-v1?)"),
+    (["--env", "CartPol-v1"], "unknown gymnasium env 'CartPol-v1' (did you mean 'CartPole-v1'?)"),
     (["--env", "CartPole-v1", "--policy", "corridor:out_of_space", "--import", "corridor"],
      "policy corridor:out_of_space returned 5, outside the action space Discrete(2)"),
     (["--env", "CartPole-v1", "--policy", "nomodule:fn"], "cannot import 'nomodule': ModuleNotFoundError"),

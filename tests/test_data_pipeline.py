@@ -82,7 +82,7 @@ def _timesteps(tokens: np.ndarray, sep: int) -> list[tuple[int, int]]:
 
 def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
     tmp, config, data, cfg, _ = prepared
-    dm = GatoDataModule(config, batch_size=16, prepare=False)
+    dm = GatoDataModule(data, cfg, batch_size=16, prepare=False)
     dm.setup("fit")
     tok = TextTokenizer.load(data.root / "tokenizer.json", cfg)
     names = dm.source_names
@@ -140,7 +140,7 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
 
 def test_validation_uses_only_held_out_units(prepared) -> None:
     tmp, config, data, cfg, _ = prepared
-    dm = GatoDataModule(config, batch_size=8, prepare=False)
+    dm = GatoDataModule(data, cfg, batch_size=8, prepare=False)
     dm.setup("fit")
     meta = json.loads((shard_dir(data.root, "demo", "val") / "meta.json").read_text())
     val_eps = int(meta["counts"]["units"])

@@ -162,7 +162,7 @@ def test_text_is_not_an_action():
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(UnknownTaskError, match="did you mean atari-pong.*known: atari-pong"):
+    with pytest.raises(UnknownTaskError, match="did you mean 'atari-pong'.*known: atari-pong"):
         get_task("atari-pon")
 
 

@@ -62,7 +62,7 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     assert [e["length"] for e in res["per_episode"]] == [20, 20, 20]
     # --max-steps 20 is under the task's 200-step cap: the references are measured at 20 steps, on the
     # same seeds, and cached beside the model; the registry's full-episode ones would flatter it
-    from gato_mini.collect import measure_reference
+    from gato_mini.references import measure_reference
 
     ref = {k: measure_reference("control-pendulum", k, 3, 1000, 20, progress=False) for k in
            ("random", "constant", "expert")}

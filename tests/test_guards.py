@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from gato_mini.config import GatoConfig
+from gato_mini.config_files import read_yaml
 from gato_mini.data.captions import MAX_IMAGE_PIXELS, load_image, read_caption_metadata
-from gato_mini.data.datacfg import read_yaml
 from gato_mini.data.jsonl import iter_jsonl
 from gato_mini.errors import ConfigError, FileFormatError, GatoError
 from gato_mini.model import GatoModel

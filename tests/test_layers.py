@@ -12,8 +12,9 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["errors", "options", "procs", "terminal", "catalog", "config", "tokenizers", "fields", "data",
-          "envs", "model", "collect", "train", "reports", "agent", "quickstart_plan", "quickstart", "cli"]
+LAYERS = ["errors", "options", "procs", "terminal", "catalog", "config", "config_files", "tokenizers",
+          "fields", "data", "envs", "collect", "references", "model", "train", "reports", "agent",
+          "quickstart_plan", "quickstart", "cli"]
 MAX_FUNCTION_IMPORTS = 10
 
 

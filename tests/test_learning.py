@@ -23,11 +23,12 @@ import yaml
 from gymnasium import spaces
 
 from gato_mini.agent.evaluate import EvalOptions, evaluate_source
-from gato_mini.collect import Recording, measure_reference, run_episodes
+from gato_mini.collect import Recording, run_episodes
 from gato_mini.envs import registry as reg
 from gato_mini.envs.policies import Stateless
 from gato_mini.envs.wrappers import DictObservation
 from gato_mini.model.export import load_model
+from gato_mini.references import measure_reference
 from gato_mini.train.config import parse_run_config
 from gato_mini.train.run import train
 

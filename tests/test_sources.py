@@ -228,7 +228,7 @@ def test_recipes_by_name_from_any_directory_and_one_path_rule(tmp_path: Path, mo
     """`--config tiny` names a packaged recipe wherever the user is; every relative path in a config
     starts from the current directory, `data: NAME` included; each training config keeps its data in
     <train.out>/data (issue 19)."""
-    from gato_mini.data.datacfg import read_config_file, recipes, resolve_config
+    from gato_mini.config_files import read_config_file, recipes, resolve_config
     from gato_mini.train.config import load_run_config
 
     monkeypatch.chdir(tmp_path)
@@ -262,5 +262,5 @@ def test_recipes_by_name_from_any_directory_and_one_path_rule(tmp_path: Path, mo
 
 
 def test_an_unknown_kind_gets_a_suggestion() -> None:
-    with pytest.raises(ConfigError, match="unknown kind 'chatjsonl'; did you mean 'chat-jsonl'"):
+    with pytest.raises(ConfigError, match=r"unknown kind 'chatjsonl' \(did you mean 'chat-jsonl'\?\); known"):
         parse_data_config({"sources": {"mine": {"kind": "chatjsonl", "path": "x"}}})

@@ -13,7 +13,7 @@ import torch
 import yaml
 from _data import _write_config, _write_dataset
 
-from gato_mini.data.datacfg import model_config
+from gato_mini.config import model_config
 from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import load_model, read_checkpoint

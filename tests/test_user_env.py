@@ -204,7 +204,7 @@ def test_a_dataset_made_by_minaris_own_datacollector_trains_and_evaluates(tmp_pa
 
 
 def test_the_dataset_expert_is_its_best_windowed_mean() -> None:
-    from gato_mini.model.export import best_windowed_mean
+    from gato_mini.references import best_windowed_mean
 
     assert best_windowed_mean([1.0, 2.0, 3.0]) == (2.0, 3)  # fewer than the window: the plain mean
     rising = [float(k) for k in range(150)]  # an improving agent: the last 100 episodes count

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from gato_mini.agent.agent import Agent, AgentOptions
-from gato_mini.agent.eval_common import EvalOptions, SourceReport, reference_means, source_entry
+from gato_mini.agent.eval_common import EvalOptions, SourceReport, source_entry
 from gato_mini.agent.rollout import run_agent
 from gato_mini.data.sources import KINDS, source_of
 from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
@@ -19,6 +19,7 @@ from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec, observation_fields
 from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
+from gato_mini.references import reference_means
 from gato_mini.reports.figures import caption_grid
 from gato_mini.tokenizers.text import TextTokenizer
 

@@ -18,6 +18,7 @@ from gato_mini.data.sources import KINDS, Source, source_of
 from gato_mini.envs.registry import TASKS, baseline, get_task, human_normalized, normalized
 from gato_mini.errors import GatoError
 from gato_mini.options import Checked, count, number, seed
+from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import aggregate_summaries
 
 #: What ``gato-mini eval`` and the quickstart run per source group when not told otherwise: episodes
@@ -150,11 +151,6 @@ def trained_source(entry: dict[str, Any], name: str) -> Source:
     return source_of(name, entry.get("kind", "episodes"), entry.get("options"))
 
 
-def reference_means(refs: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(random, expert) mean returns of a task's stored references, None where not measured."""
-    return tuple(refs[k].mean if k in refs else None for k in ("random", "expert"))  # type: ignore[return-value]
-
-
 def write_video(frames: list[np.ndarray], path: str, fps: int = 30) -> str:
     """A GIF (Pillow) or, for .mp4, a video through imageio when it is installed."""
     out = Path(path)
@@ -181,12 +177,5 @@ def write_json(reports: list[SourceReport], path: str | Path, model_dir: str) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summaries = [r.summary() for r in reports]
-    _write_json(path, {"model": str(model_dir), "sources": summaries,
-                       "aggregate": aggregate_summaries(summaries)})
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """``value`` as JSON at ``path``, written beside it then renamed (never half-written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"model": str(model_dir), "sources": summaries,
+                                   "aggregate": aggregate_summaries(summaries)}, indent=1))

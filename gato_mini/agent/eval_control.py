@@ -14,7 +14,6 @@ step cap, references measured at eval and cached beside the model).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -27,8 +26,6 @@ from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.eval_common import (
     EvalOptions,
     SourceReport,
-    _write_json,
-    reference_means,
     source_entry,
     trained_source,
     write_video,
@@ -37,17 +34,17 @@ from gato_mini.agent.offline import offline_metrics
 from gato_mini.agent.procenv import ProcessEnv
 from gato_mini.agent.rollout import run_agent
 from gato_mini.catalog import task_dataset
-from gato_mini.collect import measure_reference
 from gato_mini.config import GatoConfig
 from gato_mini.data.minari_io import dataset_fields, iter_episodes, open_dataset
 from gato_mini.data.sequence import TokenSequence, episode_sequence
 from gato_mini.envs.policies import import_modules
-from gato_mini.envs.registry import TASKS, Reference
+from gato_mini.envs.registry import TASKS
 from gato_mini.envs.user import spec_task, user_task
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
 from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
+from gato_mini.references import eval_references, reference_means
 from gato_mini.tokenizers.text import TextTokenizer
 
 
@@ -117,47 +114,6 @@ def source_task(trained: dict[str, Any], name: str, env_id: str | None = None,
     return spec, fields, action
 
 
-def measured_references(spec: Any, policies: tuple[str, ...], episodes: int, seed: int, cap: int,
-                        cache: Path | None) -> tuple[dict[str, Any], str]:
-    """References of ``spec`` measured now at step cap ``cap`` and seeds ``seed``... (``policies`` among
-    random, constant and expert), cached in ``cache`` (a JSON file beside the model) so they are
-    measured once. Returns (references, the key saying how they were measured)."""
-    key = f"{spec.env_id} cap={cap} seed={seed} episodes={episodes}"
-    try:
-        stored = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
-    except (OSError, ValueError):
-        stored = {}  # a torn cache is measured again
-    have = stored.setdefault(key, {})
-    missing = [k for k in policies if k not in have]
-    for k in missing:
-        have[k] = measure_reference(spec, k, episodes, seed, cap, progress=False).to_dict()
-    if missing and cache is not None:
-        try:
-            _write_json(cache, stored)
-        except OSError:
-            pass  # a read-only model folder: measured again next time
-    return {k: Reference(**have[k]) for k in policies}, key
-
-
-def user_references(spec: Any, entry: dict[str, Any], episodes: int, seed: int, max_steps: int | None,
-                    cache: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """References of an env outside the registry: random and the best constant action measured now at
-    this step cap and these seeds (:func:`measured_references`), and as expert the return of the
-    source's own dataset (its best windowed mean, Gato Sec. 3.1). Returns (references, where each came
-    from)."""
-    cap = max_steps or spec.max_steps
-    refs, key = measured_references(spec, ("random", "constant"), episodes, seed, cap, cache)
-    origin = {k: f"measured at eval ({key})" for k in refs}
-    data = entry.get("dataset_return")
-    if data:
-        refs["expert"] = Reference(data["mean"], data["std"], data["episodes"], 0,
-                                   entry.get("step_cap") or cap, policy="the training dataset")
-        window = data.get("window", data["episodes"])
-        origin["expert"] = (f"the training dataset's return, the best mean over {window} consecutive of its "
-                            f"{data['episodes']} episodes (Gato Sec. 3.1)")
-    return refs, origin
-
-
 def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
                      options: EvalOptions, progress: Any = None) -> SourceReport:
     """Play ``options.episodes`` episodes of the ``episodes`` source ``name`` on ``options.num_envs`` envs at
@@ -192,16 +148,8 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     agent = Agent(model, fields, action, n, tokenizer, prompt,
                   AgentOptions(Sampling(temperature=o.temperature, seed=seed), o.use_cache, image_size=size))
     frames: list[np.ndarray] | None = [] if video else None
-    if name in TASKS and o.env_id is None and max_steps and max_steps < spec.max_steps:
-        # references.yaml holds full episodes: compare like with like, at this cap and these seeds
-        refs, key = measured_references(spec, ("random", "constant", "expert"), episodes, seed, max_steps,
-                                        o.reference_cache)
-        origin = {k: f"measured at eval ({key})" for k in refs}
-    elif name in TASKS and o.env_id is None:
-        refs, origin = spec.references(), {"random": "references.yaml", "constant": "references.yaml",
-                                           "expert": "references.yaml (the scripted expert)"}
-    else:
-        refs, origin = user_references(spec, entry, episodes, seed, max_steps, o.reference_cache)
+    refs, origin = eval_references(spec, entry, episodes, seed, max_steps, o.reference_cache,
+                                   registered=name in TASKS and o.env_id is None)
     t0 = time.perf_counter()
     try:
         results = run_agent(agent, envs, episodes, seed, on_episode=progress, frames=frames)
@@ -209,9 +157,9 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
         for env in envs:
             env.close()
     report = SourceReport(name, results, *reference_means(refs), prompt_name, time.perf_counter() - t0,
-                        sum(r.length for r in results),
-                        constant=refs["constant"].mean if "constant" in refs else None)
-    report.extra["references_from"] = {k: v for k, v in origin.items() if k in refs}
+                          sum(r.length for r in results),
+                          constant=refs["constant"].mean if "constant" in refs else None)
+    report.extra["references_from"] = origin
     if o.offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, action)
     if video and frames:

@@ -98,7 +98,7 @@ def run_scores(args: argparse.Namespace) -> None:
 
 
 def recipes_epilog() -> str:
-    from gato_mini.data.datacfg import recipes
+    from gato_mini.config_files import recipes
 
     lines = [f"  {name:<12} {about}" for name, about in recipes().items()]
     return ("--config takes a YAML path or the name of a packaged recipe:\n" + "\n".join(lines) +
@@ -119,7 +119,9 @@ def add_prepare(p: argparse.ArgumentParser) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> None:
-    from gato_mini.data.datacfg import data_config_from, model_config, read_config_file
+    from gato_mini.config import model_config
+    from gato_mini.config_files import read_config_file
+    from gato_mini.data.datacfg import data_config_from
     from gato_mini.data.prepare import prepare
     from gato_mini.errors import ConfigError
     from gato_mini.options import checked, count

@@ -20,29 +20,23 @@ A source is a built-in name (a task from ``gato-mini tasks``, or a source kind's
 with an explicit ``kind``. Unknown keys, unknown sources and bad weights are
 :class:`ConfigError`.
 
-**One rule for paths**: every relative path, in a config file or on the command
-line, is relative to the current directory. A config is named by a path or by
-the name of a packaged recipe (``tiny``, ``mixture``, ...: :func:`recipes`),
-both for ``--config`` and for ``data: NAME`` inside a config; a path wins over a
-recipe of the same name. A training config without ``data.root`` keeps its
-tokenizer and shards in ``<train.out>/data``, so configs never share them.
+The file is read by :mod:`gato_mini.config_files` (its rule for paths and
+recipes is there); the ``model`` section by :func:`gato_mini.config.model_config`.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gato_mini.catalog import BUILTIN_TASKS, task_dataset
-from gato_mini.config import GatoConfig
+from gato_mini.config import GatoConfig, model_config
+from gato_mini.config_files import default_root, read_config_file
 from gato_mini.data.sources import KINDS, SourceConfig, builtin_names
-from gato_mini.errors import ConfigError
+from gato_mini.errors import ConfigError, did_you_mean
 
 DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
               "seed", "workers", "val_windows", "sources"}
@@ -93,13 +87,11 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
         kind = builtin_names().get(name)
         if kind is None:
             known = list(builtin_names())
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; built-in sources: {', '.join(known)}"
-            raise ConfigError(f"unknown source '{name}' (give it a 'kind' if it is your own){hint}")
+            hint = did_you_mean(name, known) or f"; built-in sources: {', '.join(known)}"
+            raise ConfigError(f"unknown source '{name}'{hint} (give it a 'kind' if it is your own)")
     if kind not in KINDS:
-        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
-        hint = f"did you mean '{close[0]}'? known" if close else "known"
-        raise ConfigError(f"source '{name}': unknown kind '{kind}'; {hint}: {', '.join(KINDS)}")
+        raise ConfigError(f"source '{name}': unknown kind '{kind}'{did_you_mean(kind, KINDS)}; known: "
+                          f"{', '.join(KINDS)}")
     allowed = KINDS[kind].defaults
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
@@ -126,8 +118,7 @@ def parse_data_config(raw: dict[str, Any]) -> DataConfig:
         raise ConfigError("the data config must be a mapping")
     unknown = sorted(set(raw) - DATA_KEYS)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(DATA_KEYS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(unknown[0], sorted(DATA_KEYS))
         raise ConfigError(f"unknown data config key '{unknown[0]}'{hint}")
     sources_raw = raw.get("sources")
     if not isinstance(sources_raw, dict) or not sources_raw:
@@ -154,137 +145,6 @@ def parse_data_config(raw: dict[str, Any]) -> DataConfig:
                 raise ConfigError(f"data config '{key}' must be a whole number >= {lo}, got {v!r}")
             kw[key] = v
     return DataConfig(**kw)
-
-
-def model_config(raw: Any) -> GatoConfig:
-    """The ``model`` section: a size name, or a mapping with ``name`` plus overrides."""
-    if raw is None:
-        return GatoConfig.from_name("tiny")
-    if isinstance(raw, str):
-        return GatoConfig.from_name(raw)
-    if isinstance(raw, dict):
-        raw = dict(raw)
-        name = raw.pop("name", "tiny")
-        return GatoConfig.from_name(name, **raw)
-    raise ConfigError(f"'model' must be a size name or a mapping, got {raw!r}")
-
-
-def _recipe_folder() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("gato_mini.configs")))
-
-
-def recipes() -> dict[str, str]:
-    """The packaged recipes (``configs/*.yaml``): name -> the first line of its header comment."""
-    out = {}
-    for f in sorted(_recipe_folder().glob("*.yaml")):
-        first = f.read_text(encoding="utf-8").splitlines()[:1]
-        out[f.stem] = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
-    return out
-
-
-def resolve_config(name: str | Path) -> Path:
-    """The config file ``name`` stands for: a path from the current directory, else a packaged recipe
-    (``tiny`` or ``tiny.yaml``). Neither is a :class:`ConfigError` naming the recipes."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
-    known = recipes()
-    if len(path.parts) == 1 and stem in known:
-        return _recipe_folder() / f"{stem}.yaml"
-    close = difflib.get_close_matches(stem, list(known), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"config file not found: {name} (relative paths start from the current directory; "
-                      f"named recipes: {', '.join(known)}){hint}")
-
-
-#: The most values a config may hold once its aliases are expanded: a config is a few hundred; a
-#: "billion laughs" document (each alias ten of the one before) expands to billions.
-MAX_YAML_VALUES = 100_000
-
-
-def _expanded_values(node: Any, seen: dict[int, int]) -> int:
-    """How many values ``node`` (a composed YAML node) holds once every alias in it is expanded, counted
-    over the node graph (each node once, its count reused where an alias repeats it)."""
-    if id(node) in seen:
-        return seen[id(node)]
-    seen[id(node)] = 1  # a recursive alias counts once where it loops back
-    if isinstance(node, yaml.MappingNode):
-        n = 1 + sum(_expanded_values(k, seen) + _expanded_values(v, seen) for k, v in node.value)
-    elif isinstance(node, yaml.SequenceNode):
-        n = 1 + sum(_expanded_values(v, seen) for v in node.value)
-    else:
-        n = 1
-    seen[id(node)] = n
-    return n
-
-
-def safe_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load`` of one document, refusing one whose aliases expand past
-    :data:`MAX_YAML_VALUES` values (a :class:`ConfigError` naming ``where``) before anything is built
-    from it: the walks over a config (overrides, fingerprints, the saved copy) would expand them all."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_values(node, {}) > MAX_YAML_VALUES:
-            raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_VALUES:,} values; a "
-                              "config is not that large (a YAML alias bomb?)")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from a file; a missing or malformed file is a :class:`ConfigError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = safe_yaml(path.read_text(encoding="utf-8"), str(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a config") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A config file's mapping (``path``: a file or a recipe name, :func:`resolve_config`), with
-    ``data: NAME`` replaced by the data section that config names, found by the same rule."""
-    path = resolve_config(path)
-    raw = read_yaml(path)
-    if isinstance(raw.get("data"), str):  # "data: mixture": another config's data section
-        name = raw["data"]
-        beside = path.parent / name
-        if not Path(name).expanduser().is_file() and beside.is_file() and \
-                beside.resolve().parent != _recipe_folder().resolve():
-            raise ConfigError(f"{path}: 'data: {name}' is read from the current directory, like every path "
-                              f"in a config; the file beside the config is '{beside}': write that")
-        try:
-            inner = read_yaml(resolve_config(name))
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: data: {exc}") from None
-        raw["data"] = inner.get("data", inner)
-    return raw
-
-
-RUN_OUT = "runs/gato"  # a training config's train.out when it sets none
-
-
-def default_root(raw: dict[str, Any]) -> Path:
-    """Where a config's tokenizer and shards go when its data section sets no ``root``: a training
-    config's ``<train.out>/data`` (so configs never share them), else ``runs/data``."""
-    if "data" not in raw:  # a data config alone
-        return Path("runs/data")
-    return Path((raw.get("train") or {}).get("out") or RUN_OUT) / "data"
 
 
 def data_config_from(raw: dict[str, Any]) -> tuple[DataConfig, GatoConfig]:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -26,7 +25,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.datacfg import DataConfig, load_data_config
+from gato_mini.data.datacfg import DataConfig
 from gato_mini.data.prepare import check_shards, prepare, shard_dir
 from gato_mini.data.shards import Shard
 from gato_mini.data.windows import SourceShard, WindowSampler, collate
@@ -95,15 +94,9 @@ class ValWindows(Dataset):
 class GatoDataModule(L.LightningDataModule):
     """Mixture DataModule (see the module docstring)."""
 
-    def __init__(self, data: DataConfig | str | Path, cfg: GatoConfig | None = None, batch_size: int = 16,
-                 num_workers: int = 0, prepare: bool = True, progress: bool = True,
-                 checked: bool = False) -> None:
+    def __init__(self, data: DataConfig, cfg: GatoConfig, batch_size: int = 16, num_workers: int = 0,
+                 prepare: bool = True, progress: bool = True, checked: bool = False) -> None:
         super().__init__()
-        if not isinstance(data, DataConfig):
-            data, file_cfg = load_data_config(data)
-            cfg = cfg or file_cfg
-        if cfg is None:
-            raise ValueError("a model config is needed to build batches")
         self.data, self.cfg = data, cfg
         self.batch_size, self.num_workers = batch_size, num_workers
         self.run_prepare, self.progress, self.checked = prepare, progress, checked

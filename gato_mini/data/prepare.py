@@ -33,7 +33,7 @@ from gato_mini.data.datacfg import DataConfig, SourceConfig
 from gato_mini.data.shards import FORMAT, ShardWriter, layout, read_meta
 from gato_mini.data.sources import Source, make_source
 from gato_mini.errors import ConfigError
-from gato_mini.procs import die_with_parent, folder_lock
+from gato_mini.procs import die_with_parent, folder_lock, write_atomic
 from gato_mini.terminal import progress_bar
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -145,12 +145,11 @@ def _init_worker(queue: Any) -> None:
 
 
 
-def _build(config: SourceConfig | Source, cfg_dict: dict[str, Any], tokenizer: str, root: str,
+def _build(config: SourceConfig | Source, cfg: GatoConfig, tokenizer: str, root: str,
            fingerprint: str, val_fraction: float) -> SourceReport:
     """Tokenize one source, both splits (in a worker process, from its config; or inline, from the
     parent's :class:`Source`, so its inputs are opened once per prepare)."""
     t0 = time.perf_counter()
-    cfg = GatoConfig.from_dict(cfg_dict)
     source = config if isinstance(config, Source) else make_source(config)
     config = source.config
     tok = TextTokenizer.load(tokenizer, cfg)
@@ -222,7 +221,7 @@ def prepare(data: DataConfig, cfg: GatoConfig, progress: bool = True, force: boo
 
 def _run_builds(todo: list[tuple[Source, str]], cfg: GatoConfig, tok_path: Path, root: Path,
                 data: DataConfig, progress: bool) -> list[SourceReport]:
-    args = [(s.config, cfg.to_dict(), str(tok_path), str(root), fp, data.val_fraction) for s, fp in todo]
+    args = [(s.config, cfg, str(tok_path), str(root), fp, data.val_fraction) for s, fp in todo]
     workers = min(data.workers, len(todo))
     bar = progress_bar("units", enabled=progress)
     with bar:
@@ -269,9 +268,7 @@ def _write_index(data: DataConfig, cfg: GatoConfig, sources: list[Source], tok_s
     final = root / "data.json"
     if final.is_file() and final.read_text() == text:
         return  # unchanged: a no-op run writes nothing
-    tmp = root / "data.json.tmp"
-    tmp.write_text(text)
-    tmp.replace(final)
+    write_atomic(final, text)
 
 
 def _other_layout(index: dict[str, Any], cfg: GatoConfig) -> str:

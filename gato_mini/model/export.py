@@ -27,10 +27,11 @@ import torch
 
 from gato_mini.config import GatoConfig
 from gato_mini.data.datacfg import DataConfig
-from gato_mini.data.minari_io import dataset_folder, iter_episodes, open_dataset, read_collection
+from gato_mini.data.minari_io import dataset_folder
 from gato_mini.envs.registry import TASKS
 from gato_mini.errors import ConfigError, FileFormatError, GatoError
 from gato_mini.model.model import GatoModel, check_fits
+from gato_mini.references import episodes_env
 from gato_mini.tokenizers.text import TextTokenizer
 
 SOURCES_FILE = "sources.json"
@@ -60,39 +61,6 @@ def sources_entry(data: DataConfig) -> dict[str, Any]:
             entry.update(episodes_env(s.options["dataset"]))  # what eval needs for an env of the user's
         out[s.name] = entry
     return {"sources": out}
-
-
-def best_windowed_mean(returns: list[float], window: int = 100) -> tuple[float, int]:
-    """Gato Sec. 3.1's expert score of a dataset: the largest mean return over ``window`` consecutive
-    episodes (all of them when there are fewer), so data from an improving agent counts its best
-    stretch. Returns (that mean, the window used)."""
-    import numpy as np
-
-    window = min(window, len(returns))
-    sums = np.convolve(np.asarray(returns, dtype=np.float64), np.ones(window), mode="valid")
-    return float(sums.max() / window), window
-
-
-def episodes_env(dataset: str | Path) -> dict[str, Any]:
-    """For a dataset of an env outside the registry: its env spec (JSON, None when the dataset stores
-    none), the step cap it was recorded at, and its return (eval's expert reference: the best mean over
-    windows of 100 consecutive episodes, as in Gato Sec. 3.1), so eval needs neither the working
-    directory nor the original config."""
-    import numpy as np
-
-    ds = open_dataset(dataset)
-    spec = ds.spec.env_spec
-    returns, lengths = [], []
-    for ep in iter_episodes(dataset):
-        returns.append(float(ep.episode_return))
-        lengths.append(len(ep.actions))
-    collection = read_collection(dataset) or {}
-    cap = collection.get("step_cap") or (spec.max_episode_steps if spec is not None else None) or max(lengths)
-    best, window = best_windowed_mean(returns)
-    return {"env_spec": spec.to_json() if spec is not None else None, "step_cap": int(cap),
-            "dataset_return": {"mean": best, "window": window,
-                               "overall_mean": float(np.mean(returns)), "std": float(np.std(returns)),
-                               "episodes": len(returns)}}
 
 
 def _state_dict(model: GatoModel, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

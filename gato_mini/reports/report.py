@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars
 from gato_mini.reports.tables import offline_text
@@ -140,7 +141,5 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         lines += ["| package | version |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in versions.items()] + [""]
     path = out / "report.md"
-    tmp = out / "report.md.tmp"
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    write_atomic(path, "\n".join(lines))
     return path

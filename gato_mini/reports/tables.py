@@ -8,11 +8,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from gato_mini.collect import measure_reference
 from gato_mini.config import NAMED_SIZES, SPECIAL_TOKENS, GatoConfig
 from gato_mini.envs.registry import HUMAN_SOURCE, TASKS, get_task, save_reference
 from gato_mini.errors import GatoError
 from gato_mini.model.model import count_params
+from gato_mini.references import measure_reference
 from gato_mini.reports.aggregate import aggregate_summaries
 from gato_mini.terminal import progress_bar, terminal
 from gato_mini.tokenizers import TextTokenizer, Vocab

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,17 +28,10 @@ from typing import Any
 
 import yaml
 
-from gato_mini.config import GatoConfig
-from gato_mini.data.datacfg import (
-    DATA_KEYS,
-    RUN_OUT,
-    DataConfig,
-    default_root,
-    model_config,
-    parse_data_config,
-    read_config_file,
-)
-from gato_mini.errors import ConfigError, GatoError
+from gato_mini.config import GatoConfig, model_config
+from gato_mini.config_files import RUN_OUT, default_root, read_config_file
+from gato_mini.data.datacfg import DATA_KEYS, DataConfig, parse_data_config
+from gato_mini.errors import ConfigError, GatoError, did_you_mean
 from gato_mini.options import check_options, checked, count, number
 from gato_mini.options import seed as seed_rule
 
@@ -100,11 +92,6 @@ def check_trainer_numbers(trainer: dict[str, Any]) -> None:
         checked(value, rule)
 
 
-def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 LOGGERS = {"csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}  # name -> the package it needs
 
 
@@ -151,7 +138,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             key, value, i = arg[2:], overrides[i + 1], i + 2
         path = key.split(".")
         if path[0] not in SECTIONS:
-            hint = _suggest(path[0], list(SECTIONS))
+            hint = did_you_mean(path[0], list(SECTIONS))
             raise ConfigError(f"unknown config section '{path[0]}' in --{key}{hint}")
         node = raw
         for part in path[:-1]:
@@ -189,7 +176,7 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
         if unknown[0] in DATA_KEYS:
             raise ConfigError(f"'{unknown[0]}' belongs under 'data:' in a training config "
                               f"(data: {{{unknown[0]}: ...}}); sections: {', '.join(SECTIONS)}")
-        raise ConfigError(f"unknown config section '{unknown[0]}'{_suggest(unknown[0], list(SECTIONS))}; "
+        raise ConfigError(f"unknown config section '{unknown[0]}'{did_you_mean(unknown[0], list(SECTIONS))}; "
                           f"sections: {', '.join(SECTIONS)}")
     if "data" not in raw:
         raise ConfigError("the config needs a 'data' section (sources to train on)")
@@ -199,7 +186,7 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     known = [f.name for f in dataclasses.fields(TrainOptions)]
     for key in train_raw:
         if key not in known:
-            raise ConfigError(f"unknown config key 'train.{key}'{_suggest(key, known)}")
+            raise ConfigError(f"unknown config key 'train.{key}'{did_you_mean(key, known)}")
     train_raw = dict(train_raw)
     for key in ("lr", "min_lr", "weight_decay"):  # YAML reads 1e-3 (no dot) as a string
         if key in train_raw:
@@ -223,7 +210,7 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     allowed = trainer_keys()
     for key in trainer:
         if key not in allowed:
-            raise ConfigError(f"unknown config key 'trainer.{key}'{_suggest(key, allowed)}")
+            raise ConfigError(f"unknown config key 'trainer.{key}'{did_you_mean(key, allowed)}")
     if "default_root_dir" in trainer:
         raise ConfigError("'trainer.default_root_dir' is set by gato-mini: use train.out (--train.out DIR), "
                           "the run's folder for checkpoints, logs and the model")

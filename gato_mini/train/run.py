@@ -167,10 +167,7 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
 
     out = Path(run.train.out)
     t = run.train
-    dm = GatoDataModule(run.data, run.model, batch_size=t.batch_size, num_workers=t.num_workers,
-                        progress=progress, checked=checked)
     settings = trainer_settings(run, progress)
-    lit = lit_module(run, settings["max_steps"])
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
                            save_last=True, filename="step{step}", auto_insert_metric_name=False,
                            enable_version_counter=False)  # a resumed run rewrites last.ckpt, no last-v1
@@ -186,6 +183,9 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
     if settings.get("strategy") == "fsdp" and cpu:
         settings["strategy"], settings["accelerator"] = _cpu_fsdp(), "cpu"
     trainer = L.Trainer(default_root_dir=out, logger=_loggers(out, names), callbacks=callbacks, **settings)
+    lit = lit_module(run, settings["max_steps"])
+    dm = GatoDataModule(run.data, run.model, batch_size=t.batch_size, num_workers=t.num_workers,
+                        progress=progress, checked=checked)
     return trainer, lit, dm
 
 
@@ -247,15 +247,16 @@ def refuse_earlier_run(out: Path) -> None:
 def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -> Path:
     """Train, checkpoint and export; returns the model folder."""
     out = Path(run.train.out)
-    check_shards(run.data, run.model, prepared=False)
+    # Everything that can be wrong fails before Lightning starts: the checkpoint, the memory, the inputs.
+    if ckpt_path is not None:
+        check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
     if run.trainer.get("accelerator") == "cpu" or not torch.cuda.is_available():  # training in this memory
         check_fits(run.model, "the model config", copies=4)
-    for source in run.data.sources:  # missing inputs fail before Lightning starts
+    check_shards(run.data, run.model, prepared=False)
+    for source in run.data.sources:
         make_source(source).check(run.model)
     with folder_lock(out, "train"):
-        if ckpt_path is not None:
-            check_checkpoint_matches(read_checkpoint(ckpt_path), run.model, ckpt_path)
-        else:
+        if ckpt_path is None:
             refuse_earlier_run(out)
         L.seed_everything(run.train.seed, workers=True, verbose=False)
         with quiet_lightning():
