@@ -80,7 +80,7 @@ def main() -> None:
     train = state["stages"].get("train", {})
     result = {"versions": state.get("versions"), "runs": state.get("runs"),
               "stages": state["stages"], "train": state.get("train"), "scores": state.get("scores"),
-              "learning": learning, "steps_trained": train.get("max_steps"),
+              "learning": learning, "steps_trained": train.get("steps", train.get("max_steps")),
               "minutes_trained": round(train.get("seconds", 0) / 60, 2),
               "total_seconds": round(sum(v["seconds"] for v in state["stages"].values()), 1)}
     write("quickstart", result, args.json)

@@ -48,6 +48,10 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<|end|>",
 )
 
+#: Gato's own choices where this project's defaults differ (``GatoConfig``'s comments say why):
+#: ``model: {name: tiny, faithful: true}`` in a config, or each key by itself.
+FAITHFUL: dict[str, str] = {"action_inputs": "keep", "value_init": "random", "patch_norm": "none"}
+
 # Named sizes. tiny/small are CPU presets; the gato-* sizes are Gato's own
 # (Reed et al. 2022, Table 1: 79M = 8 layers, width 768, 24 heads; 364M =
 # 12/1536/12; 1.18B = 24/2048/16). Gato used a 32k text vocabulary and a
@@ -91,23 +95,27 @@ class GatoConfig:
     # Positions (Gato Sec. 2.2: patch rows/columns quantized to 128 intervals)
     position_intervals: int = 128
     max_local_positions: int = 512
+    # The three learning defaults below differ from Gato's literal choices, which stay one key away
+    # (each key, or ``faithful: true`` in a config's model section: :data:`FAITHFUL`); with Gato's,
+    # the small models trained here learn no control task (docs/learning.md).
+    #
     # Past actions in the input: "keep" (Gato), or "mask": every action token the model reads is
     # replaced by one learned vector, so it predicts each action from observations alone. Behaviour
     # cloning with the expert's past actions in view learns to copy them ("copycat", Wen et al.
     # 2020): in closed loop it then repeats its own first action. Targets are never masked.
-    action_inputs: str = "keep"
+    action_inputs: str = "mask"
     # How the embeddings of the 1024 discrete and 1024 continuous value ids start: "random" (as
     # every other id), or "fourier": sines and cosines of the value, so that neighbouring bins start
     # out alike (with the tied head, predicting bin b also favours b +- 1). Random rows make the model
     # learn the order of 1024 bins from data, one bin at a time. Only the start differs; all learn.
-    value_init: str = "random"
+    value_init: str = "fourier"
     # How each image patch is read: "none" (Gato: pixels to [-1, 1] / sqrt(P)), or "center": each
     # patch, channel by channel, minus its median (its background) before the ResNet block, with the
     # median itself added back through its own linear map, so no colour is lost. Uncentred, every
     # patch of a game frame is one large shared background vector and a ball of a few pixels is a
     # tiny perturbation on it; readers that sum or attend over such tokens find nothing to grip
     # (docs/learning.md, "Why Pong is not learned").
-    patch_norm: str = "none"
+    patch_norm: str = "center"
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -228,7 +236,9 @@ class GatoConfig:
 
 
 def model_config(raw: Any) -> GatoConfig:
-    """The ``model`` section: a size name, or a mapping with ``name`` plus overrides."""
+    """The ``model`` section: a size name, or a mapping with ``name`` plus overrides; ``faithful: true``
+    takes Gato's own choices (:data:`FAITHFUL`) where this project's defaults differ, the mapping's
+    other keys still winning."""
     if raw is None:
         return GatoConfig.from_name("tiny")
     if isinstance(raw, str):
@@ -236,5 +246,8 @@ def model_config(raw: Any) -> GatoConfig:
     if isinstance(raw, dict):
         raw = dict(raw)
         name = raw.pop("name", "tiny")
-        return GatoConfig.from_name(name, **raw)
+        faithful = raw.pop("faithful", False)
+        if not isinstance(faithful, bool):
+            raise ConfigError(f"'model.faithful' must be true or false, got {faithful!r}")
+        return GatoConfig.from_name(name, **{**(FAITHFUL if faithful else {}), **raw})
     raise ConfigError(f"'model' must be a size name or a mapping, got {raw!r}")

@@ -46,7 +46,7 @@ from gato_mini.data.prepare import prepare
 from gato_mini.data.windows import collate
 from gato_mini.envs.registry import TASKS, get_task
 from gato_mini.errors import ConfigError, GatoError
-from gato_mini.model.export import load_model
+from gato_mini.model.export import load_model, read_checkpoint
 from gato_mini.options import checked, number
 from gato_mini.procs import folder_lock, write_atomic
 from gato_mini.quickstart_plan import default_config, load_config, run_name
@@ -54,7 +54,7 @@ from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.report import duration, write_report
 from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
 from gato_mini.train.config import parse_run_config
-from gato_mini.train.run import latest_checkpoint, lit_module, train
+from gato_mini.train.run import latest_checkpoint, lit_module, train, trainer_settings
 
 STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
 MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
@@ -206,10 +206,13 @@ class Quickstart:
                                f"steps, mean return {r.mean:.1f} -> {path}")
         return {"collected": made}
 
-    def _run_config(self, max_steps: int | None = None):  # noqa: ANN202 (a RunConfig)
+    def _run_config(self, max_steps: int | None = None, minutes: float | None = None):  # noqa: ANN202
+        """The run config (a RunConfig) sized in steps (``max_steps``) or in time (``minutes``)."""
         raw = json.loads(json.dumps(self.raw))
         if max_steps is not None:
             raw["trainer"]["max_steps"] = max_steps
+        if minutes is not None:
+            raw["train"]["minutes"] = minutes
         try:
             return parse_run_config(raw)
         except ConfigError as exc:
@@ -260,7 +263,7 @@ class Quickstart:
     def train(self) -> dict[str, Any]:
         info = self.state.data.setdefault("train", {})
         budget = self.minutes * 60 - self.spent_before - self._elapsed() - self.plan.reserve_minutes * 60
-        if "max_steps" not in info:
+        if "max_steps" not in info and "minutes" not in info:
             if "max_steps" in self.raw["trainer"]:
                 info["max_steps"] = int(self.raw["trainer"]["max_steps"])
             else:
@@ -274,21 +277,33 @@ class Quickstart:
                 budget -= extra
                 self._check_budget(budget, self.plan.reserve_minutes * 60 + extra)
                 info["eval_reserve_seconds"] = round(self.plan.reserve_minutes * 60 + extra)
-                # Lightning adds the data loading, logging, validation and checkpoints: keep 10%
-                # slack (docs/speed.md, "The quickstart's step-time probe").
-                info["max_steps"] = max(20, int(0.90 * budget / step_s))
+                # Sized in time: the run trains until its minutes are spent, the rate decaying over
+                # the last fifth of them, however fast the steps turn out (the probe read a step a
+                # quarter slower than training ran, and a third of the budget went unspent). Lightning's
+                # setup and the export come outside the clock: keep 5%.
+                info["minutes"] = round(0.95 * budget / 60, 3)
+                info["expected_steps"] = max(1, int(0.95 * budget / step_s))
                 info["measured_step_seconds"] = round(step_s, 4)
             info["budget_seconds"] = round(budget)
             self.state.save()
-        max_steps = info["max_steps"]
-        run = self._run_config(max_steps)
-        run.trainer.setdefault("val_check_interval", max(1, max_steps // 4))
+        if "minutes" in info:
+            run = self._run_config(minutes=info["minutes"])
+            interval, what = max(1, info["expected_steps"] // 4), f"{info['minutes']:.1f} min"
+        else:
+            run = self._run_config(info["max_steps"])
+            interval, what = max(1, info["max_steps"] // 4), f"{info['max_steps']} steps"
+        run.trainer.setdefault("val_check_interval", interval)
+        info["optimizer"], info["precision"] = run.train.optimizer, trainer_settings(run, False)["precision"]
         run.trainer.setdefault("max_time", {"seconds": int(max(budget, 60) * 1.15) + 60})  # a hard stop
         ckpt = latest_checkpoint(self.out / "run" / "checkpoints")
-        self.console.print(f"training {run.model.name} for {max_steps} steps "
+        self.console.print(f"training {run.model.name} for {what} "
                            f"(budget {budget / 60:.1f} min){'; resuming from ' + str(ckpt) if ckpt else ''}")
         model_dir = train(run, str(ckpt) if ckpt else None, progress=self.progress)
-        return {"max_steps": max_steps, "model": str(model_dir)}
+        last = latest_checkpoint(self.out / "run" / "checkpoints")
+        steps = int(read_checkpoint(last, mmap=True).get("global_step", 0)) if last else None
+        info["steps"] = steps
+        self.state.save()
+        return {"steps": steps, "model": str(model_dir)}
 
     def evaluate(self) -> dict[str, Any]:
         model, tok, trained = load_model(self.out / "run" / "model")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gato_mini.config import NAMED_SIZES, SPECIAL_TOKENS, GatoConfig
+from gato_mini.config import FAITHFUL, NAMED_SIZES, SPECIAL_TOKENS, GatoConfig, model_config
 from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.model.model import count_params
 from gato_mini.tokenizers import Vocab
@@ -91,3 +91,19 @@ def test_missing_and_corrupt_config_file(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError, match="mapping"):
         GatoConfig.from_json(tmp_path / "config.json")
+
+
+def test_a_bare_model_gets_the_learning_defaults_and_faithful_gets_gatos() -> None:
+    """``model: tiny`` is the model that learns (masked past actions, ordered value ids, centred
+    patches); ``faithful: true`` is Gato's literal choices, and a key given beside it still wins."""
+    learning = {"action_inputs": "mask", "value_init": "fourier", "patch_norm": "center"}
+    for cfg in (model_config("tiny"), model_config({"name": "tiny"}), model_config(None), GatoConfig()):
+        assert {k: getattr(cfg, k) for k in learning} == learning
+    gato = model_config({"name": "tiny", "faithful": True})
+    assert {k: getattr(gato, k) for k in FAITHFUL} == FAITHFUL
+    assert model_config({"name": "tiny", "faithful": True, "patch_norm": "center"}).patch_norm == "center"
+    assert model_config({"name": "tiny", "faithful": False}).action_inputs == "mask"
+    with pytest.raises(ConfigError, match="'model.faithful' must be true or false"):
+        model_config({"name": "tiny", "faithful": "yes"})
+    old = json.loads(json.dumps(GatoConfig(**FAITHFUL).to_dict()))  # a config.json of an older model
+    assert GatoConfig.from_dict(old).action_inputs == "keep"  # it keeps what it was trained with

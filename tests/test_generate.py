@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from gato_mini.agent.prompting import ChatSession, Sampling, caption, stream_caption, text_mask
-from gato_mini.config import GatoConfig
+from gato_mini.config import FAITHFUL, GatoConfig
 from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, chat_prompt, chat_sequence
 from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
@@ -22,7 +22,9 @@ from gato_mini.model.generate import filter_logits, generate
 from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
-CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=96, text_vocab_size=400)
+# Gato's own choices (FAITHFUL): the decoding fixture was recorded from models built with them.
+CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=96, text_vocab_size=400,
+                           **FAITHFUL)
 
 
 @pytest.fixture(scope="module")

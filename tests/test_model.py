@@ -225,7 +225,7 @@ def test_fourier_value_init_orders_the_bins_and_leaves_other_ids_random() -> Non
         assert near > 0.8 and near > cos(rows[500], rows[530], 0) > cos(rows[500], rows[900], 0)
     torch.manual_seed(0)
     plain = GatoModel(GatoConfig.from_name("tiny", n_layer=1, n_embd=64, n_head=4, block_size=64,
-                                           text_vocab_size=400)).wte.weight.detach()
+                                           text_vocab_size=400, value_init="random")).wte.weight.detach()
     assert abs(float(cos(plain[cfg.continuous_offset + 500], plain[cfg.continuous_offset + 501], 0))) < 0.5
     assert torch.equal(w[:400], plain[:400])  # text ids start the same either way
     with pytest.raises(Exception, match="value_init"):

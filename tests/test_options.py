@@ -34,6 +34,7 @@ ACCEPTED = {
     (TrainOptions, "min_lr", 0): "decay to zero",
     (TrainOptions, "warmup_steps", 0): "no warm-up",
     (TrainOptions, "weight_decay", 0): "no decay",
+    (TrainOptions, "decay_share", 0): "a run sized in time keeps its peak rate to the end",
     (TrainOptions, "seed", 0): "a seed",
 }
 OPTIONS = {EvalOptions: EvalOptions(), Recording: Recording("expert", 1), Sampling: Sampling(),

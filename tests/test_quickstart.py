@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gato_mini.config import model_config
 from gato_mini.quickstart import STAGES, default_config, load_config
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -63,7 +64,7 @@ def test_the_packaged_config_is_the_documented_default(tmp_path: Path) -> None:
     families = [TASKS[t].family for t in plan.collect]
     assert families.count("atari") >= 2 and families.count("control") >= 2
     assert {"caption-shapes", "text-pydoc", "chat-chatterbot"} <= set(raw["data"]["sources"])
-    assert raw["model"]["name"] == "tiny" and "max_steps" not in raw["trainer"]  # sized from --minutes
+    assert model_config(raw["model"]).name == "tiny" and "max_steps" not in raw["trainer"]  # sized in time
     assert raw["train"]["out"] == str(tmp_path / "run")
     assert plan.eval_episodes >= 16  # issue 16: scores over at least 16 episodes
     # every collected task trains on (and is prompted with) the dataset recorded for it

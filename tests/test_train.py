@@ -19,7 +19,7 @@ from gato_mini.model import GatoModel
 from gato_mini.model.export import load_model, read_checkpoint
 from gato_mini.model.model import count_params
 from gato_mini.train.config import apply_overrides, load_run_config, parse_run_config
-from gato_mini.train.lit import lr_at
+from gato_mini.train.lit import LitGato, TimeBudget, lr_at, param_groups
 from gato_mini.train.run import build, train
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -96,6 +96,89 @@ def test_schedule() -> None:
     lrs = [lr_at(s, 10, 100, 1e-3, 1e-4) for s in range(120)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert lrs[55] < lrs[20] and lrs[100] == pytest.approx(1e-4) and min(lrs) >= 1e-4 - 1e-12
+
+
+@pytest.mark.parametrize("step_seconds", [0.07, 0.9, 3.1])
+def test_a_run_sized_in_time_spends_its_minutes_and_ends_on_time(step_seconds) -> None:
+    """A fast day and a slow one: the run of a 60-second budget stops within one step of the end, the
+    rate warms up, stays at its peak until the last 20% of the time, and ends at min_lr."""
+    now = [0.0]
+    budget = TimeBudget(60.0, warmup=5, lr=1e-3, min_lr=1e-4, decay_share=0.2, clock=lambda: now[0])
+    budget.start()
+    rates, step = [budget.factor(0) * 1e-3], 0
+    while True:
+        now[0] += step_seconds  # one optimizer step
+        budget.tick(budget.elapsed)
+        step += 1
+        if budget.should_stop():
+            break
+        rates.append(budget.factor(step) * 1e-3)
+    assert 60.0 - 2 * step_seconds <= now[0] <= 60.0, now[0]  # on time, not a step late
+    assert step == pytest.approx(60.0 / step_seconds, abs=2)  # every minute spent
+    peak = [r for t, r in enumerate(rates) if 5 <= t and (t + 1) * step_seconds < 0.8 * 60]
+    assert peak and all(r == pytest.approx(1e-3) for r in peak)
+    assert rates[0] == pytest.approx(1e-3 / 5) or step < 5
+    if step_seconds < 1:  # enough steps to see the decay reach its floor
+        assert rates[:5] == sorted(rates[:5]) and rates[-1] <= 1e-4 + 0.05 * (1e-3 - 1e-4)
+        assert all(a >= b for a, b in zip(rates[5:], rates[6:], strict=False))
+
+
+def test_a_resumed_run_sized_in_time_counts_the_time_already_spent() -> None:
+    now = [100.0]
+    budget = TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: now[0])
+    budget.spent = 50.0  # what the interrupted run had spent (its checkpoint says)
+    budget.start()
+    steps = 0
+    while not budget.should_stop():
+        now[0] += 1.0
+        budget.tick(budget.elapsed)
+        steps += 1
+    assert steps == 10 and budget.factor(steps - 1) * 1e-3 == pytest.approx(1e-4)
+
+
+def test_train_sized_in_minutes_stops_on_its_clock(run_config, tmp_path) -> None:
+    """``train.minutes`` with no step count: Lightning stops when the minutes are spent, the step cap
+    never binds, and the checkpoint keeps the time spent for a resume."""
+    run = load_run_config(run_config, ["--train.out", str(tmp_path / "timed"), "--train.minutes", "0.05"])
+    del run.trainer["max_steps"]
+    run.trainer["val_check_interval"] = 1000
+    model_dir = train(run, progress=False)
+    ckpt = read_checkpoint(tmp_path / "timed" / "checkpoints" / "last.ckpt")
+    assert model_dir.is_dir() and 1 <= ckpt["global_step"] < 100_000
+    assert 0.8 * 3.0 <= ckpt["time_budget_spent"] <= 3.0 + 5.0
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_every_parameter_sits_in_exactly_one_optimizer_group(optimizer) -> None:
+    lit = LitGato(model_config(SMALL).to_dict(), ["pydoc"], ["text-pydoc"],
+                  {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 2, "weight_decay": 0.1, "betas": [0.9, 0.95],
+                   "optimizer": optimizer, "muon_lr": 0.02})
+    groups = param_groups(lit.model, optimizer == "muon")
+    ids = [id(p) for g in groups.values() for p in g]
+    assert len(ids) == len(set(ids)) == sum(1 for p in lit.model.parameters() if p.requires_grad)
+    assert bool(groups["muon"]) == (optimizer == "muon")
+    assert all(p.dim() == 2 for p in groups["muon"])
+    assert any(p is lit.model.wte.weight for p in groups["no_decay"])  # the tied head stays with AdamW
+    opt = lit.configure_optimizers()["optimizer"]
+    in_opt = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(in_opt) == sorted(ids)
+
+
+def test_muon_trains_and_its_state_round_trips(run_config, tmp_path) -> None:
+    """``train.optimizer: muon`` runs through Lightning, and a resumed run restores both optimizers."""
+    run = load_run_config(run_config, ["--train.out", str(tmp_path / "muon"), "--train.optimizer", "muon",
+                                       "--trainer.max_steps", "3"])
+    train(run, progress=False)
+    ckpt = read_checkpoint(tmp_path / "muon" / "checkpoints" / "last.ckpt")
+    states = ckpt["optimizer_states"][0]["optimizers"]
+    assert len(states) == 2 and all(s["state"] for s in states)  # Muon's momenta and AdamW's moments
+    more = load_run_config(run_config, ["--train.out", str(tmp_path / "muon"), "--train.optimizer", "muon",
+                                        "--trainer.max_steps", "5"])
+    train(more, str(tmp_path / "muon" / "checkpoints" / "last.ckpt"), progress=False)
+    assert read_checkpoint(tmp_path / "muon" / "checkpoints" / "last.ckpt")["global_step"] == 5
+    with pytest.raises(ConfigError, match="'train.optimizer' must be one of adamw, muon, got 'mun' "
+                                          r"\(did you mean 'muon'\?\)"):
+        load_run_config(run_config, ["--train.optimizer", "mun"])
 
 
 def test_trainer_logger_choices(run_config, tmp_path) -> None:

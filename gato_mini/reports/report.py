@@ -89,10 +89,15 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
                   "smoothed, and the loss on held-out windows.", "", "![loss curves](figures/loss.png)", ""]
     train = state.get("train", {})
     if train:
-        how = (f"{train['max_steps']} steps, sized from a measured {train['measured_step_seconds']} s per "
-               f"step to fit {train['budget_seconds']} s" if "measured_step_seconds" in train
-               else f"{train.get('max_steps')} steps, as the config says")
-        lines += [f"Trained for {how}.", ""]
+        if "minutes" in train:
+            how = (f"{train.get('steps', '?')} steps in {train['minutes']} minutes (sized in time: the "
+                   "rate at its peak, then decaying over the last fifth of the minutes; a step-time probe "
+                   f"read {train['measured_step_seconds']} s a step, {train.get('expected_steps', '?')} "
+                   "steps' worth)")
+        else:
+            how = f"{train.get('steps') or train.get('max_steps')} steps, as the config says"
+        lines += [f"Trained for {how}; optimizer {train.get('optimizer', 'adamw')}, precision "
+                  f"{train.get('precision', '32-true')}.", ""]
 
     grids = [t for t in evals if t.get("samples")]
     if grids or samples.get("captions"):

@@ -50,9 +50,21 @@ class TrainOptions:
     # cosine decay ends here
     min_lr: float = field(default=1e-4, metadata=number("'train.min_lr'", 0, hi=10, optional=False))
     warmup_steps: int = field(default=100, metadata=count("'train.warmup_steps'", 0))
+    # A run sized in time: train this many minutes (the whole fit, validation and checkpoints
+    # included), the rate at its peak until the last decay_share of them, then decaying to min_lr
+    # (train/lit.py, TimeBudget); trainer.max_steps still caps the steps. None: sized in steps, with
+    # cosine decay to min_lr at trainer.max_steps.
+    minutes: float | None = field(default=None, metadata=number("'train.minutes'", 0, open_lo=True,
+                                                                 hi=525_600))
+    decay_share: float = field(default=0.2, metadata=number("'train.decay_share'", 0, hi=1, optional=False))
     weight_decay: float = field(default=0.1, metadata=number("'train.weight_decay'", 0, hi=10,
                                                              optional=False))
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    # "adamw", or "muon": Muon (torch.optim.Muon) on the Transformer blocks' weight matrices at
+    # muon_lr, AdamW on everything else (train/lit.py, param_groups)
+    optimizer: str = "adamw"
+    muon_lr: float = field(default=0.02, metadata=number("'train.muon_lr'", 0, open_lo=True, hi=10,
+                                                         optional=False))
     compile: bool = False  # torch.compile the model
     # steps between checkpoints (the last one is always kept)
     checkpoint_every: int = field(default=200, metadata=count("'train.checkpoint_every'"))
@@ -92,6 +104,7 @@ def check_trainer_numbers(trainer: dict[str, Any]) -> None:
         checked(value, rule)
 
 
+OPTIMIZERS = ("adamw", "muon")
 LOGGERS = {"csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}  # name -> the package it needs
 
 
@@ -188,7 +201,7 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
         if key not in known:
             raise ConfigError(f"unknown config key 'train.{key}'{did_you_mean(key, known)}")
     train_raw = dict(train_raw)
-    for key in ("lr", "min_lr", "weight_decay"):  # YAML reads 1e-3 (no dot) as a string
+    for key in ("lr", "min_lr", "weight_decay", "muon_lr"):  # YAML reads 1e-3 (no dot) as a string
         if key in train_raw:
             try:
                 train_raw[key] = float(train_raw[key])
@@ -199,6 +212,9 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
         data.root = default_root({**raw, "train": {"out": train.out}})  # each run keeps its own data
     try:
         check_options(train)
+        if train.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"'train.optimizer' must be one of {', '.join(OPTIMIZERS)}, got "
+                              f"{train.optimizer!r}{did_you_mean(train.optimizer, OPTIMIZERS)}")
         betas = train.betas
         if not (isinstance(betas, list) and len(betas) == 2 and
                 all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):

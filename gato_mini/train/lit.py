@@ -1,7 +1,8 @@
 """`LitGato`: the thin LightningModule around `GatoModel` (litgpt's LitLLM pattern).
 
-It owns the optimizer (AdamW; weight decay on matrices and convolutions only),
-the schedule (linear warmup, then cosine decay to ``min_lr``) and the logging:
+It owns the optimizer (AdamW, weight decay on matrices and convolutions only; or, with
+``train.optimizer: muon``, Muon on the Transformer blocks' weight matrices and AdamW on the rest:
+:func:`param_groups`), the schedule and the logging:
 total loss, loss per source and per group (``text``, ``captions``,
 ``actions``), tokens per second and the learning rate.
 
@@ -9,6 +10,12 @@ The model draws random numbers while training (patch positions inside their
 interval, dropout). Each batch reseeds torch from ``(seed, rank, step, micro-batch)``, so a
 run resumed from a checkpoint draws what the uninterrupted run would have drawn,
 and ends with the same weights.
+
+The schedule: linear warmup over ``warmup_steps``, then either cosine decay to ``min_lr`` at
+``max_steps`` (a run sized in steps), or, for a run sized in time (``train.minutes``), the peak
+rate until the last ``decay_share`` of the minutes and a cosine decay to ``min_lr`` over them
+(:class:`TimeBudget`, a warmup-stable-decay schedule that needs no step count in advance: the run
+spends its minutes on a fast machine and on a slow one alike, and stops on time).
 """
 
 from __future__ import annotations
@@ -39,6 +46,94 @@ def lr_at(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
+def param_groups(model: torch.nn.Module, muon: bool) -> dict[str, list[torch.nn.Parameter]]:
+    """Every trainable parameter in exactly one group: ``muon`` (the blocks' 2-D weight matrices, when
+    Muon is asked for), ``decay`` (the other matrices and convolution kernels) and ``no_decay``
+    (embedding tables, norms, biases)."""
+    groups: dict[str, list[torch.nn.Parameter]] = {"muon": [], "decay": [], "no_decay": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_table = name.startswith(("wte.", "local_pos.", "patch_embed.row.", "patch_embed.col."))
+        if muon and name.startswith("blocks.") and p.dim() == 2:
+            groups["muon"].append(p)
+        else:
+            groups["decay" if p.dim() >= 2 and not is_table else "no_decay"].append(p)
+    return groups
+
+
+class Optimizers(torch.optim.Optimizer):
+    """Several optimizers stepped as one (Muon and AdamW): one optimizer for Lightning's automatic
+    optimization and one schedule over all their groups (the groups are the same dicts). The closure
+    (forward and backward) runs once."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+        super().__init__([g for o in optimizers for g in o.param_groups], {})
+
+    def step(self, closure: Any = None) -> Any:  # noqa: D102
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for o in self.optimizers:
+            o.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: D102
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        for o, s in zip(self.optimizers, state_dict["optimizers"], strict=True):
+            o.load_state_dict(s)
+
+
+class TimeBudget:
+    """A run sized in seconds (see the module docstring). ``tick(elapsed)`` is told the seconds spent
+    after each optimizer step (the same number on every rank); :meth:`factor` is the learning rate
+    over its peak for the next step; :meth:`should_stop` is true once another step of the mean length
+    so far would end past the budget. ``spent`` carries the seconds of earlier runs (a resume)."""
+
+    def __init__(self, seconds: float, warmup: int, lr: float, min_lr: float, decay_share: float = 0.2,
+                 clock: Any = time.monotonic) -> None:
+        self.seconds, self.warmup, self.lr, self.min_lr = float(seconds), warmup, lr, min_lr
+        self.decay_share, self.clock = decay_share, clock
+        self.spent = 0.0  # before this process started
+        self.seen = 0.0  # the last elapsed time ticked
+        self.steps = 0  # ticks in this process
+        self._t0: float | None = None
+
+    def start(self) -> None:
+        self._t0 = self.clock()
+        self.seen, self.steps = self.spent, 0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds spent so far by this run, earlier runs included (this process's clock)."""
+        return self.spent + (self.clock() - self._t0 if self._t0 is not None else 0.0)
+
+    def tick(self, elapsed: float) -> None:
+        self.seen, self.steps = elapsed, self.steps + 1
+
+    def _per_step(self) -> float:
+        return (self.seen - self.spent) / self.steps if self.steps else 0.0
+
+    def factor(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        start, end = 1.0 - self.decay_share, self.seen + self._per_step()  # when the next step ends
+        progress = min(1.0, max(0.0, (end / self.seconds - start) / self.decay_share)) \
+            if self.decay_share > 0 else 0.0
+        rate = self.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
+        return warm * rate / self.lr
+
+    def should_stop(self) -> bool:
+        return self.seen + self._per_step() > self.seconds
+
+
 class LitGato(L.LightningModule):
     """Training shell: ``hparams`` hold plain dicts only (checkpoints load with weights_only=True)."""
 
@@ -53,6 +148,9 @@ class LitGato(L.LightningModule):
         for i, kind in enumerate(self.source_kinds):
             self.groups.setdefault(KINDS[kind].group, []).append(i)  # actions, captions or text
         self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
+        seconds = self.optim.get("seconds")
+        self.budget = TimeBudget(seconds, self.optim["warmup_steps"], self.optim["lr"], self.optim["min_lr"],
+                                 self.optim.get("decay_share", 0.2)) if seconds else None
         # not a registered submodule: the checkpoint holds the weights once, under "model."
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
         self._tick: float | None = None
@@ -91,6 +189,28 @@ class LitGato(L.LightningModule):
         state = np.random.SeedSequence(entropy).generate_state(2)
         torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
+    def on_train_start(self) -> None:
+        if self.budget is not None:
+            self.budget.start()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """A run sized in time: every rank takes rank 0's clock, so all set the same rate and stop at
+        the same step."""
+        if self.budget is None:
+            return
+        self.budget.tick(float(self.trainer.strategy.broadcast(self.budget.elapsed, src=0)))
+        self.log("train/minutes", self.budget.seen / 60, batch_size=1)
+        if self.budget.should_stop():
+            self.trainer.should_stop = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.budget is not None:
+            checkpoint["time_budget_spent"] = float(self.budget.seen)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.budget is not None:
+            self.budget.spent = float(checkpoint.get("time_budget_spent", 0.0))
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._losses(batch, "train")
         now = time.perf_counter()
@@ -98,7 +218,7 @@ class LitGato(L.LightningModule):
             self.log("train/tokens_per_s", batch["tokens"].numel() / max(now - self._tick, 1e-9),
                      prog_bar=True, batch_size=batch["tokens"].shape[0])
         self._tick = now
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[-1]["lr"], batch_size=1)  # AdamW's
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -120,18 +240,23 @@ class LitGato(L.LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            # matrices and conv kernels decay; embeddings, norms and biases do not
-            is_table = name.startswith(("wte.", "local_pos.", "patch_embed.row.", "patch_embed.col."))
-            (decay if p.dim() >= 2 and not is_table else no_decay).append(p)
         o = self.optim
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=o["lr"], betas=tuple(o["betas"]))
+        muon = o.get("optimizer", "adamw") == "muon"
+        groups = param_groups(self.model, muon)
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            [{"params": groups["decay"], "weight_decay": o["weight_decay"]},
+             {"params": groups["no_decay"], "weight_decay": 0.0}], lr=o["lr"], betas=tuple(o["betas"]))
+        if muon:
+            # Muon's own rate, scaled per matrix to AdamW's update size ("match_rms_adamw"), so one
+            # schedule (a factor over each group's peak) drives both
+            optimizer = Optimizers(torch.optim.Muon(groups["muon"], lr=o["muon_lr"],
+                                                    weight_decay=o["weight_decay"],
+                                                    adjust_lr_fn="match_rms_adamw"), optimizer)
         warmup, total, lr, min_lr = o["warmup_steps"], self.max_steps, o["lr"], o["min_lr"]
-        sched = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                  lambda s: lr_at(s, warmup, total, lr, min_lr) / lr)
+        if self.budget is not None:
+            budget = self.budget
+            sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: budget.factor(s))
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                      lambda s: lr_at(s, warmup, total, lr, min_lr) / lr)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

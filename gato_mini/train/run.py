@@ -88,9 +88,14 @@ def _loggers(out: Path, names: list[str] | None = None) -> list[Any] | bool:
     return loggers
 
 
+#: The step cap of a run sized in time that sets none (``trainer.max_steps``): it never binds.
+TIME_RUN_STEP_CAP = 100_000_000
+
+
 def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
     """Defaults for ``lightning.Trainer``, overridden by the config's ``trainer`` section."""
-    max_steps = int(run.trainer.get("max_steps", 1000))
+    # a run sized in time (train.minutes) stops on its clock; its step cap is only a guard
+    max_steps = int(run.trainer.get("max_steps", TIME_RUN_STEP_CAP if run.train.minutes else 1000))
     on_gpu = torch.cuda.is_available() and run.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
     settings: dict[str, Any] = {
         "max_steps": max_steps, "accelerator": "auto", "devices": 1,
@@ -111,9 +116,14 @@ def step_progress_bar():  # noqa: ANN201 (a RichProgressBar)
     class StepProgressBar(RichProgressBar):
         @property
         def total_train_batches(self) -> int | float:
+            if getattr(self.trainer.lightning_module, "budget", None) is not None:
+                return float("inf")  # sized in minutes: the count of steps is not known ahead
             return max(self.trainer.max_steps - self.trainer.global_step, 0)
 
         def _get_train_description(self, current_epoch: int) -> str:
+            budget = getattr(self.trainer.lightning_module, "budget", None)
+            if budget is not None:
+                return f"training steps ({budget.seen / 60:.1f} of {budget.seconds / 60:.1f} min)"
             return "training steps"
 
         def get_metrics(self, trainer, pl_module):  # noqa: ANN001, ANN202
@@ -128,7 +138,8 @@ def lit_module(run: RunConfig, max_steps: int) -> LitGato:
     """The LightningModule of a run: its model, optimizer and schedule, the sources' loss groups."""
     t = run.train
     optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
-             "betas": list(t.betas)}
+             "betas": list(t.betas), "seconds": t.minutes * 60 if t.minutes else None,
+             "decay_share": t.decay_share, "optimizer": t.optimizer, "muon_lr": t.muon_lr}
     sources = run.data.sources
     return LitGato(run.model.to_dict(), [s.name for s in sources], [s.kind for s in sources], optim,
                    max_steps=max_steps, compile=t.compile, seed=t.seed)
