@@ -58,7 +58,7 @@ from gato_mini.train.run import latest_checkpoint, lit_module, train, trainer_se
 
 STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
 MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
-EVAL_STEP_TIMES = 110  # evaluation took about 105-160 training-step times on this machine (tiny, small)
+EVAL_STEP_TIMES = 160  # slow steps: evaluation took 105-160 step times; fast: the reserve (docs/speed.md)
 
 
 class State:

@@ -132,7 +132,7 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     (["--minutes", "nan"], "--minutes must be a positive number"),
     (["--out", "/proc/gato-mini-cannot-write"], "cannot write to /proc/gato-mini-cannot-write"),
     (["--config", "missing.yaml"], "config file not found: missing.yaml"),
-    (["--minutes", "1"], "give --minutes 8 or more"),  # the default plan; refused before recording
+    (["--minutes", "1"], "give --minutes 5 or more"),  # the default plan (3-minute reserve); refused first
 ])
 def test_quickstart_bad_input(tmp_path: Path, args: list[str], message: str, capsys) -> None:
     """In this process (the command's own exit code and stderr; the console script's start-up is tested

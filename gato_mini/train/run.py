@@ -277,6 +277,9 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
             run.save(out / "config.yaml")
         with quiet_lightning():
             trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+            # A run that stopped between two checkpoints (on its clock, or at max_steps) keeps its
+            # last steps: last.ckpt is the end of training, for a resume and for the steps a report counts.
+            trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
         model_dir = out / "model"
         state = full_state(trainer)  # every rank takes part: under FSDP this gathers the shards to rank 0
         if trainer.is_global_zero:
