@@ -41,7 +41,7 @@ def test_bootstrap_intervals_by_hand() -> None:
     # seeded: the same scores give the same interval; more episodes give a narrower one
     rng = np.random.default_rng(0)
     few = {k: rng.normal(50, 20, 4) for k in "abc"}
-    many = {k: rng.normal(50, 20, 64) for k in "abc"}
+    many = {k: rng.normal(50, 20, 256) for k in "abc"}  # 64 times the episodes: about an eighth the width
     assert aggregate(few) == aggregate(few)
     width = {n: s["iqm"]["ci_high"] - s["iqm"]["ci_low"] for n, s in (("few", aggregate(few)),
                                                                          ("many", aggregate(many)))}
@@ -49,12 +49,14 @@ def test_bootstrap_intervals_by_hand() -> None:
     assert aggregate({}) == {}
 
 
-def test_median_is_over_task_means_and_iqm_over_pooled_episodes() -> None:
+def test_median_and_iqm_are_over_task_means() -> None:
     scores = {"a": [0, 0, 0, 0], "b": [10, 10, 10, 10], "c": [100, 100, 100, 100]}
     agg = aggregate(scores, reps=200)
     assert agg["mean"]["value"] == pytest.approx(110 / 3)
     assert agg["median"]["value"] == 10.0
-    assert agg["iqm"]["value"] == pytest.approx(140 / 6)  # 12 pooled, 3 dropped each end: 0, 10 x 4, 100
+    assert agg["iqm"]["value"] == pytest.approx(110 / 3)  # three task means: int(0.75) = 0 dropped
+    eight = {k: [v, v] for k, v in zip("abcdefgh", (0, 1, 2, 3, 4, 5, 6, 100), strict=True)}
+    assert aggregate(eight, reps=50)["iqm"]["value"] == pytest.approx(3.5)  # 2 of 8 dropped each end
 
 
 def test_human_normalized_against_the_formula() -> None:
@@ -81,13 +83,19 @@ def test_aggregates_of_eval_summaries_and_their_table() -> None:
     pong = [100 * (-20.7 + 20) / 20, 100 * (14.6 + 20) / 20]
     pendulum = [100 * (-600 + 1000) / 800, 100.0]
     assert agg["normalized"]["mean"]["value"] == pytest.approx((np.mean(pong) + np.mean(pendulum)) / 2)
-    assert agg["normalized"]["iqm"]["value"] == pytest.approx(iqm(pong + pendulum))
+    assert agg["normalized"]["iqm"]["value"] == pytest.approx(iqm([np.mean(pong), np.mean(pendulum)]))
+    assert "not the spread between training runs" in agg["covers"]
+    # one score per task: six times the episodes of one task (caption images against control
+    # episodes) do not weigh it six times
+    heavy = [_summary("atari-pong", [-20.7, 14.6] * 6, -20.0, 0.0, -21.0), *summaries[1:]]
+    assert aggregate_summaries(heavy, reps=50)["normalized"]["iqm"]["value"] == \
+        pytest.approx(agg["normalized"]["iqm"]["value"])
     assert agg["human_normalized"]["tasks"] == ["atari-pong"]
     assert agg["human_normalized"]["mean"]["value"] == pytest.approx(50.0)  # 0 and 100: the crash is left out
     out = io.StringIO()
     print_aggregates(summaries, Console(file=out, width=250))
     text = out.getvalue()
-    assert "IQM [95% CI]" in text and "human-normalized" in text
+    assert "IQM [95% CI]" in text and "human-normalized" in text and "one score per task" in text
     lo, hi = agg["normalized"]["iqm"]["ci_low"], agg["normalized"]["iqm"]["ci_high"]
     assert f"{agg['normalized']['iqm']['value']:.1f} [{lo:.1f}, {hi:.1f}]" in text
 

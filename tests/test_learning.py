@@ -126,8 +126,12 @@ def test_tiny_model_learns_an_image_task_and_a_control_task(tmp_path, monkeypatc
     # so each source names its kind and dataset, as a user's own recording does.
     sources = {name: {"kind": "episodes", "dataset": str(tmp_path / "eps" / name / "expert-v0")}
                for name in tasks}
+    # patch_norm "none": each 16x16 patch here is one quadrant, and its whole signal is its mean
+    # brightness, which "center" (the default) removes and passes back only through its weak level
+    # path: at 600 steps it scored 22 against 100 uncentred (docs/learning.md, session 10). Kept
+    # visible as a known weakness of the default, not hidden by it.
     model, tok, trained = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": sources},
-                                         width=64, block_size=128, max_steps=600)
+                                      width=64, block_size=128, max_steps=600, model={"patch_norm": "none"})
     scores = {}
     for name in tasks:
         report = evaluate_source(model, tok, trained, name, EvalOptions(

@@ -81,7 +81,8 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     report = (out / "report.md").read_text()
     for section in SECTIONS:
         assert section in report, section
-    for figure in ("figures/scores.png", "figures/loss.png", "caption-shapes-samples.png", "atari-pong.gif"):
+    for figure in ("figures/scores.png", "figures/loss.png", "figures/sources.png",
+                   "caption-shapes-samples.png", "atari-pong.gif"):
         assert (out / figure).stat().st_size > 0, figure
     state = json.loads((out / "quickstart.json").read_text())
     assert all(state["stages"][s]["done"] for s in STAGES)

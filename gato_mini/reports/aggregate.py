@@ -5,14 +5,17 @@ Input: per task, the normalized score of each episode. Three statistics over tas
 
 * ``mean``: the mean over tasks of each task's mean score;
 * ``median``: the median over tasks of each task's mean score;
-* ``iqm``: the interquartile mean of all episode scores pooled, the mean of the middle 50% after
-  dropping ``int(0.25 n)`` scores from each end (``scipy.stats.trim_mean(x, 0.25)``). With the same
-  number of episodes on every task (as ``gato-mini eval`` runs), this is rliable's IQM of its
-  (runs x tasks) score matrix.
+* ``iqm``: the interquartile mean of the tasks' mean scores, the mean of the middle 50% after
+  dropping ``int(0.25 n)`` from each end (``scipy.stats.trim_mean(x, 0.25)``): one score per task,
+  so 96 caption images weigh as much as 16 episodes of a control task. This is rliable's IQM of its
+  (runs x tasks) score matrix for one training run.
 
 The interval resamples each task's episodes with replacement, independently per task (stratified:
 every task keeps its episode count), recomputes the statistic ``reps`` times and takes the 2.5th and
-97.5th percentiles. Seeded, so the same scores give the same interval.
+97.5th percentiles. Seeded, so the same scores give the same interval. **It covers the evaluation
+episodes of one trained model, not the spread between training runs** (rliable resamples runs; two
+runs of the same recipe can differ by more than this interval is wide): :data:`COVERS` says so in the
+JSON and the table.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ def _median(per_task: list[np.ndarray]) -> float:
 
 
 def _iqm(per_task: list[np.ndarray]) -> float:
-    return iqm(np.concatenate(per_task))
+    return iqm([t.mean() for t in per_task])
 
 
 STATISTICS: dict[str, Callable[[list[np.ndarray]], float]] = {"mean": _mean, "median": _median, "iqm": _iqm}
+#: What the intervals cover, said beside them.
+COVERS = "the evaluation episodes of one trained model, not the spread between training runs"
 
 
 def stratified_bootstrap(scores: Scores, statistic: Callable[[list[np.ndarray]], float], reps: int = 2000,
@@ -101,4 +106,5 @@ def aggregate_summaries(summaries: list[dict[str, Any]], reps: int = 2000, seed:
             human[s["source"]] = hum
     return {"normalized": {"tasks": sorted(expert), **aggregate(expert, reps, seed)},
             "human_normalized": {"tasks": sorted(human), **aggregate(human, reps, seed)},
-            "method": f"95% stratified bootstrap, {reps} resamples, seed {seed} (Agarwal et al. 2021)"}
+            "method": f"95% stratified bootstrap, {reps} resamples, seed {seed} (Agarwal et al. 2021)",
+            "covers": COVERS}

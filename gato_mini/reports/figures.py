@@ -119,6 +119,32 @@ def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -
     return _save(fig, path)
 
 
+def source_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -> str:
+    """A learning curve per source: its held-out loss against the step, one small panel each (the
+    sources' losses differ tenfold, so no shared axis)."""
+    import math
+
+    plt = _pyplot()
+    names = sorted(k[len("val/loss_"):] for k in metrics
+                   if k.startswith("val/loss_") and k[len("val/loss_"):] not in MODALITIES)
+    if not names:
+        raise GatoError("no per-source held-out losses in the training log")
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(list(axes.flat)[:len(names)], names, strict=True):
+        steps, values = zip(*metrics[f"val/loss_{name}"], strict=True)
+        ax.plot(steps, values, "o-", color="tab:orange")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("held-out loss (nats/token)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def score_bars(scores: dict[str, float], path: str | Path, title: str) -> str:
     """Horizontal bars of normalized scores (0 = the stronger of random and the best constant action,
     100 = expert)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
-from gato_mini.reports.figures import loss_curves, read_metrics, score_bars
+from gato_mini.reports.figures import MODALITIES, loss_curves, read_metrics, score_bars, source_curves
 from gato_mini.reports.tables import offline_text
 
 
@@ -84,9 +84,14 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
 
     logs = sorted((out / "run" / "logs").glob("version_*/metrics.csv"))
     if logs:
-        loss_curves(read_metrics(logs[-1]), figures / "loss.png")
+        metrics = read_metrics(logs[-1])
+        loss_curves(metrics, figures / "loss.png")
         lines += ["## Training", "", "Loss per modality (nats per target token): the training loss, "
                   "smoothed, and the loss on held-out windows.", "", "![loss curves](figures/loss.png)", ""]
+        if any(k.startswith("val/loss_") and k[len("val/loss_"):] not in MODALITIES for k in metrics):
+            source_curves(metrics, figures / "sources.png")
+            lines += ["A learning curve per source: its loss on held-out windows against the step.", "",
+                      "![learning curves per source](figures/sources.png)", ""]
     train = state.get("train", {})
     if train:
         if "minutes" in train:

@@ -215,7 +215,8 @@ def print_aggregates(summaries: list[dict], console: Console | None = None) -> N
         return
     note = (f"; human-normalized: {HUMAN_SOURCE}, so a score at a shorter step cap is not comparable with "
             "published tables") if agg["human_normalized"]["tasks"] else ""
-    table = Table(title=f"aggregates over tasks ({agg['method']}){note}")
+    table = Table(title=f"aggregates over tasks, one score per task ({agg['method']}; the interval "
+                        f"covers {agg['covers']}){note}")
     for col in ("score", "tasks", "mean [95% CI]", "median [95% CI]", "IQM [95% CI]"):
         table.add_column(col, justify="left" if col in ("score", "tasks") else "right")
     for name, a in rows:
