@@ -30,22 +30,22 @@ from gato_mini.reports.aggregate import eval_summaries  # noqa: E402
 
 
 def table(state: dict, evals: list[dict]) -> list[str]:
-    """README rows: one per task, then the stage times."""
+    """README rows: one per source, then the stage times."""
     from gato_mini.reports.tables import offline_text
 
-    rows = ["| task | score | normalized (0 baseline, 100 expert) | offline (held-out episodes) |",
+    rows = ["| source | score | normalized (0 baseline, 100 expert) | offline (held-out episodes) |",
             "|---|---|---|---|"]
     for t in evals:
         if "perplexity" in t:
             bpb = f", {t['bits_per_byte']:.2f} bits/byte" if t.get("bits_per_byte") else ""
-            rows.append(f"| {t['task']} | perplexity {t['perplexity']:.1f}{bpb} (held out) | - | - |")
+            rows.append(f"| {t['source']} | perplexity {t['perplexity']:.1f}{bpb} (held out) | - | - |")
         elif "exact_match" in t:
-            rows.append(f"| {t['task']} | exact match {100 * t['exact_match']:.1f}%, BLEU-4 "
+            rows.append(f"| {t['source']} | exact match {100 * t['exact_match']:.1f}%, BLEU-4 "
                         f"{100 * t['bleu4']:.1f} ({t['images']} held-out images) | "
                         f"{t['normalized_mean']:.0f} | - |")
         else:
             norm = "-" if t["normalized_mean"] is None else f"{t['normalized_mean']:.0f}"
-            rows.append(f"| {t['task']} | return {t['return_mean']:.1f} ± {t['return_std']:.1f} "
+            rows.append(f"| {t['source']} | return {t['return_mean']:.1f} ± {t['return_std']:.1f} "
                         f"({t['episodes']} episodes) | {norm} | {offline_text(t.get('offline'))} |")
     stages = state["stages"]
     times = ", ".join(f"{k} {v['seconds'] / 60:.1f}" for k, v in stages.items())

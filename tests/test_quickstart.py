@@ -90,6 +90,12 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     assert {"atari-pong", "atari-breakout", "control-pendulum", "mujoco-reacher", "cartpole-dc"} <= \
         set(scores)
     assert "normalized_mean" in scores["cartpole-dc"]  # references measured at eval, expert = its data
+    # the benchmark that regenerates the README's table reads the finished run
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "quickstart.py"
+    b = subprocess.run([sys.executable, str(bench), "--out", str(out), "--json", str(tmp_path / "b.json")],
+                       capture_output=True, text=True, timeout=120)
+    assert b.returncode == 0 and "| atari-pong | return" in b.stdout, b.stderr[-2000:]
+    assert json.loads((tmp_path / "b.json").read_text())["steps_trained"] == 8
     assert "exact_match" in scores["caption-shapes"] and "bleu4" in scores["caption-shapes"]
     assert scores["text-pydoc"]["perplexity"] > 1 and scores["chat-chatterbot"]["perplexity"] > 1
     assert "perplexity" in r.stdout and "total" in r.stdout  # the final table and the stage times

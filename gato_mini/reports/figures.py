@@ -119,14 +119,19 @@ def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -
     return _save(fig, path)
 
 
+def source_names(metrics: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """The sources with a held-out loss in a training log (the groups' own columns left out)."""
+    return sorted(k[len("val/loss_"):] for k in metrics
+                  if k.startswith("val/loss_") and k[len("val/loss_"):] not in MODALITIES)
+
+
 def source_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -> str:
     """A learning curve per source: its held-out loss against the step, one small panel each (the
     sources' losses differ tenfold, so no shared axis)."""
     import math
 
     plt = _pyplot()
-    names = sorted(k[len("val/loss_"):] for k in metrics
-                   if k.startswith("val/loss_") and k[len("val/loss_"):] not in MODALITIES)
+    names = source_names(metrics)
     if not names:
         raise GatoError("no per-source held-out losses in the training log")
     cols = min(4, len(names))

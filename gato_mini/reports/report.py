@@ -15,7 +15,7 @@ from typing import Any
 
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
-from gato_mini.reports.figures import MODALITIES, loss_curves, read_metrics, score_bars, source_curves
+from gato_mini.reports.figures import loss_curves, read_metrics, score_bars, source_curves, source_names
 from gato_mini.reports.tables import offline_text
 
 
@@ -88,7 +88,7 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         loss_curves(metrics, figures / "loss.png")
         lines += ["## Training", "", "Loss per modality (nats per target token): the training loss, "
                   "smoothed, and the loss on held-out windows.", "", "![loss curves](figures/loss.png)", ""]
-        if any(k.startswith("val/loss_") and k[len("val/loss_"):] not in MODALITIES for k in metrics):
+        if source_names(metrics):
             source_curves(metrics, figures / "sources.png")
             lines += ["A learning curve per source: its loss on held-out windows against the step.", "",
                       "![learning curves per source](figures/sources.png)", ""]
