@@ -60,23 +60,45 @@ def perturb(action: Any, space: Any, noise: float, rng: np.random.Generator) -> 
     raise GatoError(f"--noise supports Discrete and Box action spaces, not {type(space).__name__}")
 
 
+@dataclass(frozen=True)
+class Acting:
+    """Another policy acts while the recorded one labels (DAgger, Ross et al. 2011): ``policy`` (a trained
+    model, :class:`~gato_mini.agent.policy.ModelPolicy`) chooses the executed action, except on a share
+    ``share`` of steps where the labeller's own action is executed (DAgger's beta). ``label`` says what
+    acts, for ``collection.json``."""
+
+    policy: Any
+    label: str
+    share: float = 0.0
+
+
 def rollout(task: Task, env: Any, policy_name: str, seed: int, record: bool = False,
-            on_step: Callable[[], None] | None = None, noise: float = 0.0) -> EpisodeRecord:
+            on_step: Callable[[], None] | None = None, noise: float = 0.0,
+            acting: Acting | None = None) -> EpisodeRecord:
     """Run one episode of the policy ``policy_name`` (``expert``/``random``) from ``seed``.
 
     With ``noise`` > 0 the env executes :func:`perturb`'s noisy action while the record keeps the
     policy's own (clean) action, so demonstrations show recoveries from states the clean expert
-    never visits. The noise is drawn from its own stream, seeded by ``seed``.
+    never visits. The noise is drawn from its own stream, seeded by ``seed``. With ``acting``, its
+    policy's action is executed instead (but on a share of steps) and the named policy only labels.
     """
     policy = task.policy(policy_name)
     rng = np.random.default_rng([seed, 0xDA27])
+    mix = np.random.default_rng([seed, 0xDA66])  # which steps the labeller acts on
     obs, _ = env.reset(seed=seed)
     policy.reset(env, seed=seed)
+    if acting is not None:
+        acting.policy.reset(env, seed=seed)
     rec = EpisodeRecord(0.0, 0, {k: [v] for k, v in obs.items()} if record else None)
     done = False
     while not done:
         action = policy(obs, env)
-        executed = perturb(action, env.action_space, noise, rng)
+        if acting is not None:  # the acting policy sees every state, so its context stays whole
+            own = acting.policy(obs, env)
+            action_run = action if mix.random() < acting.share else own
+        else:
+            action_run = action
+        executed = perturb(action_run, env.action_space, noise, rng)
         obs, reward, terminated, truncated, _ = env.step(executed)
         rec.episode_return += float(reward)
         rec.steps += 1
@@ -134,7 +156,8 @@ class Recording(Checked):
     ``MODULE:CALLABLE``. Episode i uses seed ``seed + i``; ``max_steps`` caps an episode (None: the
     task's). ``noise``: DART-style perturbation of the executed actions (:func:`perturb`), the clean
     ones logged. ``chunk_steps``: finished episodes are sealed every so many steps (None:
-    :data:`~gato_mini.data.minari_writer.CHUNK_STEPS`). ``overwrite``: replace an existing dataset."""
+    :data:`~gato_mini.data.minari_writer.CHUNK_STEPS`). ``overwrite``: replace an existing dataset.
+    ``share``: with a model acting (:class:`Acting`), the share of steps the policy itself acts on."""
 
     policy: str
     episodes: int = field(metadata=count("--episodes", says="positive"))
@@ -142,24 +165,33 @@ class Recording(Checked):
     max_steps: int | None = field(default=None, metadata=count("--max-steps", says="positive"))
     noise: float = field(default=0.0, metadata=number("--noise", 0, hi=1, optional=False,
                                                       says="between 0 and 1"))
+    share: float = field(default=0.0, metadata=number("--policy-share", 0, hi=1, optional=False,
+                                                      says="between 0 and 1"))
     chunk_steps: int | None = field(default=None, metadata=count("--chunk-steps", says="positive"))
     overwrite: bool = False
 
 
 def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | None = None,
-                 progress: bool = True) -> RunResult:
+                 progress: bool = True, acting: Any = None) -> RunResult:
     """Run the episodes ``recording`` describes; with ``out``, record them as a Minari dataset under ``out``.
 
     The dataset id is ``<task>/<policy>-v0``, so it lands in ``out/<task>/<policy>-v0``; the dataset logs
     the clean actions and its ``collection.json`` says how it was made. Recording is resumable
     (:class:`DatasetWriter` with ``recording.chunk_steps``): finished episodes are sealed every so many
     steps, and the same call after a kill records only the missing episodes, with their own seeds, giving
-    the dataset an uninterrupted run gives.
+    the dataset an uninterrupted run gives. ``acting``: a callable from the task to an :class:`Acting`
+    (a model acts, the policy labels: DAgger); the dataset is then ``<task>/<policy>-dagger-v0``.
     """
     task = task_name if isinstance(task_name, Task) else get_task(task_name)
     policy_name = policy_label(recording.policy)
     task.policy(policy_name)  # an unknown policy name fails before any work
     recording.checked()
+    if acting is not None and (policy_name == "random" or policy_name.startswith("constant")):
+        raise GatoError(f"a model acting needs a labeller that knows the task: --policy {policy_name} "
+                        "labels nothing; use expert, a task's other demonstrator or MODULE:CALLABLE")
+    if acting is None and recording.share:
+        raise GatoError("--policy-share is the share of steps the policy acts on while a model acts: it "
+                        "needs --model")
     r = recording
     episodes, seed, max_steps, noise, overwrite, chunk_steps = r.episodes, r.seed, r.max_steps, r.noise, \
         r.overwrite, r.chunk_steps
@@ -179,10 +211,15 @@ def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | 
             perturb(env.action_space.sample(), env.action_space, noise, np.random.default_rng(0))
         collection = {"task": task.name, "env_id": task.env_id, "policy": policy_name, "seed": seed,
                       "episodes": episodes, "step_cap": cap, "noise": noise_record(noise, env.action_space)}
+        if acting is not None:  # a model that cannot act on this env fails before any writing
+            made = acting(task)
+            acting = Acting(made.policy, made.label, recording.share)
+            collection["acting"] = {"by": acting.label, "policy_share": acting.share,
+                                    "logged": f"the {policy_name} policy's action at every state"}
         writer = None if out is None else stack.enter_context(
             _writer(task, collection, env, out, overwrite,
                     CHUNK_STEPS if chunk_steps is None else chunk_steps))
-        return _run(task, policy_name, env, writer, episodes, seed, progress, noise)
+        return _run(task, policy_name, env, writer, episodes, seed, progress, noise, acting)
 
 
 def noise_record(noise: float, space: Any) -> dict[str, Any] | None:
@@ -202,6 +239,9 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
     c = collection
     noise = "" if c["noise"] is None else f"; executed actions perturbed ({c['noise']['executed']}), " \
                                           "clean actions logged (DART)"
+    if c.get("acting"):
+        noise += (f"; acted by {c['acting']['by']} ({c['acting']['policy_share']} of steps by the policy), "
+                  "the policy's actions logged (DAgger)")
     meta = {"algorithm_name": f"gato-mini {c['policy']} policy", "author": "gato-mini",
             "description": f"gato-mini task {task.name} ({task.env_id}, {task.description}); "
                            f"policy {c['policy']}; seeds {c['seed']}..{c['seed'] + c['episodes'] - 1}; "
@@ -212,12 +252,13 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
     except Exception as exc:  # noqa: BLE001 (e.g. an env registered with a class, not a "module:Class" string)
         collection = {**collection, "env_spec": f"not stored: {exc}"}
     slug = re.sub(r"[^a-z0-9]+", "-", c["policy"].lower()).strip("-")  # MODULE:FN -> module-fn
+    slug += "-dagger" if c.get("acting") else ""
     return DatasetWriter(out, f"{task.name}/{slug}-v0", env.observation_space, env.action_space,
                          overwrite=overwrite, metadata=meta, collection=collection, chunk_steps=chunk_steps)
 
 
 def _run(task: Task, policy_name: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
-         progress: bool, noise: float = 0.0) -> RunResult:
+         progress: bool, noise: float = 0.0, acting: Acting | None = None) -> RunResult:
     """The episode loop of :func:`run_episodes`, with its progress bar."""
     done = [] if writer is None else writer.done[:episodes]  # sealed by an interrupted run: not redone
     returns, steps, start = [d["return"] for d in done], sum(d["steps"] for d in done), time.perf_counter()
@@ -240,7 +281,7 @@ def _run(task: Task, policy_name: str, env: Any, writer: DatasetWriter | None, e
         for i in range(len(done), episodes):
             counter[0] = 0
             rec = rollout(task, env, policy_name, seed + i, record=writer is not None, on_step=tick,
-                          noise=noise)
+                          noise=noise, acting=acting)
             if writer is not None:
                 obs = {k: np.stack(v) for k, v in rec.observations.items()}
                 writer.add(obs, np.stack(rec.actions), rec.rewards, rec.terminations, rec.truncations,

@@ -68,6 +68,25 @@ def demonstration_prompt(dataset: str | Path, name: str, fields: dict[str, Field
     return seq.timesteps(j, len(seq.starts), cfg)
 
 
+def source_prompt(cfg: GatoConfig, tokenizer: TextTokenizer | None, entry: dict[str, Any], name: str,
+                  io: tuple[dict[str, FieldSpec], FieldSpec], dataset: str | None = None,
+                  tokens: int | None = None) -> tuple[TokenSequence | None, str | None]:
+    """(the demonstration prompt, what it is) for acting on the source ``name`` (``entry``: its
+    ``sources.json`` entry; ``io``: its observation and action fields): the end of the best episode of
+    ``dataset``, by default the task's ``runs/episodes/<task>/expert-v0`` or a user's source's own
+    demonstrations, within ``tokens`` (default a quarter of the block). (None, None) when no dataset was
+    named and the default one is not on this machine."""
+    default = task_dataset("runs/episodes", name)
+    if name not in TASKS and entry.get("options", {}).get("dataset"):
+        default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
+    path = dataset or str(default)
+    if dataset is None and not Path(path).exists():
+        return None, None
+    prompt = demonstration_prompt(path, name, *io, cfg, tokenizer, tokens or cfg.block_size // 4,
+                                  source_image_size(entry))
+    return prompt, f"{path} ({len(prompt)} tokens)"
+
+
 def source_image_size(entry: dict[str, Any]) -> tuple[int, int] | None:
     """The size an ``episodes`` source's images were fitted to in training (its ``image_size`` option),
     or None where they kept the env's size."""
@@ -105,13 +124,16 @@ def source_task(trained: dict[str, Any], name: str, env_id: str | None = None,
                         "--env ENV_ID")
     env_fields, env_action = spec.fields()
     if env_fields != fields or env_action != action:
-        def show(f: dict[str, FieldSpec], a: FieldSpec) -> str:
-            obs = ", ".join(f"{k}: {v.modality} {tuple(v.shape)}" for k, v in f.items())
-            n = f" n={a.n}" if a.n else ""
-            return f"observation {{{obs}}}, action {a.modality} {tuple(a.shape)}{n}"
-        raise GatoError(f"{name}: the env {spec.env_id} has {show(env_fields, env_action)}, but the model "
-                        f"was trained on {show(fields, action)}")
+        raise GatoError(f"{name}: the env {spec.env_id} has {show_fields(env_fields, env_action)}, but the "
+                        f"model was trained on {show_fields(fields, action)}")
     return spec, fields, action
+
+
+def show_fields(fields: dict[str, FieldSpec], action: FieldSpec) -> str:
+    """Observation and action fields in one line, for an error naming a mismatch."""
+    obs = ", ".join(f"{k}: {v.modality} {tuple(v.shape)}" for k, v in fields.items())
+    n = f" n={action.n}" if action.n else ""
+    return f"observation {{{obs}}}, action {action.modality} {tuple(action.shape)}{n}"
 
 
 def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
@@ -125,17 +147,10 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     spec, fields, action = source_task(trained, name, o.env_id, o.imports)
     entry = source_entry(trained, name)
     size = source_image_size(entry)
-    cfg = model.cfg
     prompt, prompt_name = None, None
     if o.use_prompt:
-        default = task_dataset("runs/episodes", name)
-        if name not in TASKS and entry.get("options", {}).get("dataset"):
-            default = Path(entry["options"]["dataset"])  # a user's source: its own demonstrations
-        path = o.prompt_dataset or str(default)
-        if o.prompt_dataset is not None or Path(path).exists():
-            budget = o.prompt_tokens or cfg.block_size // 4
-            prompt = demonstration_prompt(path, name, fields, action, cfg, tokenizer, budget, size)
-            prompt_name = f"{path} ({len(prompt)} tokens)"
+        prompt, prompt_name = source_prompt(model.cfg, tokenizer, entry, name, (fields, action),
+                                            o.prompt_dataset, o.prompt_tokens)
     n = min(o.num_envs or 1, episodes)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")

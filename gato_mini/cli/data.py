@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gato_mini.errors import GatoError
+
 
 def add_collect(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
@@ -28,6 +30,14 @@ def add_collect(p: argparse.ArgumentParser) -> None:
                    help="DART-style noise on the executed actions, logging the clean ones: the probability "
                         "of a random action (discrete), or the sd as a share of the half range (Box); "
                         "default 0")
+    p.add_argument("--model", metavar="DIR", help="DAgger: a trained model folder acts and --policy (an "
+                   "expert, a task's other demonstrator or MODULE:CALLABLE) labels every state it reaches; "
+                   "the dataset, OUT/<task>/<policy>-dagger-v0, logs the labels (docs/own-data.md)")
+    p.add_argument("--policy-share", type=float, default=0.0, metavar="P",
+                   help="with --model: the share of steps on which the --policy's own action is executed "
+                        "(DAgger's beta; default 0, the model acts on every step)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="with --model: its sampling temperature (default 0, greedy)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (and discard an "
                    "interrupted collection of it)")
     p.add_argument("--chunk-steps", type=int, default=None, metavar="N",
@@ -44,7 +54,13 @@ def run_collect(args: argparse.Namespace) -> None:
 
     policy = args.policy or ("expert" if args.env is None else "random")
     recording = Recording(policy, args.episodes, seed=args.seed, max_steps=args.max_steps, noise=args.noise,
-                          chunk_steps=args.chunk_steps, overwrite=args.overwrite).checked()  # before any work
+                          share=args.policy_share, chunk_steps=args.chunk_steps,
+                          overwrite=args.overwrite).checked()  # before any work
+    acting = None
+    if args.model is not None:
+        acting = model_acting(args.model, args.temperature)
+    elif args.temperature:
+        raise GatoError("--temperature is the sampling of a model acting: it needs --model")
     import_modules(args.imports)
     if args.env is not None:
         names: list = [user_task(args.env, args.max_steps, args.imports)]
@@ -53,11 +69,29 @@ def run_collect(args: argparse.Namespace) -> None:
         for name in names:
             get_task(name)  # an unknown name fails before any episode is recorded
     for task in names:
-        result = run_episodes(task, recording, out=args.out, progress=not args.no_progress)
+        result = run_episodes(task, recording, out=args.out, progress=not args.no_progress, acting=acting)
         name = args.env or task
         print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
               f"mean return {result.mean:.2f} ± {result.std:.2f} "
               f"({result.rate:.0f} steps/s) -> {result.path}")
+
+
+def model_acting(folder: str, temperature: float):  # noqa: ANN201 (a callable from a Task to an Acting)
+    """What ``collect --model DIR`` runs: a callable making the model folder's policy for a task (loaded
+    once the task is known, so a bad folder or a model of other fields fails before any episode)."""
+    from gato_mini.agent.policy import ModelPolicy
+    from gato_mini.collect import Acting
+    from gato_mini.options import checked, number
+
+    checked(temperature, number("--temperature", 0, hi=100, optional=False))
+    if not Path(folder).is_dir():
+        raise GatoError(f"--model {folder}: no such model folder")
+
+    def make(task) -> Acting:  # noqa: ANN001
+        policy = ModelPolicy(folder, task, temperature)
+        label = f"model {Path(folder).resolve()} (source {policy.name}"
+        return Acting(policy, label + (f", temperature {temperature})" if temperature else ", greedy)"))
+    return make
 
 
 def control_task_names() -> list[str]:

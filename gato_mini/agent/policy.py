@@ -1,0 +1,77 @@
+"""A trained model as a collection policy: the acting half of DAgger (Ross et al. 2011).
+
+``gato-mini collect --model DIR`` lets the model act while the ``--policy`` (an expert, a task's other
+demonstrator or the user's ``MODULE:CALLABLE``) labels every state the model reaches; the dataset logs
+the labeller's actions (:func:`gato_mini.collect.rollout`). :class:`ModelPolicy` follows the policy
+protocol of :mod:`gato_mini.envs.policies` (``reset(env, seed)``, ``__call__(obs, env)``) with one
+:class:`~gato_mini.agent.agent.Agent` slot, prompted as ``gato-mini eval`` prompts (the end of the best
+demonstration, when one is on this machine), greedy unless given a temperature.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gato_mini.agent.agent import Agent, AgentOptions
+from gato_mini.agent.eval_control import show_fields, source_image_size, source_prompt
+from gato_mini.errors import GatoError
+from gato_mini.fields import FieldSpec, as_observation_dict
+from gato_mini.model.export import load_model
+from gato_mini.model.generate import Sampling
+
+
+def acting_source(trained: dict[str, Any], task_name: str, fields: dict[str, FieldSpec],
+                  action: FieldSpec, folder: str | Path) -> str:
+    """The source of a model (``trained``: its ``sources.json``) to act on the task ``task_name`` with:
+    the source of that name, else the one ``episodes`` source whose fields are the env's. A one-line
+    error when the model learned no such source."""
+    entries = {k: v for k, v in trained.get("sources", {}).items() if v.get("kind") == "episodes"}
+
+    def io(entry: dict[str, Any]) -> tuple[dict[str, FieldSpec], FieldSpec]:
+        obs = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
+        return obs, FieldSpec.from_dict(entry["fields"]["action"])
+
+    if task_name in entries:
+        if io(entries[task_name]) != (fields, action):
+            raise GatoError(f"{task_name}: the env has {show_fields(fields, action)}, but the model {folder} "
+                            f"was trained on {show_fields(*io(entries[task_name]))}")
+        return task_name
+    names = [k for k, v in entries.items() if io(v) == (fields, action)]
+    if not names:
+        have = "; ".join(f"{k}: {show_fields(*io(v))}" for k, v in entries.items()) or "none"
+        raise GatoError(f"the model {folder} was not trained on the fields of {task_name} "
+                        f"({show_fields(fields, action)}); its control sources: {have}")
+    if len(names) > 1:
+        raise GatoError(f"the model {folder} has several sources with the fields of {task_name} "
+                        f"({', '.join(names)}); record with --task and one of these names")
+    return names[0]
+
+
+class ModelPolicy:
+    """A model folder acting on one env of a task it was trained on (see the module docstring)."""
+
+    def __init__(self, folder: str | Path, task: Any, temperature: float = 0.0,
+                 prompt_dataset: str | None = None) -> None:
+        model, tokenizer, trained = load_model(folder)
+        fields, action = task.fields()
+        if action.modality == "text":
+            raise GatoError(f"{task.name} is a captioning task: a model cannot act in it for collection")
+        self.name = acting_source(trained, task.name, fields, action, folder)
+        entry = trained["sources"][self.name]
+        prompt, self.prompt_name = source_prompt(model.cfg, tokenizer, entry, self.name, (fields, action),
+                                                 prompt_dataset)
+        self.temperature = temperature
+        options = AgentOptions(Sampling(temperature=temperature), image_size=source_image_size(entry))
+        self.agent = Agent(model, fields, action, 1, tokenizer, prompt, options)
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        """A new episode: the context is the prompt again; sampling (temperature > 0) is reseeded."""
+        self.agent.reset(0)
+        self.agent.generator.manual_seed(0 if seed is None else int(seed))
+
+    def __call__(self, obs: dict[str, Any], env: Any) -> Any:
+        action = self.agent.act({0: as_observation_dict(obs, env.observation_space)})[0]
+        return np.asarray(action).item() if np.ndim(action) == 0 else action
