@@ -109,6 +109,8 @@ def test_collect_with_a_model_folder_writes_a_dagger_dataset(model_dir: Path, tm
     r = _collect(tmp_path, "--task", "control-pendulum", "--model", str(model_dir), "--episodes", "2",
                  "--max-steps", "25", "--seed", "3", "--policy-share", "0.25")
     assert r.returncode == 0, r.stderr
+    said = "control-pendulum labelled by expert, acted by the model (0.25 by the policy): 2 episodes"
+    assert said in r.stdout
     path = tmp_path / "eps" / "control-pendulum" / "expert-dagger-v0"
     meta = read_collection(path)
     assert meta["policy"] == "expert" and meta["acting"]["policy_share"] == 0.25
@@ -156,7 +158,8 @@ USER = "def push(obs):\n    return 0\n"
      "the model MODEL was not trained on the fields of mujoco-reacher"),
     (["--task", "control-pendulum", "--model", "MODEL", "--policy", "random"],
      "a model acting needs a labeller that knows the task: --policy random labels nothing"),
-    (["--env", "CartPole-v1", "--model", "MODEL", "--policy", "expert"], "CartPole-v1 has no scripted expert"),
+    (["--env", "CartPole-v1", "--model", "MODEL", "--policy", "expert"],
+     "CartPole-v1 has no scripted expert"),
     (["--env", "CartPole-v1", "--model", "MODEL", "--policy", "user:push"],
      "the model MODEL was not trained on the fields of cartpole-v1"),
     (["--task", "control-pendulum", "--policy-share", "0.5"], "--policy-share is the share of steps"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["errors", "options", "procs", "terminal", "catalog", "config", "config_files", "tokenizers",
-          "fields", "data", "envs", "collect", "references", "model", "train", "reports", "agent",
+          "fields", "data", "envs", "collect", "references", "model", "train", "reports", "agent", "api",
           "quickstart_plan", "quickstart", "cli"]
 MAX_FUNCTION_IMPORTS = 10
 

@@ -322,3 +322,39 @@ def test_centred_patches_embed_the_background_apart_and_keep_small_objects_large
     assert moved(centred) > 2 and moved(centred) > 3 * moved(plain)  # uncentred: a perturbation
     with pytest.raises(Exception, match="patch_norm"):
         GatoConfig.from_name("tiny", patch_norm="whiten")
+
+
+def test_hl_gauss_targets_on_a_hand_built_case() -> None:
+    import math
+
+    from gato_mini.model.model import soft_value_targets
+
+    lo, hi = 100, 200
+    ids, w = soft_value_targets(torch.tensor([150, 100, 199]), lo, hi, sigma=1.0)
+    assert ids.shape == w.shape == (3, 7)  # 3 sigma either side
+    torch.testing.assert_close(w.sum(1), torch.ones(3))
+    # the middle row: centred on its bin, symmetric, the centre bin holding erf(0.5 / sqrt 2) of the mass
+    assert ids[0].tolist() == list(range(147, 154))
+    assert w[0].argmax() == 3 and torch.allclose(w[0], w[0].flip(0))
+    full = sum(0.5 * (math.erf((k + 0.5) / math.sqrt(2)) - math.erf((k - 0.5) / math.sqrt(2)))
+               for k in range(-3, 4))
+    assert w[0, 3].item() == pytest.approx(math.erf(0.5 / math.sqrt(2)) / full, rel=1e-5)
+    # at the ends: the bins past the range get nothing, and the rest is renormalized
+    assert (w[1, :3] == 0).all() and (w[2, 4:] == 0).all()
+    assert w[1, 3].item() == pytest.approx(w[0, 3].item() / w[0, 3:].sum().item(), rel=1e-5)
+    assert ids.min() >= lo and ids.max() < hi
+
+
+def test_hl_gauss_loss_changes_only_value_targets_and_a_narrow_one_is_cross_entropy() -> None:
+    cfg = GatoConfig.from_name("tiny", n_layer=1, n_embd=32, n_head=2, block_size=16, text_vocab_size=300)
+    torch.manual_seed(0)
+    model = GatoModel(cfg).eval()
+    tokens = torch.randint(0, 300, (2, 16))
+    targets = torch.randint(0, 300, (2, 16))
+    targets[:, ::2] = cfg.continuous_offset + torch.randint(0, cfg.continuous_bins, (2, 8))
+    hard = model(tokens, targets, reduction="none")
+    soft = model(tokens, targets, reduction="none", value_sigma=8.0)
+    narrow = model(tokens, targets, reduction="none", value_sigma=0.05)
+    torch.testing.assert_close(soft[:, 1::2], hard[:, 1::2])  # text targets: unchanged
+    assert not torch.allclose(soft[:, ::2], hard[:, ::2])
+    torch.testing.assert_close(narrow, hard, atol=1e-4, rtol=1e-4)  # all the mass on the target's bin

@@ -53,3 +53,18 @@ def test_ruff_is_clean():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_licence_and_citation_match_the_package():
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "pyproject.toml").read_text()  # (tomllib is Python 3.11+; the project runs on 3.10)
+    project = {k: re.search(rf'^{k} = "([^"]+)"', text, re.M).group(1) for k in ("license", "version")}
+    assert project["license"] == "MIT"
+    assert (root / "LICENSE").read_text().startswith("MIT License\n")
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    assert cff["version"] == project["version"]
+    assert cff["preferred-citation"]["title"] == "A Generalist Agent"
+    assert cff["preferred-citation"]["authors"][0]["family-names"] == "Reed"

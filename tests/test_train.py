@@ -185,6 +185,35 @@ def test_muon_trains_and_its_state_round_trips(run_config, tmp_path) -> None:
         load_run_config(run_config, ["--train.optimizer", "mun"])
 
 
+def test_precision_auto_is_bf16_where_the_hardware_has_it_and_fp32_elsewhere(run_config, monkeypatch,
+                                                                             tmp_path, capsys) -> None:
+    from gato_mini.train import run as run_module
+
+    run = load_run_config(run_config, ["--trainer.precision", "auto", "--trainer.accelerator", "cpu"])
+    for native, want in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(run_module, "native_bf16", lambda native=native: native)
+        assert run_module.trainer_settings(run, False)["precision"] == want
+        assert (run_module.resolve_precision("auto", on_gpu=False)[1] is None) == native
+    assert run_module.resolve_precision("32-true", on_gpu=False) == ("32-true", None)  # as given
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert run_module.resolve_precision("auto", on_gpu=True) == (
+        "32-true", "precision auto: this GPU has no bf16; training in fp32 (32-true)")
+    # what this machine's /proc/cpuinfo says, read for real
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    monkeypatch.undo()
+    assert run_module.native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    # a CPU without bf16: the run trains in fp32 and says so in one line
+    monkeypatch.setattr(run_module, "native_bf16", lambda: False)
+    out = tmp_path / "auto"
+    run = load_run_config(run_config, ["--trainer.precision", "auto", "--trainer.accelerator", "cpu",
+                                       "--trainer.max_steps", "1", "--train.out", str(out)])
+    capsys.readouterr()
+    trainer, *_ = build(run, progress=True)
+    assert trainer.precision == "32-true"
+    assert "precision auto: this CPU has no native bf16 (avx512_bf16 or AMX); training in fp32" in \
+        capsys.readouterr().err
+
+
 def test_trainer_logger_choices(run_config, tmp_path) -> None:
     """``--trainer.logger csv`` or ``false`` work (they used to crash with a TypeError traceback)."""
     for value, logs in (("csv", True), ("false", False)):
@@ -193,6 +222,7 @@ def test_trainer_logger_choices(run_config, tmp_path) -> None:
                  "--trainer.max_steps", "2", "--trainer.logger", value)
         assert r.returncode == 0, r.stderr
         assert any((out / "logs").rglob("metrics.csv")) == logs and (out / "model" / "sources.json").is_file()
+        assert "weights_only" not in r.stdout + r.stderr  # no library notice in what a user sees
 
 
 def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:

@@ -136,6 +136,24 @@ def show_fields(fields: dict[str, FieldSpec], action: FieldSpec) -> str:
     return f"observation {{{obs}}}, action {action.modality} {tuple(action.shape)}{n}"
 
 
+def source_agent(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str, n: int,
+                 options: EvalOptions) -> tuple[Any, Agent, str | None]:
+    """(the env's Task, an :class:`Agent` of ``n`` slots, what its prompt is) to play the ``episodes``
+    source ``name`` as ``options`` say (its env, prompt, temperature, seed and cache): the agent of
+    ``gato-mini eval`` and of :meth:`gato_mini.api.Gato.agent`."""
+    o = options
+    spec, fields, action = source_task(trained, name, o.env_id, o.imports)
+    entry = source_entry(trained, name)
+    prompt, prompt_name = None, None
+    if o.use_prompt:
+        prompt, prompt_name = source_prompt(model.cfg, tokenizer, entry, name, (fields, action),
+                                            o.prompt_dataset, o.prompt_tokens)
+    agent = Agent(model, fields, action, n, tokenizer, prompt,
+                  AgentOptions(Sampling(temperature=o.temperature, seed=o.seed), o.use_cache,
+                               image_size=source_image_size(entry)))
+    return spec, agent, prompt_name
+
+
 def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
                      options: EvalOptions, progress: Any = None) -> SourceReport:
     """Play ``options.episodes`` episodes of the ``episodes`` source ``name`` on ``options.num_envs`` envs at
@@ -144,14 +162,9 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     episodes, max_steps, seed, video = o.episodes or 0, o.max_steps, o.seed, o.video
     if episodes < 1:
         raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
-    spec, fields, action = source_task(trained, name, o.env_id, o.imports)
-    entry = source_entry(trained, name)
-    size = source_image_size(entry)
-    prompt, prompt_name = None, None
-    if o.use_prompt:
-        prompt, prompt_name = source_prompt(model.cfg, tokenizer, entry, name, (fields, action),
-                                            o.prompt_dataset, o.prompt_tokens)
     n = min(o.num_envs or 1, episodes)
+    spec, agent, prompt_name = source_agent(model, tokenizer, trained, name, n, o)
+    entry = source_entry(trained, name)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
     modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
@@ -160,8 +173,6 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
                 for k, m in enumerate(modes)]
     else:
         envs = [spec.make(max_steps, render_mode=m) for m in modes]
-    agent = Agent(model, fields, action, n, tokenizer, prompt,
-                  AgentOptions(Sampling(temperature=o.temperature, seed=seed), o.use_cache, image_size=size))
     frames: list[np.ndarray] | None = [] if video else None
     refs, origin = eval_references(spec, entry, episodes, seed, max_steps, o.reference_cache,
                                    registered=name in TASKS and o.env_id is None)
@@ -176,7 +187,7 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
                           constant=refs["constant"].mean if "constant" in refs else None)
     report.extra["references_from"] = origin
     if o.offline:
-        report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, action)
+        report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, agent.action)
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report

@@ -71,7 +71,10 @@ def run_collect(args: argparse.Namespace) -> None:
     for task in names:
         result = run_episodes(task, recording, out=args.out, progress=not args.no_progress, acting=acting)
         name = args.env or task
-        print(f"{name} {policy}: {args.episodes} episodes, {result.steps} steps, "
+        policy_says = policy
+        if acting is not None:  # whose return it is: the model's (and the policy's share)
+            policy_says = f"labelled by {policy}, acted by the model ({args.policy_share:g} by the policy)"
+        print(f"{name} {policy_says}: {args.episodes} episodes, {result.steps} steps, "
               f"mean return {result.mean:.2f} ± {result.std:.2f} "
               f"({result.rate:.0f} steps/s) -> {result.path}")
 

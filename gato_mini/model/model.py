@@ -333,15 +333,25 @@ class GatoModel(nn.Module):
 
     def forward(self, tokens: Tensor, targets: Tensor, loss_mask: Tensor | None = None,
                 local_pos: Tensor | None = None, patches: Tensor | None = None,
-                patch_pos: Tensor | None = None, reduction: str = "mean") -> Tensor:
+                patch_pos: Tensor | None = None, reduction: str = "mean", value_sigma: float = 0.0) -> Tensor:
         """Training: the next-token cross-entropy over the positions of ``loss_mask`` (all when None),
         their mean, or per token (B, T) with ``reduction="none"`` (0 off the mask). The head runs only
-        on those positions, so no logits are made. (The module's call, so that DDP and FSDP hooks run.)"""
+        on those positions, so no logits are made. (The module's call, so that DDP and FSDP hooks run.)
+        ``value_sigma`` > 0: continuous-value targets are HL-Gauss soft targets
+        (:func:`soft_value_targets`)."""
         x = self.trunk(tokens, local_pos, patches, patch_pos)
         # The head (a third of tiny's FLOPs) runs only where the loss counts. An Atari timestep has one
         # action target in 27 tokens, so most positions need no logits at all.
         m = loss_mask.bool() if loss_mask is not None else torch.ones_like(targets, dtype=torch.bool)
-        ce = F.cross_entropy(self.lm_head(x[m]).float(), targets[m], reduction="none")
+        logits, wanted = self.lm_head(x[m]).float(), targets[m]
+        ce = F.cross_entropy(logits, wanted, reduction="none")
+        if value_sigma > 0:
+            lo, hi = self.cfg.continuous_offset, self.cfg.continuous_offset + self.cfg.continuous_bins
+            values = (wanted >= lo) & (wanted < hi)
+            if values.any():
+                ids, weights = soft_value_targets(wanted[values], lo, hi, value_sigma)
+                logp = F.log_softmax(logits[values], dim=-1).gather(1, ids)
+                ce = ce.masked_scatter(values, -(weights * logp).sum(1))
         if reduction == "none":
             B, T = tokens.shape
             return torch.zeros(B, T, dtype=ce.dtype, device=ce.device).masked_scatter(m, ce)
@@ -366,6 +376,23 @@ class GatoModel(nn.Module):
     def num_params(self) -> int:
         """Trainable parameters (the tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def soft_value_targets(targets: Tensor, lo: int, hi: int, sigma: float) -> tuple[Tensor, Tensor]:
+    """HL-Gauss targets (Imani and White 2018): for each target id in ``[lo, hi)``, the ids of the bins
+    within 3 ``sigma`` of it (N, W) and their weights (N, W): the mass a Gaussian of sd ``sigma`` (in bins)
+    centred on the target's bin puts on each bin, bins past either end of the range dropped and the rest
+    renormalized to sum to 1."""
+    half = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-half, half + 1, device=targets.device)
+    edges = (offsets.double()[None] + torch.tensor([[-0.5], [0.5]], dtype=torch.float64,
+                                                   device=targets.device)) / (sigma * math.sqrt(2))
+    mass = (0.5 * (torch.erf(edges[1]) - torch.erf(edges[0]))).float()  # (W,)
+    ids = targets[:, None] + offsets  # (N, W)
+    inside = (ids >= lo) & (ids < hi)
+    weights = mass * inside
+    weights = weights / weights.sum(1, keepdim=True)
+    return ids.clamp(lo, hi - 1), weights
 
 
 def count_params(cfg: GatoConfig) -> int:

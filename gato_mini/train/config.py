@@ -65,6 +65,10 @@ class TrainOptions:
     optimizer: str = "adamw"
     muon_lr: float = field(default=0.02, metadata=number("'train.muon_lr'", 0, open_lo=True, hi=10,
                                                          optional=False))
+    # HL-Gauss soft targets (Imani and White 2018; Farebrother et al. 2024) at continuous-value targets:
+    # a Gaussian of this sd, in bins, over the neighbouring bins instead of one bin (0: hard targets).
+    # Decoding is unchanged (argmax or sampling), so a bang-bang expert's two modes survive.
+    value_sigma: float = field(default=0.0, metadata=number("'train.value_sigma'", 0, hi=256, optional=False))
     compile: bool = False  # torch.compile the model
     # steps between checkpoints (the last one is always kept)
     checkpoint_every: int = field(default=200, metadata=count("'train.checkpoint_every'"))
@@ -201,7 +205,8 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
         if key not in known:
             raise ConfigError(f"unknown config key 'train.{key}'{did_you_mean(key, known)}")
     train_raw = dict(train_raw)
-    for key in ("lr", "min_lr", "weight_decay", "muon_lr"):  # YAML reads 1e-3 (no dot) as a string
+    # YAML reads 1e-3 (no dot) as a string
+    for key in ("lr", "min_lr", "weight_decay", "muon_lr", "value_sigma"):
         if key in train_raw:
             try:
                 train_raw[key] = float(train_raw[key])

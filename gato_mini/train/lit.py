@@ -158,7 +158,8 @@ class LitGato(L.LightningModule):
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(the loss a training step minimizes: the mean over the batch's loss tokens, per-token losses)."""
         per_token = self.forward_fn(**{k: batch[k] for k in MODEL_KEYS}, targets=batch["targets"],
-                                    loss_mask=batch["loss_mask"], reduction="none")
+                                    loss_mask=batch["loss_mask"], reduction="none",
+                                    value_sigma=self.optim.get("value_sigma", 0.0))
         mask = batch["loss_mask"].to(per_token.dtype)
         return per_token.sum() / mask.sum().clamp(min=1.0), per_token
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,39 @@ def _loggers(out: Path, names: list[str] | None = None) -> list[Any] | bool:
 TIME_RUN_STEP_CAP = 100_000_000
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (x86's ``avx512_bf16`` or AMX flags in
+    ``/proc/cpuinfo``); False where it cannot be told (another OS, another architecture)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text(errors="replace").split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str, on_gpu: bool) -> tuple[str, str | None]:
+    """(the Lightning precision, a line saying why, or None) for ``trainer.precision``: ``auto`` is
+    bf16-mixed on a GPU that supports bf16 or a CPU with native bf16 (:func:`native_bf16`), else fp32."""
+    if precision != "auto":
+        return precision, None
+    if on_gpu:
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", None
+        return "32-true", "precision auto: this GPU has no bf16; training in fp32 (32-true)"
+    if native_bf16():
+        return "bf16-mixed", None
+    return "32-true", "precision auto: this CPU has no native bf16 (avx512_bf16 or AMX); training in fp32"
+
+
+def _on_gpu(run: RunConfig) -> bool:
+    return torch.cuda.is_available() and run.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+
+
 def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
     """Defaults for ``lightning.Trainer``, overridden by the config's ``trainer`` section."""
     # a run sized in time (train.minutes) stops on its clock; its step cap is only a guard
     max_steps = int(run.trainer.get("max_steps", TIME_RUN_STEP_CAP if run.train.minutes else 1000))
-    on_gpu = torch.cuda.is_available() and run.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+    on_gpu = _on_gpu(run)
     settings: dict[str, Any] = {
         "max_steps": max_steps, "accelerator": "auto", "devices": 1,
         "precision": "bf16-mixed" if on_gpu else "32-true", "gradient_clip_val": 1.0,
@@ -105,6 +134,7 @@ def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
         "num_sanity_val_steps": 0,
     }
     settings.update(run.trainer)
+    settings["precision"] = resolve_precision(str(settings["precision"]), on_gpu)[0]
     return settings
 
 
@@ -139,7 +169,8 @@ def lit_module(run: RunConfig, max_steps: int) -> LitGato:
     t = run.train
     optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
              "betas": list(t.betas), "seconds": t.minutes * 60 if t.minutes else None,
-             "decay_share": t.decay_share, "optimizer": t.optimizer, "muon_lr": t.muon_lr}
+             "decay_share": t.decay_share, "optimizer": t.optimizer, "muon_lr": t.muon_lr,
+             "value_sigma": t.value_sigma}
     sources = run.data.sources
     return LitGato(run.model.to_dict(), [s.name for s in sources], [s.kind for s in sources], optim,
                    max_steps=max_steps, compile=t.compile, seed=t.seed)
@@ -179,6 +210,9 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
     out = Path(run.train.out)
     t = run.train
     settings = trainer_settings(run, progress)
+    note = resolve_precision(str(run.trainer.get("precision", "")), _on_gpu(run))[1]
+    if note and progress:
+        print(note, file=sys.stderr)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
                            save_last=True, filename="step{step}", auto_insert_metric_name=False,
                            enable_version_counter=False)  # a resumed run rewrites last.ckpt, no last-v1
@@ -279,7 +313,7 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
             trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
             # A run that stopped between two checkpoints (on its clock, or at max_steps) keeps its
             # last steps: last.ckpt is the end of training, for a resume and for the steps a report counts.
-            trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+            trainer.save_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=False)  # optimizer too
         model_dir = out / "model"
         state = full_state(trainer)  # every rank takes part: under FSDP this gathers the shards to rank 0
         if trainer.is_global_zero:
