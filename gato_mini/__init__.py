@@ -14,7 +14,7 @@ __all__ = ["Gato", "GatoConfig", "SPECIAL_TOKENS", "__version__", "load"]
 
 def __getattr__(name: str) -> Any:
     if name in ("load", "Gato"):  # imported on first use: `import gato_mini` stays light
-        from gato_mini import api
+        from gato_mini import api  # lazy: `import gato_mini` must not import torch and the agent
 
         return getattr(api, name)
     raise AttributeError(f"module 'gato_mini' has no attribute {name!r}")

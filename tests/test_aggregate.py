@@ -106,3 +106,27 @@ def test_eval_files_written_before_the_rename_still_read() -> None:
     old = {"tasks": [{"task" if k == "source" else k: v for k, v in new["sources"][0].items()}]}
     assert eval_summaries(old) == eval_summaries(new) == new["sources"]
     assert aggregate_summaries(eval_summaries(old), reps=50) == aggregate_summaries(new["sources"], reps=50)
+
+
+def test_aggregates_over_training_runs_resample_the_runs() -> None:
+    from scipy.stats import trim_mean
+
+    from gato_mini.reports.aggregate import aggregate_runs
+
+    # 3 tasks x 2 runs (a task's score in each run): rliable's statistics of the runs x tasks matrix
+    scores = {"a": [90.0, 10.0], "b": [50.0, 60.0], "c": [0.0, 100.0]}
+    matrix = np.array(list(scores.values())).T  # (runs, tasks)
+    out = aggregate_runs(scores, reps=500)
+    assert out["runs"] == 2 and out["tasks"] == ["a", "b", "c"] and "training runs" in out["covers"]
+    assert out["mean"]["value"] == pytest.approx(matrix.mean(0).mean())
+    assert out["median"]["value"] == pytest.approx(np.median(matrix.mean(0)))
+    assert out["iqm"]["value"] == pytest.approx(trim_mean(matrix, 0.25, axis=None))
+    # each resample takes each task's runs with replacement: the interval spans what the runs allow
+    lo_all = np.mean([min(v) for v in scores.values()])
+    hi_all = np.mean([max(v) for v in scores.values()])
+    assert lo_all <= out["mean"]["ci_low"] < out["mean"]["value"] < out["mean"]["ci_high"] <= hi_all
+    # identical runs: no spread between them, a point interval
+    same = aggregate_runs({"a": [40.0, 40.0], "b": [70.0, 70.0]})
+    assert same["iqm"]["ci_low"] == same["iqm"]["ci_high"] == same["iqm"]["value"]
+    with pytest.raises(ValueError, match="every task needs the same runs"):
+        aggregate_runs({"a": [1.0, 2.0], "b": [3.0]})

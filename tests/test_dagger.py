@@ -188,6 +188,12 @@ def test_acting_source_picks_by_name_then_by_fields(model_dir: Path) -> None:
     trained["sources"]["copy"] = trained["sources"]["control-pendulum"]
     with pytest.raises(GatoError, match="several sources with the fields of my-pendulum"):
         acting_source(trained, "my-pendulum", fields, action, "m")
+    # one env's datasets (demonstrations and a DAgger round) as two sources: the first one recorded there
+    for name in ("control-pendulum", "copy"):
+        trained["sources"][name] = {**trained["sources"][name], "env_spec": json.dumps({"id": "Pendulum-v1"})}
+    assert acting_source(trained, "my-pendulum", fields, action, "m", "Pendulum-v1") == "control-pendulum"
+    with pytest.raises(GatoError, match="several sources"):
+        acting_source(trained, "my-pendulum", fields, action, "m", "OtherPendulum-v0")
     reacher = user_task("Reacher-v5").fields()
     with pytest.raises(GatoError, match="control-pendulum: the env has observation"):
         acting_source(trained, "control-pendulum", *reacher, "m")

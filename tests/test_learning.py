@@ -33,6 +33,7 @@ from gato_mini.train.config import parse_run_config
 from gato_mini.train.run import train
 
 STEPS = 20
+DAGGER_WIDTH, DAGGER_STEPS = 64, 600  # the DAgger test's model and training (docs/learning.md)
 
 
 class Quadrant(gym.Env):
@@ -208,3 +209,36 @@ def test_tiny_model_learns_an_env_outside_the_registry(tmp_path) -> None:
     assert report["expert"] > max(report["random"], report["constant"]) + 50
     assert report["offline"]["value"] > report["offline"]["baseline"]  # it reads the state
     assert report["normalized_mean"] >= 50, report
+
+
+@pytest.mark.slow
+def test_dagger_teaches_the_pendulum_the_swing_up_its_demonstrations_never_showed(tmp_path) -> None:
+    """Issue 31, lever 5: the pendulum learned from DART demonstrations balances but never swings up
+    (a constant policy in closed loop). One DAgger round, the model acting while the expert labels the
+    states it reaches (``collect --model``), and the same training from scratch on both datasets, swings
+    it up: scored on held-out seeds against the registry's references (the step cap is the task's)."""
+    from gato_mini.agent.policy import ModelPolicy
+    from gato_mini.collect import Acting
+
+    task, eps = "control-pendulum", tmp_path / "eps"
+    run_episodes(task, Recording("expert", 100, seed=0, noise=0.2), out=eps, progress=False)
+    expert = {task: {"kind": "episodes", "dataset": str(eps / task / "expert-v0")}}
+
+    def fit_and_score(name: str, sources: dict) -> tuple[float, str]:
+        model, tok, trained = _train_tiny(tmp_path / name, {"sources": sources}, width=DAGGER_WIDTH,
+                                          block_size=128, max_steps=DAGGER_STEPS)
+        report = evaluate_source(model, tok, trained, task, EvalOptions(
+            episodes=16, num_envs=8, seed=20_000, prompt_dataset=str(eps / task / "expert-v0"),
+            step_timeout=0)).summary()
+        print(name, {k: report[k] for k in ("return_mean", "return_std", "normalized_mean")})
+        return report["normalized_mean"], str(tmp_path / name / "run" / "model")
+
+    before, folder = fit_and_score("base", expert)
+    policy = ModelPolicy(folder, reg.get_task(task))
+    run_episodes(task, Recording("expert", 100, seed=1000, share=0.2), out=eps, progress=False,
+                 acting=lambda t: Acting(policy, "the base model"))
+    after, _ = fit_and_score("dagger", {**expert, "dagger": {
+        "kind": "episodes", "dataset": str(eps / task / "expert-dagger-v0")}})
+    # three seedings of this test (data, DAgger and evaluation seeds moved by 0, 500, 7000) gave 41 -> 73,
+    # 4 -> 97 and 20 -> 92 (docs/learning.md, session 11): the bars leave room under the worst of them
+    assert after >= 50 and after > before + 20, (before, after)

@@ -28,6 +28,7 @@ ACCEPTED = {
     (EvalOptions, "step_timeout", 0): "envs in this process, no limit",
     (Recording, "seed", 0): "a seed",
     (Recording, "noise", 0): "no noise",
+    (Recording, "share", 0): "a model acting on every step (DAgger), or no model acting",
     (Sampling, "temperature", 0): "greedy",
     (Sampling, "seed", 0): "a seed",
     (TrainOptions, "num_workers", 0): "data loaded in the training process",
@@ -36,6 +37,7 @@ ACCEPTED = {
     (TrainOptions, "weight_decay", 0): "no decay",
     (TrainOptions, "decay_share", 0): "a run sized in time keeps its peak rate to the end",
     (TrainOptions, "seed", 0): "a seed",
+    (TrainOptions, "value_sigma", 0): "hard targets (HL-Gauss off)",
 }
 OPTIONS = {EvalOptions: EvalOptions(), Recording: Recording("expert", 1), Sampling: Sampling(),
            TrainOptions: TrainOptions()}
@@ -89,7 +91,8 @@ COMMANDS = {
                  "--seed"]),
     "chat": (["--model", "{tmp}/none"], ["--max-tokens", "--temperature", "--top-k", "--top-p", "--seed"]),
     "collect": (["--task", "nope", "--episodes", "1", "--out", "{tmp}/eps"],
-                ["--episodes", "--seed", "--max-steps", "--noise", "--chunk-steps"]),
+                ["--episodes", "--seed", "--max-steps", "--noise", "--chunk-steps", "--policy-share",
+                 "--temperature"]),
     "scores": (["--task", "nope"], ["--episodes", "--seed", "--max-steps"]),
     "prepare": (["--config", "{tmp}/none.yaml"], ["--workers"]),
     "quickstart": (["--out", "{tmp}/qs"], ["--minutes"]),
@@ -97,7 +100,8 @@ COMMANDS = {
 CLI_ACCEPTED = {("eval", "--seed", "0"), ("eval", "--temperature", "0"), ("eval", "--step-timeout", "0"),
                 ("eval", "--episodes", "0"), ("caption", "--temperature", "0"), ("caption", "--seed", "0"),
                 ("chat", "--temperature", "0"), ("chat", "--seed", "0"), ("collect", "--seed", "0"),
-                ("collect", "--noise", "0"), ("scores", "--seed", "0")}
+                ("collect", "--noise", "0"), ("collect", "--policy-share", "0"),
+                ("collect", "--temperature", "0"), ("scores", "--seed", "0")}
 
 
 def _cli_cases():

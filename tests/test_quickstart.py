@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -99,6 +100,24 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     assert "exact_match" in scores["caption-shapes"] and "bleu4" in scores["caption-shapes"]
     assert scores["text-pydoc"]["perplexity"] > 1 and scores["chat-chatterbot"]["perplexity"] > 1
     assert "perplexity" in r.stdout and "total" in r.stdout  # the final table and the stage times
+
+    # The README's Python snippet, as written, on the model this run exported (from a user's folder
+    # where runs/quickstart is this run, with the photo.png it captions)
+    from PIL import Image
+
+    from tests.test_readme import readme_blocks
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = [b.body for b in readme_blocks(readme) if b.lang == "python"]
+    assert len(snippet) == 1 and "gato_mini.load(" in snippet[0]
+    home = tmp_path / "user"
+    (home / "runs").mkdir(parents=True)
+    (home / "runs" / "quickstart").symlink_to(out)
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(home / "photo.png")
+    py = subprocess.run([sys.executable, "-c", snippet[0]], cwd=home, capture_output=True, text=True,
+                        timeout=300)
+    assert py.returncode == 0, py.stderr[-3000:]
+    assert "atari-pong" in py.stdout.splitlines()[0]  # print(gato.sources)
 
     # Interrupt during evaluation (after training), then rerun: training is not redone.
     weights = out / "run" / "model" / "model.safetensors"

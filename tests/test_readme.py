@@ -1,8 +1,10 @@
-"""The README, run as a newcomer runs it.
+"""The README and the docs pages for users, run as a newcomer runs them.
 
 Every ``gato-mini`` command of every fenced block, and every YAML snippet (a block whose first line
 is ``# NAME.yaml`` is that file), section by section in a fresh directory outside the checkout, in
-the README's order, exactly as written. Only flags are appended to scale the work down, and only
+each page's order, exactly as written (:data:`PAGES`; the logs of experiments, measurements and
+faults, ``docs/learning.md``, ``speed.md`` and ``reliability.md``, record commands of their day and
+are not run). Only flags are appended to scale the work down, and only
 documented ones (each command's own options and ``--SECTION.KEY`` overrides): :data:`RULES` says
 which, per command. A command no rule knows fails the test, so a new README command needs its
 scale-down here. The setup and test blocks are what CI itself runs (``.ci/run``); the main job of
@@ -31,6 +33,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("README.md", "docs/own-data.md", "docs/design.md", "docs/scaling.md", "docs/troubleshooting.md")
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 
 # Scale-down flags: `absent` are appended unless the command already gives that flag (so the README's
@@ -73,7 +76,8 @@ RULES = [
                                                  "--data.sources.caption-shapes.val_count": "8",
                                                  **SMALL_MODEL, "--model.text_vocab_size": "300",
                                                  "--trainer.max_steps": "4", "--no-progress": ""}),
-    Rule(r"^gato-mini train --config cartpole\.yaml", {"--trainer.max_steps": "4", "--no-progress": ""}),
+    Rule(r"^gato-mini train --config cartpole(-dagger)?\.yaml",
+         {"--trainer.max_steps": "4", "--no-progress": ""}),
     Rule(r"^gato-mini eval ", {"--max-steps": "5", "--no-progress": ""},
          {"--episodes": "2", "--num-envs": "2"}),
     Rule(r"^gato-mini caption ", {"--max-tokens": "6"}),
@@ -197,23 +201,23 @@ def user_files(where: Path, text: str) -> None:
 
 
 @pytest.mark.slow  # about 4 minutes: CI's second step runs it, after the default suite
-def test_every_readme_command_and_snippet_runs_as_written(tmp_path_factory) -> None:
-    text = (ROOT / "README.md").read_text()
-    blocks = readme_blocks(text)
-    sections: dict[str, list[Block]] = {}
-    for b in blocks:
-        if b.lang in ("bash", "text", "yaml", "sh", "console", ""):
-            sections.setdefault(b.section, []).append(b)
+def test_every_readme_and_docs_command_and_snippet_runs_as_written(tmp_path_factory) -> None:
+    readme = (ROOT / "README.md").read_text()
+    sections: dict[tuple[str, str], list[Block]] = {}
+    for page in PAGES:
+        for b in readme_blocks((ROOT / page).read_text()):
+            if b.lang in ("bash", "text", "yaml", "sh", "console", ""):
+                sections.setdefault((page, b.section), []).append(b)
     ran: list[str] = []
-    for section, items in sections.items():
+    for (page, section), items in sections.items():
         where = tmp_path_factory.mktemp("readme")
         assert not str(where.resolve()).startswith(str(ROOT)), "must run outside the checkout"
-        user_files(where, text)
+        user_files(where, readme)  # the README says what the user's files hold
         for b in items:
             if b.lang == "yaml":
                 first = b.body.splitlines()[0]
                 m = re.fullmatch(r"# ([\w.-]+\.yaml)", first.strip())
-                assert m, f"a YAML block in '{section}' must start with '# NAME.yaml': {first!r}"
+                assert m, f"a YAML block in {page} '{section}' must start with '# NAME.yaml': {first!r}"
                 (where / m.group(1)).write_text(b.body + "\n")
                 yaml.safe_load(b.body)
                 continue
@@ -238,13 +242,15 @@ def test_every_readme_command_and_snippet_runs_as_written(tmp_path_factory) -> N
                 r = subprocess.run(argv, cwd=where, env=env, input=stdin, capture_output=True, text=True,
                                    timeout=600)
                 print(f"README {time.perf_counter() - t0:5.1f} s  {command}")
-                assert r.returncode == 0, (f"README section '{section}': {command}\n(run as "
+                assert r.returncode == 0, (f"{page} section '{section}': {command}\n(run as "
                                            f"{shlex.join(argv[1:])})\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
                 assert "Traceback" not in r.stderr, (command, r.stderr[-3000:])
                 ran.append(command)
     must = ("gato-mini quickstart", "gato-mini collect --env CartPole-v1", "gato-mini train --config my.yaml",
             "gato-mini eval --model runs/my/model", "gato-mini train --config cartpole.yaml",
-            "gato-mini chat --model runs/tiny/model", "gato-mini train --config gato-79m")
+            "gato-mini collect --env CartPole-v1 --model runs/cartpole/model",
+            "gato-mini train --config cartpole-dagger.yaml", "gato-mini chat --model runs/language/model",
+            "gato-mini train --config gato-79m", "gato-mini train --config gato-1.18b")
     for start in must:
         assert any(c.startswith(start) or start in c for c in ran), (start, ran)
 

@@ -10,6 +10,7 @@ demonstration, when one is on this machine), greedy unless given a temperature.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ from gato_mini.model.generate import Sampling
 
 
 def acting_source(trained: dict[str, Any], task_name: str, fields: dict[str, FieldSpec],
-                  action: FieldSpec, folder: str | Path) -> str:
-    """The source of a model (``trained``: its ``sources.json``) to act on the task ``task_name`` with:
-    the source of that name, else the one ``episodes`` source whose fields are the env's. A one-line
-    error when the model learned no such source."""
+                  action: FieldSpec, folder: str | Path, env_id: str | None = None) -> str:
+    """The source of a model (``trained``: its ``sources.json``) to act on the task ``task_name`` (env
+    ``env_id``) with: the source of that name, else the one ``episodes`` source whose fields are the
+    env's; of several, the first whose dataset was recorded in that env (one env's demonstrations and
+    DAgger rounds are several sources). A one-line error when the model learned no such source."""
     entries = {k: v for k, v in trained.get("sources", {}).items() if v.get("kind") == "episodes"}
 
     def io(entry: dict[str, Any]) -> tuple[dict[str, FieldSpec], FieldSpec]:
@@ -45,9 +47,20 @@ def acting_source(trained: dict[str, Any], task_name: str, fields: dict[str, Fie
         raise GatoError(f"the model {folder} was not trained on the fields of {task_name} "
                         f"({show_fields(fields, action)}); its control sources: {have}")
     if len(names) > 1:
+        same_env = [k for k in names if env_id is not None and _recorded_in(entries[k]) == env_id]
+        if same_env:
+            return same_env[0]
         raise GatoError(f"the model {folder} has several sources with the fields of {task_name} "
                         f"({', '.join(names)}); record with --task and one of these names")
     return names[0]
+
+
+def _recorded_in(entry: dict[str, Any]) -> str | None:
+    """The env id a source's dataset was recorded in (its stored env spec), or None."""
+    try:
+        return json.loads(entry["env_spec"])["id"]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class ModelPolicy:
@@ -59,7 +72,7 @@ class ModelPolicy:
         fields, action = task.fields()
         if action.modality == "text":
             raise GatoError(f"{task.name} is a captioning task: a model cannot act in it for collection")
-        self.name = acting_source(trained, task.name, fields, action, folder)
+        self.name = acting_source(trained, task.name, fields, action, folder, task.env_id)
         entry = trained["sources"][self.name]
         prompt, self.prompt_name = source_prompt(model.cfg, tokenizer, entry, self.name, (fields, action),
                                                  prompt_dataset)

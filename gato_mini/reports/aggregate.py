@@ -80,6 +80,37 @@ def aggregate(scores: Scores, reps: int = 2000, seed: int = 0) -> dict[str, dict
     return out
 
 
+def _runs_iqm(per_task: list[np.ndarray]) -> float:
+    return iqm(np.concatenate(per_task))  # rliable: the IQM of the whole (runs x tasks) matrix
+
+
+#: Over training runs (rliable's ``aggregate_mean``/``median``/``iqm`` of a runs x tasks matrix): the mean
+#: and median of each task's mean over runs, and the IQM of every (run, task) score.
+RUN_STATISTICS: dict[str, Callable[[list[np.ndarray]], float]] = {"mean": _mean, "median": _median,
+                                                                  "iqm": _runs_iqm}
+COVERS_RUNS = "the training runs (each task's runs resampled, as rliable does)"
+
+
+def aggregate_runs(scores: Scores, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Aggregates over independent training runs of one recipe: ``scores`` holds, per task, one score
+    per run (the task's mean normalized score in that run; every task the same runs). The interval
+    resamples the runs of each task (rliable's stratified bootstrap), so it covers what training
+    itself varies, which one run's episodes cannot show."""
+    scores = {k: v for k, v in scores.items() if len(v)}
+    counts = {len(v) for v in scores.values()}
+    if len(counts) > 1:
+        raise ValueError(f"every task needs the same runs, got {sorted(counts)} scores per task")
+    out: dict[str, Any] = {"tasks": sorted(scores), "runs": counts.pop() if counts else 0}
+    tasks = [np.asarray(v, dtype=np.float64) for v in scores.values()]
+    for name, fn in RUN_STATISTICS.items():
+        if tasks:
+            lo, hi = stratified_bootstrap(scores, fn, reps, seed)
+            out[name] = {"value": fn(tasks), "ci_low": lo, "ci_high": hi}
+    out["method"] = f"95% stratified bootstrap over runs, {reps} resamples, seed {seed} (Agarwal et al. 2021)"
+    out["covers"] = COVERS_RUNS
+    return out
+
+
 def eval_summaries(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-source summaries of an eval JSON file (``SourceReport.summary()`` dicts). Files written
     before the word "source" replaced "task" for what a model is trained on hold them under ``tasks``,

@@ -165,8 +165,8 @@ def score_bars(scores: dict[str, float], path: str | Path, title: str) -> str:
     ax.axvline(100, color="grey", lw=0.8, ls="--")
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.0f}", va="center", ha="left" if v >= 0 else "right")
-    ax.set_xlabel("normalized score: 0 = random or the best constant action (the stronger); "
-                  "100 = expert")
+    ax.set_xlabel("normalized score: 0 = random or the best constant action (the stronger),\n"
+                  "100 = the expert")  # two lines: one was cut at the figure's edge
     ax.set_title(title)
     ax.invert_yaxis()
     lo = min(0.0, min(values)) - 10
