@@ -3,7 +3,8 @@
 * :class:`SampledEnv`: any observation and action space, deterministic samples, five steps (wrappers,
   field specs);
 * :class:`MatchEnv`: an image and a vector, reward for matching them, random episode lengths, and an
-  optional crash at a chosen step (the agent, batched rollouts, failures).
+  optional crash at a chosen step (the agent, batched rollouts, failures);
+* :class:`Executed`: any env, recording the actions it is asked to execute (DART noise, DAgger).
 """
 
 from __future__ import annotations
@@ -66,3 +67,20 @@ class MatchEnv(gym.Env):
             float(int(action) == int(self.last["state"][1] > 0))
         self.last = self._obs()
         return self.last, reward, self.t >= self.length, False, {}
+
+
+class Executed:
+    """Wraps an env and records the actions it is asked to execute."""
+
+    def __init__(self, env):
+        self.env, self.executed = env, []
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def reset(self, **kw):
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.executed.append(np.array(action, copy=True))
+        return self.env.step(action)

@@ -20,6 +20,7 @@ from gato_mini.data.minari_writer import DatasetWriter
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import FileFormatError, GatoError
 from gato_mini.fields import UnsupportedSpaceError
+from tests._fakeenvs import Executed
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 
@@ -234,27 +235,10 @@ def test_writer_commits_when_the_block_ends_and_discards_on_an_exception(tmp_pat
     assert not (tmp_path / "mine" / "lost-v0").exists() and not list(tmp_path.glob(".staging-*"))
 
 
-class _Executed:
-    """Records the actions an env is asked to execute."""
-
-    def __init__(self, env):
-        self.env, self.executed = env, []
-
-    def __getattr__(self, name):
-        return getattr(self.env, name)
-
-    def reset(self, **kw):
-        return self.env.reset(**kw)
-
-    def step(self, action):
-        self.executed.append(np.array(action, copy=True))
-        return self.env.step(action)
-
-
 @pytest.mark.parametrize("task", ["control-pendulum", "atari-pong"])
 def test_dart_noise_executes_the_noisy_action_and_logs_the_clean_one(task):
     t = get_task(task)
-    env = _Executed(t.make(max_steps=60))
+    env = Executed(t.make(max_steps=60))
     rec = rollout(t, env, "expert", 7, record=True, noise=0.5)
     logged, executed = np.stack(rec.actions), np.stack(env.executed)
     assert len(logged) == len(executed) == 60

@@ -22,26 +22,10 @@ from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model
 from gato_mini.tokenizers import TextTokenizer
+from tests._fakeenvs import Executed
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=128, text_vocab_size=300)
-
-
-class _Executed:
-    """Records the actions an env is asked to execute."""
-
-    def __init__(self, env):
-        self.env, self.executed = env, []
-
-    def __getattr__(self, name):
-        return getattr(self.env, name)
-
-    def reset(self, **kw):
-        return self.env.reset(**kw)
-
-    def step(self, action):
-        self.executed.append(np.array(action, copy=True))
-        return self.env.step(action)
 
 
 class _Pushes:
@@ -67,7 +51,7 @@ def _relabel(task, env, observations, seed):
 @pytest.mark.parametrize("share", [0.0, 0.5])
 def test_the_model_acts_and_the_expert_is_logged(share) -> None:
     task = get_task("control-pendulum")
-    env = _Executed(task.make(max_steps=60))
+    env = Executed(task.make(max_steps=60))
     model = _Pushes(1.5)
     rec = rollout(task, env, "expert", 7, record=True, acting=Acting(model, "a fake model", share))
     logged, executed = np.stack(rec.actions), np.stack(env.executed)
