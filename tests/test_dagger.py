@@ -181,3 +181,22 @@ def test_acting_source_picks_by_name_then_by_fields(model_dir: Path) -> None:
     reacher = user_task("Reacher-v5").fields()
     with pytest.raises(GatoError, match="control-pendulum: the env has observation"):
         acting_source(trained, "control-pendulum", *reacher, "m")
+
+
+def test_a_model_acting_is_prompted_with_its_own_demonstrations(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # eval's default prompt dataset, runs/episodes/..., is not here
+    torch.manual_seed(0)
+    task = get_task("control-pendulum")
+    fields, action = task.fields()
+    run_episodes(task, Recording("expert", 2, seed=0, max_steps=30), out=tmp_path / "eps", progress=False)
+    dataset = tmp_path / "eps" / "control-pendulum" / "expert-v0"
+    sources = {"sources": {"control-pendulum": {
+        "kind": "episodes", "fields": {"observation": {k: f.to_dict() for k, f in fields.items()},
+                                       "action": action.to_dict()},
+        "options": {"dataset": str(dataset)}, "val_fraction": 0.5}}}
+    TextTokenizer.train(["a few words"], 300).save(tmp_path / "tok.json")
+    export_model(tmp_path / "model", GatoModel(CFG), tmp_path / "tok.json", sources)
+    policy = ModelPolicy(tmp_path / "model", task)
+    assert policy.prompt_name.startswith(f"{dataset} (") and policy.agent.prompt is not None
+    shutil.rmtree(dataset)  # gone from this machine: eval's default (none here), unprompted
+    assert ModelPolicy(tmp_path / "model", task).prompt_name is None

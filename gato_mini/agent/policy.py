@@ -5,7 +5,8 @@ demonstrator or the user's ``MODULE:CALLABLE``) labels every state the model rea
 the labeller's actions (:func:`gato_mini.collect.rollout`). :class:`ModelPolicy` follows the policy
 protocol of :mod:`gato_mini.envs.policies` (``reset(env, seed)``, ``__call__(obs, env)``) with one
 :class:`~gato_mini.agent.agent.Agent` slot, prompted as ``gato-mini eval`` prompts (the end of the best
-demonstration, when one is on this machine), greedy unless given a temperature.
+episode of a demonstration dataset: by default the one the source was trained on, when it is still on
+this machine, else eval's default), greedy unless given a temperature.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class ModelPolicy:
             raise GatoError(f"{task.name} is a captioning task: a model cannot act in it for collection")
         self.name = acting_source(trained, task.name, fields, action, folder, task.env_id)
         entry = trained["sources"][self.name]
+        if prompt_dataset is None:  # the model's own demonstrations, where they are still on this machine
+            own = (entry.get("options") or {}).get("dataset")
+            prompt_dataset = own if own and Path(own).is_dir() else None
         prompt, self.prompt_name = source_prompt(model.cfg, tokenizer, entry, self.name, (fields, action),
                                                  prompt_dataset)
         self.temperature = temperature
