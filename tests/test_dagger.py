@@ -183,8 +183,8 @@ def test_acting_source_picks_by_name_then_by_fields(model_dir: Path) -> None:
         acting_source(trained, "control-pendulum", *reacher, "m")
 
 
-def test_a_model_acting_is_prompted_with_its_own_demonstrations(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # eval's default prompt dataset, runs/episodes/..., is not here
+def test_a_model_acting_is_unprompted_unless_given_demonstrations(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     task = get_task("control-pendulum")
     fields, action = task.fields()
@@ -196,7 +196,6 @@ def test_a_model_acting_is_prompted_with_its_own_demonstrations(tmp_path: Path, 
         "options": {"dataset": str(dataset)}, "val_fraction": 0.5}}}
     TextTokenizer.train(["a few words"], 300).save(tmp_path / "tok.json")
     export_model(tmp_path / "model", GatoModel(CFG), tmp_path / "tok.json", sources)
-    policy = ModelPolicy(tmp_path / "model", task)
+    assert ModelPolicy(tmp_path / "model", task).agent.prompt is None  # its own data is here: still none
+    policy = ModelPolicy(tmp_path / "model", task, prompt_dataset=str(dataset))
     assert policy.prompt_name.startswith(f"{dataset} (") and policy.agent.prompt is not None
-    shutil.rmtree(dataset)  # gone from this machine: eval's default (none here), unprompted
-    assert ModelPolicy(tmp_path / "model", task).prompt_name is None
