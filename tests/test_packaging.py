@@ -68,3 +68,16 @@ def test_licence_and_citation_match_the_package():
     assert cff["version"] == project["version"]
     assert cff["preferred-citation"]["title"] == "A Generalist Agent"
     assert cff["preferred-citation"]["authors"][0]["family-names"] == "Reed"
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)", page.read_text()):
+            if not target.startswith(("http://", "https://", "mailto:")) and \
+                    not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(root)} -> {target}")
+    assert not broken, broken
+    assert len(pages) >= 8  # README and the pages it links: own-data, design, differences, scaling, ...
