@@ -2,7 +2,7 @@
 
     import gato_mini
 
-    gato = gato_mini.load("runs/quickstart/model")        # the folder `gato-mini train` exports
+    gato = gato_mini.load("runs/quickstart/run/model")    # the folder `gato-mini train` exports
     report = gato.evaluate("atari-pong", episodes=4)       # what `gato-mini eval --source atari-pong` runs
     print(report.summary()["normalized_mean"])
     print(gato.caption("scene.png"))                       # what `gato-mini caption` runs

@@ -110,8 +110,7 @@ def source_task(trained: dict[str, Any], name: str, env_id: str | None = None,
     entry = source_entry(trained, name)
     if entry.get("kind") != "episodes":
         raise GatoError(f"{name} is a {entry.get('kind')} source, not a control task")
-    fields = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
-    action = FieldSpec.from_dict(entry["fields"]["action"])
+    fields, action = source_fields(entry)
     import_modules(imports)
     if env_id is not None:
         spec = user_task(env_id, entry.get("step_cap"), imports)
@@ -127,6 +126,13 @@ def source_task(trained: dict[str, Any], name: str, env_id: str | None = None,
         raise GatoError(f"{name}: the env {spec.env_id} has {show_fields(env_fields, env_action)}, but the "
                         f"model was trained on {show_fields(fields, action)}")
     return spec, fields, action
+
+
+def source_fields(entry: dict[str, Any]) -> tuple[dict[str, FieldSpec], FieldSpec]:
+    """(observation fields, action field) an ``episodes`` source was trained on, from its ``sources.json``
+    entry."""
+    obs = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
+    return obs, FieldSpec.from_dict(entry["fields"]["action"])
 
 
 def show_fields(fields: dict[str, FieldSpec], action: FieldSpec) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gato_mini.agent.agent import Agent, AgentOptions
-from gato_mini.agent.eval_control import show_fields, source_image_size, source_prompt
+from gato_mini.agent.eval_control import show_fields, source_fields, source_image_size, source_prompt
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec, as_observation_dict
 from gato_mini.model.export import load_model
@@ -34,18 +34,14 @@ def acting_source(trained: dict[str, Any], task_name: str, fields: dict[str, Fie
     DAgger rounds are several sources). A one-line error when the model learned no such source."""
     entries = {k: v for k, v in trained.get("sources", {}).items() if v.get("kind") == "episodes"}
 
-    def io(entry: dict[str, Any]) -> tuple[dict[str, FieldSpec], FieldSpec]:
-        obs = {k: FieldSpec.from_dict(v) for k, v in entry["fields"]["observation"].items()}
-        return obs, FieldSpec.from_dict(entry["fields"]["action"])
-
     if task_name in entries:
-        if io(entries[task_name]) != (fields, action):
+        if source_fields(entries[task_name]) != (fields, action):
             raise GatoError(f"{task_name}: the env has {show_fields(fields, action)}, but the model {folder} "
-                            f"was trained on {show_fields(*io(entries[task_name]))}")
+                            f"was trained on {show_fields(*source_fields(entries[task_name]))}")
         return task_name
-    names = [k for k, v in entries.items() if io(v) == (fields, action)]
+    names = [k for k, v in entries.items() if source_fields(v) == (fields, action)]
     if not names:
-        have = "; ".join(f"{k}: {show_fields(*io(v))}" for k, v in entries.items()) or "none"
+        have = "; ".join(f"{k}: {show_fields(*source_fields(v))}" for k, v in entries.items()) or "none"
         raise GatoError(f"the model {folder} was not trained on the fields of {task_name} "
                         f"({show_fields(fields, action)}); its control sources: {have}")
     if len(names) > 1:
@@ -82,7 +78,6 @@ class ModelPolicy:
         if prompt_dataset is not None:
             prompt, self.prompt_name = source_prompt(model.cfg, tokenizer, entry, self.name, (fields, action),
                                                      prompt_dataset)
-        self.temperature = temperature
         options = AgentOptions(Sampling(temperature=temperature), image_size=source_image_size(entry))
         self.agent = Agent(model, fields, action, 1, tokenizer, prompt, options)
 
