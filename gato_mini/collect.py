@@ -72,6 +72,48 @@ class Acting:
     share: float = 0.0
 
 
+class _Episode:
+    """One episode in progress (see :func:`rollout`): its env, the named policy (the labeller when a model
+    acts), the noise and mixing streams seeded by the episode's seed, and the record. :meth:`label` then
+    :meth:`step` advance it by one env step."""
+
+    def __init__(self, task: Task, env: Any, policy_name: str, seed: int, record: bool, noise: float,
+                 share: float) -> None:
+        self.env, self.noise, self.share = env, noise, share
+        self.policy = task.policy(policy_name)
+        self.rng = np.random.default_rng([seed, 0xDA27])
+        self.mix = np.random.default_rng([seed, 0xDA66])  # which steps the labeller acts on
+        self.obs, _ = env.reset(seed=seed)
+        self.policy.reset(env, seed=seed)
+        self.rec = EpisodeRecord(0.0, 0, {k: [v] for k, v in self.obs.items()} if record else None)
+        self.done = False
+        self._label: Any = None
+
+    def label(self) -> Any:
+        """The named policy's action in the current state (the one logged)."""
+        self._label = self.policy(self.obs, self.env)
+        return self._label
+
+    def step(self, own: Any = None) -> None:
+        """Execute the label, or ``own`` (an acting policy's action) but on a ``share`` of steps, perturbed
+        by the DART noise; record the state reached and the label."""
+        action = self._label
+        action_run = action if own is None or self.mix.random() < self.share else own
+        executed = perturb(action_run, self.env.action_space, self.noise, self.rng)
+        self.obs, reward, terminated, truncated, _ = self.env.step(executed)
+        rec = self.rec
+        rec.episode_return += float(reward)
+        rec.steps += 1
+        self.done = bool(terminated or truncated)
+        if rec.observations is not None:
+            for k, v in self.obs.items():
+                rec.observations[k].append(v)
+            rec.actions.append(action)
+            rec.rewards.append(float(reward))
+            rec.terminations.append(bool(terminated))
+            rec.truncations.append(bool(truncated))
+
+
 def rollout(task: Task, env: Any, policy_name: str, seed: int, record: bool = False,
             on_step: Callable[[], None] | None = None, noise: float = 0.0,
             acting: Acting | None = None) -> EpisodeRecord:
@@ -82,37 +124,50 @@ def rollout(task: Task, env: Any, policy_name: str, seed: int, record: bool = Fa
     never visits. The noise is drawn from its own stream, seeded by ``seed``. With ``acting``, its
     policy's action is executed instead (but on a share of steps) and the named policy only labels.
     """
-    policy = task.policy(policy_name)
-    rng = np.random.default_rng([seed, 0xDA27])
-    mix = np.random.default_rng([seed, 0xDA66])  # which steps the labeller acts on
-    obs, _ = env.reset(seed=seed)
-    policy.reset(env, seed=seed)
+    ep = _Episode(task, env, policy_name, seed, record, noise, acting.share if acting else 0.0)
     if acting is not None:
         acting.policy.reset(env, seed=seed)
-    rec = EpisodeRecord(0.0, 0, {k: [v] for k, v in obs.items()} if record else None)
-    done = False
-    while not done:
-        action = policy(obs, env)
-        if acting is not None:  # the acting policy sees every state, so its context stays whole
-            own = acting.policy(obs, env)
-            action_run = action if mix.random() < acting.share else own
-        else:
-            action_run = action
-        executed = perturb(action_run, env.action_space, noise, rng)
-        obs, reward, terminated, truncated, _ = env.step(executed)
-        rec.episode_return += float(reward)
-        rec.steps += 1
-        done = terminated or truncated
-        if record:
-            for k, v in obs.items():
-                rec.observations[k].append(v)
-            rec.actions.append(action)
-            rec.rewards.append(float(reward))
-            rec.terminations.append(bool(terminated))
-            rec.truncations.append(bool(truncated))
+    while not ep.done:
+        ep.label()
+        # the acting policy sees every state, so its context stays whole
+        ep.step(acting.policy(ep.obs, env) if acting is not None else None)
         if on_step is not None:
             on_step()
-    return rec
+    return ep.rec
+
+
+def rollouts(task: Task, envs: list[Any], policy_name: str, seeds: list[int], acting: Acting,
+             record: bool = False, noise: float = 0.0, on_step: Callable[[], None] | None = None):  # noqa: ANN201
+    """The episodes of ``seeds`` with a batched acting policy (a model with one slot per env in ``envs``,
+    :class:`~gato_mini.agent.policy.ModelPolicy`): every env steps at once, one model call for all of
+    them; a slot whose episode ends starts the next seed. Yields ``(index into seeds, EpisodeRecord)``
+    as episodes end. Each episode is the one :func:`rollout` runs from its seed (the same labeller, noise
+    and mixing streams), the model acting in its own slot."""
+    todo = list(enumerate(seeds))[::-1]
+    live: dict[int, tuple[int, _Episode]] = {}
+
+    def start(slot: int) -> None:
+        k, seed = todo.pop()
+        live[slot] = (k, _Episode(task, envs[slot], policy_name, seed, record, noise, acting.share))
+        acting.policy.reset_slot(slot, seed)
+
+    for slot in range(min(len(envs), len(todo))):
+        start(slot)
+    while live:
+        for _, ep in live.values():
+            ep.label()
+        own = acting.policy.act_slots({slot: ep.obs for slot, (_, ep) in live.items()},
+                                      envs[next(iter(live))])
+        for slot in sorted(live):
+            k, ep = live[slot]
+            ep.step(own[slot])
+            if on_step is not None:
+                on_step()
+            if ep.done:
+                del live[slot]
+                yield k, ep.rec
+                if todo:
+                    start(slot)
 
 
 def _progress(enabled: bool) -> Any:
@@ -219,7 +274,11 @@ def run_episodes(task_name: str | Task, recording: Recording, out: str | Path | 
         writer = None if out is None else stack.enter_context(
             _writer(task, collection, env, out, overwrite,
                     CHUNK_STEPS if chunk_steps is None else chunk_steps))
-        return _run(task, policy_name, env, writer, episodes, seed, progress, noise, acting)
+        envs = [env]
+        for _ in range(1, getattr(acting.policy, "num_envs", 1) if acting is not None else 1):
+            envs.append(task.make(max_steps=cap))  # a batched model acts in several envs at once
+            stack.callback(envs[-1].close)
+        return _run(task, policy_name, envs, writer, episodes, seed, progress, noise, acting)
 
 
 def noise_record(noise: float, space: Any) -> dict[str, Any] | None:
@@ -257,9 +316,11 @@ def _writer(task: Task, collection: dict[str, Any], env: Any, out: str | Path, o
                          overwrite=overwrite, metadata=meta, collection=collection, chunk_steps=chunk_steps)
 
 
-def _run(task: Task, policy_name: str, env: Any, writer: DatasetWriter | None, episodes: int, seed: int,
-         progress: bool, noise: float = 0.0, acting: Acting | None = None) -> RunResult:
-    """The episode loop of :func:`run_episodes`, with its progress bar."""
+def _run(task: Task, policy_name: str, envs: list[Any], writer: DatasetWriter | None, episodes: int,
+         seed: int, progress: bool, noise: float = 0.0, acting: Acting | None = None) -> RunResult:
+    """The episode loop of :func:`run_episodes`, with its progress bar: one env, or with a batched acting
+    model one per slot (:func:`rollouts`; episodes are written in seed order all the same, so an
+    interrupted run resumes as a one-env run does)."""
     done = [] if writer is None else writer.done[:episodes]  # sealed by an interrupted run: not redone
     returns, steps, start = [d["return"] for d in done], sum(d["steps"] for d in done), time.perf_counter()
     if done and progress:
@@ -278,10 +339,24 @@ def _run(task: Task, policy_name: str, env: Any, writer: DatasetWriter | None, e
                 new = steps - resumed_steps + counter[0]
                 bar.update(bar_task, steps=steps + counter[0], rate=new / elapsed)
 
-        for i in range(len(done), episodes):
-            counter[0] = 0
-            rec = rollout(task, env, policy_name, seed + i, record=writer is not None, on_step=tick,
-                          noise=noise, acting=acting)
+        def finished() -> Any:  # (episode index, record), in index order
+            if len(envs) == 1:
+                for i in range(len(done), episodes):
+                    counter[0] = 0
+                    yield i, rollout(task, envs[0], policy_name, seed + i, record=writer is not None,
+                                     on_step=tick, noise=noise, acting=acting)
+                return
+            first, held = len(done), {}
+            seeds = [seed + i for i in range(first, episodes)]
+            for k, rec in rollouts(task, envs, policy_name, seeds, acting, writer is not None, noise, tick):
+                held[seeds[k] - seed] = rec
+                while first in held:
+                    rec = held.pop(first)
+                    counter[0] -= rec.steps  # its steps move from the live count into the total
+                    yield first, rec
+                    first += 1
+
+        for i, rec in finished():
             if writer is not None:
                 obs = {k: np.stack(v) for k, v in rec.observations.items()}
                 writer.add(obs, np.stack(rec.actions), rec.rewards, rec.terminations, rec.truncations,

@@ -132,6 +132,44 @@ def test_a_model_policy_plays_what_the_agent_plays(model_dir: Path) -> None:
         obs, *_ = env.step(a)
 
 
+class _BatchedPushes:
+    """A stand-in for a batched model: per slot, push the cart the way its pole leans unless the slot's
+    seed is odd (then always left), so episodes end at different steps."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs, self.seeds, self.calls = num_envs, {}, 0
+
+    def reset_slot(self, slot, seed=None):
+        self.seeds[slot] = seed
+
+    def act_slots(self, observations, env):
+        self.calls += 1
+        lean = {i: np.ravel(next(iter(o.values())))[2] for i, o in observations.items()}
+        return {i: 0 if self.seeds[i] % 2 else int(lean[i] > 0) for i in observations}
+
+    def reset(self, env, seed=None):  # the one-env protocol, for the reference run
+        self.reset_slot(0, seed)
+
+    def __call__(self, obs, env):
+        return self.act_slots({0: obs}, env)[0]
+
+
+def test_a_batched_model_records_each_episode_as_one_env_would(tmp_path: Path) -> None:
+    from gato_mini.envs.user import user_task
+
+    task = user_task("CartPole-v1", 200)
+    batched = _BatchedPushes(3)
+    r = run_episodes(task, Recording("tests._data:cartpole_balance", 7, seed=10, share=0.3), out=tmp_path,
+                     progress=False, acting=lambda t: Acting(batched, "a fake batched model"))
+    one = run_episodes(task, Recording("tests._data:cartpole_balance", 7, seed=10, share=0.3), progress=False,
+                       acting=lambda t: Acting(_BatchedPushes(1), "the same, one env"))
+    lengths = [len(ep.actions) for ep in iter_episodes(r.path)]
+    assert len(set(lengths)) > 1  # episodes of different lengths, ending out of order
+    assert r.returns == one.returns and r.steps == one.steps == sum(lengths)
+    assert [ep.id for ep in iter_episodes(r.path)] == list(range(7))  # written in seed order
+    assert batched.calls < one.steps / 2  # one model call acts in several envs
+
+
 USER = "def push(obs):\n    return 0\n"
 
 

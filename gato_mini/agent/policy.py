@@ -62,10 +62,13 @@ def _recorded_in(entry: dict[str, Any]) -> str | None:
 
 
 class ModelPolicy:
-    """A model folder acting on one env of a task it was trained on (see the module docstring)."""
+    """A model folder acting on a task it was trained on (see the module docstring): on one env through
+    the policy protocol, or on ``num_envs`` envs at once, one agent slot each (:meth:`reset_slot`,
+    :meth:`act_slots`; :func:`gato_mini.collect.rollouts` drives them). With several envs and a
+    temperature, the draws come from one stream shared by the slots."""
 
     def __init__(self, folder: str | Path, task: Any, temperature: float = 0.0,
-                 prompt_dataset: str | None = None) -> None:
+                 prompt_dataset: str | None = None, num_envs: int = 1) -> None:
         model, tokenizer, trained = load_model(folder)
         fields, action = task.fields()
         if action.modality == "text":
@@ -79,7 +82,8 @@ class ModelPolicy:
             prompt, self.prompt_name = source_prompt(model.cfg, tokenizer, entry, self.name, (fields, action),
                                                      prompt_dataset)
         options = AgentOptions(Sampling(temperature=temperature), image_size=source_image_size(entry))
-        self.agent = Agent(model, fields, action, 1, tokenizer, prompt, options)
+        self.num_envs = int(num_envs)
+        self.agent = Agent(model, fields, action, self.num_envs, tokenizer, prompt, options)
 
     def reset(self, env: Any, seed: int | None = None) -> None:
         """A new episode: the context is the prompt again; sampling (temperature > 0) is reseeded."""
@@ -89,3 +93,14 @@ class ModelPolicy:
     def __call__(self, obs: dict[str, Any], env: Any) -> Any:
         action = self.agent.act({0: as_observation_dict(obs, env.observation_space)})[0]
         return np.asarray(action).item() if np.ndim(action) == 0 else action
+
+    def reset_slot(self, slot: int, seed: int | None = None) -> None:
+        """A new episode in ``slot``: its context is the prompt again (the others' are left alone)."""
+        self.agent.reset(slot)
+
+    def act_slots(self, observations: dict[int, dict[str, Any]], env: Any) -> dict[int, Any]:
+        """The model's actions for the slots given (slot -> observation) in one call; ``env``: any of the
+        envs (their observation space)."""
+        acts = self.agent.act({i: as_observation_dict(o, env.observation_space)
+                               for i, o in observations.items()})
+        return {i: np.asarray(a).item() if np.ndim(a) == 0 else a for i, a in acts.items()}

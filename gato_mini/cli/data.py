@@ -38,6 +38,8 @@ def add_collect(p: argparse.ArgumentParser) -> None:
                         "(DAgger's beta; default 0, the model acts on every step)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="with --model: its sampling temperature (default 0, greedy)")
+    p.add_argument("--num-envs", type=int, default=16, metavar="N",
+                   help="with --model: envs run at once, one model call acting in all of them (default 16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (and discard an "
                    "interrupted collection of it)")
     p.add_argument("--chunk-steps", type=int, default=None, metavar="N",
@@ -58,7 +60,7 @@ def run_collect(args: argparse.Namespace) -> None:
                           overwrite=args.overwrite).checked()  # before any work
     acting = None
     if args.model is not None:
-        acting = model_acting(args.model, args.temperature)
+        acting = model_acting(args.model, args.temperature, args.num_envs)
     elif args.temperature:
         raise GatoError("--temperature is the sampling of a model acting: it needs --model")
     import_modules(args.imports)
@@ -79,19 +81,20 @@ def run_collect(args: argparse.Namespace) -> None:
               f"({result.rate:.0f} steps/s) -> {result.path}")
 
 
-def model_acting(folder: str, temperature: float):  # noqa: ANN201 (a callable from a Task to an Acting)
+def model_acting(folder: str, temperature: float, num_envs: int = 1):  # noqa: ANN201 (Task -> Acting)
     """What ``collect --model DIR`` runs: a callable making the model folder's policy for a task (loaded
     once the task is known, so a bad folder or a model of other fields fails before any episode)."""
     from gato_mini.agent.policy import ModelPolicy
     from gato_mini.collect import Acting
-    from gato_mini.options import checked, number
+    from gato_mini.options import checked, count, number
 
     checked(temperature, number("--temperature", 0, hi=100, optional=False))
+    checked(num_envs, count("--num-envs", hi=4096))
     if not Path(folder).is_dir():
         raise GatoError(f"--model {folder}: no such model folder")
 
     def make(task) -> Acting:  # noqa: ANN001
-        policy = ModelPolicy(folder, task, temperature)
+        policy = ModelPolicy(folder, task, temperature, num_envs=num_envs)
         label = f"model {Path(folder).resolve()} (source {policy.name}"
         return Acting(policy, label + (f", temperature {temperature})" if temperature else ", greedy)"))
     return make
