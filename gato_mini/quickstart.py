@@ -206,13 +206,23 @@ class Quickstart:
                                f"steps, mean return {r.mean:.1f} -> {path}")
         return {"collected": made}
 
-    def _run_config(self, max_steps: int | None = None, minutes: float | None = None):  # noqa: ANN202
-        """The run config (a RunConfig) sized in steps (``max_steps``) or in time (``minutes``)."""
+    def _run_config(self, max_steps: int | None = None, minutes: float | None = None,
+                    pause: float | None = None, rounds: int = 0):  # noqa: ANN202
+        """The run config (a RunConfig) sized in steps (``max_steps``) or in time (``minutes``, paused at
+        ``pause`` of them), with the episodes of the first ``rounds`` DAgger rounds as sources."""
         raw = json.loads(json.dumps(self.raw))
         if max_steps is not None:
             raw["trainer"]["max_steps"] = max_steps
         if minutes is not None:
             raw["train"]["minutes"] = minutes
+        if pause is not None:
+            raw["train"]["pause_minutes"] = pause
+        dagger, sources = self.plan.dagger, raw["data"].get("sources")
+        for k in range(1, rounds + 1):
+            for task in dagger.collect:
+                weight = dagger.weights[task] or float((sources.get(task) or {}).get("weight", 1.0))
+                sources[dagger.source(task, k)] = {"kind": "episodes", "weight": weight,
+                                                   "dataset": str(dagger.dataset(self.out, task, k))}
         try:
             return parse_run_config(raw)
         except ConfigError as exc:
@@ -281,14 +291,44 @@ class Quickstart:
                 # the last fifth of them, however fast the steps turn out (the probe read a step a
                 # quarter slower than training ran, and a third of the budget went unspent). Lightning's
                 # setup and the export come outside the clock: keep 5%.
-                info["minutes"] = round(0.95 * budget / 60, 3)
+                info["minutes"] = info["planned_minutes"] = round(0.95 * budget / 60, 3)
                 info["expected_steps"] = max(1, int(0.95 * budget / step_s))
                 info["measured_step_seconds"] = round(step_s, 4)
             info["budget_seconds"] = round(budget)
             self.state.save()
+        rounds = info.setdefault("dagger_rounds", [])
+        at = self.plan.dagger.at if self.plan.dagger and "minutes" in info else []
+        start = time.perf_counter() - info.get("wall_seconds", 0.0)
+        while True:
+            k = len(rounds)
+            pause = at[k] * info["planned_minutes"] if k < len(at) else None
+            if pause is not None and pause >= info["minutes"]:  # the rounds took the time it would start at
+                pause = None
+            model_dir = self._train_part(info, budget, k, pause)
+            if pause is None:
+                break
+            rounds.append({**self._dagger_round(k + 1, model_dir), "at_minutes": round(pause, 2)})
+            # Whatever was not training (the rounds, each part's setup and export) comes out of training's
+            # minutes, so the schedule still ends when the budget does.
+            last = latest_checkpoint(self.out / "run" / "checkpoints")
+            spent = float(read_checkpoint(last, mmap=True).get("time_budget_spent", 0.0)) if last else 0.0
+            info["wall_seconds"] = round(time.perf_counter() - start, 1)
+            info["minutes"] = round(info["planned_minutes"] - max(0.0, info["wall_seconds"] - spent) / 60, 3)
+            self.state.save()
+        last = latest_checkpoint(self.out / "run" / "checkpoints")
+        steps = int(read_checkpoint(last, mmap=True).get("global_step", 0)) if last else None
+        info["steps"] = steps
+        self.state.save()
+        return {"steps": steps, "model": str(model_dir)}
+
+    def _train_part(self, info: dict[str, Any], budget: float, rounds: int, pause: float | None) -> Path:
+        """Train (or resume) the run with the episodes of ``rounds`` DAgger rounds, until its minutes or
+        steps are spent or, with ``pause``, until that many minutes (a DAgger round comes next)."""
         if "minutes" in info:
-            run = self._run_config(minutes=info["minutes"])
+            run = self._run_config(minutes=info["minutes"], pause=pause, rounds=rounds)
             interval, what = max(1, info["expected_steps"] // 4), f"{info['minutes']:.1f} min"
+            if pause is not None:
+                what = f"{pause:.1f} of {info['minutes']:.1f} min (then DAgger round {rounds + 1})"
         else:
             run = self._run_config(info["max_steps"])
             interval, what = max(1, info["max_steps"] // 4), f"{info['max_steps']} steps"
@@ -298,19 +338,40 @@ class Quickstart:
         ckpt = latest_checkpoint(self.out / "run" / "checkpoints")
         self.console.print(f"training {run.model.name} for {what} "
                            f"(budget {budget / 60:.1f} min){'; resuming from ' + str(ckpt) if ckpt else ''}")
-        model_dir = train(run, str(ckpt) if ckpt else None, progress=self.progress)
-        last = latest_checkpoint(self.out / "run" / "checkpoints")
-        steps = int(read_checkpoint(last, mmap=True).get("global_step", 0)) if last else None
-        info["steps"] = steps
-        self.state.save()
-        return {"steps": steps, "model": str(model_dir)}
+        return train(run, str(ckpt) if ckpt else None, progress=self.progress)
+
+    def _dagger_round(self, k: int, model_dir: Path) -> dict[str, Any]:
+        """DAgger round ``k``: the model trained so far acts in each task of ``quickstart.dagger``, its
+        demonstrator labels every state reached (:func:`~gato_mini.collect.run_episodes` with a batched
+        :class:`~gato_mini.agent.policy.ModelPolicy`); returns what was recorded and the seconds it took."""
+        from gato_mini.agent.policy import ModelPolicy
+        from gato_mini.collect import Acting
+
+        dagger, start, made = self.plan.dagger, time.perf_counter(), {}
+        for task, rec in dagger.collect.items():
+            def acting(t):  # noqa: ANN001, ANN202
+                return Acting(ModelPolicy(model_dir, t, num_envs=dagger.num_envs),
+                              f"the quickstart's model at DAgger round {k} ({model_dir}, greedy)")
+            # episode seeds of round k follow the demonstrations' and the earlier rounds'
+            rec = replace(rec, share=dagger.policy_share, seed=k * 100_000)
+            path = dagger.dataset(self.out, task, k)
+            r = run_episodes(task, rec, out=path.parents[1], progress=self.progress, acting=acting)
+            made[task] = {"episodes": rec.episodes, "steps": r.steps, "return": round(r.mean, 2),
+                          "dataset": str(path)}
+            self.console.print(f"DAgger round {k}, {task}: the model acted ({dagger.policy_share:g} of "
+                               f"steps by the {rec.policy}), return {r.mean:.1f}; {r.steps} steps labelled "
+                               f"-> {path}")
+        return {"round": k, "seconds": round(time.perf_counter() - start, 1), "collected": made}
 
     def evaluate(self) -> dict[str, Any]:
         model, tok, trained = load_model(self.out / "run" / "model")
         p = self.plan
         atari = [t for t in p.collect if TASKS[t].family == "atari"]
+        rounds = len(self.state.data.get("train", {}).get("dagger_rounds", []))
+        dagger = {p.dagger.source(t, k) for t in p.dagger.collect for k in range(1, rounds + 1)} \
+            if p.dagger else set()  # more episodes of a task evaluated under its own name
         order = [s for s in trained["sources"] if s in p.collect] + \
-                [s for s in trained["sources"] if s not in p.collect]
+                [s for s in trained["sources"] if s not in p.collect and s not in dagger]
         base = EvalOptions(seed=1000, num_envs=p.eval_num_envs,
                            reference_cache=self.out / "run" / "model" / "references.json")
         plan = []

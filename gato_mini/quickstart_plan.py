@@ -17,8 +17,81 @@ from gato_mini.envs.registry import get_task
 from gato_mini.errors import ConfigError, GatoError
 from gato_mini.options import Checked, check_options, checked, count, number
 
-QUICKSTART_KEYS = ("collect", "eval", "chat", "reserve_minutes")
+QUICKSTART_KEYS = ("collect", "dagger", "eval", "chat", "reserve_minutes")
 COLLECT_KEYS = ("episodes", "max_steps", "noise", "policy")
+DAGGER_KEYS = ("at", "policy_share", "num_envs", "collect")
+DAGGER_COLLECT_KEYS = ("episodes", "weight", "noise")
+
+
+@dataclass
+class Dagger(Checked):
+    """The ``quickstart.dagger`` section: DAgger rounds inside training (Ross et al. 2011). Training pauses
+    at each share ``at`` of its minutes; the model trained so far acts in each task of ``collect`` (the
+    task's demonstrator's own action executed on ``policy_share`` of steps), the demonstrator labels
+    every state it reaches, and training goes on, on its schedule, with those episodes as one more
+    source per task and round (weight: the task's, unless given)."""
+
+    at: list[float]
+    collect: dict[str, Recording]
+    weights: dict[str, float | None]
+    policy_share: float = field(default=0.2, metadata=number("quickstart.dagger.policy_share", 0, hi=1,
+                                                             optional=False, says="between 0 and 1"))
+    num_envs: int = field(default=16, metadata=count("quickstart.dagger.num_envs", hi=4096))
+
+    def dataset(self, out: Path, task: str, round_: int) -> Path:
+        """Where round ``round_`` (1, 2, ...) records ``task``:
+        ``out/dagger/round<k>/<task>/<policy>-dagger-v0``."""
+        return out / "dagger" / f"round{round_}" / task / f"{self.collect[task].policy}-dagger-v0"
+
+    @staticmethod
+    def source(task: str, round_: int) -> str:
+        """The training source of round ``round_``'s episodes of ``task``."""
+        return f"{task}-dagger{round_}"
+
+    @classmethod
+    def parse(cls, raw: Any, demonstrators: dict[str, Recording]) -> Dagger:
+        if not isinstance(raw, dict) or not raw.get("collect"):
+            raise ConfigError("quickstart.dagger needs 'collect' (task: {episodes: N})")
+        unknown = sorted(set(raw) - set(DAGGER_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown key 'quickstart.dagger.{unknown[0]}'; known: "
+                              f"{', '.join(DAGGER_KEYS)}")
+        at = raw.get("at", [0.5])
+        at = [_number(a) for a in (at if isinstance(at, list) else [at])]
+        shares = all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a < 1 for a in at)
+        if not at or not shares or at != sorted(set(at)):
+            raise ConfigError(f"quickstart.dagger.at must be increasing shares of the training minutes, each "
+                              f"between 0 and 1; got {raw.get('at')!r}")
+        collect, weights = {}, {}
+        for task, spec in raw["collect"].items():
+            where = f"quickstart.dagger.collect.{task}"
+            spec = spec or {}
+            if not isinstance(spec, dict) or spec.get("episodes") is None:
+                raise ConfigError(f"{where}: give 'episodes' (at least 1)")
+            unknown = sorted(set(spec) - set(DAGGER_COLLECT_KEYS))
+            if unknown:
+                raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known: "
+                                  f"{', '.join(DAGGER_COLLECT_KEYS)}")
+            if task not in demonstrators:
+                raise ConfigError(f"{where}: {task} is not in quickstart.collect: the model learns to act "
+                                  "there from its demonstrations first")
+            weight = spec.get("weight")
+            try:
+                if weight is not None:
+                    checked(_number(weight), number(f"{where}.weight", 0, open_lo=True, optional=False))
+                collect[task] = check_options(Recording(
+                    demonstrators[task].policy, _number(spec["episodes"], whole=True),
+                    max_steps=demonstrators[task].max_steps, noise=_number(spec.get("noise", 0.0)),
+                    overwrite=True), where=where)
+            except GatoError as exc:
+                raise ConfigError(str(exc)) from None
+            weights[task] = None if weight is None else float(_number(weight))
+        try:
+            return cls([float(a) for a in at], collect, weights,
+                       _number(raw.get("policy_share", 0.2)), _number(raw.get("num_envs", 16), whole=True)
+                       ).checked()
+        except GatoError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def run_name(raw: dict[str, Any]) -> str:
@@ -46,6 +119,7 @@ class Plan(Checked):
     chat: list[str] = field(default_factory=list)
     reserve_minutes: float = field(default=3.0, metadata=number("quickstart.reserve_minutes", 0, hi=1440,
                                                                 optional=False))
+    dagger: Dagger | None = None
 
     def dataset(self, out: Path, task: str) -> Path:
         """Where the quickstart records ``task``'s demonstrations: ``out/episodes/<task>/<policy>-v0``."""
@@ -66,10 +140,11 @@ class Plan(Checked):
         try:
             caps = {k: checked(_number(v, whole=True), count(f"quickstart.eval.max_steps.{k}"))
                     for k, v in (ev.get("max_steps") or {}).items()}
+            dagger = Dagger.parse(raw["dagger"], collect) if raw.get("dagger") is not None else None
             plan = cls(collect, _number(ev.get("episodes", 8), whole=True),
                        _number(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]), whole=True), caps,
                        _number(ev.get("caption_images", 96), whole=True), list(chat),
-                       _number(raw.get("reserve_minutes", 3.0)))
+                       _number(raw.get("reserve_minutes", 3.0)), dagger)
             return plan.checked()
         except GatoError as exc:
             raise ConfigError(str(exc)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -196,3 +197,80 @@ def test_the_benchmark_on_an_unfinished_run_says_so_in_one_line(tmp_path: Path) 
                        text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "holds no finished quickstart (no eval.json)" in lines[0]
+
+
+DAGGER = {
+    "quickstart": {
+        "collect": {"control-pendulum": {"episodes": 4, "max_steps": 40, "noise": 0.2}},
+        "dagger": {"at": [0.4, 0.7], "collect": {"control-pendulum": {"episodes": 3, "weight": 2}}},
+        "eval": {"episodes": 2, "num_envs": 2, "caption_images": 0},
+        "reserve_minutes": 0.3},
+    "model": {"name": "tiny", "n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 128,
+              "text_vocab_size": 300},
+    "data": {"val_windows": 2, "sources": {"control-pendulum": {}, "text-pydoc": {"max_modules": 3}}},
+    "train": {"batch_size": 4, "checkpoint_every": 4, "warmup_steps": 2},
+    "trainer": {"log_every_n_steps": 1, "limit_val_batches": 2},
+}
+
+
+def test_quickstart_dagger_rounds_pause_training_collect_and_go_on_on_time(tmp_path: Path) -> None:
+    """Two DAgger rounds in a run sized in time: training pauses at 40% and 70% of its minutes, the model
+    acts while the expert labels, training resumes on its schedule with each round as one more source,
+    and the whole run still ends within its minutes; the rounds are evaluated as the task, not apart."""
+    from gato_mini.data.minari_io import read_collection
+
+    config = tmp_path / "dagger.yaml"
+    config.write_text(yaml.safe_dump(DAGGER, sort_keys=False))
+    out = tmp_path / "qs"
+    start = time.time()
+    r = subprocess.run([EXE, "quickstart", "--out", str(out), "--config", str(config), "--minutes", "1.3",
+                        "--no-progress"], capture_output=True, text=True, timeout=600)
+    wall = time.time() - start
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "DAgger round 1, control-pendulum: the model acted (0.2 of steps by the expert)" in r.stdout
+    state = json.loads((out / "quickstart.json").read_text())
+    train = state["train"]
+    rounds = train["dagger_rounds"]
+    assert [x["round"] for x in rounds] == [1, 2]
+    assert [x["at_minutes"] for x in rounds] == pytest.approx([0.4 * train["planned_minutes"],
+                                                              0.7 * train["planned_minutes"]], abs=0.01)
+    assert train["minutes"] < train["planned_minutes"]  # the pauses came out of training's minutes
+    for k in (1, 2):
+        meta = read_collection(out / "dagger" / f"round{k}" / "control-pendulum" / "expert-dagger-v0")
+        assert meta["episodes"] == 3 and meta["acting"]["policy_share"] == 0.2
+        assert f"DAgger round {k}" in meta["acting"]["by"]
+    assert meta["seed"] != 0  # not the demonstrations' seeds
+    sources = json.loads((out / "run" / "model" / "sources.json").read_text())["sources"]
+    assert {"control-pendulum-dagger1", "control-pendulum-dagger2"} <= set(sources)
+    config_used = yaml.safe_load((out / "run" / "config.yaml").read_text())
+    assert config_used["data"]["sources"]["control-pendulum-dagger2"]["weight"] == 2
+    assert set(state["scores"]) == {"control-pendulum", "text-pydoc"}  # the rounds are the task's data
+    report = (out / "report.md").read_text()
+    assert "DAgger round 2 (training paused at" in report
+    # the learning curves run over all three parts of the run, from its first steps to its last
+    from gato_mini.reports.figures import read_metrics
+
+    logs = sorted((out / "run" / "logs").glob("version_*/metrics.csv"))
+    assert len(logs) == 3
+    steps = [s for s, _ in read_metrics(*logs)["train/loss"]]
+    assert steps == sorted(steps) and steps[0] < 10 and steps[-1] >= train["steps"] - 5
+    assert wall < 1.3 * 60 + 30  # on time, give or take the imports
+
+
+@pytest.mark.parametrize("dagger, message", [
+    ({"at": [1.5], "collect": {"control-pendulum": {"episodes": 3}}}, "quickstart.dagger.at must be"),
+    ({"at": [0.6, 0.3], "collect": {"control-pendulum": {"episodes": 3}}}, "quickstart.dagger.at must be"),
+    ({"collect": {"mujoco-reacher": {"episodes": 3}}}, "mujoco-reacher is not in quickstart.collect"),
+    ({"collect": {"control-pendulum": {"episodes": 0}}}, "episodes must be positive"),
+    ({"collect": {"control-pendulum": {"episodes": 3, "weight": -1}}}, "weight must be above 0"),
+    ({"collect": {"control-pendulum": {"episodes": 3}}, "policy_share": 2}, "policy_share must be between"),
+    ({"collect": {"control-pendulum": {"episodes": 3}}, "rounds": 2},
+     "unknown key 'quickstart.dagger.rounds'"),
+    ({}, "quickstart.dagger needs 'collect'"),
+])
+def test_a_bad_dagger_section_is_named(dagger, message) -> None:
+    from gato_mini.errors import ConfigError
+    from gato_mini.quickstart_plan import Plan
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Plan.parse({**DAGGER["quickstart"], "dagger": dagger})

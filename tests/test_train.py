@@ -137,6 +137,34 @@ def test_a_resumed_run_sized_in_time_counts_the_time_already_spent() -> None:
     assert steps == 10 and budget.factor(steps - 1) * 1e-3 == pytest.approx(1e-4)
 
 
+def test_a_paused_run_follows_the_schedule_of_the_whole_run() -> None:
+    """``train.pause_minutes``: the run stops at the pause at the peak rate; resumed (its checkpoint's
+    time spent), it goes on with the whole run's schedule and ends at min_lr on time, the steps of both
+    parts adding up to the uninterrupted run's."""
+    def steps_of(budget, now):
+        budget.start()
+        steps = 0
+        while not budget.should_stop():
+            now[0] += 1.0
+            budget.tick(budget.elapsed)
+            steps += 1
+        return steps
+
+    now = [0.0]
+    first = TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: now[0], pause=30.0)
+    a = steps_of(first, now)
+    assert a == 30 and first.factor(a) == pytest.approx(1.0)  # paused at the peak, not decayed
+    second = TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: now[0])
+    second.spent = first.seen
+    b = steps_of(second, now)
+    other = [0.0]
+    whole = steps_of(TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: other[0]), other)
+    assert a + b == whole == 60 and second.factor(a + b - 1) * 1e-3 == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match="'train.pause_minutes' pauses a run sized in time"):
+        parse_run_config({"model": "tiny", "data": {"sources": {"text-pydoc": {}}},
+                          "train": {"pause_minutes": 1}})
+
+
 def test_train_sized_in_minutes_stops_on_its_clock(run_config, tmp_path) -> None:
     """``train.minutes`` with no step count: Lightning stops when the minutes are spent, the step cap
     never binds, and the checkpoint keeps the time spent for a resume."""

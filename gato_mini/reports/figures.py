@@ -70,21 +70,30 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
-def read_metrics(csv_path: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Lightning's CSV log as ``{column: [(step, value), ...]}`` (empty cells skipped)."""
+def read_metrics(*csv_paths: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's CSV logs as ``{column: [(step, value), ...]}`` (empty cells skipped). Several logs
+    of one run (its parts: a resume, the pauses of DAgger rounds) are read in order into one series each,
+    a later part's rows replacing an earlier part's from its first step on."""
     import csv
 
     series: dict[str, list[tuple[int, float]]] = {}
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            step = int(float(row.get("step") or 0))
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in (None, ""):
-                    continue
-                try:
-                    series.setdefault(key, []).append((step, float(value)))
-                except ValueError:
-                    continue
+    for csv_path in csv_paths:
+        part: dict[str, list[tuple[int, float]]] = {}
+        with open(csv_path, newline="") as f:
+            for row in csv.DictReader(f):
+                step = int(float(row.get("step") or 0))
+                for key, value in row.items():
+                    if key in ("step", "epoch") or value in (None, ""):
+                        continue
+                    try:
+                        part.setdefault(key, []).append((step, float(value)))
+                    except ValueError:
+                        continue
+        first = min((pts[0][0] for pts in part.values() if pts), default=None)
+        if first is not None:  # a resumed part redoes the steps after the earlier part's checkpoint
+            series = {k: [pt for pt in v if pt[0] < first] for k, v in series.items()}
+        for key, pts in part.items():
+            series.setdefault(key, []).extend(pts)
     return series
 
 

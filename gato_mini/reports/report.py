@@ -82,9 +82,10 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         score_bars(normalized, figures / "scores.png", "gato-mini quickstart: normalized scores")
         lines += ["![normalized scores](figures/scores.png)", ""]
 
-    logs = sorted((out / "run" / "logs").glob("version_*/metrics.csv"))
+    logs = sorted((out / "run" / "logs").glob("version_*/metrics.csv"),
+                  key=lambda p: int(p.parent.name.split("_")[1]))  # the run's parts, in order
     if logs:
-        metrics = read_metrics(logs[-1])
+        metrics = read_metrics(*logs)
         loss_curves(metrics, figures / "loss.png")
         lines += ["## Training", "", "Loss per modality (nats per target token): the training loss, "
                   "smoothed, and the loss on held-out windows.", "", "![loss curves](figures/loss.png)", ""]
@@ -103,6 +104,12 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
             how = f"{train.get('steps') or train.get('max_steps')} steps, as the config says"
         lines += [f"Trained for {how}; optimizer {train.get('optimizer', 'adamw')}, precision "
                   f"{train.get('precision', '32-true')}.", ""]
+        for r in train.get("dagger_rounds", []):
+            made = "; ".join(f"{task}: {c['episodes']} episodes, {c['steps']} steps, the model's return "
+                             f"{c['return']}" for task, c in r["collected"].items())
+            lines += [f"DAgger round {r['round']} (training paused at {r.get('at_minutes', '?')} minutes, "
+                      f"{r['seconds']:.0f} s): the model acted, the demonstrator labelled every state it "
+                      f"reached, and training went on with those episodes as more sources. {made}.", ""]
 
     grids = [t for t in evals if t.get("samples")]
     if grids or samples.get("captions"):

@@ -57,6 +57,11 @@ class TrainOptions:
     minutes: float | None = field(default=None, metadata=number("'train.minutes'", 0, open_lo=True,
                                                                  hi=525_600))
     decay_share: float = field(default=0.2, metadata=number("'train.decay_share'", 0, hi=1, optional=False))
+    # With minutes: stop once this many of them are spent, checkpointed, the schedule still the whole
+    # run's; resuming (--resume, without it) goes on with that schedule. The quickstart's DAgger rounds
+    # collect in such a pause. None: no pause.
+    pause_minutes: float | None = field(default=None, metadata=number("'train.pause_minutes'", 0,
+                                                                       open_lo=True, hi=525_600))
     weight_decay: float = field(default=0.1, metadata=number("'train.weight_decay'", 0, hi=10,
                                                              optional=False))
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
@@ -224,6 +229,8 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
         if not (isinstance(betas, list) and len(betas) == 2 and
                 all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
             raise ConfigError(f"'train.betas' must be two numbers in [0, 1), got {betas!r}")
+        if train.pause_minutes is not None and train.minutes is None:
+            raise ConfigError("'train.pause_minutes' pauses a run sized in time: it needs 'train.minutes'")
         trainer = dict(raw.get("trainer") or {})
         check_trainer_numbers(trainer)
     except GatoError as exc:

@@ -99,9 +99,11 @@ class TimeBudget:
     so far would end past the budget. ``spent`` carries the seconds of earlier runs (a resume)."""
 
     def __init__(self, seconds: float, warmup: int, lr: float, min_lr: float, decay_share: float = 0.2,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, pause: float | None = None) -> None:
         self.seconds, self.warmup, self.lr, self.min_lr = float(seconds), warmup, lr, min_lr
         self.decay_share, self.clock = decay_share, clock
+        # stop here (a pause: the schedule stays the whole run's, and a resume goes on with it)
+        self.stop_at = min(self.seconds, float(pause)) if pause else self.seconds
         self.spent = 0.0  # before this process started
         self.seen = 0.0  # the last elapsed time ticked
         self.steps = 0  # ticks in this process
@@ -131,7 +133,7 @@ class TimeBudget:
         return warm * rate / self.lr
 
     def should_stop(self) -> bool:
-        return self.seen + self._per_step() > self.seconds
+        return self.seen + self._per_step() > self.stop_at
 
 
 class LitGato(L.LightningModule):
@@ -150,7 +152,8 @@ class LitGato(L.LightningModule):
         self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
         seconds = self.optim.get("seconds")
         self.budget = TimeBudget(seconds, self.optim["warmup_steps"], self.optim["lr"], self.optim["min_lr"],
-                                 self.optim.get("decay_share", 0.2)) if seconds else None
+                                 self.optim.get("decay_share", 0.2),
+                                 pause=self.optim.get("pause_seconds")) if seconds else None
         # not a registered submodule: the checkpoint holds the weights once, under "model."
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
         self._tick: float | None = None

@@ -169,6 +169,7 @@ def lit_module(run: RunConfig, max_steps: int) -> LitGato:
     t = run.train
     optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
              "betas": list(t.betas), "seconds": t.minutes * 60 if t.minutes else None,
+             "pause_seconds": t.pause_minutes * 60 if t.pause_minutes else None,
              "decay_share": t.decay_share, "optimizer": t.optimizer, "muon_lr": t.muon_lr,
              "value_sigma": t.value_sigma}
     sources = run.data.sources
