@@ -188,6 +188,8 @@ USER = "def push(obs):\n    return 0\n"
     (["--task", "control-pendulum", "--model", "MODEL", "--policy-share", "2"],
      "--policy-share must be between 0 and 1"),
     (["--task", "control-pendulum", "--temperature", "1"], "--temperature is the sampling of a model acting"),
+    (["--task", "control-pendulum", "--model", "MODEL", "--num-envs", "0"], "--num-envs must be at least 1"),
+    (["--task", "control-pendulum", "--num-envs", "4"], "--num-envs is how many envs a model acts"),
 ])
 def test_dagger_bad_input_is_one_line_exit_2_and_writes_nothing(model_dir, tmp_path, args, message) -> None:
     (tmp_path / "user.py").write_text(USER)

@@ -274,3 +274,18 @@ def test_a_bad_dagger_section_is_named(dagger, message) -> None:
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         Plan.parse({**DAGGER["quickstart"], "dagger": dagger})
+
+
+def test_the_parts_of_a_run_read_as_one_series(tmp_path: Path) -> None:
+    """A run resumed from step 4 (its second part redoes step 5, after the earlier part's checkpoint)
+    reads as one series: the later part's rows replace the earlier's from its first step on."""
+    from gato_mini.reports.figures import read_metrics
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("epoch,step,train/loss,val/loss\n" + "".join(f"0,{s},{10 - s},\n" for s in range(7))
+                     + "0,6,,3.5\n")
+    second.write_text("epoch,step,train/loss\n" + "".join(f"0,{s},{20 - s}\n" for s in range(5, 9)))
+    series = read_metrics(first, second)
+    assert series["train/loss"] == [(s, 10.0 - s) for s in range(5)] + [(s, 20.0 - s) for s in range(5, 9)]
+    assert series["val/loss"] == []  # logged at step 6, which the second part redid
+    assert read_metrics(first)["val/loss"] == [(6, 3.5)]

@@ -38,7 +38,7 @@ def add_collect(p: argparse.ArgumentParser) -> None:
                         "(DAgger's beta; default 0, the model acts on every step)")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="with --model: its sampling temperature (default 0, greedy)")
-    p.add_argument("--num-envs", type=int, default=16, metavar="N",
+    p.add_argument("--num-envs", type=int, default=None, metavar="N",
                    help="with --model: envs run at once, one model call acting in all of them (default 16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (and discard an "
                    "interrupted collection of it)")
@@ -60,9 +60,11 @@ def run_collect(args: argparse.Namespace) -> None:
                           overwrite=args.overwrite).checked()  # before any work
     acting = None
     if args.model is not None:
-        acting = model_acting(args.model, args.temperature, args.num_envs)
+        acting = model_acting(args.model, args.temperature, 16 if args.num_envs is None else args.num_envs)
     elif args.temperature:
         raise GatoError("--temperature is the sampling of a model acting: it needs --model")
+    elif args.num_envs is not None:
+        raise GatoError("--num-envs is how many envs a model acts in at once: it needs --model")
     import_modules(args.imports)
     if args.env is not None:
         names: list = [user_task(args.env, args.max_steps, args.imports)]
