@@ -37,8 +37,9 @@ from typing import Any
 
 from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
 from gato_mini.agent.evaluate import evaluate_sources
+from gato_mini.agent.policy import ModelPolicy
 from gato_mini.agent.prompting import ChatSession, Sampling
-from gato_mini.collect import run_episodes
+from gato_mini.collect import Acting, run_episodes
 from gato_mini.config_files import resolve_config
 from gato_mini.data.datamodule import open_sampler
 from gato_mini.data.minari_io import read_collection
@@ -344,9 +345,6 @@ class Quickstart:
         """DAgger round ``k``: the model trained so far acts in each task of ``quickstart.dagger``, its
         demonstrator labels every state reached (:func:`~gato_mini.collect.run_episodes` with a batched
         :class:`~gato_mini.agent.policy.ModelPolicy`); returns what was recorded and the seconds it took."""
-        from gato_mini.agent.policy import ModelPolicy
-        from gato_mini.collect import Acting
-
         dagger, start, made = self.plan.dagger, time.perf_counter(), {}
         for task, rec in dagger.collect.items():
             def acting(t):  # noqa: ANN001, ANN202

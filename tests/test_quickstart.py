@@ -289,3 +289,17 @@ def test_the_parts_of_a_run_read_as_one_series(tmp_path: Path) -> None:
     assert series["train/loss"] == [(s, 10.0 - s) for s in range(5)] + [(s, 20.0 - s) for s in range(5, 9)]
     assert series["val/loss"] == []  # logged at step 6, which the second part redid
     assert read_metrics(first)["val/loss"] == [(6, 3.5)]
+
+
+def test_the_documented_dagger_section_parses_beside_the_default_collect(tmp_path: Path) -> None:
+    """docs/own-data.md's ``dagger:`` section, added to the packaged config as it says, is a valid plan."""
+    from gato_mini.quickstart_plan import Plan
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "own-data.md").read_text()
+    block = re.search(r"```text\n(  dagger:.*?)```", page, re.S).group(1)
+    raw = yaml.safe_load(default_config().read_text())
+    raw["quickstart"]["dagger"] = yaml.safe_load(block)["dagger"]
+    plan = Plan.parse(raw["quickstart"])
+    assert plan.dagger.at == [0.4, 0.7] and set(plan.dagger.collect) == {"control-pendulum"}
+    assert plan.dagger.policy_share == 0.2 and plan.dagger.num_envs == 16
+    assert Plan.parse(yaml.safe_load(default_config().read_text())["quickstart"]).dagger is None  # off
