@@ -65,13 +65,7 @@ class Dagger(Checked):
         collect, weights = {}, {}
         for task, spec in raw["collect"].items():
             where = f"quickstart.dagger.collect.{task}"
-            spec = spec or {}
-            if not isinstance(spec, dict) or spec.get("episodes") is None:
-                raise ConfigError(f"{where}: give 'episodes' (at least 1)")
-            unknown = sorted(set(spec) - set(DAGGER_COLLECT_KEYS))
-            if unknown:
-                raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known: "
-                                  f"{', '.join(DAGGER_COLLECT_KEYS)}")
+            spec = _episodes_spec(where, spec, DAGGER_COLLECT_KEYS)
             if task not in demonstrators:
                 raise ConfigError(f"{where}: {task} is not in quickstart.collect: the model learns to act "
                                   "there from its demonstrations first")
@@ -163,18 +157,23 @@ def _number(value: Any, whole: bool = False) -> Any:
     return value
 
 
+def _episodes_spec(where: str, spec: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A task's entry under ``where``: a mapping with ``episodes`` and only the known ``keys``."""
+    spec = spec or {}
+    if not isinstance(spec, dict) or spec.get("episodes") is None:
+        raise ConfigError(f"{where}: give 'episodes' (at least 1)")
+    unknown = sorted(set(spec) - set(keys))
+    if unknown:
+        raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known: {', '.join(keys)}")
+    return spec
+
+
 def _recording(task: str, spec: Any) -> Recording:
     """``quickstart.collect.<task>`` as the :class:`~gato_mini.collect.Recording` the collect stage runs
     (seed 0, the dataset recorded afresh), its numbers checked by Recording's rules and named by their
     keys."""
     get_task(task)  # an unknown task is named first
-    spec = spec or {}
-    if not isinstance(spec, dict) or spec.get("episodes") is None:
-        raise ConfigError(f"quickstart.collect.{task}: give 'episodes' (at least 1)")
-    unknown = sorted(set(spec) - set(COLLECT_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown key 'quickstart.collect.{task}.{unknown[0]}'; known: "
-                          f"{', '.join(COLLECT_KEYS)}")
+    spec = _episodes_spec(f"quickstart.collect.{task}", spec, COLLECT_KEYS)
     policy = str(spec.get("policy", "expert"))
     try:
         get_task(task).policy(policy)

@@ -124,16 +124,22 @@ def test_a_run_sized_in_time_spends_its_minutes_and_ends_on_time(step_seconds) -
         assert all(a >= b for a, b in zip(rates[5:], rates[6:], strict=False))
 
 
-def test_a_resumed_run_sized_in_time_counts_the_time_already_spent() -> None:
-    now = [100.0]
-    budget = TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: now[0])
-    budget.spent = 50.0  # what the interrupted run had spent (its checkpoint says)
+def _steps_until_stop(budget: TimeBudget, now: list[float]) -> int:
+    """Steps of one second each on the clock ``now`` until ``budget`` says stop."""
     budget.start()
     steps = 0
     while not budget.should_stop():
         now[0] += 1.0
         budget.tick(budget.elapsed)
         steps += 1
+    return steps
+
+
+def test_a_resumed_run_sized_in_time_counts_the_time_already_spent() -> None:
+    now = [100.0]
+    budget = TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: now[0])
+    budget.spent = 50.0  # what the interrupted run had spent (its checkpoint says)
+    steps = _steps_until_stop(budget, now)
     assert steps == 10 and budget.factor(steps - 1) * 1e-3 == pytest.approx(1e-4)
 
 
@@ -141,15 +147,7 @@ def test_a_paused_run_follows_the_schedule_of_the_whole_run() -> None:
     """``train.pause_minutes``: the run stops at the pause at the peak rate; resumed (its checkpoint's
     time spent), it goes on with the whole run's schedule and ends at min_lr on time, the steps of both
     parts adding up to the uninterrupted run's."""
-    def steps_of(budget, now):
-        budget.start()
-        steps = 0
-        while not budget.should_stop():
-            now[0] += 1.0
-            budget.tick(budget.elapsed)
-            steps += 1
-        return steps
-
+    steps_of = _steps_until_stop
     now = [0.0]
     first = TimeBudget(60.0, warmup=0, lr=1e-3, min_lr=1e-4, clock=lambda: now[0], pause=30.0)
     a = steps_of(first, now)
