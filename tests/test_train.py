@@ -209,6 +209,9 @@ def test_muon_trains_and_its_state_round_trips(run_config, tmp_path) -> None:
     with pytest.raises(ConfigError, match="'train.optimizer' must be one of adamw, muon, got 'mun' "
                                           r"\(did you mean 'muon'\?\)"):
         load_run_config(run_config, ["--train.optimizer", "mun"])
+    with pytest.raises(ConfigError, match="'train.optimizer: muon' orthogonalizes whole weight matrices and "
+                                          "FSDP shards them"):
+        load_run_config(run_config, ["--train.optimizer", "muon", "--trainer.strategy", "fsdp"])
 
 
 def test_precision_auto_is_bf16_where_the_hardware_has_it_and_fp32_elsewhere(run_config, monkeypatch,
@@ -289,6 +292,25 @@ def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:
     trainer.fit(lit, datamodule=dm, ckpt_path=str(step3), weights_only=True)
     assert seen == {"step": 3, "same_opt": True}
     assert trainer.global_step == 4
+
+
+def test_the_heldout_benchmark_compares_models_on_the_same_windows(run_config, trained, tmp_path) -> None:
+    """``benchmarks/heldout.py``: a copy of a model against the model is a ratio of exactly 1 on every
+    source (the same windows for both), and each loss is a positive, finite number per source."""
+    import json
+    import math
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "heldout.py"
+    copy = shutil.copytree(trained, tmp_path / "copy")
+    out = tmp_path / "heldout.json"
+    subprocess.run([sys.executable, str(bench), "--config", str(run_config), "--model", str(trained),
+                    "--model", str(copy), "--windows", "4", "--out", str(out)],
+                   check=True, capture_output=True, text=True)
+    result = json.loads(out.read_text())
+    loss = result["loss"][str(trained)]
+    sources = set(yaml.safe_load(Path(run_config).read_text())["data"]["sources"])
+    assert "demo" in loss and set(loss) <= sources and all(math.isfinite(v) and v > 0 for v in loss.values())
+    assert result["loss"][str(copy)] == loss and result["over_first"] == {str(copy): dict.fromkeys(loss, 1.0)}
 
 
 def test_fresh_run_never_continues_an_earlier_one(run_config, tmp_path) -> None:

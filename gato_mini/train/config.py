@@ -66,9 +66,12 @@ class TrainOptions:
                                                              optional=False))
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     # "adamw", or "muon": Muon (torch.optim.Muon) on the Transformer blocks' weight matrices at
-    # muon_lr, AdamW on everything else (train/lit.py, param_groups)
+    # muon_lr, AdamW on everything else (train/lit.py, param_groups). Muon's update is scaled to an
+    # AdamW update's RMS at muon_lr ("match_rms_adamw"), so muon_lr is a rate of AdamW's order: 3e-3
+    # was the best of 1e-3, 3e-3 and 6e-3 on the quickstart's data; 0.02 stalled Atari and text
+    # (docs/learning.md, sessions 10 and 13).
     optimizer: str = "adamw"
-    muon_lr: float = field(default=0.02, metadata=number("'train.muon_lr'", 0, open_lo=True, hi=10,
+    muon_lr: float = field(default=3e-3, metadata=number("'train.muon_lr'", 0, open_lo=True, hi=10,
                                                          optional=False))
     # HL-Gauss soft targets (Imani and White 2018; Farebrother et al. 2024) at continuous-value targets:
     # a Gaussian of this sd, in bins, over the neighbouring bins instead of one bin (0: hard targets).
@@ -233,6 +236,10 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
             raise ConfigError("'train.pause_minutes' pauses a run sized in time: it needs 'train.minutes'")
         trainer = dict(raw.get("trainer") or {})
         check_trainer_numbers(trainer)
+        if train.optimizer == "muon" and "fsdp" in str(trainer.get("strategy", "")).lower():
+            raise ConfigError("'train.optimizer: muon' orthogonalizes whole weight matrices and FSDP shards "
+                              "them into flat pieces: use 'trainer.strategy: ddp' with Muon, or "
+                              "'train.optimizer: adamw' with FSDP")
     except GatoError as exc:
         raise ConfigError(str(exc)) from None
     allowed = trainer_keys()
