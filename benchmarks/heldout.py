@@ -19,33 +19,29 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HE
 
 import argparse  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import write  # noqa: E402
 
 from gato_mini.data.datamodule import ValWindows, open_sampler  # noqa: E402
 from gato_mini.data.windows import collate  # noqa: E402
+from gato_mini.errors import GatoError  # noqa: E402
 from gato_mini.model.export import load_model  # noqa: E402
 from gato_mini.train.config import load_run_config  # noqa: E402
-from gato_mini.train.lit import MODEL_KEYS  # noqa: E402
+from gato_mini.train.lit import MODEL_KEYS, source_sums  # noqa: E402
 
 
-def heldout_losses(model: torch.nn.Module, sampler, windows: ValWindows, batch: int = 16) -> dict[str, float]:
-    """Mean loss per target token of each source over ``windows``."""
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
+def heldout_losses(model: torch.nn.Module, names: list[str], windows: ValWindows, batch: int = 16
+                   ) -> dict[str, float]:
+    """Mean loss per target token of each source (``names``, by source id) over ``windows``."""
+    sums, counts = torch.zeros(len(names)), torch.zeros(len(names))
     with torch.no_grad():
         for i in range(0, len(windows), batch):
-            items = [windows[j] for j in range(i, min(i + batch, len(windows)))]
-            b = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
-                 for k, v in collate(items, model.cfg).items()}
+            b = collate([windows[j] for j in range(i, min(i + batch, len(windows)))], model.cfg)
             per = model(**{k: b[k] for k in MODEL_KEYS}, targets=b["targets"], loss_mask=b["loss_mask"],
                         reduction="none")
-            for row, (src, _) in enumerate(items):
-                name = sampler.sources[src].name
-                sums[name] = sums.get(name, 0.0) + float(per[row].sum())
-                counts[name] = counts.get(name, 0.0) + float(b["loss_mask"][row].sum())
-    return {name: round(sums[name] / counts[name], 4) for name in sums if counts[name] > 0}
+            s, n = source_sums(per, b["loss_mask"], b["source"], len(names))
+            sums, counts = sums + s, counts + n
+    return {name: round(float(sums[k] / counts[k]), 4) for k, name in enumerate(names) if counts[k] > 0}
 
 
 def main() -> None:
@@ -56,13 +52,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out")
     args = parser.parse_args()
-    run = load_run_config(args.config)
-    sampler = open_sampler(run.data, run.model, "val")
-    windows = ValWindows(sampler, args.windows, seed=args.seed)
-    losses = {}
-    for folder in args.model:
-        model = load_model(folder)[0]
-        losses[folder] = heldout_losses(model, sampler, windows)
+    if args.windows < 1:
+        parser.error(f"--windows must be at least 1, got {args.windows}")
+    try:
+        run = load_run_config(args.config)
+        sampler = open_sampler(run.data, run.model, "val")
+        windows = ValWindows(sampler, args.windows, seed=args.seed)
+        losses = {folder: heldout_losses(load_model(folder)[0], [s.name for s in sampler.sources], windows)
+                  for folder in args.model}
+    except GatoError as exc:
+        parser.error(str(exc))  # one line, exit 2
     base = losses[args.model[0]]
     ratios = {folder: {k: round(v / base[k], 3) for k, v in loss.items() if k in base}
               for folder, loss in losses.items() if folder != args.model[0]}

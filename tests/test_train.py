@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -297,9 +299,6 @@ def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:
 def test_the_heldout_benchmark_compares_models_on_the_same_windows(run_config, trained, tmp_path) -> None:
     """``benchmarks/heldout.py``: a copy of a model against the model is a ratio of exactly 1 on every
     source (the same windows for both), and each loss is a positive, finite number per source."""
-    import json
-    import math
-
     bench = Path(__file__).resolve().parent.parent / "benchmarks" / "heldout.py"
     copy = shutil.copytree(trained, tmp_path / "copy")
     out = tmp_path / "heldout.json"

@@ -62,6 +62,15 @@ def param_groups(model: torch.nn.Module, muon: bool) -> dict[str, list[torch.nn.
     return groups
 
 
+def source_sums(per_token: Tensor, loss_mask: Tensor, source: Tensor, n_sources: int
+                ) -> tuple[Tensor, Tensor]:
+    """(the summed loss, the number of loss tokens) of each source (n_sources,), from per-token losses
+    (B, T), their mask and each row's source id (B,)."""
+    sums = torch.zeros(n_sources, device=per_token.device).index_add_(0, source, per_token.sum(1).float())
+    counts = torch.zeros(n_sources, device=per_token.device).index_add_(0, source, loss_mask.sum(1).float())
+    return sums, counts
+
+
 class Optimizers(torch.optim.Optimizer):
     """Several optimizers stepped as one (Muon and AdamW): one optimizer for Lightning's automatic
     optimization and one schedule over all their groups (the groups are the same dicts). The closure
@@ -172,10 +181,7 @@ class LitGato(L.LightningModule):
         bs = batch["tokens"].shape[0]
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bs, sync_dist=stage == "val")
         # per source and per group: sums over rows, grouped by the row's source
-        row_sum, row_n = per_token.detach().sum(1), mask.sum(1)
-        n_sources = len(self.source_names)
-        sums = torch.zeros(n_sources, device=row_sum.device).index_add_(0, batch["source"], row_sum.float())
-        counts = torch.zeros(n_sources, device=row_sum.device).index_add_(0, batch["source"], row_n.float())
+        sums, counts = source_sums(per_token.detach(), mask, batch["source"], len(self.source_names))
         present = counts.tolist()  # one copy to the host, not one sync per source
         for i, name in enumerate(self.source_names):
             if present[i] > 0:
