@@ -50,7 +50,12 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 
 #: Gato's own choices where this project's defaults differ (``GatoConfig``'s comments say why):
 #: ``model: {name: tiny, faithful: true}`` in a config, or each key by itself.
-FAITHFUL: dict[str, str] = {"action_inputs": "keep", "value_init": "random", "patch_norm": "none"}
+FAITHFUL: dict[str, str] = {"action_inputs": "keep", "value_init": "random", "patch_norm": "none",
+                            "obs_layout": "values"}
+
+#: Keys added after model folders were first written, with the meaning a ``config.json`` that lacks
+#: them had: an old model folder loads and acts as it did.
+ADDED_LATER: dict[str, Any] = {"obs_layout": "values"}
 
 # Named sizes. tiny/small are CPU presets; the gato-* sizes are Gato's own
 # (Reed et al. 2022, Table 1: 79M = 8 layers, width 768, 24 heads; 364M =
@@ -116,6 +121,15 @@ class GatoConfig:
     # tiny perturbation on it; readers that sum or attend over such tokens find nothing to grip
     # (docs/learning.md, "Why Pong is not learned").
     patch_norm: str = "center"
+    # How a continuous observation field (a Box that is not an image) is tokenized: "values" (Gato: one
+    # token per value, mu-law and 1024 bins shared by every field), or "vector": the whole field is one
+    # token, its values normalized per dimension by the training data's mean and standard deviation
+    # (computed at prepare time, stored with the model) and mapped to the width by one linear layer, as
+    # jat does. The reacher's timestep is then 1 + 2 tokens instead of 10 + 2. Fields of more than
+    # ``vector_width`` values stay per value. Actions are tokens either way (docs/learning.md,
+    # "Observation vectors").
+    obs_layout: str = "vector"
+    vector_width: int = 64
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -128,7 +142,7 @@ class GatoConfig:
     def __post_init__(self) -> None:
         for key in ("n_layer", "n_embd", "n_head", "block_size", "text_vocab_size",
                     "discrete_bins", "continuous_bins", "patch_size", "image_channels",
-                    "position_intervals", "max_local_positions", "patch_hidden"):
+                    "position_intervals", "max_local_positions", "patch_hidden", "vector_width"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config '{key}' must be a positive integer, got {value!r}")
@@ -162,6 +176,11 @@ class GatoConfig:
             raise ConfigError(f"config 'patch_norm' must be 'none' or 'center', got {self.patch_norm!r}")
         if self.action_inputs not in ("keep", "mask"):
             raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
+        if self.obs_layout not in ("values", "vector"):
+            raise ConfigError(f"config 'obs_layout' must be 'values' or 'vector', got {self.obs_layout!r}")
+        if 4 * self.vector_width > self.patch_size ** 2 * self.image_channels:
+            raise ConfigError(f"config 'vector_width' ({self.vector_width}) is more float32 values than a "
+                              f"slot of {self.patch_size ** 2 * self.image_channels} bytes holds")
         if self.image_channels not in (1, 3):
             raise ConfigError(f"config 'image_channels' must be 1 or 3, got {self.image_channels}")
         self.head_dim = self.n_embd // self.n_head
@@ -232,6 +251,8 @@ class GatoConfig:
             raise FileFormatError(f"config file {path} is not valid JSON: {exc}") from None
         except RecursionError:
             raise FileFormatError(f"config file {path} is nested too deeply to be a model config") from None
+        if isinstance(data, dict):
+            data = {**ADDED_LATER, **data}
         return cls.from_dict(data)
 
 

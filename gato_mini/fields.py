@@ -46,16 +46,69 @@ class FieldSpec:
     mu_law: bool = False  # continuous only: mu-law the whole field first
     offset: int = 0  # discrete only: subtracted before tokenizing (Discrete.start)
     n: int = 0  # discrete only: number of values per element (the legal id range)
+    # Continuous observations only: "values" (Gato: one token per value, mu-law and bins) or "vector"
+    # (one token for the whole field: its values, normalized by ``mean`` and ``std``, through one linear
+    # map; docs/design.md, "Observation vectors"). Decided at prepare time, stored with the model.
+    layout: str = "values"
+    mean: tuple[float, ...] = ()  # "vector" only: per value, from the training data
+    std: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (stored with datasets and models)."""
-        return {"modality": self.modality, "shape": list(self.shape), "mu_law": self.mu_law,
-                "offset": self.offset, "n": self.n}
+        """JSON-friendly form (stored with datasets and models); a per-value field's is what it was before
+        the vector layout existed, so old model folders read back unchanged."""
+        d = {"modality": self.modality, "shape": list(self.shape), "mu_law": self.mu_law,
+             "offset": self.offset, "n": self.n}
+        if self.layout != "values":
+            d.update(layout=self.layout, mean=list(self.mean), std=list(self.std))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FieldSpec:
-        """Inverse of :meth:`to_dict`."""
-        return cls(d["modality"], tuple(d["shape"]), bool(d["mu_law"]), int(d["offset"]), int(d["n"]))
+        """Inverse of :meth:`to_dict`; a vector field's statistics are checked (one line naming the field's
+        problem, :class:`~gato_mini.errors.GatoError`, for a missing, short or non-finite one)."""
+        spec = cls(d["modality"], tuple(d["shape"]), bool(d["mu_law"]), int(d["offset"]), int(d["n"]))
+        layout = d.get("layout", "values")
+        if layout == "values":
+            return spec
+        if layout != "vector" or spec.modality != "continuous":
+            raise GatoError(f"a {spec.modality} field cannot have the layout {layout!r}")
+        return with_statistics(spec, d.get("mean"), d.get("std"))
+
+    @property
+    def size(self) -> int:
+        """Values in one row of the field."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    def space_only(self) -> FieldSpec:
+        """The field as its gymnasium space gives it (no layout or statistics): what an env must match."""
+        return FieldSpec(self.modality, self.shape, self.mu_law, self.offset, self.n)
+
+
+def with_statistics(spec: FieldSpec, mean: Any, std: Any) -> FieldSpec:
+    """``spec`` as one vector token normalized by ``mean`` and ``std`` (one number per value each; every
+    ``std`` finite and positive). A missing, short or non-finite statistic is refused in one line."""
+    out = []
+    for name, values in (("mean", mean), ("std", std)):
+        try:
+            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise GatoError(f"vector field: its {name} must be a list of numbers, got {values!r}") from None
+        if values is None or arr.size != spec.size:
+            raise GatoError(f"vector field of {spec.size} value(s): its {name} has "
+                            f"{'none' if values is None else arr.size}")
+        if not np.all(np.isfinite(arr)) or (name == "std" and not np.all(arr > 0)):
+            must = "finite and positive" if name == "std" else "finite"
+            raise GatoError(f"vector field: its {name} must be {must}, got {arr.tolist()}")
+        out.append(tuple(float(v) for v in arr))
+    return FieldSpec(spec.modality, spec.shape, spec.mu_law, spec.offset, spec.n, "vector", out[0], out[1])
+
+
+def same_spaces(a: tuple[dict[str, FieldSpec], FieldSpec], b: tuple[dict[str, FieldSpec], FieldSpec]) -> bool:
+    """Whether two (observation fields, action field) pairs come from the same spaces (layouts and
+    statistics aside): an env matches a model trained on it."""
+    (fa, aa), (fb, ab) = a, b
+    return (fa.keys() == fb.keys() and all(fa[k].space_only() == fb[k].space_only() for k in fa)
+            and aa.space_only() == ab.space_only())
 
 
 def _is_image(space: spaces.Box) -> bool:

@@ -223,7 +223,9 @@ class Quickstart:
             for task in dagger.collect:
                 weight = dagger.weights[task] or float((sources.get(task) or {}).get("weight", 1.0))
                 sources[dagger.source(task, k)] = {"kind": "episodes", "weight": weight,
-                                                   "dataset": str(dagger.dataset(self.out, task, k))}
+                                                   "dataset": str(dagger.dataset(self.out, task, k)),
+                                                   "stats_dataset": str(self.plan.dataset(self.out, task))
+                                                   if task in self.plan.collect else None}
         try:
             return parse_run_config(raw)
         except ConfigError as exc:

@@ -19,11 +19,10 @@ from gato_mini.data.datacfg import load_data_config
 from gato_mini.data.datamodule import GatoDataModule, TrainWindows, open_sampler
 from gato_mini.data.prepare import check_shards, prepare, shard_dir
 from gato_mini.data.shapes import make_scene
-from gato_mini.data.timestep import decode_values
 from gato_mini.data.windows import collate
 from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.fields import FieldSpec
-from gato_mini.tokenizers import TextTokenizer, image
+from gato_mini.tokenizers import TextTokenizer, image, vector
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,8 @@ def test_prepare_builds_every_source_and_counts_skips(prepared) -> None:
     assert all(r.status == "built" for r in result.sources) and result.tokenizer_trained
     assert by["demo"].units["train"] + by["demo"].units["val"] == EPISODES
     assert by["demo"].units["val"] >= 1
-    assert by["demo"].tokens["train"] == by["demo"].units["train"] * STEPS * 8  # 4 patches, 2 values, |, 1
+    # 4 patches, the 2-value state as one vector token (obs_layout: vector, the default), |, 1 action
+    assert by["demo"].tokens["train"] == by["demo"].units["train"] * STEPS * 7
     assert by["caption-shapes"].units == {"train": 300, "val": 40}
     assert by["docs"].skipped == {"empty document": 1}
     assert sum(by["docs"].units.values()) == 4 and sum(by["chats"].units.values()) == 30
@@ -75,9 +75,10 @@ def test_rerun_does_no_work_and_changes_rebuild_what_depends_on_them(prepared, t
 
 
 def _timesteps(tokens: np.ndarray, sep: int) -> list[tuple[int, int]]:
-    """(start, sep index) of each complete timestep in an episode window (8 tokens each)."""
+    """(start, sep index) of each complete timestep in an episode window (7 tokens each: 4 patches, the
+    state's vector token, the separator, the action)."""
     seps = np.flatnonzero(tokens == sep)
-    return [(int(s) - 6, int(s)) for s in seps if s + 1 < len(tokens) and s >= 6]
+    return [(int(s) - 5, int(s)) for s in seps if s + 1 < len(tokens) and s >= 5]
 
 
 def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
@@ -94,6 +95,9 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
         scenes.setdefault(s.caption, []).append(s.image)
     seen = set()
     pad, sep, patch = (cfg.special_id(n) for n in ("<|pad|>", "<|sep|>", "<|patch|>"))
+    index = json.loads((data.root / "data.json").read_text())
+    stats = index["sources"]["demo"]["fields"]["observation"]["state"]
+    mean, std = np.array(stats["mean"]), np.array(stats["std"])
     loader = iter(dm.train_dataloader())
     for _ in range(6):
         batch = next(loader)
@@ -118,11 +122,12 @@ def test_datamodule_batches_decode_back_to_the_sources(prepared) -> None:
                     ep, t = divmod(int(img[0, 0]), 25)
                     src = episodes[ep]
                     assert np.array_equal(img, src["obs"]["image"][t])
-                    state = decode_values(body[start + 4:start + 6], FieldSpec("continuous", (2,)), cfg)
-                    assert np.allclose(state, src["obs"]["state"][t], atol=1 / 1024 + 1e-6)
+                    assert body[start + 4] == patch  # the state: one vector slot after the image's 4
+                    state = vector.payload_values(row_patches[k + 4:k + 5], 2)[0] * std + mean
+                    assert np.allclose(state, src["obs"]["state"][t], atol=1e-5)
                     assert body[s + 1] - cfg.discrete_offset == src["actions"][t]
                     assert batch["loss_mask"][b, s].item() and not batch["loss_mask"][b, s - 1].item()
-                    assert batch["local_pos"][b, start:s + 2].tolist() == list(range(6)) + [-1, -1]
+                    assert batch["local_pos"][b, start:s + 2].tolist() == list(range(5)) + [-1, -1]
             elif name == "caption-shapes":
                 caps = np.flatnonzero(body == cfg.special_id("<|caption|>"))
                 eos = np.flatnonzero(body == cfg.special_id("<|eos|>"))
@@ -154,7 +159,7 @@ def test_validation_uses_only_held_out_units(prepared) -> None:
         for b in range(len(batch["tokens"])):
             name = dm.source_names[int(batch["source"][b])]
             if name == "demo":
-                held |= {int(px[0]) // 25 for px in raw[offs[b]:offs[b + 1]:4]}
+                held |= {int(px[0]) // 25 for px in raw[offs[b]:offs[b + 1]:5]}  # 4 patches, 1 vector
             elif name == "caption-shapes":
                 assert (batch["tokens"][b] != pad).sum() > 0
     train = open_sampler(data, cfg, "train").sources[0].shard

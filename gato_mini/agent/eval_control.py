@@ -41,7 +41,7 @@ from gato_mini.envs.policies import import_modules
 from gato_mini.envs.registry import TASKS
 from gato_mini.envs.user import spec_task, user_task
 from gato_mini.errors import GatoError
-from gato_mini.fields import FieldSpec
+from gato_mini.fields import FieldSpec, same_spaces
 from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
 from gato_mini.references import eval_references, reference_means
@@ -56,7 +56,8 @@ def demonstration_prompt(dataset: str | Path, name: str, fields: dict[str, Field
     ds = open_dataset(dataset)
     namespace = str(getattr(ds.spec, "dataset_id", "")).split("/")[0]
     their_fields, their_action = dataset_fields(ds)
-    if (namespace in TASKS and namespace != name) or their_fields != fields or their_action != action:
+    same = same_spaces((their_fields, their_action), (fields, action))
+    if (namespace in TASKS and namespace != name) or not same:
         raise GatoError(f"prompt dataset {dataset} is of another task ({namespace or 'unknown'}), not {name}")
     best = max(iter_episodes(dataset), key=lambda e: e.episode_return)
     seq = episode_sequence({k: v[:-1] for k, v in best.observations.items()}, best.actions, fields, action,
@@ -122,7 +123,7 @@ def source_task(trained: dict[str, Any], name: str, env_id: str | None = None,
         raise GatoError(f"{name}: its dataset stores no env spec, so its env cannot be recreated; pass "
                         "--env ENV_ID")
     env_fields, env_action = spec.fields()
-    if env_fields != fields or env_action != action:
+    if not same_spaces((env_fields, env_action), (fields, action)):
         raise GatoError(f"{name}: the env {spec.env_id} has {show_fields(env_fields, env_action)}, but the "
                         f"model was trained on {show_fields(fields, action)}")
     return spec, fields, action
@@ -192,11 +193,18 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
                           sum(r.length for r in results),
                           constant=refs["constant"].mean if "constant" in refs else None)
     report.extra["references_from"] = origin
+    report.extra["observation_layout"] = observation_layout(agent.fields)
     if o.offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, agent.action)
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
+
+
+def observation_layout(fields: dict[str, FieldSpec]) -> dict[str, str]:
+    """Field -> how the model reads it: "vector" (one token), "values" (a token per value), "image",
+    "discrete" or "text" (the eval JSON and the report name it)."""
+    return {k: f.layout if f.modality == "continuous" else f.modality for k, f in fields.items()}
 
 
 def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
@@ -205,6 +213,7 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, trained: di
     held out); ``{"error": ...}`` when its dataset is not on this machine."""
     entry = source_entry(trained, name)
     source = trained_source(entry, name)
+    source.trained_fields = source_fields(entry)  # tokenized as trained: the stored statistics
     if not source.options.get("dataset"):
         return {"error": "no offline metrics: the model's sources.json names no dataset for this source"}
     try:

@@ -21,7 +21,7 @@ import numpy as np
 from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.eval_control import show_fields, source_fields, source_image_size, source_prompt
 from gato_mini.errors import GatoError
-from gato_mini.fields import FieldSpec, as_observation_dict
+from gato_mini.fields import FieldSpec, as_observation_dict, same_spaces
 from gato_mini.model.export import load_model
 from gato_mini.model.generate import Sampling
 
@@ -35,11 +35,11 @@ def acting_source(trained: dict[str, Any], task_name: str, fields: dict[str, Fie
     entries = {k: v for k, v in trained.get("sources", {}).items() if v.get("kind") == "episodes"}
 
     if task_name in entries:
-        if source_fields(entries[task_name]) != (fields, action):
+        if not same_spaces(source_fields(entries[task_name]), (fields, action)):
             raise GatoError(f"{task_name}: the env has {show_fields(fields, action)}, but the model {folder} "
                             f"was trained on {show_fields(*source_fields(entries[task_name]))}")
         return task_name
-    names = [k for k, v in entries.items() if source_fields(v) == (fields, action)]
+    names = [k for k, v in entries.items() if same_spaces(source_fields(v), (fields, action))]
     if not names:
         have = "; ".join(f"{k}: {show_fields(*source_fields(v))}" for k, v in entries.items()) or "none"
         raise GatoError(f"the model {folder} was not trained on the fields of {task_name} "
@@ -75,6 +75,7 @@ class ModelPolicy:
             raise GatoError(f"{task.name} is a captioning task: a model cannot act in it for collection")
         self.name = acting_source(trained, task.name, fields, action, folder, task.env_id)
         entry = trained["sources"][self.name]
+        fields, action = source_fields(entry)  # as trained: vector fields carry their statistics
         # Unprompted unless a dataset is named: prompted with its own demonstrations, the acting model
         # visited fewer of the states it fails in, and DAgger taught less (docs/learning.md, session 11).
         prompt, self.prompt_name = None, None

@@ -155,7 +155,7 @@ def _build(config: SourceConfig | Source, cfg: GatoConfig, tokenizer: str, root:
     tok = TextTokenizer.load(tokenizer, cfg)
     report = SourceReport(config.name, "built")
     skips: Counter = Counter()
-    fields = source.field_dicts()
+    fields = source.field_dicts(cfg, val_fraction)
     for split in SPLITS:
         split_skips: Counter = Counter()
         with ShardWriter(shard_dir(Path(root), config.name, split), cfg) as writer:

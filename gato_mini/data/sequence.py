@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from gato_mini.config import GatoConfig
-from gato_mini.data.timestep import encode_values, field_order
+from gato_mini.data.timestep import encode_values, encode_vector, field_order
 from gato_mini.errors import TokenizationError
 from gato_mini.fields import FieldSpec
-from gato_mini.tokenizers import image
+from gato_mini.tokenizers import image, vector
 from gato_mini.tokenizers.text import TextTokenizer
 
 #: Roles a chat message may have; each has its own special token.
@@ -150,6 +150,10 @@ def _observations(observations: dict[str, Any], fields: dict[str, FieldSpec], cf
             cols.append(np.full((t, p.shape[1]), patch_id, np.int64))
             patches.append(p)
             ppos.append(image.patch_positions(rows, cols_, cfg))
+        elif spec.layout == "vector":  # one slot; its payload row holds the normalized values
+            cols.append(np.full((t, 1), patch_id, np.int64))
+            patches.append(encode_vector(col, spec, cfg, f"observation '{key}'")[:, None])
+            ppos.append(vector.positions(spec.size))
         elif spec.modality != "text":
             cols.append(encode_values(col, spec, cfg, f"observation '{key}'"))
     fixed = np.concatenate(cols + [np.full((t, 1), sep_id, np.int64)], axis=1)

@@ -67,7 +67,8 @@ def _remove_stale(path: Path) -> None:
 def layout(cfg: GatoConfig) -> dict[str, Any]:
     """The config values shards depend on (ids, patches, positions): a mismatch means rebuild."""
     keys = ("text_vocab_size", "discrete_bins", "continuous_bins", "mu", "mu_m", "patch_size",
-            "image_channels", "position_intervals", "max_local_positions", "special_offset")
+            "image_channels", "position_intervals", "max_local_positions", "special_offset", "obs_layout",
+            "vector_width")
     return {k: getattr(cfg, k) for k in keys}
 
 

@@ -188,9 +188,9 @@ class Source:
         """How many units both splits hold together, where that is known before reading (a bar's total)."""
         return None
 
-    def field_dicts(self) -> dict[str, Any] | None:
+    def field_dicts(self, cfg: GatoConfig, val_fraction: float) -> dict[str, Any] | None:
         """Observation and action field specs as JSON dicts (episodes only), for the model's
-        ``sources.json``."""
+        ``sources.json``: as its shards were tokenized (layouts, and the statistics of vector fields)."""
         return None
 
     def _read(self, read: Callable[[Counter], Any], skips: Counter) -> list[tuple[str, Any]]:

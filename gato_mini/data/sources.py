@@ -38,7 +38,7 @@ from gato_mini.data.source import (
     val_keys,
 )
 from gato_mini.errors import FileFormatError
-from gato_mini.fields import FieldSpec
+from gato_mini.fields import FieldSpec, same_spaces, with_statistics
 from gato_mini.procs import available_memory
 from gato_mini.tokenizers import image
 from gato_mini.tokenizers.text import TextTokenizer
@@ -62,13 +62,20 @@ class Episodes(Source):
     """Logged episodes of a Minari dataset (a task's recording, or the user's own)."""
 
     name_of_kind = "episodes"
-    defaults = {"dataset": None, "image_size": None, "max_episodes": None}
+    # stats_dataset: the dataset whose training episodes give a vector field's mean and standard deviation
+    # (default: this source's own); a DAgger round's source takes its task's, so that one env's
+    # observations are read alike in every source that trains it
+    defaults = {"dataset": None, "image_size": None, "max_episodes": None, "stats_dataset": None}
     builtin = BUILTIN_TASKS
     mode, group = "episode", "actions"
 
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)
         self._dataset: Any = None
+        self._tokenized: tuple[tuple[Any, ...], dict[str, FieldSpec]] | None = None
+        # the fields a trained model read this source with (its sources.json): tokenize with these, its
+        # statistics included, rather than computing them again from the dataset here
+        self.trained_fields: tuple[dict[str, FieldSpec], FieldSpec] | None = None
 
     def dataset(self) -> Any:
         """The Minari dataset, opened once per Source."""
@@ -78,6 +85,62 @@ class Episodes(Source):
 
     def specs(self) -> tuple[dict[str, FieldSpec], FieldSpec]:
         return dataset_fields(self.dataset())
+
+    def token_specs(self, cfg: GatoConfig, val_fraction: float) -> tuple[dict[str, FieldSpec], FieldSpec]:
+        """The fields as tokenized for ``cfg``: with ``obs_layout: vector``, every continuous observation
+        field of at most ``vector_width`` values is one vector token, normalized by the mean and standard
+        deviation of its values over the training split's steps (computed once per Source)."""
+        fields, action = self.specs()
+        if self.trained_fields is not None:
+            if not same_spaces(self.trained_fields, (fields, action)):
+                raise FileFormatError(f"source '{self.name}': the dataset {self.options['dataset']} is not "
+                                      "of the spaces the model was trained on")
+            return self.trained_fields
+        wanted = [k for k, f in fields.items() if f.modality == "continuous" and f.size <= cfg.vector_width]
+        if cfg.obs_layout != "vector" or not wanted:
+            return fields, action
+        key = (cfg.vector_width, val_fraction)
+        if self._tokenized is None or self._tokenized[0] != key:
+            stats = self._statistics(wanted, val_fraction)
+            self._tokenized = (key, {k: with_statistics(f, *stats[k]) if k in stats else f
+                                     for k, f in fields.items()})
+        return self._tokenized[1], action
+
+    def _statistics(self, keys: list[str], val_fraction: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per value of each field in ``keys``: (mean, std) over the observations the training split
+        tokenizes (an episode's final observation is never an input); a constant value gets std 1."""
+        path = self.options["stats_dataset"] or self.options["dataset"]
+        dataset = self.dataset() if path == self.options["dataset"] else open_dataset(path)
+        their_fields = dataset_fields(dataset)[0]
+        fields = self.specs()[0]
+        for k in keys:
+            if k not in their_fields or their_fields[k].space_only() != fields[k].space_only():
+                raise FileFormatError(f"source '{self.name}': stats_dataset {path} has no field '{k}' like "
+                                      "this source's")
+        limit = self.options["max_episodes"] if dataset is self.dataset() else None
+        ids = [int(i) for i in dataset.episode_indices][:limit]
+        held = val_keys([f"episode-{i}" for i in ids], val_fraction)
+        sums = {k: np.zeros((3, fields[k].size)) for k in keys}  # count, sum, sum of squares
+        for n, ep in enumerate(iter_episodes(path, dataset)):
+            if limit is not None and n >= limit:
+                break
+            if f"episode-{ep.id}" in held:
+                continue
+            for k in keys:
+                x = np.asarray(ep.observations[k][:-1], np.float64).reshape(-1, fields[k].size)
+                sums[k] += [np.full(x.shape[1], len(x)), x.sum(0), (x * x).sum(0)]
+        out = {}
+        for k, (count, total, squares) in sums.items():
+            if count[0] == 0:
+                raise FileFormatError(f"source '{self.name}': no training episode to compute the statistics "
+                                      f"of '{k}' from")
+            mean = total / count
+            std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+            if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+                raise FileFormatError(f"source '{self.name}': observation '{k}' holds values too large or "
+                                      "not finite; its statistics are not finite")
+            out[k] = (mean, np.where(std > 1e-6 * np.maximum(np.abs(mean), 1.0), std, 1.0))
+        return out
 
     @property
     def uses_text(self) -> bool:  # only with text observations
@@ -148,7 +211,7 @@ class Episodes(Source):
 
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
-        fields, action = self.specs()
+        fields, action = self.token_specs(cfg, val_fraction)
         size = tuple(self.options["image_size"]) if self.options["image_size"] else None
         limit = self.options["max_episodes"]
         ids = [int(i) for i in self.dataset().episode_indices][:limit]
@@ -161,8 +224,8 @@ class Episodes(Source):
             obs = {key: v[:-1] for key, v in ep.observations.items()}  # drop the final observation
             yield f"episode-{ep.id}", episode_sequence(obs, ep.actions, fields, action, cfg, tokenizer, size)
 
-    def field_dicts(self) -> dict[str, Any] | None:
-        fields, action = self.specs()
+    def field_dicts(self, cfg: GatoConfig, val_fraction: float) -> dict[str, Any] | None:
+        fields, action = self.token_specs(cfg, val_fraction)
         return {"observation": {k: f.to_dict() for k, f in fields.items()}, "action": action.to_dict()}
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from gato_mini.config import GatoConfig
 from gato_mini.errors import TokenizationError
 from gato_mini.fields import FieldSpec
-from gato_mini.tokenizers import continuous, discrete
+from gato_mini.tokenizers import continuous, discrete, vector
 from gato_mini.tokenizers.image import grid_shape
 
 _GROUP = {"text": 0, "image": 1, "discrete": 2, "continuous": 2}
@@ -40,6 +40,8 @@ def field_width(spec: FieldSpec, cfg: GatoConfig, size: tuple[int, int] | None =
         return rows * cols
     if spec.modality == "text":
         raise TokenizationError("text fields have no fixed width")
+    if spec.layout == "vector":
+        return 1
     return int(np.prod(spec.shape, dtype=np.int64)) if spec.shape else 1
 
 
@@ -66,6 +68,23 @@ def encode_values(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "fi
     except TokenizationError as exc:
         raise TokenizationError(f"{name}: {exc}") from None
     return np.asarray(ids, dtype=np.int64)
+
+
+def encode_vector(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "field") -> np.ndarray:
+    """A ``vector`` field's column ``(T, *shape)`` -> slot payloads ``(T, P*P*C)`` uint8
+    (:mod:`gato_mini.tokenizers.vector`); bad rows are one :class:`TokenizationError` naming the field."""
+    x = np.asarray(column)
+    try:
+        if x.dtype.kind not in "biuf":
+            raise TokenizationError(f"values must be numbers, got dtype {x.dtype}")
+        if x.ndim == 0:
+            raise TokenizationError("values need one row per step, got a single value")
+        if math.prod(x.shape[1:]) != spec.size:
+            raise TokenizationError(f"each row must hold {spec.size} value(s) (shape {spec.shape}), "
+                                    f"got rows of shape {x.shape[1:]}")
+        return vector.encode(x.reshape(x.shape[0], spec.size), spec.mean, spec.std, cfg)
+    except TokenizationError as exc:
+        raise TokenizationError(f"{name}: {exc}") from None
 
 
 def decode_values(ids: Any, spec: FieldSpec, cfg: GatoConfig) -> np.ndarray:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from gato_mini.config import GatoConfig
 from gato_mini.errors import GatoError
 from gato_mini.procs import available_memory
+from gato_mini.tokenizers.vector import VECTOR_SLOT
 
 
 # --- rotary positions -------------------------------------------------------------
@@ -218,6 +219,12 @@ class GatoModel(nn.Module):
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
         self.patch_embed = PatchEmbedding(cfg)
+        # cfg.obs_layout == "vector": a whole observation field is one slot, its normalized values mapped
+        # by one linear layer, plus an embedding of how many values it has (which field it is, mostly)
+        self.vector_embed = self.vector_size = None
+        if cfg.obs_layout == "vector":
+            self.vector_embed = nn.Linear(cfg.vector_width, cfg.n_embd)
+            self.vector_size = nn.Embedding(cfg.vector_width + 1, cfg.n_embd)
         self.local_pos = nn.Embedding(cfg.max_local_positions, cfg.n_embd)
         # cfg.action_inputs == "mask": the one vector every action token in the input becomes
         self.action_mask = nn.Parameter(torch.zeros(cfg.n_embd)) if cfg.action_inputs == "mask" else None
@@ -287,7 +294,7 @@ class GatoModel(nn.Module):
             raise ValueError(f"{n_slots} <|patch|> slots but {n_patches} patches")
         if n_patches:
             x = x.clone()
-            x[slots] = self.patch_embed(patches, patch_pos).to(x.dtype)  # row-major (b, i) order
+            x[slots] = self.embed_slots(patches, patch_pos).to(x.dtype)  # row-major (b, i) order
         if local_pos is not None:
             has = (local_pos >= 0).unsqueeze(-1)
             x = x + self.local_pos(local_pos.clamp(min=0)) * has
@@ -297,6 +304,27 @@ class GatoModel(nn.Module):
                 value = (tokens >= cfg.discrete_offset) & (tokens < cfg.special_offset)
                 x = torch.where((value & (local_pos < 0)).unsqueeze(-1), self.action_mask.to(x.dtype), x)
         return self.drop(x)
+
+    def embed_slots(self, patches: Tensor, patch_pos: Tensor) -> Tensor:
+        """(N, n_embd) vectors of the slots' payloads: image patches through the patch embedding,
+        observation vectors (position byte :data:`~gato_mini.tokenizers.vector.VECTOR_SLOT`) through the
+        vector embedding."""
+        is_vector = patch_pos[:, 0] == VECTOR_SLOT
+        if not bool(is_vector.any()):
+            return self.patch_embed(patches, patch_pos)
+        if self.vector_embed is None or self.vector_size is None:
+            raise ValueError("observation vectors in the input of a model without a vector embedding "
+                             "(obs_layout 'values')")
+        out = torch.empty(patches.shape[0], self.cfg.n_embd, dtype=self.vector_embed.weight.dtype,
+                          device=patches.device)
+        if not bool(is_vector.all()):
+            images = ~is_vector
+            out[images] = self.patch_embed(patches[images], patch_pos[images]).to(out.dtype)
+        rows = patches[is_vector].contiguous()
+        values = rows.view(torch.float32)[:, :self.cfg.vector_width] if rows.dtype == torch.uint8 else rows
+        sizes = patch_pos[is_vector, 1].long().clamp(max=self.cfg.vector_width)
+        out[is_vector] = self.vector_embed(values.to(out.dtype)) + self.vector_size(sizes).to(out.dtype)
+        return out
 
     def trunk(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
               patch_pos: Tensor | None = None, input_pos: Tensor | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars, source_curves, source_names
-from gato_mini.reports.tables import offline_text
+from gato_mini.reports.tables import layout_text, offline_text
 
 
 def _num(x: Any, fmt: str = "{:.1f}") -> str:
@@ -52,7 +52,9 @@ def score_rows(summaries: list[dict[str, Any]]) -> list[str]:
                    f"({t.get('images', '?')} images)" if caption else
                    f"{t['episodes'] - t['failed']} episodes"
                    + (f", {t['failed']} failed" if t["failed"] else "")
-                   + (f"; {offline_text(t['offline'])}" if t.get("offline") else ""))
+                   + (f"; {offline_text(t['offline'])}" if t.get("offline") else "")
+                   + (f"; observations: {layout_text(t['observation_layout'])}"
+                      if t.get("observation_layout") else ""))
         norm = (f"{_num(t['normalized_mean'])} ± {_num(t['normalized_std'])}"
                 if t.get("normalized_mean") is not None else "-")
         rows.append(f"| {t['source']} | {'caption' if caption else 'control'} | "

@@ -157,6 +157,13 @@ def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001
     print_summaries([r.summary() for r in reports], console)
 
 
+def layout_text(layout: dict[str, str]) -> str:
+    """How a control source's observation fields were tokenized, e.g. ``observation: one vector token``."""
+    said = {"vector": "one vector token", "values": "a token per value", "image": "image patches",
+            "discrete": "a token per value", "text": "text"}
+    return ", ".join(f"{k}: {said.get(v, v)}" for k, v in layout.items())
+
+
 def offline_text(offline: dict | None) -> str:
     """The offline action metric of a summary, beside the best constant's: one short phrase."""
     if not offline:
