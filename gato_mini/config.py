@@ -125,9 +125,9 @@ class GatoConfig:
     # token per value, mu-law and 1024 bins shared by every field), or "vector": the whole field is one
     # token, its values normalized per dimension by the training data's mean and standard deviation
     # (computed at prepare time, stored with the model) and mapped to the width by one linear layer, as
-    # jat does. The reacher's timestep is then 1 + 2 tokens instead of 10 + 2. Fields of more than
+    # jat does. The reacher's timestep is then 4 tokens instead of 13. Fields of more than
     # ``vector_width`` values stay per value. Actions are tokens either way (docs/learning.md,
-    # "Observation vectors").
+    # "Session 14").
     obs_layout: str = "vector"
     vector_width: int = 64
 

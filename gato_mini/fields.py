@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from gato_mini.config import GatoConfig
 from gato_mini.errors import GatoError
 from gato_mini.tokenizers.continuous import needs_mu_law
 
@@ -82,6 +83,12 @@ class FieldSpec:
     def space_only(self) -> FieldSpec:
         """The field as its gymnasium space gives it (no layout or statistics): what an env must match."""
         return FieldSpec(self.modality, self.shape, self.mu_law, self.offset, self.n)
+
+
+def becomes_vector(spec: FieldSpec, cfg: GatoConfig) -> bool:
+    """Whether ``cfg`` tokenizes this observation field as one vector token (``obs_layout: vector``, a
+    continuous field of at most ``vector_width`` values); the statistics come at prepare time."""
+    return cfg.obs_layout == "vector" and spec.modality == "continuous" and spec.size <= cfg.vector_width
 
 
 def with_statistics(spec: FieldSpec, mean: Any, std: Any) -> FieldSpec:

@@ -38,7 +38,7 @@ from gato_mini.data.source import (
     val_keys,
 )
 from gato_mini.errors import FileFormatError
-from gato_mini.fields import FieldSpec, same_spaces, with_statistics
+from gato_mini.fields import FieldSpec, becomes_vector, same_spaces, with_statistics
 from gato_mini.procs import available_memory
 from gato_mini.tokenizers import image
 from gato_mini.tokenizers.text import TextTokenizer
@@ -96,8 +96,8 @@ class Episodes(Source):
                 raise FileFormatError(f"source '{self.name}': the dataset {self.options['dataset']} is not "
                                       "of the spaces the model was trained on")
             return self.trained_fields
-        wanted = [k for k, f in fields.items() if f.modality == "continuous" and f.size <= cfg.vector_width]
-        if cfg.obs_layout != "vector" or not wanted:
+        wanted = [k for k, f in fields.items() if becomes_vector(f, cfg)]
+        if not wanted:
             return fields, action
         key = (cfg.vector_width, val_fraction)
         if self._tokenized is None or self._tokenized[0] != key:
@@ -175,6 +175,8 @@ class Episodes(Source):
                                           f"{image.MAX_IMAGE_PIXELS:,} pixels gato-mini decodes")
                 rows, cols = image.grid_shape(f.shape, cfg.patch_size, size)
                 obs_tokens += rows * cols
+            elif becomes_vector(f, cfg):
+                obs_tokens += 1
             elif f.modality != "text":
                 obs_tokens += math.prod(f.shape)
         step = obs_tokens + 1 + math.prod(action.shape)
