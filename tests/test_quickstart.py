@@ -244,6 +244,14 @@ def test_quickstart_dagger_rounds_pause_training_collect_and_go_on_on_time(tmp_p
     assert {"control-pendulum-dagger1", "control-pendulum-dagger2"} <= set(sources)
     config_used = yaml.safe_load((out / "run" / "config.yaml").read_text())
     assert config_used["data"]["sources"]["control-pendulum-dagger2"]["weight"] == 2
+    # every round reads the pendulum's observation vector with the demonstrations' statistics
+    demos = str(out / "episodes" / "control-pendulum" / "expert-v0")
+    assert config_used["data"]["sources"]["control-pendulum-dagger2"]["stats_dataset"] == demos
+    fields = {name: sources[name]["fields"]["observation"] for name in
+              ("control-pendulum", "control-pendulum-dagger1", "control-pendulum-dagger2")}
+    assert [f["layout"] for f in fields["control-pendulum"].values()] == ["vector"]
+    demo_fields = fields["control-pendulum"]
+    assert fields["control-pendulum-dagger1"] == fields["control-pendulum-dagger2"] == demo_fields
     assert set(state["scores"]) == {"control-pendulum", "text-pydoc"}  # the rounds are the task's data
     report = (out / "report.md").read_text()
     assert "DAgger round 2 (training paused at" in report
@@ -302,4 +310,6 @@ def test_the_documented_dagger_section_parses_beside_the_default_collect(tmp_pat
     plan = Plan.parse(raw["quickstart"])
     assert plan.dagger.at == [0.4, 0.7] and set(plan.dagger.collect) == {"control-pendulum"}
     assert plan.dagger.policy_share == 0.2 and plan.dagger.num_envs == 16
-    assert Plan.parse(yaml.safe_load(default_config().read_text())["quickstart"]).dagger is None  # off
+    default = Plan.parse(yaml.safe_load(default_config().read_text())["quickstart"]).dagger  # on: two rounds
+    assert default.at == [0.4, 0.7] and set(default.collect) == {"control-pendulum"}
+    assert default.weights == {"control-pendulum": 0.2}

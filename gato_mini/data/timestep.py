@@ -45,19 +45,25 @@ def field_width(spec: FieldSpec, cfg: GatoConfig, size: tuple[int, int] | None =
     return int(np.prod(spec.shape, dtype=np.int64)) if spec.shape else 1
 
 
+def _rows_of(column: Any, spec: FieldSpec) -> np.ndarray:
+    """A column of numbers ``(T, *shape)`` as ``(T, size)`` rows, or a :class:`TokenizationError` saying
+    what is wrong with it."""
+    x = np.asarray(column)
+    if x.dtype.kind not in "biuf":
+        raise TokenizationError(f"values must be numbers, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise TokenizationError("values need one row per step, got a single value")
+    width = math.prod(spec.shape)
+    if math.prod(x.shape[1:]) != width:
+        raise TokenizationError(f"each row must hold {width} value(s) (shape {spec.shape}), "
+                                f"got rows of shape {x.shape[1:]}")
+    return x.reshape(x.shape[0], width)
+
+
 def encode_values(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "field") -> np.ndarray:
     """A discrete or continuous column ``(T, *shape)`` -> ids ``(T, width)`` (int64)."""
-    x = np.asarray(column)
     try:
-        if x.dtype.kind not in "biuf":
-            raise TokenizationError(f"values must be numbers, got dtype {x.dtype}")
-        if x.ndim == 0:
-            raise TokenizationError("values need one row per step, got a single value")
-        t, width = x.shape[0], math.prod(spec.shape)
-        if math.prod(x.shape[1:]) != width:
-            raise TokenizationError(f"each row must hold {width} value(s) (shape {spec.shape}), "
-                                    f"got rows of shape {x.shape[1:]}")
-        x = x.reshape(t, width)
+        x = _rows_of(column, spec)
         if spec.modality == "continuous":
             ids = continuous.encode(x, cfg, spec.mu_law)
         elif spec.modality == "discrete":
@@ -73,16 +79,8 @@ def encode_values(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "fi
 def encode_vector(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "field") -> np.ndarray:
     """A ``vector`` field's column ``(T, *shape)`` -> slot payloads ``(T, P*P*C)`` uint8
     (:mod:`gato_mini.tokenizers.vector`); bad rows are one :class:`TokenizationError` naming the field."""
-    x = np.asarray(column)
     try:
-        if x.dtype.kind not in "biuf":
-            raise TokenizationError(f"values must be numbers, got dtype {x.dtype}")
-        if x.ndim == 0:
-            raise TokenizationError("values need one row per step, got a single value")
-        if math.prod(x.shape[1:]) != spec.size:
-            raise TokenizationError(f"each row must hold {spec.size} value(s) (shape {spec.shape}), "
-                                    f"got rows of shape {x.shape[1:]}")
-        return vector.encode(x.reshape(x.shape[0], spec.size), spec.mean, spec.std, cfg)
+        return vector.encode(_rows_of(column, spec), spec.mean, spec.std, cfg)
     except TokenizationError as exc:
         raise TokenizationError(f"{name}: {exc}") from None
 

@@ -35,6 +35,12 @@ from gato_mini.procs import available_memory
 from gato_mini.tokenizers.vector import VECTOR_SLOT
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several training together (torch.distributed initialized)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
+
+
 # --- rotary positions -------------------------------------------------------------
 def rope_cache(length: int, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
     """cos and sin tables ``(length, head_dim // 2)`` (Su et al. 2021)."""
@@ -295,6 +301,8 @@ class GatoModel(nn.Module):
         if n_patches:
             x = x.clone()
             x[slots] = self.embed_slots(patches, patch_pos).to(x.dtype)  # row-major (b, i) order
+        if self.training and torch.is_grad_enabled() and _distributed():
+            x = x + self._unused_zero(patch_pos if n_patches else None)
         if local_pos is not None:
             has = (local_pos >= 0).unsqueeze(-1)
             x = x + self.local_pos(local_pos.clamp(min=0)) * has
@@ -325,6 +333,22 @@ class GatoModel(nn.Module):
         sizes = patch_pos[is_vector, 1].long().clamp(max=self.cfg.vector_width)
         out[is_vector] = self.vector_embed(values.to(out.dtype)) + self.vector_size(sizes).to(out.dtype)
         return out
+
+    def _unused_zero(self, patch_pos: Tensor | None) -> Tensor:
+        """A zero that depends on every slot embedding this batch has no input for (the vector embedding in
+        a batch without observation vectors, the patch embedding in one without images): every parameter
+        then takes part in every training step, as DDP requires, whichever sources a batch drew. Only in a
+        distributed run: in one process such a parameter keeps no gradient at all (AdamW then leaves it
+        alone that step, where a zero gradient would still move it by its momentum)."""
+        is_vector = patch_pos[:, 0] == VECTOR_SLOT if patch_pos is not None else None
+        idle: list[nn.Module] = []
+        if is_vector is None or bool(is_vector.all()):
+            idle.append(self.patch_embed)
+        if (is_vector is None or not bool(is_vector.any())) and self.vector_embed is not None:
+            idle += [self.vector_embed, self.vector_size]
+        params = [p for m in idle for p in m.parameters()]
+        zero = torch.zeros((), device=self.wte.weight.device)
+        return sum((p.sum() for p in params), zero) * 0.0
 
     def trunk(self, tokens: Tensor, local_pos: Tensor | None = None, patches: Tensor | None = None,
               patch_pos: Tensor | None = None, input_pos: Tensor | None = None,
