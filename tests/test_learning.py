@@ -34,7 +34,6 @@ from gato_mini.train.run import train
 
 STEPS = 20
 DAGGER_WIDTH, DAGGER_STEPS = 64, 600  # the DAgger test's model and training (docs/learning.md)
-REACHER_EPISODES, REACHER_WIDTH, REACHER_STEPS = 300, 64, 600  # the reacher test's (docs/learning.md)
 
 
 class Quadrant(gym.Env):
@@ -184,30 +183,6 @@ def test_tiny_model_balances_the_real_inverted_pendulum(tmp_path) -> None:
     s = report.summary()
     print({"return": s["return_mean"], **refs, "normalized": s["normalized_mean"], "offline": s["offline"]})
     assert s["offline"]["value"] < s["offline"]["baseline"]  # it reads the state
-    assert s["normalized_mean"] >= 50, s
-
-
-@pytest.mark.slow
-def test_tiny_model_reaches_the_targets_of_the_real_reacher(tmp_path) -> None:
-    """Issue 39: the reacher, whose per-value layout (ten observation tokens of 1,024 shared ids) was
-    barely learned even teacher-forced, learned alone as one normalized vector token per observation
-    (the default layout): DART-noised demonstrations recorded here, held-out seeds, scored against
-    random, zero torque (the stronger baseline) and the expert at the same seeds."""
-    task = "mujoco-reacher"
-    run_episodes(task, Recording("expert", REACHER_EPISODES, seed=0, noise=0.2), out=tmp_path / "eps",
-                 progress=False)
-    model, tok, trained = _train_tiny(tmp_path, {"episodes": str(tmp_path / "eps"), "sources": {task: {}}},
-                                      width=REACHER_WIDTH, block_size=128, max_steps=REACHER_STEPS)
-    assert model.cfg.obs_layout == "vector"
-    report = evaluate_source(model, tok, trained, task, EvalOptions(
-        episodes=16, num_envs=8, seed=20_000, prompt_dataset=str(tmp_path / "eps" / task / "expert-v0"),
-        step_timeout=0))
-    refs = {kind: measure_reference(task, kind, 16, seed=20_000, progress=False).mean
-            for kind in ("random", "expert", "constant")}
-    report.random, report.expert, report.constant = refs["random"], refs["expert"], refs["constant"]
-    s = report.summary()
-    print({"return": s["return_mean"], **refs, "normalized": s["normalized_mean"], "offline": s["offline"]})
-    assert s["offline"]["value"] < 0.7 * s["offline"]["baseline"]  # it reads the state
     assert s["normalized_mean"] >= 50, s
 
 
