@@ -202,7 +202,10 @@ class Episodes(Source):
                                   "has available; split it into shorter episodes")
 
     def _input(self) -> Any:
-        return file_stat(dataset_folder(self.options["dataset"]))
+        mine = file_stat(dataset_folder(self.options["dataset"]))
+        if self.options["stats_dataset"] is None:
+            return mine
+        return [mine, file_stat(dataset_folder(self.options["stats_dataset"]))]  # its statistics too
 
     def texts(self) -> Iterator[str]:
         return iter(())
