@@ -40,9 +40,7 @@ def field_width(spec: FieldSpec, cfg: GatoConfig, size: tuple[int, int] | None =
         return rows * cols
     if spec.modality == "text":
         raise TokenizationError("text fields have no fixed width")
-    if spec.layout == "vector":
-        return 1
-    return int(np.prod(spec.shape, dtype=np.int64)) if spec.shape else 1
+    return 1 if spec.layout == "vector" else spec.size
 
 
 def _rows_of(column: Any, spec: FieldSpec) -> np.ndarray:
@@ -53,11 +51,10 @@ def _rows_of(column: Any, spec: FieldSpec) -> np.ndarray:
         raise TokenizationError(f"values must be numbers, got dtype {x.dtype}")
     if x.ndim == 0:
         raise TokenizationError("values need one row per step, got a single value")
-    width = math.prod(spec.shape)
-    if math.prod(x.shape[1:]) != width:
-        raise TokenizationError(f"each row must hold {width} value(s) (shape {spec.shape}), "
+    if math.prod(x.shape[1:]) != spec.size:
+        raise TokenizationError(f"each row must hold {spec.size} value(s) (shape {spec.shape}), "
                                 f"got rows of shape {x.shape[1:]}")
-    return x.reshape(x.shape[0], width)
+    return x.reshape(x.shape[0], spec.size)
 
 
 def encode_values(column: Any, spec: FieldSpec, cfg: GatoConfig, name: str = "field") -> np.ndarray:

@@ -328,8 +328,7 @@ class GatoModel(nn.Module):
         if not bool(is_vector.all()):
             images = ~is_vector
             out[images] = self.patch_embed(patches[images], patch_pos[images]).to(out.dtype)
-        rows = patches[is_vector].contiguous()
-        values = rows.view(torch.float32)[:, :self.cfg.vector_width] if rows.dtype == torch.uint8 else rows
+        values = patches[is_vector].contiguous().view(torch.float32)[:, :self.cfg.vector_width]  # the payload
         sizes = patch_pos[is_vector, 1].long().clamp(max=self.cfg.vector_width)
         out[is_vector] = self.vector_embed(values.to(out.dtype)) + self.vector_size(sizes).to(out.dtype)
         return out
