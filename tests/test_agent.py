@@ -14,6 +14,7 @@ from gato_mini.agent.agent import AgentOptions
 from gato_mini.agent.rollout import run_agent
 from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import episode_sequence
+from gato_mini.errors import GatoError
 from gato_mini.fields import action_field, observation_fields
 from gato_mini.model import GatoModel
 from gato_mini.model.generate import Sampling
@@ -173,3 +174,30 @@ def test_the_envs_observations_are_tokenized_together_as_each_alone() -> None:
         alone = agent.observe(o)
         for name in ("tokens", "targets", "local_pos", "patches", "patch_pos", "starts"):
             assert np.array_equal(getattr(seq, name), getattr(alone, name)), name
+
+
+@pytest.mark.parametrize("point", ["median", "mode"])
+def test_a_greedy_continuous_action_is_read_at_the_value_point(point: str) -> None:
+    """The median (the default) or the mode of the predicted bins becomes the action, and the token fed
+    back is the one whose value the env got; a discrete action is always its argmax."""
+    from gato_mini.data.timestep import decode_values, legal_range
+
+    kw = {} if point == "median" else {"value_point": point}
+    agent = _agent(1, continuous=True, **kw)
+    lo, hi = legal_range(agent.action, CFG)
+    real = agent.model.logits
+
+    def bimodal(*args, ids=None, **kwargs):
+        logits = torch.full_like(real(*args, **kwargs), -30.0)
+        logits[..., lo + 100], logits[..., lo + 600], logits[..., lo + 900] = np.log([0.45, 0.2, 0.35])
+        return logits if ids is None else logits[..., ids[0]:ids[1]]
+
+    agent.model.logits = bimodal
+    obs, _ = MatchEnv(True).reset(seed=0)
+    act = agent.act({0: obs})[0]
+    want = lo + (600 if point == "median" else 100)
+    assert np.allclose(act, decode_values(np.full((1, agent.n_act), want), agent.action, CFG)[0])
+    assert int(agent.slots[0].pending.tokens[0]) == want
+    assert _agent(1, value_point="median").point == "mode"  # discrete actions: no order to take a median of
+    with pytest.raises(GatoError, match="value_point must be one of"):
+        _agent(1, continuous=True, value_point="mean")

@@ -358,3 +358,17 @@ def test_hl_gauss_loss_changes_only_value_targets_and_a_narrow_one_is_cross_entr
     torch.testing.assert_close(soft[:, 1::2], hard[:, 1::2])  # text targets: unchanged
     assert not torch.allclose(soft[:, ::2], hard[:, ::2])
     torch.testing.assert_close(narrow, hard, atol=1e-4, rtol=1e-4)  # all the mass on the target's bin
+
+
+def test_the_median_pick_reads_a_distribution_over_ordered_ids() -> None:
+    """At temperature 0 the mode is the argmax; the median is the first id where the cumulative probability
+    reaches one half (a continuous action's bins are ordered by value), inside the allowed range."""
+    probs = torch.full((2, 40), 1e-9)
+    probs[0, [12, 15, 18]] = torch.tensor([0.45, 0.2, 0.35])  # mode 12, median 15
+    probs[1, 30] = 1.0  # one peak: mode and median agree
+    probs[:, 2] = 5.0  # the overall peak lies outside the legal range
+    logits = probs.log()
+    assert pick(logits, (10, 35)).tolist() == [12, 30]
+    assert pick(logits, (10, 35), point="median").tolist() == [15, 30]
+    assert pick(logits, (10, 35), temperature=1.0, point="median",
+                generator=torch.Generator().manual_seed(0)).min() >= 10  # sampling ignores the point

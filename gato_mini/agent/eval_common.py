@@ -36,18 +36,19 @@ class EvalOptions(Checked):
     model loads) or by the quickstart, and read by every evaluator;
     :func:`~gato_mini.agent.evaluate.evaluate_source` checks it too, for callers from Python.
 
-    ``episodes``/``num_envs``: None takes the source group's default (:data:`EVAL_DEFAULTS`; episodes
-    0 is every held-out image of a caption source). ``seed``: episode i uses seed + i.
-    ``prompt_dataset``/``use_prompt``/``prompt_tokens``: the demonstration a control episode is
-    prompted with (:func:`~gato_mini.agent.eval_control.demonstration_prompt`). ``temperature``: 0 is
-    greedy. ``use_cache``: False recomputes the whole context each step. ``max_steps``: the episode
-    step cap (None: the task's). ``step_timeout``: control envs run in their own processes and one
-    that does not answer a reset or step within this many seconds fails its episode; None or 0 runs
-    them in this process, with no limit. ``offline``: also the teacher-forced action metrics on
-    held-out logged episodes. ``env_id``/``imports``: the gymnasium env to play an ``episodes`` source
-    on instead of the registry's or the dataset's stored one. ``video``: the first episode as a .gif
-    or .mp4; ``samples``: a caption source's grid image of samples; ``reference_cache``: where
-    references measured at eval are kept (beside the model), so a normalized score always compares
+    ``episodes``/``num_envs``: None takes the source group's default (:data:`EVAL_DEFAULTS`; episodes 0 is
+    every held-out image of a caption source). ``seed``: episode i uses seed + i.
+    ``prompt_dataset``/``use_prompt``/``prompt_tokens``: the demonstration a control episode is prompted
+    with (:func:`~gato_mini.agent.eval_control.demonstration_prompt`). ``temperature``: 0 is greedy.
+    ``value_point``: a greedy continuous action's bin is its distribution's median or mode
+    (:class:`~gato_mini.agent.agent.AgentOptions`). ``use_cache``: False recomputes the whole context each
+    step. ``max_steps``: the episode step cap (None: the task's). ``step_timeout``: control envs run in
+    their own processes and one that does not answer a reset or step within this many seconds fails its
+    episode; None or 0 runs them in this process, with no limit. ``offline``: also the teacher-forced
+    action metrics on held-out logged episodes. ``env_id``/``imports``: the gymnasium env to play an
+    ``episodes`` source on instead of the registry's or the dataset's stored one. ``video``: the first
+    episode as a .gif or .mp4; ``samples``: a caption source's grid image of samples; ``reference_cache``:
+    where references measured at eval are kept (beside the model), so a normalized score always compares
     like with like.
     """
 
@@ -58,6 +59,7 @@ class EvalOptions(Checked):
     use_prompt: bool = True
     prompt_tokens: int | None = field(default=None, metadata=count("--prompt-tokens"))
     temperature: float = field(default=0.0, metadata=number("--temperature", 0, hi=100, optional=False))
+    value_point: str = "median"
     use_cache: bool = True
     max_steps: int | None = field(default=None, metadata=count("--max-steps"))
     step_timeout: float | None = field(default=60.0, metadata=number(

@@ -157,7 +157,7 @@ def source_agent(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, 
                                             o.prompt_dataset, o.prompt_tokens)
     agent = Agent(model, fields, action, n, tokenizer, prompt,
                   AgentOptions(Sampling(temperature=o.temperature, seed=o.seed), o.use_cache,
-                               image_size=source_image_size(entry)))
+                               image_size=source_image_size(entry), value_point=o.value_point))
     return spec, agent, prompt_name
 
 
@@ -195,7 +195,8 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     report.extra["references_from"] = origin
     report.extra["observation_layout"] = observation_layout(agent.fields)
     if o.offline:
-        report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, agent.action)
+        report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, agent.action,
+                                                           point=o.value_point)
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
@@ -208,7 +209,7 @@ def observation_layout(fields: dict[str, FieldSpec]) -> dict[str, str]:
 
 
 def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
-                         action: FieldSpec, max_windows: int = 64) -> dict[str, Any]:
+                         action: FieldSpec, max_windows: int = 64, point: str = "median") -> dict[str, Any]:
     """Teacher-forced action metrics on the held-out episodes of the source ``name`` (the split training
     held out); ``{"error": ...}`` when its dataset is not on this machine."""
     entry = source_entry(trained, name)
@@ -224,5 +225,5 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, trained: di
                                            Counter())]
     if not held:  # a dataset of one episode holds none out
         return {"error": "no offline metrics: the source holds out no episode"}
-    metrics = offline_metrics(model, held, action, max_windows)
+    metrics = offline_metrics(model, held, action, max_windows, point)
     return {**metrics, "dataset": str(source.options["dataset"])}

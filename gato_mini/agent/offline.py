@@ -5,8 +5,9 @@ observation to action, and one that learned it but drifts off the expert's path
 where its errors compound. These metrics tell them apart. Each held-out episode
 (the source's ``val`` split, as training held it out) is cut into windows of
 whole timesteps of at most ``block_size`` tokens, as training cuts them; at every
-action token the model's choice is the most likely id of that dimension's legal
-range, with the true earlier tokens as context (teacher forcing).
+action token the model's choice is read from that dimension's legal range as the
+agent reads it (the most likely id; for a continuous action the median bin by
+default), with the true earlier tokens as context (teacher forcing).
 
 * discrete actions: ``accuracy``, beside ``baseline``, the accuracy of always
   pressing the held-out data's most common action (the best constant policy);
@@ -32,6 +33,7 @@ from gato_mini.data.timestep import legal_range
 from gato_mini.data.windows import collate
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
+from gato_mini.model.generate import pick
 from gato_mini.model.model import GatoModel
 
 
@@ -50,8 +52,10 @@ def episode_windows(seq: TokenSequence, block: int, cfg: GatoConfig) -> list[Tok
 
 
 def predict_actions(model: GatoModel, windows: list[TokenSequence], action: FieldSpec,
-                    batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted ids, logged ids) at every action token of ``windows``, teacher-forced, in order."""
+                    batch_size: int = 8, point: str = "median") -> tuple[np.ndarray, np.ndarray]:
+    """(predicted ids, logged ids) at every action token of ``windows``, teacher-forced, in order; a
+    continuous action's id is read at ``point`` as the agent reads it (:func:`pick`)."""
+    point = point if action.modality == "continuous" else "mode"
     cfg = model.cfg
     lo, hi = legal_range(action, cfg)
     device = next(model.parameters()).device
@@ -66,7 +70,7 @@ def predict_actions(model: GatoModel, windows: list[TokenSequence], action: Fiel
             batch = {key: v.to(device) for key, v in batch.items()}
             with torch.no_grad():
                 logits = model.logits(**batch)
-            picked = logits[mask.to(device)][:, lo:hi].argmax(-1).cpu() + lo
+            picked = pick(logits[mask.to(device)][:, lo:hi], point=point).cpu() + lo
             preds.append(picked.numpy())
             truth.append(targets[mask].numpy())
     finally:
@@ -98,7 +102,7 @@ def action_metrics(pred: np.ndarray, truth: np.ndarray, action: FieldSpec) -> di
 
 
 def offline_metrics(model: GatoModel, episodes: Iterable[TokenSequence], action: FieldSpec,
-                    max_windows: int = 64) -> dict[str, Any]:
+                    max_windows: int = 64, point: str = "median") -> dict[str, Any]:
     """:func:`action_metrics` over the windows of ``episodes`` (at most ``max_windows``, spread evenly)."""
     windows = [w for seq in episodes for w in episode_windows(seq, model.cfg.block_size, model.cfg)]
     if not windows:
@@ -106,5 +110,6 @@ def offline_metrics(model: GatoModel, episodes: Iterable[TokenSequence], action:
     if len(windows) > max_windows:
         keep = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
         windows = [windows[i] for i in keep]
-    pred, truth = predict_actions(model, windows, action)
-    return {**action_metrics(pred, truth, action), "windows": len(windows)}
+    pred, truth = predict_actions(model, windows, action, point=point)
+    out = {**action_metrics(pred, truth, action), "windows": len(windows)}
+    return {**out, "point": point} if action.modality == "continuous" else out

@@ -75,6 +75,9 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-tokens", type=int, help="prompt budget in tokens (default: block_size / 4)")
     p.add_argument("--no-prompt", action="store_true", help="no demonstration prompt")
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default)")
+    p.add_argument("--value-point", choices=("median", "mode"), default="median",
+                   help="a greedy continuous action: the median (default) or the mode (argmax) of the "
+                        "predicted bins")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (slow)")
     p.add_argument("--max-steps", type=int, help="episode step cap (default: the task's)")
     p.add_argument("--step-timeout", type=float, default=60.0,
@@ -101,7 +104,8 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
     return EvalOptions(episodes=args.episodes, num_envs=args.num_envs, seed=args.seed,
                        prompt_dataset=args.prompt_dataset, use_prompt=not args.no_prompt,
                        prompt_tokens=args.prompt_tokens, temperature=args.temperature,
-                       use_cache=not args.no_cache, max_steps=args.max_steps, step_timeout=args.step_timeout,
+                       value_point=args.value_point, use_cache=not args.no_cache, max_steps=args.max_steps,
+                       step_timeout=args.step_timeout,
                        offline=not args.no_offline, env_id=args.env, imports=tuple(args.imports),
                        reference_cache=Path(args.model) / "references.json").checked()
 

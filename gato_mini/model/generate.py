@@ -102,11 +102,17 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
     return logits
 
 
+#: How a greedy pick reads a distribution over ordered ids (a continuous action's bins): its ``mode``
+#: (argmax) or its ``median`` (the first id where the cumulative probability reaches one half).
+POINTS = ("mode", "median")
+
+
 def pick(logits: Tensor, allowed: Allowed = None, temperature: float = 0.0, top_k: int | None = None,
-         top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
+         top_p: float | None = None, generator: torch.Generator | None = None, point: str = "mode") -> Tensor:
     """One id per row of ``logits`` (B, V) among the ``allowed`` ids: an id range ``(lo, hi)`` or a boolean
-    mask over the vocabulary (None: any). Greedy at temperature 0, else softmax sampling after
-    top-k/top-p (a :class:`Sampling`'s fields)."""
+    mask over the vocabulary (None: any). Greedy at temperature 0 (the ``point`` of :data:`POINTS`; a
+    median only means something over ordered ids), else softmax sampling after top-k/top-p (a
+    :class:`Sampling`'s fields)."""
     logits = logits.float()
     lo = 0
     if isinstance(allowed, tuple):
@@ -115,6 +121,9 @@ def pick(logits: Tensor, allowed: Allowed = None, temperature: float = 0.0, top_
     elif allowed is not None:
         logits = logits.masked_fill(~allowed[: logits.shape[-1]], float("-inf"))
     if temperature <= 0:
+        if point == "median":
+            below = torch.softmax(logits, dim=-1).cumsum(dim=-1) < 0.5
+            return below.sum(dim=-1).clamp(max=logits.shape[-1] - 1) + lo
         return logits.argmax(dim=-1) + lo
     logits = filter_logits(logits / temperature, top_k, top_p)
     return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1) + lo
