@@ -67,15 +67,17 @@ class Gato:
         return evaluate_source(self.model, self.tokenizer, self.trained, source, opts)
 
     def agent(self, source: str, env: str | None = None, num_envs: int = 1, temperature: float = 0.0,
-              seed: int = 0) -> tuple[Agent, Any]:
+              seed: int = 0, value_point: str = "median") -> tuple[Agent, Any]:
         """(an :class:`~gato_mini.agent.agent.Agent` of ``num_envs`` slots, one env of the task) for the
         control source ``source``, prompted as eval prompts: call ``agent.reset(i)`` at each episode's
         start and ``agent.act({i: obs})`` for each step's actions. ``env``: another gymnasium id with the
         same spaces. The env is built with the task's wrappers, so its observations are the dicts of fields
-        the agent reads, as in training."""
+        the agent reads, as in training. ``value_point``: a greedy continuous action is the median (or
+        ``"mode"``) of its predicted bins."""
         if source_group(self.trained, source) != "actions":
             raise GatoError(f"{source} is not a control source; use caption() or chat()")
-        options = EvalOptions(seed=seed, temperature=temperature, env_id=env).checked()
+        options = EvalOptions(seed=seed, temperature=temperature, env_id=env,
+                              value_point=value_point).checked()
         spec, agent, _ = source_agent(self.model, self.tokenizer, self.trained, source, num_envs, options)
         return agent, spec.make()
 

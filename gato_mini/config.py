@@ -55,7 +55,7 @@ FAITHFUL: dict[str, str] = {"action_inputs": "keep", "value_init": "random", "pa
 
 #: Keys added after model folders were first written, with the meaning a ``config.json`` that lacks
 #: them had: an old model folder loads and acts as it did.
-ADDED_LATER: dict[str, Any] = {"obs_layout": "values"}
+ADDED_LATER: dict[str, Any] = {"obs_layout": "values", "vector_grad_scale": 1.0}
 
 # Named sizes. tiny/small are CPU presets; the gato-* sizes are Gato's own
 # (Reed et al. 2022, Table 1: 79M = 8 layers, width 768, 24 heads; 364M =
@@ -130,6 +130,12 @@ class GatoConfig:
     # "Session 14").
     obs_layout: str = "vector"
     vector_width: int = 64
+    # The gradient the vector embedding's parameters receive is scaled by this (its forward is unchanged,
+    # as GLM-130B's embedding gradient shrink). AdamW's update of those parameters does not depend on the
+    # scale; the norm the gradient clip reads does: at 1 the vector embedding held most of a mixed
+    # batch's gradient norm and the clip shrank every other source's step with it (docs/learning.md,
+    # "Session 15").
+    vector_grad_scale: float = 0.1
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -146,7 +152,7 @@ class GatoConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config '{key}' must be a positive integer, got {value!r}")
-        for key in ("dropout", "rope_base", "norm_eps", "mu", "mu_m"):
+        for key in ("dropout", "rope_base", "norm_eps", "mu", "mu_m", "vector_grad_scale"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"config '{key}' must be a finite number, got {value!r}")
@@ -178,6 +184,8 @@ class GatoConfig:
             raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
         if self.obs_layout not in ("values", "vector"):
             raise ConfigError(f"config 'obs_layout' must be 'values' or 'vector', got {self.obs_layout!r}")
+        if not 0.0 < self.vector_grad_scale <= 1.0:
+            raise ConfigError(f"config 'vector_grad_scale' must be in (0, 1], got {self.vector_grad_scale}")
         if 4 * self.vector_width > self.patch_size ** 2 * self.image_channels:
             raise ConfigError(f"config 'vector_width' ({self.vector_width}) is more float32 values than a "
                               f"slot of {self.patch_size ** 2 * self.image_channels} bytes holds")

@@ -34,6 +34,7 @@ from gato_mini.train.run import train
 
 STEPS = 20
 DAGGER_WIDTH, DAGGER_STEPS = 64, 600  # the DAgger test's model and training (docs/learning.md)
+REACHER_STEPS = 600  # the reacher test's training (docs/learning.md, session 15)
 
 
 class Quadrant(gym.Env):
@@ -183,6 +184,27 @@ def test_tiny_model_balances_the_real_inverted_pendulum(tmp_path) -> None:
     s = report.summary()
     print({"return": s["return_mean"], **refs, "normalized": s["normalized_mean"], "offline": s["offline"]})
     assert s["offline"]["value"] < s["offline"]["baseline"]  # it reads the state
+    assert s["normalized_mean"] >= 50, s
+
+
+@pytest.mark.slow
+def test_tiny_model_reaches_the_reacher_targets(tmp_path) -> None:
+    """Issue 39: the reacher alone in a few minutes, with the defaults: each observation one normalized
+    vector token, torques read at the median of their bins. DART-noised expert demonstrations recorded
+    here, scored on held-out seeds against random, zero torque and the expert at the same seeds."""
+    task, eps = "mujoco-reacher", tmp_path / "eps"
+    run_episodes(task, Recording("expert", 300, seed=0, noise=0.2), out=eps, progress=False)
+    source = {"kind": "episodes", "dataset": str(eps / task / "expert-v0")}
+    model, tok, trained = _train_tiny(tmp_path, {"sources": {task: source}}, width=64, block_size=128,
+                                      max_steps=REACHER_STEPS)
+    report = evaluate_source(model, tok, trained, task, EvalOptions(
+        episodes=16, num_envs=8, seed=20_000, prompt_dataset=str(eps / task / "expert-v0"), step_timeout=0))
+    refs = {kind: measure_reference(task, kind, 16, seed=20_000, progress=False).mean
+            for kind in ("random", "expert", "constant")}
+    report.random, report.expert, report.constant = refs["random"], refs["expert"], refs["constant"]
+    s = report.summary()
+    print({"return": s["return_mean"], **refs, "normalized": s["normalized_mean"], "offline": s["offline"]})
+    assert s["offline"]["value"] < 0.75 * s["offline"]["baseline"]  # it reads the target and the arm
     assert s["normalized_mean"] >= 50, s
 
 

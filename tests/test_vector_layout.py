@@ -23,11 +23,14 @@ from gato_mini.config import GatoConfig
 from gato_mini.data.minari_io import iter_episodes
 from gato_mini.data.sequence import episode_sequence, observation_sequence
 from gato_mini.data.source import val_keys
-from gato_mini.errors import GatoError, TokenizationError
+from gato_mini.data.windows import collate
+from gato_mini.errors import ConfigError, GatoError, TokenizationError
 from gato_mini.fields import FieldSpec, action_field, observation_fields, with_statistics
+from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model, load_model
 from gato_mini.model.generate import Sampling
 from gato_mini.tokenizers import vector
+from gato_mini.train.lit import MODEL_KEYS
 from tests._fakeenvs import MatchEnv
 from tests._models import LogitLog, assert_same_logits, loud_model
 
@@ -91,6 +94,36 @@ def test_the_model_reads_the_vector_and_a_values_model_refuses_one() -> None:
     assert values.vector_embed is None
     with pytest.raises(ValueError, match="without a vector embedding"):
         values.logits(*args)
+
+
+def test_the_vector_gradient_scale_shrinks_only_the_vector_embeddings_gradient() -> None:
+    """vector_grad_scale k: the same logits and the same gradient everywhere but in the vector embedding,
+    whose gradient is k times what it is at 1 (the clip's norm then sees k of it; AdamW's step does not)."""
+    env = MatchEnv(continuous=True)
+    fields, action = _vector_fields(env), action_field(env.action_space)
+    rng = np.random.default_rng(3)
+    seq = episode_sequence({"image": rng.integers(0, 256, (3, 16, 32), dtype=np.uint8),
+                            "state": rng.uniform(-1, 1, (3, 3)).astype(np.float32)},
+                           rng.uniform(-1, 1, (3, 2)).astype(np.float32), fields, action, CFG)
+    batch = collate([(0, seq)], CFG)
+    grads, logits = {}, {}
+    for k in (1.0, 0.25):
+        torch.manual_seed(0)
+        model = GatoModel(GatoConfig.from_dict({**CFG.to_dict(), "vector_grad_scale": k}))
+        loss = model(**{key: batch[key] for key in MODEL_KEYS}, targets=batch["targets"],
+                     loss_mask=batch["loss_mask"])
+        loss.backward()
+        grads[k] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        logits[k] = model.logits(**{key: batch[key] for key in MODEL_KEYS}).detach()
+    torch.testing.assert_close(logits[1.0], logits[0.25])
+    assert {"vector_embed.weight", "vector_size.weight"} <= set(grads[1.0])
+    for name, g in grads[1.0].items():
+        want = g * 0.25 if name.startswith("vector_") else g
+        torch.testing.assert_close(grads[0.25][name], want, msg=name)
+    assert GatoConfig().vector_grad_scale == 0.1
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="vector_grad_scale"):
+            GatoConfig(vector_grad_scale=bad)
 
 
 def _agent(n: int, continuous: bool, use_cache: bool) -> Agent:

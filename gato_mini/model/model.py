@@ -330,7 +330,11 @@ class GatoModel(nn.Module):
             out[images] = self.patch_embed(patches[images], patch_pos[images]).to(out.dtype)
         values = patches[is_vector].contiguous().view(torch.float32)[:, :self.cfg.vector_width]  # the payload
         sizes = patch_pos[is_vector, 1].long().clamp(max=self.cfg.vector_width)
-        out[is_vector] = self.vector_embed(values.to(out.dtype)) + self.vector_size(sizes).to(out.dtype)
+        vectors = self.vector_embed(values.to(out.dtype)) + self.vector_size(sizes).to(out.dtype)
+        k = self.cfg.vector_grad_scale
+        if k != 1.0 and torch.is_grad_enabled():  # the same values; k of the gradient reaches the parameters
+            vectors = vectors * k + vectors.detach() * (1.0 - k)
+        out[is_vector] = vectors
         return out
 
     def _unused_zero(self, patch_pos: Tensor | None) -> Tensor:
