@@ -120,7 +120,7 @@ def test_the_vector_gradient_scale_shrinks_only_the_vector_embeddings_gradient()
     for name, g in grads[1.0].items():
         want = g * 0.25 if name.startswith("vector_") else g
         torch.testing.assert_close(grads[0.25][name], want, msg=name)
-    assert GatoConfig().vector_grad_scale == 0.1
+    assert GatoConfig().vector_grad_scale == 1.0
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(ConfigError, match="vector_grad_scale"):
             GatoConfig(vector_grad_scale=bad)
