@@ -86,7 +86,7 @@ def test_eval_smoke_table_and_json(model_dir: Path) -> None:
     off = res["offline"]
     assert off["metric"] == "bin_error" and off["actions"] in (30, 60)
     assert 0 <= off["baseline"] <= off["value"]
-    assert off["point"] == "median"
+    assert off["point"] == res["value_point"] == "median"
     assert "offline bin error" in r.stdout
     # the aggregate over tasks: one task, its per-episode normalized scores
     from gato_mini.reports.aggregate import iqm

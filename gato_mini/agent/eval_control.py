@@ -194,6 +194,7 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
                           constant=refs["constant"].mean if "constant" in refs else None)
     report.extra["references_from"] = origin
     report.extra["observation_layout"] = observation_layout(agent.fields)
+    report.extra["value_point"] = agent.point  # how a greedy action was read: its bins' median or mode
     if o.offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, agent.action,
                                                            point=o.value_point)
