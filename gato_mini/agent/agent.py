@@ -45,7 +45,15 @@ from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, conc
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
-from gato_mini.model.generate import POINTS, Engine, Sampling, decode_text, pick, token_sequence
+from gato_mini.model.generate import (
+    POINTS,
+    Engine,
+    Sampling,
+    action_point,
+    decode_text,
+    pick,
+    token_sequence,
+)
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -102,7 +110,7 @@ class Agent:
         self.sampling = options.sampling.checked()
         if options.value_point not in POINTS:
             raise GatoError(f"value_point must be one of {', '.join(POINTS)}; got {options.value_point!r}")
-        self.point = options.value_point if action.modality == "continuous" else "mode"
+        self.point = action_point(action.modality, options.value_point)
         if action.modality == "text":
             images = [k for k, f in fields.items() if f.modality == "image"]
             if tokenizer is None or len(fields) != 1 or len(images) != 1:

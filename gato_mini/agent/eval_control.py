@@ -197,7 +197,7 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     report.extra["value_point"] = agent.point  # how a greedy action was read: its bins' median or mode
     if o.offline:
         report.extra["offline"] = offline_task_metrics(model, tokenizer, trained, name, agent.action,
-                                                           point=o.value_point)
+                                                           point=agent.point)
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report

@@ -33,7 +33,7 @@ from gato_mini.data.timestep import legal_range
 from gato_mini.data.windows import collate
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
-from gato_mini.model.generate import pick
+from gato_mini.model.generate import action_point, pick
 from gato_mini.model.model import GatoModel
 
 
@@ -55,7 +55,7 @@ def predict_actions(model: GatoModel, windows: list[TokenSequence], action: Fiel
                     batch_size: int = 8, point: str = "median") -> tuple[np.ndarray, np.ndarray]:
     """(predicted ids, logged ids) at every action token of ``windows``, teacher-forced, in order; a
     continuous action's id is read at ``point`` as the agent reads it (:func:`pick`)."""
-    point = point if action.modality == "continuous" else "mode"
+    point = action_point(action.modality, point)
     cfg = model.cfg
     lo, hi = legal_range(action, cfg)
     device = next(model.parameters()).device

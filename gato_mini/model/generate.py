@@ -107,6 +107,12 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 POINTS = ("mode", "median")
 
 
+def action_point(modality: str, point: str) -> str:
+    """The point a greedy action of this modality is read at: ``point`` for a continuous action, the mode
+    for any other (a median only means something over ids ordered by value)."""
+    return point if modality == "continuous" else "mode"
+
+
 def pick(logits: Tensor, allowed: Allowed = None, temperature: float = 0.0, top_k: int | None = None,
          top_p: float | None = None, generator: torch.Generator | None = None, point: str = "mode") -> Tensor:
     """One id per row of ``logits`` (B, V) among the ``allowed`` ids: an id range ``(lo, hi)`` or a boolean
