@@ -14,6 +14,7 @@ from gato_mini.agent.agent import AgentOptions
 from gato_mini.agent.rollout import run_agent
 from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import episode_sequence
+from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.fields import action_field, observation_fields
 from gato_mini.model import GatoModel
@@ -180,8 +181,6 @@ def test_the_envs_observations_are_tokenized_together_as_each_alone() -> None:
 def test_a_greedy_continuous_action_is_read_at_the_value_point(point: str) -> None:
     """The median (the default) or the mode of the predicted bins becomes the action, and the token fed
     back is the one whose value the env got; a discrete action is always its argmax."""
-    from gato_mini.data.timestep import decode_values, legal_range
-
     kw = {} if point == "median" else {"value_point": point}
     agent = _agent(1, continuous=True, **kw)
     lo, hi = legal_range(agent.action, CFG)
