@@ -393,6 +393,9 @@ class Quickstart:
             s = r.summary()
             scores[r.source] = {k: s[k] for k in ("return_mean", "normalized_mean", "exact_match", "bleu4",
                                                 "perplexity", "bits_per_byte") if s.get(k) is not None}
+            if s.get("attributes"):  # the rate of each attribute right, without the per-object split
+                rates = {k: v for k, v in s["attributes"].items() if k != "by_object"}
+                scores[r.source]["attributes"] = rates
             if s.get("offline") and "error" not in s["offline"]:
                 scores[r.source]["offline"] = {k: s["offline"][k] for k in ("metric", "value", "baseline")}
         self.state.data["scores"] = scores

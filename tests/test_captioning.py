@@ -21,7 +21,7 @@ from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import Recording, run_episodes
 from gato_mini.config import GatoConfig
-from gato_mini.data.shapes import parse_caption
+from gato_mini.data.shapes import ATTRIBUTES, parse_caption, score_attributes
 from gato_mini.data.sources import SourceConfig, make_source
 from gato_mini.envs.caption import CaptionEnv, caption_items, exact_match, score_captions, sentence_bleu
 from gato_mini.envs.registry import get_task
@@ -75,6 +75,39 @@ def test_caption_scores() -> None:
     assert m["bleu4"] == pytest.approx(float(bleu_score(["a red circle", "a blue square", "nope"],
                                                         [["a red circle"], ["a blue square", "x"],
                                                          ["a green disc"]], n_gram=4)))
+
+
+SCENE = ["a large white square below a small green triangle",
+         "a small green triangle above a large white square"]
+
+
+def test_attribute_scores_name_the_part_of_a_caption_that_is_wrong() -> None:
+    def score(caption: str, refs: list[str] = SCENE) -> dict:
+        return score_attributes([caption], [refs])
+
+    right = score("a small green triangle above a large white square")  # the other wording: all right
+    assert all(right[a] == 1.0 for a in ATTRIBUTES), right
+    colour = score("a large green square below a small green triangle")  # the first colour copied
+    assert colour["colour"] == 0.5 and colour["shape"] == colour["size"] == colour["relation"] == 1.0
+    assert colour["by_object"]["first"]["colour"] == 0.0 and colour["by_object"]["second"]["colour"] == 1.0
+    assert colour["object"] == 0.5 and colour["count"] == 1.0
+    swapped = score("a large white square above a small green triangle")  # the relation turned round
+    assert swapped["relation"] == 0.0 and swapped["colour"] == swapped["shape"] == swapped["object"] == 1.0
+    missing = score("a large white square")  # one object of two
+    assert missing["count"] == 0.0 and missing["relation"] == 0.0 and missing["object"] == 0.5
+    assert missing["by_object"]["second"] == {"size": 0.0, "colour": 0.0, "shape": 0.0}
+    extra = score("a small purple circle right of a small purple circle", ["a small purple circle"])
+    assert extra["count"] == 0.0 and extra["object"] == 1.0
+    assert extra["relation"] is None  # a one-object scene has no relation to get
+    assert extra["two_object_scenes"] == 0 and "second" not in extra["by_object"]
+    broken = score("small blue", ["a small blue circle"])  # no object opened: nothing right but nothing lost
+    assert broken["count"] == broken["colour"] == 0.0
+    both = score_attributes(["a large green square below a small green triangle", "a small purple circle"],
+                            [SCENE, ["a small red circle"]])  # rates pool the objects of every scene
+    assert both["colour"] == pytest.approx(1 / 3) and both["shape"] == 1.0 and both["scenes"] == 2
+    # Only a kind whose captions have a grammar is read by attribute; a folder's captions are not.
+    assert make_source(SourceConfig("mine", "caption-folder", 1.0, {"path": "."})).score_attributes(
+        ["a cat"], [["a dog"]]) is None
 
 
 def test_caption_references_and_collect(tmp_path: Path) -> None:
@@ -158,6 +191,9 @@ def test_eval_captions_and_perplexity_through_the_command(caption_model: Path) -
     cap = report["caption-shapes"]
     assert cap["episodes"] == 6 and cap["images"] == 6  # every held-out image by default
     assert 0 <= cap["exact_match"] <= 1 and 0 <= cap["bleu4"] <= 1
+    attributes = cap["attributes"]  # caption-shapes is read by attribute too
+    assert set(ATTRIBUTES) <= set(attributes) and attributes["scenes"] == 6
+    assert all(attributes[a] is None or 0 <= attributes[a] <= 1 for a in ATTRIBUTES)
     assert cap["normalized_mean"] is not None  # against the stored chance and expert references
     grid = Path(cap["samples"])
     assert grid.is_file() and Image.open(grid).size[0] > 0

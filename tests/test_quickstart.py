@@ -97,8 +97,11 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     b = subprocess.run([sys.executable, str(bench), "--out", str(out), "--json", str(tmp_path / "b.json")],
                        capture_output=True, text=True, timeout=120)
     assert b.returncode == 0 and "| atari-pong | return" in b.stdout, b.stderr[-2000:]
+    assert "colour" in b.stdout  # the README's caption row names the attributes
     assert json.loads((tmp_path / "b.json").read_text())["steps_trained"] == 8
     assert "exact_match" in scores["caption-shapes"] and "bleu4" in scores["caption-shapes"]
+    assert 0 <= scores["caption-shapes"]["attributes"]["colour"] <= 1  # read by attribute (issue 40)
+    assert "| colour |" in report and "| relation (" in report  # the attribute table under the samples
     assert scores["text-pydoc"]["perplexity"] > 1 and scores["chat-chatterbot"]["perplexity"] > 1
     assert "perplexity" in r.stdout and "total" in r.stdout  # the final table and the stage times
 

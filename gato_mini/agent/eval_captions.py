@@ -1,7 +1,9 @@
 """Evaluating a caption source: its held-out images through the caption env and the same `Agent`.
 
 The return of an episode is sentence BLEU-4; the task's metrics are exact match
-and corpus BLEU-4 (torchmetrics), with a grid image of samples.
+and corpus BLEU-4 (torchmetrics), the rate of each right attribute where the kind
+can read its captions (caption-shapes: size, colour, shape, count, relation), and a
+grid image of samples.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _held_out_images(trained: dict[str, Any], name: str) -> list[Any]:
 def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
                       options: EvalOptions, progress: Any = None, max_tokens: int = 48) -> SourceReport:
     """Caption ``options.episodes`` held-out images (0 or None: every one once) through the caption env and
-    the `Agent`, ``options.num_envs`` at once; exact match and BLEU-4."""
+    the `Agent`, ``options.num_envs`` at once; exact match and BLEU-4, and each part of a caption where
+    the kind can read its captions (``Captions.score_attributes``)."""
     items = _held_out_images(trained, name)
     count = len(items)
     episodes = options.episodes or count  # every held-out image once
@@ -74,8 +77,13 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, trained: dict[
                         sum(r.length for r in results))
     done = [r for r in results if r.error is None]
     if done:
-        metrics = score_captions([r.info["caption"] for r in done], [r.info["references"] for r in done])
-        report.extra.update(metrics)
+        captions, references = [r.info["caption"] for r in done], [r.info["references"] for r in done]
+        report.extra.update(score_captions(captions, references))
+        entry = source_entry(trained, name)
+        source = source_of(name, entry["kind"], entry.get("options"))
+        attributes = source.score_attributes(captions, references)
+        if attributes is not None:
+            report.extra["attributes"] = attributes
         report.extra["images"] = len(done)
         report.extra["held_out_images"] = count
     if samples and done:

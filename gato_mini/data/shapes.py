@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -139,21 +140,83 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
 
 
 def parse_caption(caption: str) -> tuple[Combination, ...]:
-    """The combinations a caption states (inverse of the wording above; for scoring)."""
-    words = caption.split()
-    objs, rel, i = [], None, 0
-    while i < len(words):
-        if words[i] == "a" and i + 3 < len(words) + 0 and words[i + 1] in SIZES:
-            objs.append((words[i + 3], words[i + 2]))
-            i += 4
-        elif words[i] in ("above", "below"):
-            rel, i = words[i], i + 1
-        elif words[i] in ("left", "right") and i + 1 < len(words) and words[i + 1] == "of":
-            rel, i = f"{words[i]} of", i + 2
-        else:
-            i += 1
-    if len(objs) == 1:
-        return ((objs[0][0], objs[0][1], "alone"),)
-    if len(objs) == 2 and rel is not None:
-        return ((objs[0][0], objs[0][1], rel), (objs[1][0], objs[1][1], _INVERSE[rel]))
+    """The combinations a well-formed caption states (inverse of the wording above); () otherwise."""
+    objects, rel = read_caption(caption)
+    if any(None in o.values() for o in objects):
+        return ()
+    combos = [(str(o["shape"]), str(o["colour"])) for o in objects]
+    if len(combos) == 1 and rel is None:
+        return ((*combos[0], "alone"),)
+    if len(combos) == 2 and rel is not None:
+        return ((*combos[0], rel), (*combos[1], _INVERSE[rel]))
     return ()
+
+
+# --- scoring a caption by attribute ------------------------------------------------
+#: What :func:`score_attributes` rates, each in [0, 1]: the object count, each object's size, colour and
+#: shape (by the object's place in the caption), the whole object, and the relation (two-object scenes).
+ATTRIBUTES = ("count", "size", "colour", "shape", "object", "relation")
+_SLOTS = (("size", tuple(SIZES)), ("colour", tuple(COLOURS)), ("shape", SHAPES))
+
+
+def read_caption(caption: str) -> tuple[tuple[dict[str, str | None], ...], str | None]:
+    """A caption read leniently: its objects (each "a" opens one; its size, colour and shape are the
+    words of those vocabularies before the next "a" or relation, None where missing) and its relation
+    (the first relation word, None if none). Unknown words are skipped, so a model's broken captions
+    still read as far as they go."""
+    words = caption.lower().replace(".", " ").split()
+    objects: list[dict[str, str | None]] = []
+    relation, i = None, 0
+    while i < len(words):
+        word, pair = words[i], " ".join(words[i:i + 2])
+        if pair in ("left of", "right of") or word in ("above", "below"):
+            relation = relation or (pair if pair in ("left of", "right of") else word)
+            i += 2 if pair in ("left of", "right of") else 1
+            continue
+        if word in ("a", "an"):
+            objects.append({slot: None for slot, _ in _SLOTS})
+        elif objects:
+            for slot, vocabulary in _SLOTS:
+                if word in vocabulary and objects[-1][slot] is None:
+                    objects[-1][slot] = word
+                    break
+        i += 1
+    return tuple(objects), relation
+
+
+def _marks(said: tuple[tuple[dict[str, str | None], ...], str | None],
+           truth: tuple[tuple[dict[str, str | None], ...], str | None]) -> dict[str, tuple[int, int]]:
+    """(right, counted) per attribute of one read caption against one read reference wording."""
+    (objects, relation), (true_objects, true_relation) = said, truth
+    marks = {"count": (int(len(objects) == len(true_objects)), 1)}
+    n = len(true_objects)
+    pairs = list(zip((list(objects) + [None] * n)[:n], true_objects, strict=True))  # a missing object: None
+    for slot, _ in _SLOTS:
+        marks[slot] = (sum(s is not None and s[slot] == t[slot] for s, t in pairs), n)
+    marks["object"] = (sum(s == t for s, t in pairs), n)
+    two = n == 2
+    marks["relation"] = (int(two and len(objects) == 2 and relation == true_relation), int(two))
+    for k, (s, t) in enumerate(pairs):  # each object apart: a copied attribute shows
+        for slot, _ in _SLOTS:
+            marks[f"{slot}_{k + 1}"] = (int(s is not None and s[slot] == t[slot]), 1)
+    return marks
+
+
+def score_attributes(captions: list[str], references: list[list[str]]) -> dict[str, Any]:
+    """Each part of caption-shapes captions rated against their references: the rate of right answers per
+    attribute (:data:`ATTRIBUTES`), and per object (``by_object``: the first and the second object's size,
+    colour and shape apart). A caption is read against the reference wording it matches best (a scene
+    may be said with either object first), so "B below A" for "A above B" is all right."""
+    totals: dict[str, list[int]] = {}
+    for caption, refs in zip(captions, references, strict=True):
+        said = read_caption(caption)
+        best = max((_marks(said, read_caption(r)) for r in refs),
+                   key=lambda m: sum(m[a][0] for a in ATTRIBUTES))
+        for key, (right, counted) in best.items():
+            total = totals.setdefault(key, [0, 0])
+            total[0], total[1] = total[0] + right, total[1] + counted
+    rate = {k: (r / n if n else None) for k, (r, n) in totals.items()}
+    return {**{a: rate.get(a) for a in ATTRIBUTES},
+            "by_object": {place: {slot: rate.get(f"{slot}_{k}") for slot, _ in _SLOTS}
+                          for k, place in ((1, "first"), (2, "second")) if f"size_{k}" in rate},
+            "scenes": len(captions), "two_object_scenes": totals.get("relation", [0, 0])[1]}

@@ -249,6 +249,12 @@ class Captions(Source):
         size = self.options["image_size"]
         return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
+    def score_attributes(self, captions: list[str], references: list[list[str]]) -> dict[str, Any] | None:
+        """Each part of the captions rated against the references, where the kind's captions have a
+        grammar to read them by (caption-shapes: size, colour, shape, count, relation); None otherwise,
+        and the captions are scored by exact match and BLEU alone."""
+        return None
+
     def units(self, split: str, cfg: GatoConfig, tokenizer: TextTokenizer | None, val_fraction: float,
               skips: Counter) -> Iterator[Unit]:
         assert tokenizer is not None
@@ -278,6 +284,9 @@ class Shapes(Captions):
         for i in range(n):
             scene = shapes.make_scene(i, split, self.options["seed"])
             yield f"{split}/{i}", (lambda s=scene: s.image), scene.caption
+
+    def score_attributes(self, captions: list[str], references: list[list[str]]) -> dict[str, Any] | None:
+        return shapes.score_attributes(captions, references)
 
     def texts(self) -> Iterator[str]:
         for i in range(min(self.options["count"], 2000)):  # the wording is small; a sample covers it

@@ -16,7 +16,7 @@ from typing import Any
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars, source_curves, source_names
-from gato_mini.reports.tables import layout_text, offline_text
+from gato_mini.reports.tables import attribute_rows, caption_text, layout_text, offline_text
 
 
 def _num(x: Any, fmt: str = "{:.1f}") -> str:
@@ -48,8 +48,7 @@ def score_rows(summaries: list[dict[str, Any]]) -> list[str]:
                         f"{bpb} on {t['tokens']:,} held-out tokens |")
             continue
         caption = "exact_match" in t
-        metrics = (f"exact match {100 * t['exact_match']:.1f}%, BLEU-4 {100 * t['bleu4']:.1f} "
-                   f"({t.get('images', '?')} images)" if caption else
+        metrics = (f"{caption_text(t)} ({t.get('images', '?')} images)" if caption else
                    f"{t['episodes'] - t['failed']} episodes"
                    + (f", {t['failed']} failed" if t["failed"] else "")
                    + (f"; {offline_text(t['offline'])}" if t.get("offline") else "")
@@ -120,6 +119,10 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
             rel = _relative(t["samples"], out)
             lines += [f"Held-out {t['source']} images with the model's caption (green: exact match, "
                       "red: not) and a reference (grey):", "", f"![captions]({rel})", ""]
+            if t.get("attributes"):
+                lines += [f"Each part of the {t.get('images', '?')} held-out captions, read against the "
+                          "reference wording it matches best (either object may come first):", ""]
+                lines += attribute_rows(t) + [""]
         for c in samples.get("captions", []):
             lines.append(f"- `{c['image']}`: **{c['caption']}** (reference: {c['references'][0]})")
         lines.append("")

@@ -175,6 +175,41 @@ def offline_text(offline: dict | None) -> str:
     return f"offline bin error {offline['value']:.1f} (constant {offline['baseline']:.1f})"
 
 
+def caption_text(summary: dict) -> str:
+    """A caption source's metrics in one phrase: exact match, BLEU-4 and, where the kind reads its captions
+    by attribute, the rate of each attribute right (the second object's colour apart when it differs)."""
+    text = f"exact match {100 * summary['exact_match']:.1f}%, BLEU-4 {100 * summary['bleu4']:.1f}"
+    attributes = summary.get("attributes")
+    if not attributes:
+        return text
+    parts = [f"{k} {attributes[k]:.2f}" for k in ("colour", "shape", "size", "relation", "count")
+             if attributes.get(k) is not None]
+    return f"{text}; {', '.join(parts)}"
+
+
+def attribute_rows(summary: dict) -> list[str]:
+    """Markdown rows of a caption source's attribute rates: every object, then the first and second
+    object apart (a wrong second object, or the first one's colour copied onto it, shows there)."""
+    attributes = summary.get("attributes")
+    if not attributes:
+        return []
+    by = attributes.get("by_object", {})
+
+    def rate(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    rows = [f"| {summary['source']}: right | all objects | first object | second object |",
+            "|---|---|---|---|"]
+    for key in ("size", "colour", "shape"):
+        rows.append(f"| {key} | {rate(attributes.get(key))} | {rate(by.get('first', {}).get(key))} | "
+                    f"{rate(by.get('second', {}).get(key))} |")
+    rows.append(f"| whole object | {rate(attributes.get('object'))} | - | - |")
+    rows.append(f"| relation ({attributes.get('two_object_scenes', '?')} two-object scenes) | "
+                f"{rate(attributes.get('relation'))} | - | - |")
+    rows.append(f"| object count | {rate(attributes.get('count'))} | - | - |")
+    return rows
+
+
 def print_summaries(summaries: list[dict], console: Console | None = None) -> None:
     """:func:`print_eval` from ``SourceReport.summary()`` dicts (as stored in ``eval.json``)."""
 
@@ -195,8 +230,7 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
             table.add_row(s["source"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f}{bpb} "
                           f"({s['tokens']:,} tokens)", "-", "-")
             continue
-        metrics = (f"exact match {100 * s['exact_match']:.1f}%, BLEU-4 {100 * s['bleu4']:.1f}"
-                   if "exact_match" in s else offline_text(s.get("offline")))
+        metrics = caption_text(s) if "exact_match" in s else offline_text(s.get("offline"))
         eps = f"{s['episodes'] - s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
         norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
                 if s["normalized_mean"] is not None else "-")
