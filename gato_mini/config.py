@@ -53,6 +53,11 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 FAITHFUL: dict[str, str] = {"action_inputs": "keep", "value_init": "random", "patch_norm": "none",
                             "obs_layout": "values"}
 
+#: How image patches are centred before the patch embedding: "none" (Gato), "center" (each patch on its
+#: own per-channel median), "image" (each patch on its image's background: the per-channel mode of the
+#: whole image). ``GatoConfig.patch_norm`` says why.
+PATCH_NORMS: tuple[str, ...] = ("none", "center", "image")
+
 #: Keys added after model folders were first written, with the meaning a ``config.json`` that lacks
 #: them had: an old model folder loads and acts as it did.
 ADDED_LATER: dict[str, Any] = {"obs_layout": "values", "vector_grad_scale": 1.0}
@@ -114,13 +119,18 @@ class GatoConfig:
     # out alike (with the tied head, predicting bin b also favours b +- 1). Random rows make the model
     # learn the order of 1024 bins from data, one bin at a time. Only the start differs; all learn.
     value_init: str = "fourier"
-    # How each image patch is read: "none" (Gato: pixels to [-1, 1] / sqrt(P)), or "center": each
-    # patch, channel by channel, minus its median (its background) before the ResNet block, with the
-    # median itself added back through its own linear map, so no colour is lost. Uncentred, every
-    # patch of a game frame is one large shared background vector and a ball of a few pixels is a
-    # tiny perturbation on it; readers that sum or attend over such tokens find nothing to grip
-    # (docs/learning.md, "Why Pong is not learned").
-    patch_norm: str = "center"
+    # How each image patch is read: "none" (Gato: pixels to [-1, 1] / sqrt(P)); "center": each patch,
+    # channel by channel, minus its own median before the ResNet block, the median added back through
+    # its own linear map; or "image" (the default): each patch minus its image's background (per
+    # channel, the most common byte of the whole image), the background added back the same way.
+    # Uncentred, every patch of a game frame is one large shared background vector and a ball of a few
+    # pixels is a tiny perturbation on it; readers that sum or attend over such tokens find nothing to
+    # grip (docs/learning.md, "Why Pong is not learned"). Centred on its own median, a patch wholly
+    # inside a shape is zeros to the block and its colour reaches the model only through the level
+    # path: the captions' colour was then learned in some runs and at chance in others. Centred on
+    # the image, the frame's background still vanishes and such a patch keeps its colour
+    # (docs/learning.md, "Session 16").
+    patch_norm: str = "image"
     # How a continuous observation field (a Box that is not an image) is tokenized: "values" (Gato: one
     # token per value, mu-law and 1024 bins shared by every field), or "vector": the whole field is one
     # token, its values normalized per dimension by the training data's mean and standard deviation
@@ -179,8 +189,9 @@ class GatoConfig:
             raise ConfigError(f"config 'patch_size' must be a multiple of 4, got {self.patch_size}")
         if self.value_init not in ("random", "fourier"):
             raise ConfigError(f"config 'value_init' must be 'random' or 'fourier', got {self.value_init!r}")
-        if self.patch_norm not in ("none", "center"):
-            raise ConfigError(f"config 'patch_norm' must be 'none' or 'center', got {self.patch_norm!r}")
+        if self.patch_norm not in PATCH_NORMS:
+            raise ConfigError(f"config 'patch_norm' must be one of {', '.join(PATCH_NORMS)}, "
+                              f"got {self.patch_norm!r}")
         if self.action_inputs not in ("keep", "mask"):
             raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
         if self.obs_layout not in ("values", "vector"):

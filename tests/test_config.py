@@ -96,7 +96,7 @@ def test_missing_and_corrupt_config_file(tmp_path):
 def test_a_bare_model_gets_the_learning_defaults_and_faithful_gets_gatos() -> None:
     """``model: tiny`` is the model that learns (masked past actions, ordered value ids, centred
     patches); ``faithful: true`` is Gato's literal choices, and a key given beside it still wins."""
-    learning = {"action_inputs": "mask", "value_init": "fourier", "patch_norm": "center"}
+    learning = {"action_inputs": "mask", "value_init": "fourier", "patch_norm": "image"}
     for cfg in (model_config("tiny"), model_config({"name": "tiny"}), model_config(None), GatoConfig()):
         assert {k: getattr(cfg, k) for k in learning} == learning
     gato = model_config({"name": "tiny", "faithful": True})

@@ -324,6 +324,65 @@ def test_centred_patches_embed_the_background_apart_and_keep_small_objects_large
         GatoConfig.from_name("tiny", patch_norm="whiten")
 
 
+def test_patches_centred_on_their_image_keep_the_colour_of_a_patch_inside_a_shape() -> None:
+    """patch_norm: image. Each patch is centred on its image's background (the per-channel mode of the
+    whole image): a patch wholly inside a red shape on black keeps its red in the block's input, where
+    "center" turns it into zeros; a uniform background still embeds as its level alone; bytes and
+    normalized floats embed the same."""
+    from gato_mini.model.model import image_background, image_groups
+
+    img = torch.zeros(32, 32, 3, dtype=torch.uint8)  # black, a red square over the top-left patch
+    img[:16, :16] = torch.tensor([220, 40, 40], dtype=torch.uint8)
+    patches = img.reshape(2, 16, 2, 16, 3).permute(0, 2, 1, 3, 4).reshape(4, -1)  # raster order
+    pos = torch.tensor([[0, 64, 0, 64], [0, 64, 64, 128], [64, 128, 0, 64], [64, 128, 64, 128]])
+    groups = image_groups(pos)
+    assert groups.tolist() == [0, 0, 0, 0]
+    assert image_background(patches.view(4, 256, 3), groups).tolist() == [[0, 0, 0]] * 4
+    out = {}
+    for patch_norm in ("center", "image"):
+        pe = _patch_embedding(patch_norm)
+        with torch.no_grad():
+            out[patch_norm] = pe(patches, pos)
+            assert torch.allclose(pe(patches.float().div(127.5).sub(1).div(4), pos), out[patch_norm],
+                                  atol=1e-5)  # the float path equals the byte path
+    # the same weights: centred on its own median the red patch is uniform zeros, like a black one
+    with torch.no_grad():
+        pe = _patch_embedding("image")
+        background = torch.full((1, 3), -1.0 / 4)
+        middle = torch.tensor([96])
+        black = pe.level(background)[0] + pe.proj.bias + pe.row(middle) + pe.col(middle)
+        assert torch.allclose(out["image"][3], black, atol=1e-5)  # a background patch: its level alone
+        assert (out["image"][0] - out["image"][3]).norm() > 0.1  # the red patch is not background
+    # two images side by side, and a break between runs of patches, start new images
+    two = torch.cat([pos, pos])
+    assert image_groups(two).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    breaks = torch.tensor([False, False, True, False, False, False, False, False])
+    assert image_groups(two, breaks).tolist() == [0, 0, 1, 1, 2, 2, 2, 2]
+    with pytest.raises(Exception, match="patch_norm"):
+        GatoConfig.from_name("tiny", patch_norm="whiten")
+
+
+def test_a_model_with_image_centring_tells_the_images_of_a_batch_apart() -> None:
+    """The model finds each image's patches from where they sit (one row, no token between them), so an
+    image embeds the same alone, beside another image in the same row, and in a batch of two rows."""
+    torch.manual_seed(0)
+    cfg = GatoConfig.from_name("tiny", n_layer=1, n_embd=64, n_head=4, block_size=64, text_vocab_size=400,
+                               patch_norm="image")
+    model = GatoModel(cfg).eval()
+    rng = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (4, 768), dtype=torch.uint8, generator=rng)
+    b = torch.zeros(4, 768, dtype=torch.uint8)  # all black: its background differs from a's
+    pos = torch.tensor([[0, 64, 0, 64], [0, 64, 64, 128], [64, 128, 0, 64], [64, 128, 64, 128]])
+    p, t = model.patch_id, 5
+    with torch.no_grad():
+        alone = model.embed(torch.tensor([[p] * 4 + [t]]), None, a, pos)[0, :4]
+        row = model.embed(torch.tensor([[p] * 4 + [t] + [p] * 4]), None, torch.cat([a, b]),
+                          torch.cat([pos, pos]))
+        rows = model.embed(torch.tensor([[t] + [p] * 4, [p] * 4 + [t]]), None, torch.cat([b, a]),
+                           torch.cat([pos, pos]))
+    assert torch.allclose(row[0, :4], alone, atol=1e-6) and torch.allclose(rows[1, :4], alone, atol=1e-6)
+
+
 def test_hl_gauss_targets_on_a_hand_built_case() -> None:
     import math
 

@@ -167,8 +167,9 @@ class PatchEmbedding(nn.Module):
         self.norm1, self.conv1 = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, c, 3, padding=1)
         self.norm2, self.conv2 = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, c, 3, padding=1)
         self.proj = nn.Linear(c * (p // 4) ** 2, cfg.n_embd)
-        # cfg.patch_norm == "center": the per-channel median each patch is centred on, embedded apart
-        self.level = nn.Linear(cfg.image_channels, cfg.n_embd) if cfg.patch_norm == "center" else None
+        # cfg.patch_norm "center" / "image": the per-channel level each patch is centred on (the patch's
+        # median / its image's background), embedded apart
+        self.level = nn.Linear(cfg.image_channels, cfg.n_embd) if cfg.patch_norm != "none" else None
         if self.level is not None:  # no biases in the block: a centred uniform patch embeds as its level
             for conv in (self.stem, self.conv1, self.conv2):
                 nn.init.zeros_(conv.bias)
@@ -181,15 +182,28 @@ class PatchEmbedding(nn.Module):
             return lo + (torch.rand(lo.shape, device=lo.device) * (hi - lo)).long()
         return (lo + hi) // 2
 
-    def forward(self, patches: Tensor, patch_pos: Tensor) -> Tensor:
-        """``patches`` (N, P*P*C) uint8 (or already normalized floats), ``patch_pos`` (N, 4)."""
+    def forward(self, patches: Tensor, patch_pos: Tensor, groups: Tensor | None = None) -> Tensor:
+        """``patches`` (N, P*P*C) uint8 (or already normalized floats), ``patch_pos`` (N, 4); ``groups``
+        (N,) the image each patch belongs to, consecutive ids from 0 (default: :func:`image_groups` of
+        ``patch_pos``), read by ``patch_norm: image`` only."""
+        scale = math.sqrt(self.cfg.patch_size)
         if patches.dtype == torch.uint8:
             # [-1, 1] / sqrt(P) (Gato Sec. 2.1), on the model's device
-            patches = (patches.to(self.proj.weight.dtype) / 127.5 - 1.0) / math.sqrt(self.cfg.patch_size)
-        p = self.cfg.patch_size
+            levels = patches
+            patches = (patches.to(self.proj.weight.dtype) / 127.5 - 1.0) / scale
+        else:
+            levels = None
+        p, c = self.cfg.patch_size, self.cfg.image_channels
         x = rearrange(patches, "n (p1 p2 c) -> n c p1 p2", p1=p, p2=p)  # (N, C, P, P)
         x = x.to(self.stem.weight.dtype)
-        if self.level is not None:
+        if self.cfg.patch_norm == "image":
+            if levels is None:  # normalized floats: back to the byte each came from
+                levels = ((patches.float() * scale + 1.0) * 127.5).round().clamp(0, 255)
+            ids = image_groups(patch_pos) if groups is None else groups
+            mode = image_background(levels.view(-1, p * p, c), ids)  # (N, C) bytes
+            level = ((mode.to(x.dtype) / 127.5 - 1.0) / scale)
+            x = x - level[:, :, None, None]
+        elif self.level is not None:
             level = x.flatten(2).median(dim=2).values  # (N, C): the patch's background
             x = x - level[:, :, None, None]
         h = self.stem(x)  # (N, hidden, P/4, P/4)
@@ -200,6 +214,29 @@ class PatchEmbedding(nn.Module):
         pos = patch_pos.long()
         rows, cols = self._position(pos[:, 0], pos[:, 1]), self._position(pos[:, 2], pos[:, 3])
         return out + self.row(rows) + self.col(cols)
+
+
+def image_groups(patch_pos: Tensor, breaks: Tensor | None = None) -> Tensor:
+    """(N,) the image each of N patches in raster order belongs to, ids 0, 1, ...: a new image starts at a
+    patch whose row and column intervals both start at 0, and wherever ``breaks`` (N,) is true (another
+    sequence, or a token between two patches)."""
+    start = (patch_pos[:, 0] == 0) & (patch_pos[:, 2] == 0)
+    if breaks is not None:
+        start = start | breaks
+    start = start.clone()
+    if start.numel():
+        start[0] = True
+    return start.long().cumsum(0) - 1
+
+
+def image_background(levels: Tensor, groups: Tensor) -> Tensor:
+    """(N, C) the background of the image of each of N patches: per channel, the most common byte over
+    all of that image's pixels (``levels`` (N, pixels, C), bytes 0-255 as any dtype; ties to the lower)."""
+    n, _, c = levels.shape
+    count = int(groups.max()) + 1 if n else 0
+    key = (groups[:, None, None] * c + torch.arange(c, device=levels.device)) * 256 + levels.long()
+    hist = torch.bincount(key.reshape(-1), minlength=count * c * 256).view(count, c, 256)
+    return hist.argmax(-1)[groups]  # (N, C)
 
 
 def fourier_rows(n: int, width: int, std: float = 0.02) -> Tensor:
@@ -300,7 +337,7 @@ class GatoModel(nn.Module):
             raise ValueError(f"{n_slots} <|patch|> slots but {n_patches} patches")
         if n_patches:
             x = x.clone()
-            x[slots] = self.embed_slots(patches, patch_pos).to(x.dtype)  # row-major (b, i) order
+            x[slots] = self.embed_slots(patches, patch_pos, slots).to(x.dtype)  # row-major (b, i) order
         if self.training and torch.is_grad_enabled() and _distributed():
             x = x + self._unused_zero(patch_pos if n_patches else None)
         if local_pos is not None:
@@ -313,13 +350,13 @@ class GatoModel(nn.Module):
                 x = torch.where((value & (local_pos < 0)).unsqueeze(-1), self.action_mask.to(x.dtype), x)
         return self.drop(x)
 
-    def embed_slots(self, patches: Tensor, patch_pos: Tensor) -> Tensor:
+    def embed_slots(self, patches: Tensor, patch_pos: Tensor, slots: Tensor | None = None) -> Tensor:
         """(N, n_embd) vectors of the slots' payloads: image patches through the patch embedding,
         observation vectors (position byte :data:`~gato_mini.tokenizers.vector.VECTOR_SLOT`) through the
-        vector embedding."""
+        vector embedding. ``slots`` (B, T), where they sit, tells images apart (``patch_norm: image``)."""
         is_vector = patch_pos[:, 0] == VECTOR_SLOT
         if not bool(is_vector.any()):
-            return self.patch_embed(patches, patch_pos)
+            return self.patch_embed(patches, patch_pos, self._groups(patch_pos, is_vector, slots))
         if self.vector_embed is None or self.vector_size is None:
             raise ValueError("observation vectors in the input of a model without a vector embedding "
                              "(obs_layout 'values')")
@@ -327,7 +364,9 @@ class GatoModel(nn.Module):
                           device=patches.device)
         if not bool(is_vector.all()):
             images = ~is_vector
-            out[images] = self.patch_embed(patches[images], patch_pos[images]).to(out.dtype)
+            groups = self._groups(patch_pos, is_vector, slots)
+            out[images] = self.patch_embed(patches[images], patch_pos[images],
+                                           None if groups is None else groups[images]).to(out.dtype)
         values = patches[is_vector].contiguous().view(torch.float32)[:, :self.cfg.vector_width]  # the payload
         sizes = patch_pos[is_vector, 1].long().clamp(max=self.cfg.vector_width)
         vectors = self.vector_embed(values.to(out.dtype)) + self.vector_size(sizes).to(out.dtype)
@@ -336,6 +375,16 @@ class GatoModel(nn.Module):
             vectors = vectors * k + vectors.detach() * (1.0 - k)
         out[is_vector] = vectors
         return out
+
+    def _groups(self, patch_pos: Tensor, is_vector: Tensor, slots: Tensor | None) -> Tensor | None:
+        """(N,) which image each slot's patch belongs to (``patch_pos: image`` only, else None): an image
+        is a run of patches in one row with no other token between them (:func:`image_groups`)."""
+        if self.cfg.patch_norm != "image" or slots is None:
+            return None
+        b, t = slots.nonzero(as_tuple=True)  # row-major, as the slots are filled
+        gap = torch.ones_like(is_vector)
+        gap[1:] = (b[1:] != b[:-1]) | (t[1:] != t[:-1] + 1) | is_vector[:-1]
+        return image_groups(patch_pos, gap)
 
     def _unused_zero(self, patch_pos: Tensor | None) -> Tensor:
         """A zero that depends on every slot embedding this batch has no input for (the vector embedding in
