@@ -21,7 +21,8 @@ from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import Recording, run_episodes
 from gato_mini.config import GatoConfig
-from gato_mini.data.shapes import ATTRIBUTES, parse_caption, score_attributes
+from gato_mini.data import shapes
+from gato_mini.data.shapes import ATTRIBUTES, HELD_OUT, parse_caption, score_attributes
 from gato_mini.data.sources import SourceConfig, make_source
 from gato_mini.envs.caption import CaptionEnv, caption_items, exact_match, score_captions, sentence_bleu
 from gato_mini.envs.registry import get_task
@@ -105,6 +106,12 @@ def test_attribute_scores_name_the_part_of_a_caption_that_is_wrong() -> None:
     both = score_attributes(["a large green square below a small green triangle", "a small purple circle"],
                             [SCENE, ["a small red circle"]])  # rates pool the objects of every scene
     assert both["colour"] == pytest.approx(1 / 3) and both["shape"] == 1.0 and both["scenes"] == 2
+    # An object said as a (shape, colour, relation) the training scenes use: wrong on any held-out scene
+    held = next(c for c in sorted(HELD_OUT) if c[2] == "alone")
+    seen = next((s, c, "alone") for s in shapes.SHAPES for c in shapes.COLOURS
+                if (s, c, "alone") not in HELD_OUT)
+    said = [f"a small {held[1]} {held[0]}", f"a small {seen[1]} {seen[0]}", "small"]
+    assert score_attributes(said, [[said[0]]] * 3)["seen_combination"] == 0.5  # of the two well-formed
     # Only a kind whose captions have a grammar is read by attribute; a folder's captions are not.
     assert make_source(SourceConfig("mine", "caption-folder", 1.0, {"path": "."})).score_attributes(
         ["a cat"], [["a dog"]]) is None

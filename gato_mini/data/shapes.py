@@ -205,8 +205,9 @@ def _marks(said: tuple[tuple[dict[str, str | None], ...], str | None],
 def score_attributes(captions: list[str], references: list[list[str]]) -> dict[str, Any]:
     """Each part of caption-shapes captions rated against their references: the rate of right answers per
     attribute (:data:`ATTRIBUTES`), and per object (``by_object``: the first and the second object's size,
-    colour and shape apart). A caption is read against the reference wording it matches best (a scene
-    may be said with either object first), so "B below A" for "A above B" is all right."""
+    colour and shape apart), and ``seen_combination``. A caption is read against the reference wording it
+    matches best (a scene may be said with either object first), so "B below A" for "A above B" is all
+    right."""
     totals: dict[str, list[int]] = {}
     for caption, refs in zip(captions, references, strict=True):
         said = read_caption(caption)
@@ -215,8 +216,13 @@ def score_attributes(captions: list[str], references: list[list[str]]) -> dict[s
         for key, (right, counted) in best.items():
             total = totals.setdefault(key, [0, 0])
             total[0], total[1] = total[0] + right, total[1] + counted
+    seen = [c not in HELD_OUT for caption in captions for c in parse_caption(caption)]
     rate = {k: (r / n if n else None) for k, (r, n) in totals.items()}
     return {**{a: rate.get(a) for a in ATTRIBUTES},
+            # of the objects the well-formed captions state, the share whose (shape, colour, relation) the
+            # training scenes use: on held-out scenes every true one is held out, so each such object is
+            # wrong, the decoder falling back on a combination it saw
+            "seen_combination": float(np.mean(seen)) if seen else None,
             "by_object": {place: {slot: rate.get(f"{slot}_{k}") for slot, _ in _SLOTS}
                           for k, place in ((1, "first"), (2, "second")) if f"size_{k}" in rate},
             "scenes": len(captions), "two_object_scenes": totals.get("relation", [0, 0])[1]}

@@ -207,6 +207,9 @@ def attribute_rows(summary: dict) -> list[str]:
     rows.append(f"| relation ({attributes.get('two_object_scenes', '?')} two-object scenes) | "
                 f"{rate(attributes.get('relation'))} | - | - |")
     rows.append(f"| object count | {rate(attributes.get('count'))} | - | - |")
+    if attributes.get("seen_combination") is not None:  # caption-shapes' held-out compositions
+        rows.append(f"| said as a combination the training scenes use (wrong on a held-out scene) | "
+                    f"{rate(attributes['seen_combination'])} | - | - |")
     return rows
 
 
