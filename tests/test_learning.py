@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 import yaml
 from gymnasium import spaces
+from PIL import Image, ImageDraw
 
 from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.collect import Recording, run_episodes
+from gato_mini.data import shapes
 from gato_mini.envs import registry as reg
 from gato_mini.envs.policies import Stateless
 from gato_mini.envs.wrappers import DictObservation
@@ -106,10 +108,6 @@ class Probe(gym.Env):
         self.action_space = spaces.Discrete(4)
 
     def _obs(self):
-        from PIL import Image, ImageDraw
-
-        from gato_mini.data import shapes
-
         rng = self.np_random
         self.answer = a = int(rng.integers(4))
         if self.prop == "brightness":
@@ -236,14 +234,14 @@ def test_tiny_model_captions_better_than_the_most_common_caption(tmp_path) -> No
 
     from gato_mini.envs.caption import caption_items, score_captions
 
-    shapes = {"count": 4000, "val_count": 64, "seed": 0}
-    model, tok, trained = _train_tiny(tmp_path, {"sources": {"caption-shapes": shapes}}, width=96,
+    scenes = {"count": 4000, "val_count": 64, "seed": 0}
+    model, tok, trained = _train_tiny(tmp_path, {"sources": {"caption-shapes": scenes}}, width=96,
                                          block_size=256, max_steps=300)
     report = evaluate_source(model, tok, trained, "caption-shapes",
                            EvalOptions(episodes=0, num_envs=16, seed=0)).summary()
-    train_captions = Counter(it.references[0] for it in caption_items("caption-shapes", shapes, "train"))
+    train_captions = Counter(it.references[0] for it in caption_items("caption-shapes", scenes, "train"))
     common = train_captions.most_common(1)[0][0]
-    refs = [it.references for it in caption_items("caption-shapes", shapes, "val")]
+    refs = [it.references for it in caption_items("caption-shapes", scenes, "val")]
     baseline = score_captions([common] * len(refs), refs)
     print({"model": {k: report[k] for k in ("exact_match", "bleu4", "return_mean")}, "baseline": baseline,
            "most_common": common})

@@ -47,9 +47,9 @@ def caption_image_size(trained: dict[str, Any]) -> tuple[tuple[int, int] | None,
                          "chooses)")
 
 
-def _held_out_images(trained: dict[str, Any], name: str) -> list[Any]:
-    """The held-out images of the caption source ``name``, each with its references."""
-    entry = source_entry(trained, name)
+def _held_out_images(entry: dict[str, Any], name: str) -> list[Any]:
+    """The held-out images of the caption source ``name`` (its ``sources.json`` entry), each with its
+    references."""
     items = caption_items(entry["kind"], entry.get("options"), "val", entry.get("val_fraction", 0.05))
     if not items:
         raise GatoError(f"{name} has no held-out images to caption")
@@ -61,7 +61,8 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, trained: dict[
     """Caption ``options.episodes`` held-out images (0 or None: every one once) through the caption env and
     the `Agent`, ``options.num_envs`` at once; exact match and BLEU-4, and each part of a caption where
     the kind can read its captions (``Captions.score_attributes``)."""
-    items = _held_out_images(trained, name)
+    entry = source_entry(trained, name)
+    items = _held_out_images(entry, name)
     count = len(items)
     episodes = options.episodes or count  # every held-out image once
     seed, samples = options.seed, options.samples
@@ -79,9 +80,8 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, trained: dict[
     if done:
         captions, references = [r.info["caption"] for r in done], [r.info["references"] for r in done]
         report.extra.update(score_captions(captions, references))
-        entry = source_entry(trained, name)
-        source = source_of(name, entry["kind"], entry.get("options"))
-        attributes = source.score_attributes(captions, references)
+        attributes = source_of(name, entry["kind"], entry.get("options")).score_attributes(captions,
+                                                                                          references)
         if attributes is not None:
             report.extra["attributes"] = attributes
         report.extra["images"] = len(done)

@@ -223,7 +223,6 @@ def image_groups(patch_pos: Tensor, breaks: Tensor | None = None) -> Tensor:
     start = (patch_pos[:, 0] == 0) & (patch_pos[:, 2] == 0)
     if breaks is not None:
         start = start | breaks
-    start = start.clone()
     if start.numel():
         start[0] = True
     return start.long().cumsum(0) - 1
