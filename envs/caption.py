@@ -39,6 +39,7 @@ from gymnasium import spaces
 from gato_mini.data import shapes
 from gato_mini.data.sources import KINDS, source_of
 from gato_mini.errors import GatoError
+from gato_mini.tokenizers import image
 
 #: Characters a sampled caption may hold (``action_space.sample()``); ``step`` accepts any string.
 CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
@@ -117,9 +118,10 @@ def caption_items(kind: str, options: dict[str, Any] | None = None, split: str =
     source = source_of(kind, kind, options)
     opts = source.options
     if kind == "caption-shapes":  # a scene has several true captions; the source yields one of them
-        n = opts["count"] if split == "train" else opts["val_count"]
+        n, size = opts["count"] if split == "train" else opts["val_count"], source.image_size()
         scenes = [shapes.make_scene(i, split, opts["seed"]) for i in range(n)]
-        return [CaptionItem(f"{split}/{i}", lambda s=s: s.image, s.references) for i, s in enumerate(scenes)]
+        return [CaptionItem(f"{split}/{i}", lambda s=s: image.resize(s.image, size), s.references)
+                for i, s in enumerate(scenes)]
     grouped: dict[str, tuple[Callable[[], np.ndarray], list[str]]] = {}
     for key, load, text in source.image_captions(split, val_fraction, Counter()):
         image_key = key.rsplit("#", 1)[0]

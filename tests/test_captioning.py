@@ -17,13 +17,15 @@ from PIL import Image
 from torchmetrics.functional.text import bleu_score
 
 from gato_mini.agent.agent import Agent, AgentOptions
+from gato_mini.agent.eval_captions import caption_image_size
 from gato_mini.agent.evaluate import EvalOptions, evaluate_source
 from gato_mini.agent.rollout import run_agent
 from gato_mini.collect import Recording, run_episodes
 from gato_mini.config import GatoConfig
 from gato_mini.data import shapes
+from gato_mini.data.sequence import caption_prompt_sequence
 from gato_mini.data.shapes import ATTRIBUTES, HELD_OUT, parse_caption, score_attributes
-from gato_mini.data.sources import SourceConfig, make_source
+from gato_mini.data.sources import SourceConfig, make_source, source_of
 from gato_mini.envs.caption import CaptionEnv, caption_items, exact_match, score_captions, sentence_bleu
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import GatoError
@@ -32,6 +34,7 @@ from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model, load_model
 from gato_mini.model.generate import Sampling
 from gato_mini.references import measure_reference
+from gato_mini.tokenizers.text import TextTokenizer
 from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -59,6 +62,42 @@ def test_shapes_references_are_both_wordings() -> None:
         a, b = it.references
         assert a != b and set(parse_caption(a)) == set(parse_caption(b))  # the same scene said two ways
         assert exact_match(b.upper() + "  ", it.references)
+
+
+def test_shapes_references_hold_every_true_relation() -> None:
+    # Objects split across both axes' halves make two relations true: each is a right caption.
+    scenes = [shapes.make_scene(i, "val", 0) for i in range(200)]
+    both = [s for s in scenes if len(s.references) == 4]
+    assert 10 <= len(both) <= 45, len(both)  # about one two-object scene in eight
+    for s in both:
+        assert s.caption == s.references[0]
+        relations = {shapes.read_caption(r)[1] for r in s.references}
+        assert len(relations) == 4 and {frozenset(parse_caption(r)) for r in s.references[:2]} == \
+            {frozenset(parse_caption(s.caption))}
+        assert score_attributes([s.references[2]], [list(s.references)])["relation"] == 1.0
+        assert exact_match(s.references[3], s.references)
+    axis = {"above": 0, "below": 0, "left of": 1, "right of": 1}
+    for s in both:  # the two true relations lie on different axes
+        first, other = (shapes.read_caption(s.references[k])[1] for k in (0, 2))
+        assert axis[first] != axis[other]
+
+
+def test_shapes_image_size_resizes_training_and_eval_alike() -> None:
+    # The scenes are drawn at 64x64; image_size fits them, in the training shards and when eval asks.
+    source = source_of("caption-shapes", "caption-shapes", {**SHAPES, "image_size": 32})
+    assert source.image_size() == (32, 32)
+    entry = {"kind": "caption-shapes", "options": {**SHAPES, "image_size": 32}}
+    assert caption_image_size({"sources": {"caption-shapes": entry}}) == ((32, 32), None)
+    tok = TextTokenizer.train(["a small red circle above a large blue square"], vocab_size=300)
+    key, unit = next(source.units("val", CFG, tok, 0.05, Counter()))
+    assert key == "val/0" and len(unit.patches) == 4  # a 2x2 grid of 16-pixel patches
+    scene = shapes.make_scene(0, "val", 0)
+    assert np.array_equal(unit.patches, caption_prompt_sequence(scene.image, CFG, (32, 32)).patches)
+    held_out = caption_items("caption-shapes", {**SHAPES, "image_size": 32})  # what eval captions
+    assert held_out[0].load().shape == (32, 32, 3) and held_out[0].references == scene.references
+    assert np.array_equal(caption_prompt_sequence(held_out[0].load(), CFG).patches, unit.patches)
+    default = source_of("caption-shapes", "caption-shapes", SHAPES)
+    assert len(next(default.units("val", CFG, tok, 0.05, Counter()))[1].patches) == 16  # 64x64, as drawn
 
 
 def test_caption_scores() -> None:

@@ -3,7 +3,9 @@
 A scene is one or two coloured shapes on black, 64x64 RGB, captioned in plain
 English: ``"a large red circle above a small blue square"`` or, for one shape,
 ``"a small green triangle"``. Scene ``i`` of a split is a pure function of
-``(seed, split, i)``.
+``(seed, split, i)``. Its references, for scoring, are every right caption: either
+object named first, and each relation true of the drawing (about one two-object
+scene in eight splits its objects across both axes' halves).
 
 Compositional hold-out: each object in a scene contributes a *combination*
 ``(shape, colour, relation)``, where the relation is the object's own (``above``
@@ -68,7 +70,7 @@ class Scene:
     image: np.ndarray  # (64, 64, 3) uint8
     caption: str
     combinations: tuple[Combination, ...]
-    references: tuple[str, ...] = ()  # every correct wording (either object first), for scoring
+    references: tuple[str, ...] = ()  # every correct wording (either object first, any true relation)
 
 
 def _draw(draw: ImageDraw.ImageDraw, obj: Obj, x: int, y: int) -> None:
@@ -86,6 +88,16 @@ def _draw(draw: ImageDraw.ImageDraw, obj: Obj, x: int, y: int) -> None:
 def _centre(rng: np.random.Generator, r: int, lo: int, hi: int) -> int:
     """A centre coordinate so that [c - r, c + r] lies inside [lo, hi)."""
     return int(rng.integers(lo + r + 1, hi - r - 1))
+
+
+def _true_relations(pa: tuple[int, int], ra: int, pb: tuple[int, int], rb: int) -> list[str]:
+    """The relations of an object at ``pa`` (radius ``ra``) to one at ``pb``: "A above B" when A lies wholly
+    in the top half and B wholly in the bottom half, and so on (how :func:`make_scene` places them)."""
+    half = SCENE_SIZE // 2
+    (xa, ya), (xb, yb) = pa, pb
+    true = {"above": ya + ra < half <= yb - rb, "below": yb + rb < half <= ya - ra,
+            "left of": xa + ra < half <= xb - rb, "right of": xb + rb < half <= xa - ra}
+    return [r for r in RELATIONS if true.get(r)]
 
 
 def _random_obj(rng: np.random.Generator) -> Obj:
@@ -135,7 +147,11 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
         # Either object may be named first ("A above B" or "B below A").
         wordings = (f"a {a.words()} {rel} a {b.words()}", f"a {b.words()} {_INVERSE[rel]} a {a.words()}")
         caption = wordings[0] if rng.random() < 0.5 else wordings[1]
-        references = (caption, wordings[1] if caption == wordings[0] else wordings[0])
+        # Every relation true of the drawing is a right caption: about one scene in eight also splits the
+        # objects across the other axis's halves ("above" and "left of" both true).
+        also = [w for r in _true_relations(pa, ra, pb, rb) if r != rel
+                for w in (f"a {a.words()} {r} a {b.words()}", f"a {b.words()} {_INVERSE[r]} a {a.words()}")]
+        references = (caption, wordings[1] if caption == wordings[0] else wordings[0], *also)
     return Scene(np.asarray(img, dtype=np.uint8), caption, combos, references)
 
 

@@ -267,23 +267,22 @@ class Shapes(Captions):
     """Generated scenes of coloured shapes, held out by composition (:mod:`gato_mini.data.shapes`)."""
 
     name_of_kind = "caption-shapes"
-    defaults = {"count": 20000, "val_count": 500, "seed": 0}
+    # image_size: the scenes (drawn at 64x64) are resized to it, as a caption is asked of one at eval
+    defaults = {"count": 20000, "val_count": 500, "seed": 0, "image_size": shapes.SCENE_SIZE}
     builtin = ("caption-shapes",)
 
     def _input(self) -> Any:
         return shapes.GENERATOR_VERSION
-
-    def image_size(self) -> tuple[int, int]:
-        return shapes.SCENE_SIZE, shapes.SCENE_SIZE
 
     def expected_units(self) -> int | None:
         return self.options["count"] + self.options["val_count"]
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
         n = self.options["count"] if split == "train" else self.options["val_count"]
+        size = self.image_size()
         for i in range(n):
             scene = shapes.make_scene(i, split, self.options["seed"])
-            yield f"{split}/{i}", (lambda s=scene: s.image), scene.caption
+            yield f"{split}/{i}", (lambda s=scene: image.resize(s.image, size)), scene.caption
 
     def score_attributes(self, captions: list[str], references: list[list[str]]) -> dict[str, Any] | None:
         return shapes.score_attributes(captions, references)
