@@ -100,6 +100,13 @@ def test_shapes_image_size_resizes_training_and_eval_alike() -> None:
     assert len(next(default.units("val", CFG, tok, 0.05, Counter()))[1].patches) == 16  # 64x64, as drawn
 
 
+@pytest.mark.parametrize("size", [0, -3, "big", [32], [32, 0], True, 32.5])
+def test_a_bad_caption_image_size_is_one_line_before_any_work(size) -> None:
+    for kind in ("caption-shapes", "caption-digits"):
+        with pytest.raises(GatoError, match="image_size must be a positive int or \\[height, width\\], got"):
+            source_of(kind, kind, {"image_size": size}).check()
+
+
 def test_caption_scores() -> None:
     # Where every n-gram order matches, our smoothed sentence BLEU is torchmetrics' smoothed BLEU.
     hyp = "a small red circle above a large blue square"

@@ -37,7 +37,7 @@ from gato_mini.data.source import (
     split_units,
     val_keys,
 )
-from gato_mini.errors import FileFormatError
+from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.fields import FieldSpec, becomes_vector, same_spaces, with_statistics
 from gato_mini.procs import available_memory
 from gato_mini.tokenizers import image
@@ -245,9 +245,18 @@ class Captions(Source):
         raise NotImplementedError
 
     def image_size(self) -> tuple[int, int]:
-        """The (H, W) its images are fitted to."""
+        """The (H, W) its images are fitted to (``image_size``: an int, or [height, width])."""
         size = self.options["image_size"]
-        return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        pair = [size, size] if isinstance(size, int) else size
+        if not (isinstance(pair, list | tuple) and len(pair) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in pair)):
+            raise ConfigError(f"source '{self.name}': image_size must be a positive int or [height, width], "
+                              f"got {size!r}")
+        return int(pair[0]), int(pair[1])
+
+    def check(self, cfg: GatoConfig | None = None) -> None:
+        self.image_size()  # a bad size fails before anything is written
+        super().check(cfg)
 
     def score_attributes(self, captions: list[str], references: list[list[str]]) -> dict[str, Any] | None:
         """Each part of the captions rated against the references, where the kind's captions have a
@@ -326,6 +335,7 @@ class CaptionFolder(Captions):
     required = ("path",)
 
     def check(self, cfg: GatoConfig | None = None) -> None:
+        super().check(cfg)
         next(iter(captions.read_caption_metadata(self.options["path"])), None)
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
