@@ -144,13 +144,14 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
             pb = (_centre(rng, rb, *second), _centre(rng, rb, 0, SCENE_SIZE))
         _draw(draw, a, *pa)
         _draw(draw, b, *pb)
-        # Either object may be named first ("A above B" or "B below A").
-        wordings = (f"a {a.words()} {rel} a {b.words()}", f"a {b.words()} {_INVERSE[rel]} a {a.words()}")
+        def said(r: str) -> tuple[str, str]:  # either object may be named first ("A above B", "B below A")
+            return f"a {a.words()} {r} a {b.words()}", f"a {b.words()} {_INVERSE[r]} a {a.words()}"
+
+        wordings = said(rel)
         caption = wordings[0] if rng.random() < 0.5 else wordings[1]
         # Every relation true of the drawing is a right caption: about one scene in eight also splits the
         # objects across the other axis's halves ("above" and "left of" both true).
-        also = [w for r in _true_relations(pa, ra, pb, rb) if r != rel
-                for w in (f"a {a.words()} {r} a {b.words()}", f"a {b.words()} {_INVERSE[r]} a {a.words()}")]
+        also = [w for r in _true_relations(pa, ra, pb, rb) if r != rel for w in said(r)]
         references = (caption, wordings[1] if caption == wordings[0] else wordings[0], *also)
     return Scene(np.asarray(img, dtype=np.uint8), caption, combos, references)
 
