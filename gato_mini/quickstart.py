@@ -60,6 +60,14 @@ from gato_mini.train.run import latest_checkpoint, lit_module, train, trainer_se
 STAGES = ("collect", "prepare", "train", "eval", "samples", "report")
 MIN_FREE_BYTES = 1 << 30  # the default run writes about 0.5 GB
 EVAL_STEP_TIMES = 160  # slow steps: evaluation took 105-160 step times; fast: the reserve (docs/speed.md)
+# A measured reserve (quickstart.reserve_minutes: auto): the control tasks' predicted acting, plus
+# captions, text, offline metrics, loading and the report counted as EVAL_REST_STEP_TIMES step times (about
+# 35 here, docs/speed.md "The evaluation reserve, measured"), all times EVAL_MARGIN, plus 10 s.
+# LEAST_RESERVE_MINUTES: the smallest reserve assumed before anything is measured (to refuse a --minutes
+# that cannot hold a run).
+EVAL_REST_STEP_TIMES = 40
+EVAL_MARGIN = 1.15
+LEAST_RESERVE_MINUTES = 0.25
 
 
 class State:
@@ -143,7 +151,13 @@ class Quickstart:
                     for task, rec in self.plan.collect.items()
                     if not self.state.done("collect") and not self.plan.dataset(self.out, task).is_dir())
         before = steps / 2000 + (0 if self.state.done("prepare") else 20)
-        return (before + 30 + self.spent_before) / 60 + self.plan.reserve_minutes
+        return (before + 30 + self.spent_before) / 60 + self._least_reserve()
+
+    def _least_reserve(self) -> float:
+        """The evaluation reserve in minutes as known before it is measured: the configured one, or
+        :data:`LEAST_RESERVE_MINUTES` when it is measured (``reserve_minutes: auto``)."""
+        r = self.plan.reserve_minutes
+        return LEAST_RESERVE_MINUTES if r is None else r
 
     # --- the driver -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -156,9 +170,10 @@ class Quickstart:
         least = self.least_minutes()
         if self.minutes < least:  # known before anything runs
             raise GatoError(f"--minutes {self.minutes:g} cannot hold recording and data "
-                            f"({least - self.plan.reserve_minutes - 0.5:.1f} min at least), 30 s of training "
-                            "and "
-                            f"the {self.plan.reserve_minutes:g}-minute evaluation reserve: give --minutes "
+                            f"({least - self._least_reserve() - 0.5:.1f} min at least), 30 s of training "
+                            "and an evaluation reserve of "
+                            f"{'at least ' if self.plan.reserve_minutes is None else ''}"
+                            f"{self._least_reserve():g} min: give --minutes "
                             f"{math.ceil(least)} or more")
         self.state.data["runs"].append({"argv": self.argv, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
         self.state.data["versions"] = versions()
@@ -237,12 +252,12 @@ class Quickstart:
         print_prepare(result, self.console)
         return {"tokens": sum(sum(r.tokens.values()) for r in result.sources)}
 
-    def _step_seconds(self, run) -> float:  # noqa: ANN001
-        """Seconds per optimizer step of the run's own LightningModule (its forward, compiled where the
-        run compiles, its loss and its AdamW groups): the mean over 5 different batches of the mixture,
-        after a warm-up step. One batch is not enough: a batch's cost depends on its sources (an Atari row
-        holds 10 patches a timestep, a text row none); docs/speed.md, "The quickstart's step-time
-        probe", has what one batch missed by."""
+    def _step_seconds(self, run) -> tuple[float, Any]:  # noqa: ANN001
+        """(seconds per optimizer step, the model it stepped) of the run's own LightningModule (its
+        forward, compiled where the run compiles, its loss and its AdamW groups): the mean over 5
+        different batches of the mixture, after a warm-up step. One batch is not enough: a batch's cost
+        depends on its sources (an Atari row holds 10 patches a timestep, a text row none);
+        docs/speed.md, "The quickstart's step-time probe", has what one batch missed by."""
         import numpy as np
         import torch
 
@@ -264,7 +279,35 @@ class Quickstart:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
-        return float(np.mean(times[1:]))
+        return float(np.mean(times[1:])), lit.model.eval()
+
+    def _eval_seconds(self, run, model, step_s: float) -> tuple[float, dict[str, float]]:  # noqa: ANN001
+        """The seconds to keep for evaluation and the report, measured: the references evaluation
+        compares with are measured now where it would measure them (cached where it reads them), and
+        each control task's episodes are timed at its own envs, caps and batch with the untrained
+        ``model`` (:func:`~gato_mini.agent.eval_control.acting_seconds`); the rest (captions, text,
+        offline metrics, loading, the report) is counted in step times. Returns (seconds, the parts)."""
+        from gato_mini.agent.eval_control import acting_seconds, source_task
+        from gato_mini.model.export import sources_entry
+        from gato_mini.references import eval_references
+        from gato_mini.tokenizers.text import TextTokenizer
+
+        trained = sources_entry(run.data)
+        tok = TextTokenizer.load(Path(run.data.root) / "tokenizer.json", run.model)
+        parts: dict[str, float] = {}
+        for name, o in self._eval_plan(trained):
+            if source_group(trained, name) != "actions":
+                continue
+            t = time.perf_counter()
+            spec = source_task(trained, name, o.env_id, o.imports)[0]
+            eval_references(spec, trained["sources"][name], o.episodes or 1, o.seed, o.max_steps,
+                            o.reference_cache, registered=name in TASKS and o.env_id is None)
+            references = time.perf_counter() - t
+            parts[name] = round(acting_seconds(model, tok, trained, name, o), 1)
+            self.console.print(f"{name}: references {references:.0f} s (now, not at eval); "
+                               f"{o.episodes} episodes will take about {parts[name]:.0f} s")
+        parts["the rest"] = round(EVAL_REST_STEP_TIMES * step_s, 1)
+        return EVAL_MARGIN * sum(parts.values()) + 10, parts
 
     def _check_budget(self, budget: float, reserve: float) -> None:
         """Refuse a training budget under 30 s, naming the evaluation reserve that was kept."""
@@ -275,27 +318,36 @@ class Quickstart:
 
     def train(self) -> dict[str, Any]:
         info = self.state.data.setdefault("train", {})
-        budget = self.minutes * 60 - self.spent_before - self._elapsed() - self.plan.reserve_minutes * 60
+        reserve = info.get("eval_reserve_seconds", self._least_reserve() * 60)
+        budget = self.minutes * 60 - self.spent_before - self._elapsed() - reserve
         if "max_steps" not in info and "minutes" not in info:
             if "max_steps" in self.raw["trainer"]:
                 info["max_steps"] = int(self.raw["trainer"]["max_steps"])
             else:
-                self._check_budget(budget, self.plan.reserve_minutes * 60)
+                self._check_budget(budget, reserve)
                 self.console.print("measuring the step time on a real batch ...")
-                step_s = self._step_seconds(self._run_config(1))
-                # Evaluation is inference with the same model, so its time grows with the step time
-                # (docs/speed.md, "The quickstart's step-time probe"). Keep the larger of the
-                # configured reserve and EVAL_STEP_TIMES step times.
-                extra = max(0.0, EVAL_STEP_TIMES * step_s - self.plan.reserve_minutes * 60)
-                budget -= extra
-                self._check_budget(budget, self.plan.reserve_minutes * 60 + extra)
-                info["eval_reserve_seconds"] = round(self.plan.reserve_minutes * 60 + extra)
+                run = self._run_config(1)
+                step_s, model = self._step_seconds(run)
+                if self.plan.reserve_minutes is None:
+                    self.console.print("measuring what evaluation will take ...")
+                    reserve, info["eval_prediction"] = self._eval_seconds(run, model, step_s)
+                else:
+                    # Evaluation is inference with the same model, so its time grows with the step time
+                    # (docs/speed.md, "The quickstart's step-time probe"): the larger of the configured
+                    # reserve and EVAL_STEP_TIMES step times.
+                    reserve = max(self.plan.reserve_minutes * 60, EVAL_STEP_TIMES * step_s)
+                del model
+                budget = self.minutes * 60 - self.spent_before - self._elapsed() - reserve
+                self._check_budget(budget, reserve)
+                info["eval_reserve_seconds"] = round(reserve)
                 # Sized in time: the run trains until its minutes are spent, the rate decaying over
                 # the last fifth of them, however fast the steps turn out (the probe read a step a
-                # quarter slower than training ran, and a third of the budget went unspent). Lightning's
-                # setup and the export come outside the clock: keep 5%.
-                info["minutes"] = info["planned_minutes"] = round(0.95 * budget / 60, 3)
-                info["expected_steps"] = max(1, int(0.95 * budget / step_s))
+                # quarter slower than training ran, and a third of the budget went unspent). The last
+                # part's Lightning setup and the export come outside the clock (6 s here): keep 2%, at
+                # least 15 s (the earlier parts' setup and the DAgger rounds come out of the minutes).
+                planned = budget - max(15.0, 0.02 * budget)
+                info["minutes"] = info["planned_minutes"] = round(planned / 60, 3)
+                info["expected_steps"] = max(1, int(planned / step_s))
                 info["measured_step_seconds"] = round(step_s, 4)
             info["budget_seconds"] = round(budget)
             self.state.save()
@@ -363,8 +415,10 @@ class Quickstart:
                                f"-> {path}")
         return {"round": k, "seconds": round(time.perf_counter() - start, 1), "collected": made}
 
-    def evaluate(self) -> dict[str, Any]:
-        model, tok, trained = load_model(self.out / "run" / "model")
+    def _eval_plan(self, trained: dict[str, Any]) -> list[tuple[str, EvalOptions]]:
+        """(source, how it is evaluated) for every source of ``trained`` (a ``sources.json``), in the
+        order of the eval table: the recorded tasks first. A DAgger round's episodes are the same task
+        and are not evaluated apart."""
         p = self.plan
         atari = [t for t in p.collect if TASKS[t].family == "atari"]
         rounds = len(self.state.data.get("train", {}).get("dagger_rounds", []))
@@ -372,8 +426,9 @@ class Quickstart:
             if p.dagger else set()  # more episodes of a task evaluated under its own name
         order = [s for s in trained["sources"] if s in p.collect] + \
                 [s for s in trained["sources"] if s not in p.collect and s not in dagger]
-        base = EvalOptions(seed=1000, num_envs=p.eval_num_envs,
-                           reference_cache=self.out / "run" / "model" / "references.json")
+        # references measured at eval are kept in DIR (a model folder is replaced at each export), so
+        # the ones measured before training to size the reserve are not measured again
+        base = EvalOptions(seed=1000, num_envs=p.eval_num_envs, reference_cache=self.out / "references.json")
         plan = []
         for name in order:
             group = source_group(trained, name)
@@ -385,7 +440,11 @@ class Quickstart:
                 max_steps=p.eval_max_steps.get(name),
                 video=str(self.out / f"{name}.gif") if atari and name == atari[0] else None,
                 samples=str(self.out / f"{name}-samples.png") if caption else None)))
-        reports = evaluate_sources(model, tok, trained, plan, self.progress)
+        return plan
+
+    def evaluate(self) -> dict[str, Any]:
+        model, tok, trained = load_model(self.out / "run" / "model")
+        reports = evaluate_sources(model, tok, trained, self._eval_plan(trained), self.progress)
         write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))
         print_eval(reports, self.console)
         scores = {}

@@ -111,8 +111,10 @@ class Plan(Checked):
     eval_max_steps: dict[str, int] = field(default_factory=dict)
     caption_images: int = field(default=96, metadata=count("quickstart.eval.caption_images", 0))
     chat: list[str] = field(default_factory=list)
-    reserve_minutes: float = field(default=3.0, metadata=number("quickstart.reserve_minutes", 0, hi=1440,
-                                                                optional=False))
+    # None ("auto"): measured before training (the quickstart's references and its acting rate); a
+    # number: that many minutes, whatever evaluation takes
+    reserve_minutes: float | None = field(default=None, metadata=number(
+        "quickstart.reserve_minutes", 0, hi=1440, says='"auto" or a number of minutes from 0 to 1440'))
     dagger: Dagger | None = None
 
     def dataset(self, out: Path, task: str) -> Path:
@@ -138,10 +140,17 @@ class Plan(Checked):
             plan = cls(collect, _number(ev.get("episodes", 8), whole=True),
                        _number(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]), whole=True), caps,
                        _number(ev.get("caption_images", 96), whole=True), list(chat),
-                       _number(raw.get("reserve_minutes", 3.0)), dagger)
+                       _reserve(raw.get("reserve_minutes", "auto")), dagger)
             return plan.checked()
         except GatoError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def _reserve(value: Any) -> Any:
+    """``quickstart.reserve_minutes``: "auto" (None, measured before training) or a number of minutes."""
+    if value is None:
+        raise ConfigError('quickstart.reserve_minutes must be "auto" or a number of minutes, got nothing')
+    return None if value == "auto" else _number(value)
 
 
 def _number(value: Any, whole: bool = False) -> Any:

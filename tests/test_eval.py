@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -279,3 +280,34 @@ def test_a_model_folder_of_an_older_version_still_loads(tmp_path: Path) -> None:
     (folder / "sources.json").write_text(json.dumps({"sources": {}}))
     assert load_model(folder)[2] == {"sources": {}}
 
+
+
+def test_acting_seconds_times_a_few_batched_steps_and_scales_them_to_the_evaluation(model_dir: Path,
+                                                                                     monkeypatch) -> None:
+    """The quickstart's evaluation reserve: a handful of batched steps of the eval's own agent and envs
+    are timed (here on a clock that ticks once a call, so the arithmetic is exact), and scaled to every
+    batch of episodes at the step cap. The probe stops after the steps asked, not at an episode's end."""
+    import gato_mini.agent.eval_control as ec
+    from gato_mini.agent.eval_common import EvalOptions
+
+    model, tok, trained = load_model(model_dir / "model")
+    calls = []
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            calls.append(len(calls))
+            return float(len(calls) - 1)
+
+    monkeypatch.setattr(ec, "time", Clock)
+    options = EvalOptions(episodes=5, num_envs=2, max_steps=40, step_timeout=None,
+                          prompt_dataset=str(model_dir / "eps" / "control-pendulum" / "expert-v0"))
+    seconds = ec.acting_seconds(model, tok, trained, "control-pendulum", options, steps=6)
+    # t0 = 0, then the acts at 1..8 (steps + 1 acted, the first with the prefill; the eighth call stops
+    # the run): a start of 2 (t[1] - t0), a step of 1; three batches of two envs (5 episodes), each
+    # started once and stepped to the cap
+    assert len(calls) == 9
+    assert seconds == pytest.approx(3 * (2 + 40 * 1))
+    calls.clear()
+    short = ec.acting_seconds(model, tok, trained, "control-pendulum", replace(options, max_steps=3), steps=6)
+    assert len(calls) == 6 and short == pytest.approx(3 * (2 + 3 * 1))  # a cap below the probe: cap + 1 acts

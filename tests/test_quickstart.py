@@ -162,7 +162,7 @@ def test_fast_quickstart_writes_a_full_report_and_resumes_without_retraining(tmp
     (["--minutes", "nan"], "--minutes must be a positive number"),
     (["--out", "/proc/gato-mini-cannot-write"], "cannot write to /proc/gato-mini-cannot-write"),
     (["--config", "missing.yaml"], "config file not found: missing.yaml"),
-    (["--minutes", "1"], "give --minutes 5 or more"),  # the default plan (3-minute reserve); refused first
+    (["--minutes", "1"], "give --minutes 3 or more"),  # the default plan (a measured reserve, 1 min at least)
 ])
 def test_quickstart_bad_input(tmp_path: Path, args: list[str], message: str, capsys) -> None:
     """In this process (the command's own exit code and stderr; the console script's start-up is tested
@@ -207,7 +207,7 @@ DAGGER = {
         "collect": {"control-pendulum": {"episodes": 4, "max_steps": 40, "noise": 0.2}},
         "dagger": {"at": [0.4, 0.7], "collect": {"control-pendulum": {"episodes": 3, "weight": 2}}},
         "eval": {"episodes": 2, "num_envs": 2, "caption_images": 0},
-        "reserve_minutes": 0.3},
+        "reserve_minutes": "auto"},
     "model": {"name": "tiny", "n_layer": 1, "n_embd": 32, "n_head": 2, "block_size": 128,
               "text_vocab_size": 300},
     "data": {"val_windows": 2, "sources": {"control-pendulum": {}, "text-pydoc": {"max_modules": 3}}},
@@ -238,6 +238,11 @@ def test_quickstart_dagger_rounds_pause_training_collect_and_go_on_on_time(tmp_p
     assert [x["at_minutes"] for x in rounds] == pytest.approx([0.4 * train["planned_minutes"],
                                                               0.7 * train["planned_minutes"]], abs=0.01)
     assert train["minutes"] < train["planned_minutes"]  # the pauses came out of training's minutes
+    # the evaluation reserve was measured before training (the pendulum's episodes timed, the rest in step
+    # times), and evaluation took no longer
+    assert set(train["eval_prediction"]) == {"control-pendulum", "the rest"}
+    assert "control-pendulum: references" in r.stdout
+    assert state["stages"]["eval"]["seconds"] <= train["eval_reserve_seconds"]
     for k in (1, 2):
         meta = read_collection(out / "dagger" / f"round{k}" / "control-pendulum" / "expert-dagger-v0")
         assert meta["episodes"] == 3 and meta["acting"]["policy_share"] == 0.2

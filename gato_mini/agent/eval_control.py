@@ -14,6 +14,7 @@ step cap, references measured at eval and cached beside the model).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -174,12 +175,7 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     entry = source_entry(trained, name)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
-    modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
-    if o.step_timeout:
-        envs = [ProcessEnv(spec.factory(max_steps, m), o.step_timeout, name=f"{name}[{k}]")
-                for k, m in enumerate(modes)]
-    else:
-        envs = [spec.make(max_steps, render_mode=m) for m in modes]
+    envs = eval_envs(spec, name, n, max_steps, o.step_timeout, video=bool(video))
     frames: list[np.ndarray] | None = [] if video else None
     refs, origin = eval_references(spec, entry, episodes, seed, max_steps, o.reference_cache,
                                    registered=name in TASKS and o.env_id is None)
@@ -201,6 +197,69 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
+
+
+def eval_envs(spec: Any, name: str, n: int, max_steps: int | None, step_timeout: float | None,
+              video: bool = False) -> list[Any]:
+    """The ``n`` envs an evaluation of ``name`` plays on (``spec``: its Task), each in its own process
+    when ``step_timeout`` is set; with ``video`` the first renders frames."""
+    modes = ["rgb_array" if video and k == 0 else None for k in range(n)]
+    if step_timeout:
+        return [ProcessEnv(spec.factory(max_steps, m), step_timeout, name=f"{name}[{k}]")
+                for k, m in enumerate(modes)]
+    return [spec.make(max_steps, render_mode=m) for m in modes]
+
+
+class _Enough(Exception):
+    """Raised by :class:`_TimedAgent` once it has acted the steps it was asked to time."""
+
+
+class _TimedAgent:
+    """An agent whose batched steps are timed (``times``: when each began), stopping the run with
+    :class:`_Enough` at step ``steps``."""
+
+    def __init__(self, agent: Agent, steps: int) -> None:
+        self.agent, self.steps, self.times = agent, steps, []
+
+    def reset(self, i: int) -> None:
+        self.agent.reset(i)
+
+    def act(self, observations: dict[int, dict[str, Any]]) -> dict[int, Any]:
+        self.times.append(time.perf_counter())
+        if len(self.times) > self.steps:
+            raise _Enough
+        return self.agent.act(observations)
+
+
+def acting_seconds(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                   options: EvalOptions, steps: int = 64) -> float:
+    """The seconds :func:`evaluate_control` will take to play ``options.episodes`` episodes of ``name``
+    (references and offline metrics aside), predicted from ``steps`` batched steps of the same agent on
+    the same envs, timed: their start (the envs' processes, the first resets, the prompt's prefill) is
+    paid once a batch of episodes, a step's mean cost at each step up to the cap (the refills of a
+    sliding context included), every episode taken to run to the cap, so the prediction errs long where
+    episodes end early. The weights do not matter, only the model's size: the quickstart asks this of
+    its untrained model to size the time it keeps for evaluation."""
+    o = options
+    episodes = o.episodes or 1
+    n = min(o.num_envs or 1, episodes)
+    spec, agent, _ = source_agent(model, tokenizer, trained, name, n, o)
+    cap = o.max_steps or spec.max_steps
+    timed = _TimedAgent(agent, min(steps, cap) + 1)
+    t0 = time.perf_counter()
+    envs = eval_envs(spec, name, n, max_steps=cap, step_timeout=o.step_timeout)
+    try:
+        run_agent(timed, envs, n * (steps + 1), o.seed)  # type: ignore[arg-type]
+    except _Enough:
+        pass
+    finally:
+        for env in envs:
+            env.close()
+    t = timed.times
+    if len(t) < 3:  # the run ended before it stepped twice
+        return math.ceil(episodes / n) * cap * (t[-1] - t0 if t else 1.0)
+    start, step = t[1] - t0, (t[-1] - t[1]) / (len(t) - 2)
+    return math.ceil(episodes / n) * (start + cap * step)
 
 
 def observation_layout(fields: dict[str, FieldSpec]) -> dict[str, str]:
