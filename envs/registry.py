@@ -112,6 +112,11 @@ class Task:
         """Measured ``random`` and ``expert`` references (empty if not measured yet)."""
         return load_references().get(self.name, {})
 
+    def capped_references(self, cap: int, seed: int, episodes: int) -> dict[str, Reference]:
+        """The stored references measured at a step cap below the task's own, at these seeds and this
+        many episodes (what an evaluation at that cap compares with; empty where none was stored)."""
+        return load_capped_references().get(self.name, {}).get(capped_key(cap, seed, episodes), {})
+
     def normalize(self, score: float) -> float | None:
         """``100 * (score - baseline) / (expert - baseline)``, the baseline being the stronger of random and
         the best constant action (so doing nothing scores at most 0); None without references."""
@@ -229,13 +234,34 @@ def packaged_references_writable() -> Path:
     return path
 
 
+AT_CAP = "at_cap"  # a task's references measured at a lower step cap: {capped_key: {policy: reference}}
+
+
+def capped_key(cap: int, seed: int, episodes: int) -> str:
+    """How a reference measured below a task's step cap is filed: ``cap=1000 seed=1000 episodes=16``."""
+    return f"cap={cap} seed={seed} episodes={episodes}"
+
+
 def load_references(path: Path | None = None) -> dict[str, dict[str, Reference]]:
-    """All stored references: ``{task: {"random": Reference, "expert": Reference}}``."""
+    """All stored references of whole episodes: ``{task: {"random": Reference, "expert": Reference}}``."""
+    data = _read_references(path)
+    return {task: {policy: Reference(**ref) for policy, ref in refs.items() if policy != AT_CAP}
+            for task, refs in data.items()}
+
+
+def load_capped_references(path: Path | None = None) -> dict[str, dict[str, dict[str, Reference]]]:
+    """All stored references measured below their task's step cap: ``{task: {capped_key: {policy:
+    Reference}}}`` (``gato-mini scores --max-steps N --update``)."""
+    data = _read_references(path)
+    return {task: {key: {policy: Reference(**ref) for policy, ref in refs.items()}
+                   for key, refs in (entry.get(AT_CAP) or {}).items()} for task, entry in data.items()}
+
+
+def _read_references(path: Path | None) -> dict[str, Any]:
     path = path or references_path()
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    return {task: {policy: Reference(**ref) for policy, ref in refs.items()} for task, refs in data.items()}
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def save_reference(task: str, policy: str, ref: Reference, path: Path) -> None:
@@ -245,8 +271,14 @@ def save_reference(task: str, policy: str, ref: Reference, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(path.read_text()) if path.is_file() else {}
     data = data or {}
-    data.setdefault(task, {})[policy] = ref.to_dict()
+    entry = data.setdefault(task, {})
+    if task in TASKS and ref.max_steps < TASKS[task].max_steps:  # below the task's cap: filed apart
+        key = capped_key(ref.max_steps, ref.seed, ref.episodes)
+        entry.setdefault(AT_CAP, {}).setdefault(key, {})[policy] = ref.to_dict()
+    else:
+        entry[policy] = ref.to_dict()
     header = ("# Reference returns measured by `gato-mini scores --task NAME --episodes N --update`\n"
-              "# (or --out FILE).\n"
+              "# (or --out FILE); at_cap: measured below the task's step cap (--max-steps N --seed S), what\n"
+              "# an evaluation at that cap, those seeds and that many episodes compares with.\n"
               "# Do not edit by hand: rerun the command.\n")
     write_atomic(path, header + yaml.safe_dump(data, sort_keys=True))

@@ -22,7 +22,7 @@ import numpy as np
 from gato_mini.collect import Recording, run_episodes
 from gato_mini.data.minari_io import iter_episodes, open_dataset, read_collection
 from gato_mini.envs.policies import constant_policies
-from gato_mini.envs.registry import Reference, Task, get_task
+from gato_mini.envs.registry import Reference, Task, capped_key, get_task
 from gato_mini.errors import GatoError
 from gato_mini.procs import write_atomic
 
@@ -120,6 +120,10 @@ def eval_references(spec: Task, entry: dict[str, Any], episodes: int, seed: int,
     episodes. Any other env: random and the best constant measured now, and as expert the return of the
     source's own dataset (``entry``: its ``sources.json`` entry; the best windowed mean, Gato Sec. 3.1)."""
     if registered and max_steps and max_steps < spec.max_steps:
+        stored = spec.capped_references(max_steps, seed, episodes)
+        if {"random", "constant", "expert"} <= set(stored):  # measured at this cap, seeds and count before
+            key = capped_key(max_steps, seed, episodes)
+            return stored, {k: f"references.yaml ({key})" for k in stored}
         refs, key = measured_references(spec, ("random", "constant", "expert"), episodes, seed, max_steps,
                                         cache)
         return refs, {k: f"measured at eval ({key})" for k in refs}

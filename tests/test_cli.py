@@ -266,7 +266,12 @@ def test_scores_out_writes_the_users_file_and_update_never_writes_an_installed_p
     assert main([*args, "--out", str(mine)]) == 0
     stored = yaml.safe_load(mine.read_text())
     assert set(stored) == {"someone-else", "control-pendulum"}  # the other entry is kept
-    assert stored["control-pendulum"]["random"]["max_steps"] == 5
+    # measured below the task's 200-step cap: filed apart, where an evaluation at that cap finds it
+    assert set(stored["control-pendulum"]) == {"at_cap"}
+    assert stored["control-pendulum"]["at_cap"]["cap=5 seed=0 episodes=1"]["random"]["max_steps"] == 5
+    assert registry.load_references(mine)["control-pendulum"] == {}
+    capped = registry.load_capped_references(mine)["control-pendulum"]["cap=5 seed=0 episodes=1"]
+    assert capped["random"].max_steps == 5
     assert registry.references_path().read_bytes() == packaged  # the packaged file is untouched
     # an installed package (site-packages) is never written, even with --update
     fake = tmp_path / "site-packages" / "gato_mini" / "envs" / "references.yaml"

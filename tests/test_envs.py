@@ -364,3 +364,37 @@ def test_breakout_serves_by_itself_after_a_reset_and_each_lost_life():
 
     with pytest.raises(ValueError, match="FIRE"):
         FireOnNewLife(NoFire(spaces.Box(0, 255, (4, 4, 3), np.uint8)))
+
+
+def test_an_evaluation_below_the_step_cap_uses_references_stored_at_that_cap(tmp_path, monkeypatch) -> None:
+    """References measured at a lower cap (`gato-mini scores --max-steps N --seed S --update`) are what
+    an evaluation at that cap, those seeds and that many episodes compares with, not measured again; at
+    any other cap, seeds or count they are measured at eval, as before."""
+    from gato_mini.envs import registry
+    from gato_mini.references import eval_references
+
+    path = tmp_path / "references.yaml"
+    path.write_text(registry.references_path().read_text())
+    for policy, mean in (("random", -1000.0), ("constant", -900.0), ("expert", -10.0)):
+        registry.save_reference("control-pendulum", policy, registry.Reference(mean, 1.0, 2, 7, 5), path)
+    monkeypatch.setattr(registry, "references_path", lambda: path)
+    task = get_task("control-pendulum")
+    assert task.references() == load_references()["control-pendulum"]  # whole episodes: unchanged
+    refs, origin = eval_references(task, {}, 2, 7, 5, None, registered=True)
+    assert refs["expert"].mean == -10.0 and origin["random"] == "references.yaml (cap=5 seed=7 episodes=2)"
+    calls = []
+    monkeypatch.setattr("gato_mini.references.measure_reference",
+                        lambda *a, **k: calls.append(a) or registry.Reference(0.0, 0.0, 2, 8, 5))
+    refs, origin = eval_references(task, {}, 2, 8, 5, None, registered=True)  # other seeds: measured
+    assert len(calls) == 3 and origin["random"].startswith("measured at eval")
+
+
+def test_the_stored_capped_references_are_what_measuring_gives_now() -> None:
+    """The packaged references at the quickstart's Atari cap (1,000 steps, seeds 1000..1015) are
+    reproducible: one of them (Breakout's random policy, 3 s) measured again equals the stored one."""
+    from gato_mini.references import measure_reference
+
+    stored = get_task("atari-breakout").capped_references(1000, 1000, 16)
+    assert set(stored) == {"random", "constant", "expert"}
+    again = measure_reference("atari-breakout", "random", 16, 1000, 1000, progress=False)
+    assert again.to_dict() == stored["random"].to_dict()

@@ -243,6 +243,7 @@ def test_quickstart_dagger_rounds_pause_training_collect_and_go_on_on_time(tmp_p
     assert set(train["eval_prediction"]) == {"control-pendulum", "the rest"}
     assert "control-pendulum: references" in r.stdout
     assert state["stages"]["eval"]["seconds"] <= train["eval_reserve_seconds"]
+    assert "Evaluation was kept" in (out / "report.md").read_text()
     for k in (1, 2):
         meta = read_collection(out / "dagger" / f"round{k}" / "control-pendulum" / "expert-dagger-v0")
         assert meta["episodes"] == 3 and meta["acting"]["policy_share"] == 0.2

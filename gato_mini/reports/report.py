@@ -148,6 +148,12 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         lines += [f"| {name} | {duration(s.get('seconds', 0))} |" for name, s in stages.items()]
         total = sum(s.get("seconds", 0) for s in stages.values())
         lines += [f"| total | {duration(total)} |", ""]
+        train = state.get("train", {})
+        if train.get("eval_prediction") and "eval" in stages:
+            parts = ", ".join(f"{k} {duration(v)}" for k, v in train["eval_prediction"].items())
+            kept, took = duration(train["eval_reserve_seconds"]), duration(stages["eval"].get("seconds", 0))
+            lines += [f"Evaluation was kept {kept}, measured before training (predicted: {parts}; with a "
+                      f"margin), and took {took}.", ""]
 
     lines += ["## How this was made", "", "```bash", shlex.join(argv)]
     lines += ["# the same steps by hand:",
