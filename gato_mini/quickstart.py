@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
+from gato_mini.agent.eval_control import acting_seconds, source_task
 from gato_mini.agent.evaluate import evaluate_sources
 from gato_mini.agent.policy import ModelPolicy
 from gato_mini.agent.prompting import ChatSession, Sampling
@@ -47,13 +48,15 @@ from gato_mini.data.prepare import prepare
 from gato_mini.data.windows import collate
 from gato_mini.envs.registry import TASKS, get_task
 from gato_mini.errors import ConfigError, GatoError
-from gato_mini.model.export import load_model, read_checkpoint
+from gato_mini.model.export import load_model, read_checkpoint, sources_entry
 from gato_mini.options import checked, number
 from gato_mini.procs import folder_lock, write_atomic
 from gato_mini.quickstart_plan import default_config, load_config, run_name
+from gato_mini.references import eval_references
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.report import duration, write_report
 from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
+from gato_mini.tokenizers.text import TextTokenizer
 from gato_mini.train.config import parse_run_config
 from gato_mini.train.run import latest_checkpoint, lit_module, train, trainer_settings
 
@@ -287,11 +290,6 @@ class Quickstart:
         each control task's episodes are timed at its own envs, caps and batch with the untrained
         ``model`` (:func:`~gato_mini.agent.eval_control.acting_seconds`); the rest (captions, text,
         offline metrics, loading, the report) is counted in step times. Returns (seconds, the parts)."""
-        from gato_mini.agent.eval_control import acting_seconds, source_task
-        from gato_mini.model.export import sources_entry
-        from gato_mini.references import eval_references
-        from gato_mini.tokenizers.text import TextTokenizer
-
         trained = sources_entry(run.data)
         tok = TextTokenizer.load(Path(run.data.root) / "tokenizer.json", run.model)
         parts: dict[str, float] = {}
