@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
-from gato_mini.agent.eval_control import acting_seconds, source_task
+from gato_mini.agent.eval_control import acting_seconds, source_references, source_task
 from gato_mini.agent.evaluate import evaluate_sources
 from gato_mini.agent.policy import ModelPolicy
 from gato_mini.agent.prompting import ChatSession, Sampling
@@ -52,7 +52,6 @@ from gato_mini.model.export import load_model, read_checkpoint, sources_entry
 from gato_mini.options import checked, number
 from gato_mini.procs import folder_lock, write_atomic
 from gato_mini.quickstart_plan import default_config, load_config, run_name
-from gato_mini.references import eval_references
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.report import duration, write_report
 from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
@@ -297,9 +296,7 @@ class Quickstart:
             if source_group(trained, name) != "actions":
                 continue
             t = time.perf_counter()
-            spec = source_task(trained, name, o.env_id, o.imports)[0]
-            eval_references(spec, trained["sources"][name], o.episodes or 1, o.seed, o.max_steps,
-                            o.reference_cache, registered=name in TASKS and o.env_id is None)
+            source_references(source_task(trained, name, o.env_id, o.imports)[0], trained, name, o)
             references = time.perf_counter() - t
             parts[name] = round(acting_seconds(model, tok, trained, name, o), 1)
             self.console.print(f"{name}: references {references:.0f} s (now, not at eval); "

@@ -172,13 +172,11 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
         raise GatoError(f"--episodes must be at least 1 for a control task, got {episodes}")
     n = min(o.num_envs or 1, episodes)
     spec, agent, prompt_name = source_agent(model, tokenizer, trained, name, n, o)
-    entry = source_entry(trained, name)
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
     envs = eval_envs(spec, name, n, max_steps, o.step_timeout, video=bool(video))
     frames: list[np.ndarray] | None = [] if video else None
-    refs, origin = eval_references(spec, entry, episodes, seed, max_steps, o.reference_cache,
-                                   registered=name in TASKS and o.env_id is None)
+    refs, origin = source_references(spec, trained, name, o)
     t0 = time.perf_counter()
     try:
         results = run_agent(agent, envs, episodes, seed, on_episode=progress, frames=frames)
@@ -197,6 +195,16 @@ def evaluate_control(model: GatoModel, tokenizer: TextTokenizer, trained: dict[s
     if video and frames:
         report.extra["video"] = write_video(frames, video)
     return report
+
+
+def source_references(spec: Any, trained: dict[str, Any], name: str, options: EvalOptions
+                      ) -> tuple[dict[str, Any], dict[str, str]]:
+    """(references, where each came from) an evaluation of the ``episodes`` source ``name`` on ``spec``
+    (its Task) compares with, at ``options``' episodes, seeds and step cap: stored, cached, or measured
+    now into ``options.reference_cache``."""
+    o = options
+    return eval_references(spec, source_entry(trained, name), o.episodes or 1, o.seed, o.max_steps,
+                           o.reference_cache, registered=name in TASKS and o.env_id is None)
 
 
 def eval_envs(spec: Any, name: str, n: int, max_steps: int | None, step_timeout: float | None,
