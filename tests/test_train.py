@@ -256,6 +256,31 @@ def test_trainer_logger_choices(run_config, tmp_path) -> None:
         assert "weights_only" not in r.stdout + r.stderr  # no library notice in what a user sees
 
 
+def test_train_sized_in_target_tokens_stops_at_them_and_counts_them_per_source(run_config, tmp_path) -> None:
+    """``train.target_tokens``: the run stops once another step would pass the budget, its schedule
+    ends at min_lr, and ``sources.json`` says the target tokens each source was trained on (their sum is
+    the checkpoint's count). A run sized in both minutes and tokens is refused."""
+    run = load_run_config(run_config, ["--train.out", str(tmp_path / "tok"), "--train.target_tokens", "3000"])
+    del run.trainer["max_steps"]
+    run.trainer["val_check_interval"] = 1000
+    model_dir = train(run, progress=False)
+    ckpt = read_checkpoint(tmp_path / "tok" / "checkpoints" / "last.ckpt")
+    counts = json.loads((model_dir / "sources.json").read_text())["sources"]
+    per_source = {name: entry["target_tokens"] for name, entry in counts.items()}
+    total = sum(per_source.values())
+    steps = ckpt["global_step"]
+    assert set(per_source) == {s.name for s in run.data.sources} and all(n > 0 for n in per_source.values())
+    assert total == pytest.approx(sum(ckpt["trained_targets"].values()), abs=len(per_source))
+    assert 3000 - 2 * total / steps < total <= 3000  # stopped within a step of the budget, never past it
+    assert ckpt["time_budget_spent"] == pytest.approx(total, abs=len(per_source))
+    metrics = next((tmp_path / "tok" / "logs").rglob("metrics.csv"))
+    lrs = [float(r["train/lr"]) for r in csv.DictReader(metrics.open()) if r.get("train/lr")]
+    assert lrs[-1] < run.train.lr  # decayed at the end of the tokens
+    with pytest.raises(ConfigError, match="'train.minutes' or in 'train.target_tokens', not both"):
+        parse_run_config({"model": "tiny", "data": {"sources": {"text-pydoc": {}}},
+                          "train": {"minutes": 1, "target_tokens": 1000}})
+
+
 def test_train_export_load_and_resume(run_config, trained, tmp_path) -> None:
     run = load_run_config(run_config)
     model_dir = trained

@@ -39,10 +39,11 @@ OLD_SOURCES_FILE = "tasks.json"  # its older name, still read
 FILES = ("config.json", "tokenizer.json", "model.safetensors", SOURCES_FILE)
 
 
-def sources_entry(data: DataConfig) -> dict[str, Any]:
+def sources_entry(data: DataConfig, targets: dict[str, float] | None = None) -> dict[str, Any]:
     """What ``sources.json`` says about the sources a model was trained on (``data``: its data config,
-    prepared): each source's kind, fields, options and split, and its references (a registered task's,
-    or what eval needs to measure them for a user's env)."""
+    prepared): each source's kind, fields, options and split, its references (a registered task's,
+    or what eval needs to measure them for a user's env) and, with ``targets``, the target tokens
+    training took the loss on (``target_tokens``)."""
     index = json.loads((Path(data.root) / "data.json").read_text())
     out: dict[str, Any] = {}
     for s in data.sources:
@@ -59,6 +60,8 @@ def sources_entry(data: DataConfig) -> dict[str, Any]:
             entry["references"] = {k: r.to_dict() for k, r in TASKS[s.name].references().items()}
         elif entry.get("kind") == "episodes":
             entry.update(episodes_env(s.options["dataset"]))  # what eval needs for an env of the user's
+        if targets is not None:
+            entry["target_tokens"] = int(round(targets.get(s.name, 0.0)))
         out[s.name] = entry
     return {"sources": out}
 

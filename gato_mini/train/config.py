@@ -56,6 +56,11 @@ class TrainOptions:
     # cosine decay to min_lr at trainer.max_steps.
     minutes: float | None = field(default=None, metadata=number("'train.minutes'", 0, open_lo=True,
                                                                  hi=525_600))
+    # A run sized in target tokens instead (the tokens the loss is taken on, every source together):
+    # the schedule of a run sized in time, its progress counted in target tokens; it stops once another
+    # step of the mean size so far would pass this many. benchmarks/specialists.py gives each specialist
+    # the target tokens the generalist trained on its source. None: not sized in target tokens.
+    target_tokens: int | None = field(default=None, metadata=count("'train.target_tokens'"))
     decay_share: float = field(default=0.2, metadata=number("'train.decay_share'", 0, hi=1, optional=False))
     # With minutes: stop once this many of them are spent, checkpointed, the schedule still the whole
     # run's; resuming (--resume, without it) goes on with that schedule. The quickstart's DAgger rounds
@@ -232,6 +237,8 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
         if not (isinstance(betas, list) and len(betas) == 2 and
                 all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
             raise ConfigError(f"'train.betas' must be two numbers in [0, 1), got {betas!r}")
+        if train.target_tokens is not None and train.minutes is not None:
+            raise ConfigError("a run is sized in 'train.minutes' or in 'train.target_tokens', not both")
         if train.pause_minutes is not None and train.minutes is None:
             raise ConfigError("'train.pause_minutes' pauses a run sized in time: it needs 'train.minutes'")
         trainer = dict(raw.get("trainer") or {})

@@ -15,7 +15,10 @@ The schedule: linear warmup over ``warmup_steps``, then either cosine decay to `
 ``max_steps`` (a run sized in steps), or, for a run sized in time (``train.minutes``), the peak
 rate until the last ``decay_share`` of the minutes and a cosine decay to ``min_lr`` over them
 (:class:`TimeBudget`, a warmup-stable-decay schedule that needs no step count in advance: the run
-spends its minutes on a fast machine and on a slow one alike, and stops on time).
+spends its minutes on a fast machine and on a slow one alike, and stops on time). A run sized in target
+tokens (``train.target_tokens``, a specialist given a generalist's share) takes the same schedule with
+its progress counted in target tokens. Every run counts the target tokens it trained on per source
+(kept in its checkpoints, written to the model's ``sources.json``).
 """
 
 from __future__ import annotations
@@ -159,10 +162,15 @@ class LitGato(L.LightningModule):
         for i, kind in enumerate(self.source_kinds):
             self.groups.setdefault(KINDS[kind].group, []).append(i)  # actions, captions or text
         self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
-        seconds = self.optim.get("seconds")
-        self.budget = TimeBudget(seconds, self.optim["warmup_steps"], self.optim["lr"], self.optim["min_lr"],
+        seconds, tokens = self.optim.get("seconds"), self.optim.get("target_tokens")
+        #: a run sized in target tokens: its budget counts them where a run sized in time counts seconds
+        self.sized_in_tokens = bool(tokens) and not seconds
+        size = seconds or tokens
+        self.budget = TimeBudget(size, self.optim["warmup_steps"], self.optim["lr"], self.optim["min_lr"],
                                  self.optim.get("decay_share", 0.2),
-                                 pause=self.optim.get("pause_seconds")) if seconds else None
+                                 pause=self.optim.get("pause_seconds")) if size else None
+        #: the target tokens trained on so far, by source name (this rank's; a resume carries them on)
+        self.trained_targets: dict[str, float] = {}
         # not a registered submodule: the checkpoint holds the weights once, under "model."
         object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
         self._tick: float | None = None
@@ -183,6 +191,9 @@ class LitGato(L.LightningModule):
         # per source and per group: sums over rows, grouped by the row's source
         sums, counts = source_sums(per_token.detach(), mask, batch["source"], len(self.source_names))
         present = counts.tolist()  # one copy to the host, not one sync per source
+        if stage == "train":
+            for name, n in zip(self.source_names, present, strict=True):
+                self.trained_targets[name] = self.trained_targets.get(name, 0.0) + n
         for i, name in enumerate(self.source_names):
             if present[i] > 0:
                 self.log(f"{stage}/loss_{name}", sums[i] / counts[i], batch_size=bs, sync_dist=stage == "val")
@@ -208,18 +219,33 @@ class LitGato(L.LightningModule):
         the same step."""
         if self.budget is None:
             return
-        self.budget.tick(float(self.trainer.strategy.broadcast(self.budget.elapsed, src=0)))
-        self.log("train/minutes", self.budget.seen / 60, batch_size=1)
+        if self.sized_in_tokens:
+            self.budget.tick(sum(self.all_trained_targets().values()))
+            self.log("train/target_tokens", self.budget.seen, batch_size=1)
+        else:
+            self.budget.tick(float(self.trainer.strategy.broadcast(self.budget.elapsed, src=0)))
+            self.log("train/minutes", self.budget.seen / 60, batch_size=1)
         if self.budget.should_stop():
             self.trainer.should_stop = True
+
+    def all_trained_targets(self) -> dict[str, float]:
+        """The target tokens trained on so far by source name, every rank's summed (every rank must
+        call it)."""
+        names = sorted(self.trained_targets)
+        mine = torch.tensor([self.trained_targets[n] for n in names], dtype=torch.float64)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            mine = self.trainer.strategy.reduce(mine.to(self.device), reduce_op="sum").cpu()
+        return dict(zip(names, mine.tolist(), strict=True))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.budget is not None:
             checkpoint["time_budget_spent"] = float(self.budget.seen)
+        checkpoint["trained_targets"] = dict(self.trained_targets)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.budget is not None:
             self.budget.spent = float(checkpoint.get("time_budget_spent", 0.0))
+        self.trained_targets = {str(k): float(v) for k, v in checkpoint.get("trained_targets", {}).items()}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._losses(batch, "train")

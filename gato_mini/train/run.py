@@ -124,7 +124,8 @@ def _on_gpu(run: RunConfig) -> bool:
 def trainer_settings(run: RunConfig, progress: bool) -> dict[str, Any]:
     """Defaults for ``lightning.Trainer``, overridden by the config's ``trainer`` section."""
     # a run sized in time (train.minutes) stops on its clock; its step cap is only a guard
-    max_steps = int(run.trainer.get("max_steps", TIME_RUN_STEP_CAP if run.train.minutes else 1000))
+    sized = run.train.minutes or run.train.target_tokens
+    max_steps = int(run.trainer.get("max_steps", TIME_RUN_STEP_CAP if sized else 1000))
     on_gpu = _on_gpu(run)
     settings: dict[str, Any] = {
         "max_steps": max_steps, "accelerator": "auto", "devices": 1,
@@ -147,11 +148,14 @@ def step_progress_bar():  # noqa: ANN201 (a RichProgressBar)
         @property
         def total_train_batches(self) -> int | float:
             if getattr(self.trainer.lightning_module, "budget", None) is not None:
-                return float("inf")  # sized in minutes: the count of steps is not known ahead
+                return float("inf")  # sized in minutes or tokens: the count of steps is not known ahead
             return max(self.trainer.max_steps - self.trainer.global_step, 0)
 
         def _get_train_description(self, current_epoch: int) -> str:
-            budget = getattr(self.trainer.lightning_module, "budget", None)
+            module = self.trainer.lightning_module
+            budget = getattr(module, "budget", None)
+            if budget is not None and getattr(module, "sized_in_tokens", False):
+                return f"training steps ({budget.seen:,.0f} of {budget.seconds:,.0f} target tokens)"
             if budget is not None:
                 return f"training steps ({budget.seen / 60:.1f} of {budget.seconds / 60:.1f} min)"
             return "training steps"
@@ -170,6 +174,7 @@ def lit_module(run: RunConfig, max_steps: int) -> LitGato:
     optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
              "betas": list(t.betas), "seconds": t.minutes * 60 if t.minutes else None,
              "pause_seconds": t.pause_minutes * 60 if t.pause_minutes else None,
+             "target_tokens": t.target_tokens,
              "decay_share": t.decay_share, "optimizer": t.optimizer, "muon_lr": t.muon_lr,
              "value_sigma": t.value_sigma}
     sources = run.data.sources
@@ -317,7 +322,8 @@ def train(run: RunConfig, ckpt_path: str | None = None, progress: bool = True) -
             trainer.save_checkpoint(out / "checkpoints" / "last.ckpt", weights_only=False)  # optimizer too
         model_dir = out / "model"
         state = full_state(trainer)  # every rank takes part: under FSDP this gathers the shards to rank 0
+        targets = lit.all_trained_targets()  # every rank takes part too
         if trainer.is_global_zero:
             export_model(model_dir, lit.model, Path(run.data.root) / "tokenizer.json",
-                         sources_entry(run.data), state=state)
+                         sources_entry(run.data, targets), state=state)
         return model_dir
