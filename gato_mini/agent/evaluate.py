@@ -38,7 +38,7 @@ def evaluate_source(model: GatoModel, tokenizer: TextTokenizer, trained: dict[st
     if group == "captions":
         return evaluate_captions(model, tokenizer, trained, name, options, progress)
     if group == "text":
-        return evaluate_text(model, tokenizer, trained, name, progress)
+        return evaluate_text(model, tokenizer, trained, name, progress, options=options)
     return evaluate_control(model, tokenizer, trained, name, options, progress)
 
 

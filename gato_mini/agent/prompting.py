@@ -3,7 +3,9 @@
 * caption: ``[image patches] <|caption|>`` then text until ``<|eos|>``
   (:func:`~gato_mini.data.sequence.caption_prompt_sequence`, the part of a training caption before its text);
 * chat: the chat template up to an open ``<|assistant|>`` turn
-  (:func:`~gato_mini.data.sequence.chat_prompt`), then text until ``<|end|>``.
+  (:func:`~gato_mini.data.sequence.chat_prompt`), then text until ``<|end|>``, decoded as
+  :data:`CHAT_SAMPLING` says unless told otherwise; :func:`chat_replies` answers many conversations at once
+  (eval's scored replies).
 
 Only text ids and the stop token may be produced, so a reply never holds an
 action value or a stray special token.
@@ -20,7 +22,7 @@ import torch
 
 from gato_mini.data.sequence import caption_prompt_sequence, chat_prompt, flat_sequence
 from gato_mini.errors import GatoError
-from gato_mini.model.generate import Sampling, generate
+from gato_mini.model.generate import Engine, Sampling, decode_text, generate
 from gato_mini.model.model import GatoModel
 from gato_mini.tokenizers.text import TextTokenizer
 
@@ -50,6 +52,60 @@ def caption(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray, sampl
     return tokenizer.decode(list(stream_caption(model, tokenizer, image, sampling or Sampling(), use_cache)))
 
 
+#: How chat replies are decoded unless told otherwise (``gato-mini chat``, the Python API, the quickstart's
+#: exchange, eval's scored replies): chosen by unigram F1 and real words over held-out prompts
+#: (``benchmarks/chat_decoding.py``; docs/learning.md, "Chat decoding").
+CHAT_SAMPLING = Sampling(max_tokens=64)
+
+
+def fitting_chat_prompt(messages: list[dict[str, str]], model: GatoModel, tokenizer: TextTokenizer,
+                        max_tokens: int, system: str | None = None
+                        ) -> tuple[np.ndarray, list[dict[str, str]]]:
+    """(the ids that ask for the next assistant turn, the messages they hold): the oldest exchanges are
+    dropped while the prompt leaves less room than a reply needs (``max_tokens``, or a quarter of the
+    context), the last message always kept."""
+    head = [{"role": "system", "content": system}] if system else []
+    cfg = model.cfg
+    while True:
+        ids = chat_prompt(head + messages, cfg, tokenizer)
+        room = cfg.block_size - len(ids)
+        if room >= min(max_tokens, cfg.block_size // 4) or len(messages) <= 1:
+            return ids, messages
+        messages = messages[2:] if len(messages) > 2 else messages[1:]
+
+
+def chat_replies(model: GatoModel, tokenizer: TextTokenizer, conversations: list[list[dict[str, str]]],
+                 sampling: Sampling = CHAT_SAMPLING, rows: int = 16) -> list[str]:
+    """The assistant's next reply to each conversation (each ends with a user turn), ``rows`` decoded at
+    once with one KV cache; the same seed gives the same replies."""
+    cfg = model.cfg
+    end = cfg.special_id("<|end|>")
+    mask = text_mask(model, tokenizer, "<|end|>")
+    replies: list[str] = []
+    for k in range(0, len(conversations), rows):
+        chunk = [fitting_chat_prompt(c, model, tokenizer, sampling.max_tokens)[0]
+                 for c in conversations[k:k + rows]]
+        budget = [min(sampling.max_tokens, cfg.block_size - len(ids)) for ids in chunk]
+        out: list[list[int]] = [[] for _ in chunk]
+        engine = Engine(model, len(chunk))
+        g = (None if sampling.seed is None
+             else torch.Generator(device=engine.device).manual_seed(sampling.seed + k))
+        try:
+            live = [r for r, b in enumerate(budget) if b > 0]
+            if live:
+                logits = engine.feed(live, [flat_sequence(chunk[r], np.zeros(len(chunk[r]), bool), cfg)
+                                            for r in live])
+                for step in decode_text(engine, live, logits, mask, end,
+                                        lambda r, n, budget=budget: n < budget[r], sampling, g):
+                    for r, t in step:
+                        if t != end:
+                            out[r].append(t)
+        finally:
+            engine.close()
+        replies += [tokenizer.decode(ids) for ids in out]
+    return replies
+
+
 @dataclass
 class ChatSession:
     """A multi-turn conversation; the oldest turns are dropped when the context would overflow."""
@@ -57,21 +113,16 @@ class ChatSession:
     model: GatoModel
     tokenizer: TextTokenizer
     system: str | None = None
-    sampling: Sampling = field(default_factory=Sampling)
+    sampling: Sampling = CHAT_SAMPLING
     messages: list[dict[str, str]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.messages = []
 
     def _prompt(self) -> np.ndarray:
-        head = [{"role": "system", "content": self.system}] if self.system else []
-        while True:
-            ids = chat_prompt(head + self.messages, self.model.cfg, self.tokenizer)
-            room = self.model.cfg.block_size - len(ids)
-            enough = room >= min(self.sampling.max_tokens, self.model.cfg.block_size // 4)
-            if enough or len(self.messages) <= 1:
-                return ids
-            self.messages = self.messages[2:] if len(self.messages) > 2 else self.messages[1:]
+        ids, self.messages = fitting_chat_prompt(self.messages, self.model, self.tokenizer,
+                                                 self.sampling.max_tokens, self.system)
+        return ids
 
     def reply(self, text: str, on_token: Callable[[str], Any] | None = None) -> str:
         """Add a user turn, generate the assistant's reply (streamed to ``on_token``), keep both."""

@@ -41,6 +41,19 @@ class Sampling(Checked):
     top_k: int | None = field(default=None, metadata=count("--top-k"))
     top_p: float | None = field(default=None, metadata=number("--top-p", 0, open_lo=True, hi=1))
     seed: int | None = field(default=None, metadata=seed())
+    #: the repetition rule: no n-gram of this many tokens twice in one generated text (0: none)
+    no_repeat: int = field(default=0, metadata=count("--no-repeat", 0, hi=64))
+
+    def named(self) -> str:
+        """How these options decode, in words (the report's and eval's name for a chat's decoding)."""
+        how = "greedy" if self.temperature <= 0 else f"sampled at temperature {self.temperature:g}"
+        if self.temperature > 0 and self.top_k:
+            how += f", top-k {self.top_k}"
+        if self.temperature > 0 and self.top_p:
+            how += f", top-p {self.top_p:g}"
+        if self.no_repeat:
+            how += f", no {self.no_repeat}-gram repeated"
+        return how
 
 Allowed = Tensor | tuple[int, int] | None
 #: What one row is fed: a sequence, or its parts in order (joined as the model inputs are built, so the
@@ -198,21 +211,37 @@ def token_sequence(t: int, cfg: GatoConfig) -> TokenSequence:
     return flat_sequence([t], [True], cfg)
 
 
+def repeated_ngram_ids(tokens: list[int], n: int) -> list[int]:
+    """The ids that would end an ``n``-gram already in ``tokens`` (the repetition rule, as Hugging Face's
+    ``no_repeat_ngram_size``): after ``... a b`` where ``a b c`` occurred, ``c`` is barred."""
+    if n <= 0 or len(tokens) < n:
+        return []
+    if n == 1:
+        return list(set(tokens))
+    tail = tokens[len(tokens) - n + 1:]
+    return [tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tokens[i:i + n - 1] == tail]
+
+
 def decode_text(engine: Engine, rows: list[int], logits: Tensor, allowed: Allowed, stop_id: int,
                 room: Callable[[int, int], bool], sampling: Sampling,
                 generator: torch.Generator | None = None) -> Iterator[list[tuple[int, int]]]:
     """Text for ``rows`` after ``logits`` (their logits after the prompt), tokens picked as ``sampling``
-    says (with ``generator``): yields each step's ``(row, id)`` pairs, a row's stop id included, and
-    stops a row at its stop id or when ``room(row, n)`` says its ``n`` tokens so far leave no room for
-    another."""
-    active, counts = list(rows), dict.fromkeys(rows, 0)
+    says (with ``generator``, and its repetition rule over each row's text so far): yields each step's
+    ``(row, id)`` pairs, a row's stop id included, and stops a row at its stop id or when ``room(row, n)``
+    says its ``n`` tokens so far leave no room for another."""
+    active, made = list(rows), {r: [] for r in rows}
     while active:
+        if sampling.no_repeat:
+            for i, r in enumerate(active):
+                barred = repeated_ngram_ids(made[r], sampling.no_repeat)
+                if barred:
+                    logits[i, barred] = float("-inf")
         ids = pick(logits, allowed, sampling.temperature, sampling.top_k, sampling.top_p, generator).tolist()
         yield list(zip(active, ids, strict=True))
         still = []
         for r, t in zip(active, ids, strict=True):
-            counts[r] += 1
-            if t != stop_id and room(r, counts[r]):
+            made[r].append(t)
+            if t != stop_id and room(r, len(made[r])):
                 still.append((r, t))
         active = [r for r, _ in still]
         if active:
