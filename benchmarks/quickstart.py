@@ -32,14 +32,13 @@ from gato_mini.reports.aggregate import eval_summaries  # noqa: E402
 
 def table(state: dict, evals: list[dict]) -> list[str]:
     """README rows: one per source, then the stage times."""
-    from gato_mini.reports.tables import caption_text, offline_text
+    from gato_mini.reports.tables import caption_text, offline_text, text_text
 
     rows = ["| source | score | normalized (0 baseline, 100 expert) | offline (held-out episodes) |",
             "|---|---|---|---|"]
     for t in evals:
         if "perplexity" in t:
-            bpb = f", {t['bits_per_byte']:.2f} bits/byte" if t.get("bits_per_byte") else ""
-            rows.append(f"| {t['source']} | perplexity {t['perplexity']:.1f}{bpb} (held out) | - | - |")
+            rows.append(f"| {t['source']} | {text_text(t)} (held out) | - | - |")
         elif "exact_match" in t:
             rows.append(f"| {t['source']} | {caption_text(t)} ({t['images']} held-out images) | "
                         f"{t['normalized_mean']:.0f} | - |")
@@ -64,7 +63,7 @@ def run_result(out: Path) -> tuple[dict, dict, list[dict]]:
     evals = eval_summaries(json.loads((out / "eval.json").read_text()))
     keys = ("return_mean", "return_std", "normalized_mean", "random", "constant", "baseline", "expert",
             "episodes", "failed", "offline", "exact_match", "bleu4", "attributes", "perplexity",
-            "bits_per_byte")
+            "bits_per_byte", "chat")
     learning = {t["source"]: {k: t[k] for k in keys if t.get(k) is not None} for t in evals}
     train = state["stages"].get("train", {})
     result = {"out": str(out), "versions": state.get("versions"), "runs": state.get("runs"),

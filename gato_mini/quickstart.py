@@ -39,7 +39,7 @@ from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group
 from gato_mini.agent.eval_control import acting_seconds, source_references, source_task
 from gato_mini.agent.evaluate import evaluate_sources
 from gato_mini.agent.policy import ModelPolicy
-from gato_mini.agent.prompting import ChatSession, Sampling
+from gato_mini.agent.prompting import ChatSession
 from gato_mini.collect import Acting, run_episodes
 from gato_mini.config_files import resolve_config
 from gato_mini.data.datamodule import open_sampler
@@ -450,6 +450,8 @@ class Quickstart:
             if s.get("attributes"):  # the rate of each attribute right, without the per-object split
                 rates = {k: v for k, v in s["attributes"].items() if k != "by_object"}
                 scores[r.source]["attributes"] = rates
+            if s.get("chat"):
+                scores[r.source]["chat"] = {k: s["chat"][k] for k in ("f1", "real_words", "decoding")}
             if s.get("offline") and "error" not in s["offline"]:
                 scores[r.source]["offline"] = {k: s["offline"][k] for k in ("metric", "value", "baseline")}
         self.state.data["scores"] = scores
@@ -457,7 +459,7 @@ class Quickstart:
 
     def samples(self) -> dict[str, Any]:
         model, tok, _ = load_model(self.out / "run" / "model")
-        session = ChatSession(model, tok, None, Sampling(max_tokens=48))
+        session = ChatSession(model, tok)  # decoded as `gato-mini chat` decodes
         chat = []
         for prompt in self.plan.chat:
             reply = session.reply(prompt)
@@ -473,7 +475,8 @@ class Quickstart:
         for c in captions:
             self.console.print(f"{c['source']} {c['image']}: {c['caption']}   [dim](reference: "
                                f"{c['references'][0]})[/dim]")
-        write_atomic(self.out / "samples.json", json.dumps({"chat": chat, "captions": captions}, indent=1))
+        made = {"chat": chat, "chat_decoding": session.sampling.named(), "captions": captions}
+        write_atomic(self.out / "samples.json", json.dumps(made, indent=1))
         return {}
 
     def report(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from gato_mini.agent.eval_control import demonstration_prompt
+from gato_mini.agent.eval_text import real_word_share, reply_turns, reply_words, unigram_f1
 from gato_mini.cli import main
 from gato_mini.collect import Recording, run_episodes
 from gato_mini.config import GatoConfig
@@ -311,3 +312,21 @@ def test_acting_seconds_times_a_few_batched_steps_and_scales_them_to_the_evaluat
     calls.clear()
     short = ec.acting_seconds(model, tok, trained, "control-pendulum", replace(options, max_steps=3), steps=6)
     assert len(calls) == 6 and short == pytest.approx(3 * (2 + 3 * 1))  # a cap below the probe: cap + 1 acts
+
+
+def test_chat_replies_are_read_as_convai2_reads_them() -> None:
+    """Unigram F1 on hand-written replies (lower case, punctuation and articles dropped, words counted
+    with multiplicity), the real-word share and the turns a dialogue asks to be answered."""
+    assert reply_words("The cat, a DOG!") == ["cat", "dog"]
+    assert unigram_f1("the cat sat", "A cat sat down.") == pytest.approx(2 * 1 * (2 / 3) / (1 + 2 / 3))
+    assert unigram_f1("dog dog", "dog") == pytest.approx(2 * 0.5 * 1 / 1.5)  # one "dog" in common
+    assert unigram_f1("", "anything") == 0.0 and unigram_f1("xyz", "abc") == 0.0
+    assert unigram_f1("Hello there.", "hello, THERE") == 1.0
+    assert real_word_share(["cat zorg", "the dog"], {"cat", "dog"}) == pytest.approx(2 / 3)
+    assert real_word_share(["", "!!"], {"cat"}) is None
+    msgs = [{"role": "system", "content": "s"}, {"role": "assistant", "content": "unasked"},
+            {"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+            {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]
+    turns = reply_turns([("d", msgs)])
+    assert [(k, len(conv), ref) for k, conv, ref in turns] == [("d#3", 3, "a1"), ("d#5", 5, "a2")]
+    assert turns[1][1][-1] == {"role": "user", "content": "q2"}

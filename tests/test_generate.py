@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,29 @@ import pytest
 import torch
 from PIL import Image
 
-from gato_mini.agent.prompting import ChatSession, Sampling, caption, stream_caption, text_mask
+from gato_mini.agent.prompting import (
+    CHAT_SAMPLING,
+    ChatSession,
+    Sampling,
+    caption,
+    chat_replies,
+    stream_caption,
+    text_mask,
+)
+from gato_mini.cli import build_parser
+from gato_mini.cli.model import sampling_flags
 from gato_mini.config import FAITHFUL, GatoConfig
-from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, chat_prompt, chat_sequence
+from gato_mini.data.sequence import (
+    TokenSequence,
+    caption_prompt_sequence,
+    chat_prompt,
+    chat_sequence,
+    flat_sequence,
+)
 from gato_mini.errors import GatoError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import export_model
-from gato_mini.model.generate import filter_logits, generate
+from gato_mini.model.generate import filter_logits, generate, repeated_ngram_ids
 from tests._models import LogitLog, assert_same_logits, loud_model
 
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
@@ -94,6 +111,41 @@ def test_chat_session_keeps_turns_and_drops_the_oldest(model, text_tokenizer) ->
     assert len(session.messages) < 24  # old turns were dropped to fit the context
     with pytest.raises(GatoError, match="empty message"):
         session.reply("   ")
+
+
+def test_repeated_ngram_ids_bar_what_would_repeat_an_ngram() -> None:
+    assert repeated_ngram_ids([5, 6, 7, 5, 6], 3) == [7]  # "5 6 7" seen: after "5 6", 7 is barred
+    assert sorted(repeated_ngram_ids([1, 2, 1, 3, 1], 2)) == [2, 3]
+    assert repeated_ngram_ids([4, 4, 9], 1) == [4, 4, 9] or set(repeated_ngram_ids([4, 4, 9], 1)) == {4, 9}
+    assert repeated_ngram_ids([1, 2], 3) == [] and repeated_ngram_ids([1, 2, 1], 0) == []
+
+
+def test_batched_chat_replies_are_one_session_reply_each_and_a_seed_repeats(model, text_tokenizer) -> None:
+    """``chat_replies`` (eval's scored replies, several conversations decoded at once) gives each
+    conversation the reply a fresh ``ChatSession`` gives; sampled with a seed, the same replies twice;
+    with the repetition rule, no reply repeats a token pair."""
+    conversations = [[{"role": "user", "content": text}] for text in ("hi fox", "what is a dog?", "and?")]
+    greedy = Sampling(max_tokens=12)
+    batched = chat_replies(model, text_tokenizer, conversations, greedy, rows=2)
+    alone = [ChatSession(model, text_tokenizer, sampling=greedy).reply(c[0]["content"])
+             for c in conversations]
+    assert batched == alone
+    sampled = Sampling(max_tokens=12, temperature=1.0, seed=3)
+    assert chat_replies(model, text_tokenizer, conversations, sampled) == \
+        chat_replies(model, text_tokenizer, conversations, sampled)
+    loud = loud_model(CFG)
+    ids = chat_prompt(conversations[1], CFG, text_tokenizer)
+    prompt = flat_sequence(ids, np.zeros(len(ids), bool), CFG)
+    mask = text_mask(loud, text_tokenizer, "<|end|>")
+    plain = list(generate(loud, prompt, Sampling(max_tokens=40), mask))
+    assert len(set(zip(plain, plain[1:], strict=False))) < len(plain) - 1  # greedy alone repeats itself
+    ruled = list(generate(loud, prompt, Sampling(max_tokens=40, no_repeat=2), mask))
+    pairs = list(zip(ruled, ruled[1:], strict=False))
+    assert len(ruled) == 40 and len(pairs) == len(set(pairs))
+    assert "no 2-gram repeated" in Sampling(no_repeat=2).named()
+    assert CHAT_SAMPLING.named().startswith("greedy")
+    args = build_parser().parse_args(["chat", "--model", "m"])
+    assert replace(sampling_flags(args), seed=None) == replace(CHAT_SAMPLING, seed=None)  # one default
 
 
 def test_caption_function(model, text_tokenizer) -> None:

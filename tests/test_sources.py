@@ -13,6 +13,7 @@ from PIL import Image
 
 from gato_mini.data import captions, corpora, shapes
 from gato_mini.data.datacfg import load_data_config, parse_data_config
+from gato_mini.data.sources import source_of
 from gato_mini.errors import ConfigError, FileFormatError
 
 # --- caption-shapes ------------------------------------------------------------------
@@ -141,6 +142,21 @@ def test_chat_jsonl(tmp_path: Path) -> None:
     f.write_text("[1, 2]\n")
     with pytest.raises(FileFormatError, match=r"chats.jsonl:1: each line needs \"messages\""):
         list(corpora.read_chat_jsonl(f))
+
+
+def test_a_chat_source_keeps_each_distinct_dialogue_once(tmp_path: Path) -> None:
+    """A repeated dialogue is read once (the first copy), counted as skipped, so no copy of a training
+    dialogue is held out; chatterbot-corpus's repeated tech-support exchanges are read once each."""
+    f = tmp_path / "chats.jsonl"
+    a = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    b = {"messages": [{"role": "user", "content": "bye"}, {"role": "assistant", "content": "see you"}]}
+    f.write_text("\n".join(json.dumps(x) for x in (a, b, a, a)) + "\n")
+    source = source_of("mine", "chat-jsonl", {"path": str(f)})
+    skips: Counter = Counter()
+    assert [k for k, _ in source.chats(skips)] == ["chats.jsonl:1", "chats.jsonl:2"]
+    assert skips == {"a repeat of an earlier dialogue": 2}
+    bot = source_of("chat-chatterbot", "chat-chatterbot").chats(Counter())
+    assert len({json.dumps(m) for _, m in bot}) == len(bot) > 800
 
 
 def test_text_documents_skip_empty_ones(tmp_path: Path) -> None:

@@ -140,6 +140,8 @@ def add_sampling(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, help="sample among the most likely tokens up to this probability")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--no-repeat", type=int, default=0, metavar="N",
+                   help="never repeat an N-token sequence within one reply (default: 0, off)")
 
 
 def sampling_flags(args: argparse.Namespace, temperature: float | None = None, seed: int | None = None):
@@ -147,7 +149,7 @@ def sampling_flags(args: argparse.Namespace, temperature: float | None = None, s
     from gato_mini.model.generate import Sampling
 
     return Sampling(args.max_tokens, args.temperature if temperature is None else temperature, args.top_k,
-                    args.top_p, args.seed if seed is None else seed).checked()
+                    args.top_p, args.seed if seed is None else seed, args.no_repeat).checked()
 
 
 def add_caption(p: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars, source_curves, source_names
-from gato_mini.reports.tables import attribute_rows, caption_text, layout_text, offline_text
+from gato_mini.reports.tables import attribute_rows, caption_text, layout_text, offline_text, text_text
 
 
 def _num(x: Any, fmt: str = "{:.1f}") -> str:
@@ -36,6 +36,12 @@ def _relative(path: str, out: Path) -> str:
     return str(p.relative_to(out)) if p.is_relative_to(out) else str(p)
 
 
+def _cell(text: str, width: int = 80) -> str:
+    """Text fit for one cell of a markdown table: one line, no pipes, at most ``width`` characters."""
+    flat = " ".join(text.split()).replace("|", "\\|")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def score_rows(summaries: list[dict[str, Any]]) -> list[str]:
     """Markdown rows of the score table, one per evaluated source."""
     rows = ["| source | kind | raw score | normalized (0 baseline, 100 expert) | random | best constant "
@@ -43,9 +49,8 @@ def score_rows(summaries: list[dict[str, Any]]) -> list[str]:
             "|---|---|---|---|---|---|---|---|"]
     for t in summaries:
         if "perplexity" in t:
-            bpb = f", {t['bits_per_byte']:.3f} bits per byte" if t.get("bits_per_byte") else ""
-            rows.append(f"| {t['source']} | text | - | - | - | - | - | perplexity {t['perplexity']:.2f}"
-                        f"{bpb} on {t['tokens']:,} held-out tokens |")
+            rows.append(f"| {t['source']} | {'chat' if t.get('chat') else 'text'} | - | - | - | - | - | "
+                        f"{text_text(t)} |")
             continue
         caption = "exact_match" in t
         metrics = (f"{caption_text(t)} ({t.get('images', '?')} images)" if caption else
@@ -137,10 +142,19 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
                       f"![{t['source']}]({rel})", ""]
 
     if samples.get("chat"):
-        lines += ["## Chat", "", "```"]
+        how = f" (decoding: {samples['chat_decoding']})" if samples.get("chat_decoding") else ""
+        lines += ["## Chat", "", f"The quickstart's prompts{how}:", "", "```"]
         for turn in samples["chat"]:
             lines += [f"user:      {turn['user']}", f"gato-mini: {turn['assistant']}"]
         lines += ["```", ""]
+    for t in evals:
+        replies = (t.get("chat") or {}).get("samples") or []
+        if replies:
+            lines += [f"Held-out {t['source']} turns, the model's reply against the reference reply "
+                      f"(unigram F1; {t['chat']['decoding']}):", "",
+                      "| prompt | reply | reference | F1 |", "|---|---|---|---|"]
+            lines += [f"| {_cell(r['prompt'])} | {_cell(r['reply'])} | {_cell(r['reference'])} "
+                      f"| {r['f1']:.2f} |" for r in replies] + [""]
 
     stages = state.get("stages", {})
     if stages:

@@ -187,6 +187,19 @@ def caption_text(summary: dict) -> str:
     return f"{text}; {', '.join(parts)}"
 
 
+def text_text(summary: dict) -> str:
+    """A text or chat source's metrics in one phrase: held-out perplexity and bits per byte and, for a
+    chat source, its replies' unigram F1 and real-word share with the decoding named."""
+    bpb = f", {summary['bits_per_byte']:.3f} bits/byte" if summary.get("bits_per_byte") is not None else ""
+    text = f"perplexity {summary['perplexity']:.2f}{bpb} ({summary['tokens']:,} tokens)"
+    chat = summary.get("chat")
+    if not chat:
+        return text
+    real = "-" if chat.get("real_words") is None else f"{100 * chat['real_words']:.0f}%"
+    return (f"{text}; replies F1 {chat['f1']:.3f}, {real} real words ({chat['replies']} held-out turns, "
+            f"{chat['decoding']})")
+
+
 def attribute_rows(summary: dict) -> list[str]:
     """Markdown rows of a caption source's attribute rates: every object, then the first and second
     object apart (a wrong second object, or the first one's colour copied onto it, shows there)."""
@@ -229,9 +242,7 @@ def print_summaries(summaries: list[dict], console: Console | None = None) -> No
         table.add_column(col, justify="left" if col in ("prompt", "metrics") else "right")
     for s in summaries:
         if "perplexity" in s:  # text and chat: no episodes
-            bpb = f", {s['bits_per_byte']:.3f} bits/byte" if s.get("bits_per_byte") is not None else ""
-            table.add_row(s["source"], "-", "-", "-", "-", "-", "-", f"perplexity {s['perplexity']:.2f}{bpb} "
-                          f"({s['tokens']:,} tokens)", "-", "-")
+            table.add_row(s["source"], "-", "-", "-", "-", "-", "-", text_text(s), "-", "-")
             continue
         metrics = caption_text(s) if "exact_match" in s else offline_text(s.get("offline"))
         eps = f"{s['episodes'] - s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
