@@ -9,7 +9,9 @@ rate, a cosine decay over the last share), the same tokenizer and shards, the sa
 the quickstart evaluated the generalist (held-out seeds, images and text, the same references). The
 table and the JSON hold, per source, the generalist's score, the specialist's and their ratio (the share
 of the specialist's score the generalist keeps; for perplexity the specialist's over the generalist's),
-each with its range over the runs.
+each with its range over the runs, and the optimizer steps each took: equal target tokens are not equal
+steps (a text window is nearly all targets, an Atari window a few actions among its patches), so a
+text specialist takes its tokens in a tenth of the generalist's steps.
 
     python benchmarks/specialists.py --generalist runs/qs-1 --generalist runs/qs-2 --out runs/specialists
 
@@ -129,7 +131,7 @@ def run_one(generalist: Path, out: Path) -> dict[str, Any]:
     """Train and evaluate the specialists of one generalist; their scores beside its own."""
     from gato_mini.agent.eval_common import source_group, write_json
     from gato_mini.agent.evaluate import evaluate_sources
-    from gato_mini.model.export import load_model
+    from gato_mini.model.export import load_model, read_checkpoint
 
     missing = [f for f in ("quickstart.json", "eval.json", "run/config.yaml", "run/model/sources.json")
                if not (generalist / f).is_file()]
@@ -146,6 +148,8 @@ def run_one(generalist: Path, out: Path) -> dict[str, Any]:
     plan = specialist_plan(trained, members)
     run = yaml.safe_load((generalist / "run" / "config.yaml").read_text())
     gen_evals = {s["source"]: s for s in json.loads((generalist / "eval.json").read_text())["sources"]}
+    last = generalist / "run" / "checkpoints" / "last.ckpt"
+    generalist_steps = read_checkpoint(last, mmap=True)["global_step"]
     rows = {}
     for name, spec in plan.items():
         folder = out / name
@@ -169,8 +173,10 @@ def run_one(generalist: Path, out: Path) -> dict[str, Any]:
         write_json(reports, folder / "eval.json", str(model_dir))
         group = source_group(trained, name)
         counted = spec_trained["sources"]
+        steps = read_checkpoint(folder / "run" / "checkpoints" / "last.ckpt", mmap=True)["global_step"]
         rows[name] = {"group": group, "target_tokens": spec["target_tokens"], "sources": spec["sources"],
                       "specialist_target_tokens": sum(counted[n]["target_tokens"] for n in spec["sources"]),
+                      "specialist_steps": int(steps), "generalist_steps": int(generalist_steps),
                       "generalist": score(gen_evals[name], group),
                       "specialist": score(reports[0].summary(), group)}
     return {"generalist": str(generalist), "out": str(out), "sources": rows}
@@ -188,8 +194,8 @@ def over_runs(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
         return f"{fmt.format(s['mean'])} [{fmt.format(s['low'])}, {fmt.format(s['high'])}]"
 
     table: dict[str, Any] = {}
-    rows = ["| source | metric | generalist | specialist | generalist / specialist | target tokens |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| source | metric | generalist | specialist | generalist / specialist | target tokens | "
+            "specialist's steps (the generalist's) |", "|---|---|---|---|---|---|---|"]
     kept: list[float] = []
     for name, first in runs[0]["sources"].items():
         group = first["group"]
@@ -209,12 +215,14 @@ def over_runs(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
             if entry["ratio"] is not None and key != "chat_real_words":
                 kept.append(entry["ratio"]["mean"])
             tokens = span([float(r["sources"][name]["target_tokens"]) for r in runs if name in r["sources"]])
+            steps = [(r["sources"][name]["specialist_steps"], r["sources"][name]["generalist_steps"])
+                     for r in runs if name in r["sources"]]
             label = {"normalized_mean": "normalized", "exact_match": "exact match %", "perplexity":
                      "perplexity (lower is better)", CHAT_F1[0]: "reply F1 x100",
                      "chat_real_words": "real words %"}[key]
             rows.append(f"| {name} | {label} | {cell(entry['generalist'])} | {cell(entry['specialist'])} | "
                         f"{cell(entry['ratio'], '{:.2f}') if entry['ratio'] else '-'} | "
-                        f"{cell(tokens, '{:,.0f}')} |")
+                        f"{cell(tokens, '{:,.0f}')} | {', '.join(f'{a:,} ({b:,})' for a, b in steps)} |")
     summary = {"sources": table, "mean_ratio": sum(kept) / len(kept) if kept else None, "runs": len(runs)}
     if kept:
         rows += ["", f"Over {len(runs)} run(s), the generalist keeps {100 * summary['mean_ratio']:.0f}% of "

@@ -429,7 +429,8 @@ class Quickstart:
             group = source_group(trained, name)
             caption, control = group == "captions", group == "actions"
             plan.append((name, replace(
-                base, episodes=p.caption_images if caption else p.eval_episodes,
+                # a chat source's replies: every held-out turn (0)
+                base, episodes=p.caption_images if caption else p.eval_episodes if control else 0,
                 num_envs=EVAL_DEFAULTS["captions"]["num_envs"] if caption else p.eval_num_envs,
                 prompt_dataset=str(p.dataset(self.out, name)) if control and name in p.collect else None,
                 max_steps=p.eval_max_steps.get(name),

@@ -200,8 +200,9 @@ def test_text_too_large_to_read_whole_a_line_too_long_and_chats_longer_than_the_
     docs.write_text(CORPUS[0] * 4)
     long_chat = [{"role": "user", "content": "tell me a long story"},
                  {"role": "assistant", "content": " ".join(f"word{k}" for k in range(400))}]
-    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
-    chats.write_text("".join(json.dumps({"messages": m}) + "\n" for m in [long_chat] + [short] * 20))
+    short = [[{"role": "user", "content": f"hi {k}"}, {"role": "assistant", "content": "hello"}]
+             for k in range(20)]
+    chats.write_text("".join(json.dumps({"messages": m}) + "\n" for m in [long_chat] + short))
     config = tmp_path / "data.yaml"
     root = tmp_path / "out"
     config.write_text(yaml.safe_dump({"model": {"name": "tiny", "block_size": 128, "text_vocab_size": 300},

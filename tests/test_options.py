@@ -31,6 +31,7 @@ ACCEPTED = {
     (Recording, "share", 0): "a model acting on every step (DAgger), or no model acting",
     (Sampling, "temperature", 0): "greedy",
     (Sampling, "seed", 0): "a seed",
+    (Sampling, "no_repeat", 0): "no repetition rule",
     (TrainOptions, "num_workers", 0): "data loaded in the training process",
     (TrainOptions, "min_lr", 0): "decay to zero",
     (TrainOptions, "warmup_steps", 0): "no warm-up",

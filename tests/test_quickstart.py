@@ -325,3 +325,29 @@ def test_the_documented_dagger_section_parses_beside_the_default_collect(tmp_pat
     default = Plan.parse(yaml.safe_load(default_config().read_text())["quickstart"]).dagger  # on: two rounds
     assert default.at == [0.4, 0.7] and set(default.collect) == {"control-pendulum"}
     assert default.weights == {"control-pendulum": 0.2}
+
+
+@pytest.mark.slow
+def test_the_specialists_benchmark_trains_one_specialist_per_source_on_its_tokens(tmp_path: Path,
+                                                                                fast_config: Path) -> None:
+    """`benchmarks/specialists.py` on a finished fast quickstart: one specialist per evaluated source (the
+    pendulum-free fast recipe: every source alone), each trained on the target tokens the generalist
+    trained on its source, evaluated as the quickstart evaluated, and a table of both with ratios."""
+    out = tmp_path / "qs"
+    r = _run(out, fast_config)
+    assert r.returncode == 0, r.stderr[-3000:]
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "specialists.py"
+    b = subprocess.run([sys.executable, str(bench), "--generalist", str(out), "--out", str(tmp_path / "spec"),
+                        "--json", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=900)
+    assert b.returncode == 0, b.stderr[-3000:]
+    result = json.loads((tmp_path / "s.json").read_text())
+    rows = result["runs_detail"][0]["sources"]
+    generalist = json.loads((out / "run" / "model" / "sources.json").read_text())["sources"]
+    assert set(rows) == set(json.loads((out / "quickstart.json").read_text())["scores"])
+    for name, row in rows.items():
+        assert row["target_tokens"] == generalist[name]["target_tokens"] > 0
+        # stopped within one step of its tokens (one batch of 4 windows of 128 at most past them)
+        assert 0 < row["specialist_target_tokens"] <= row["target_tokens"] + 4 * 128, name
+        assert row["specialist"] and row["generalist"], name
+    assert "chat_f1" in rows["chat-chatterbot"]["specialist"]
+    assert "| caption-shapes | exact match %" in b.stdout

@@ -51,7 +51,9 @@ def run_train(args: argparse.Namespace) -> None:
     m, steps = run.model, trainer_settings(run, False)["max_steps"]
     # a run sized in time stops on its clock (or at trainer.max_steps, when one is given, if sooner)
     cap = f" (at most {steps} steps)" if "max_steps" in run.trainer else ""
-    length = f"{run.train.minutes:g} minutes{cap} in steps" if run.train.minutes else f"{steps} steps"
+    length = (f"{run.train.minutes:g} minutes{cap} in steps" if run.train.minutes
+              else f"{run.train.target_tokens:,} target tokens{cap} in steps" if run.train.target_tokens
+              else f"{steps} steps")
     print(f"training {m.n_layer} layers x {m.n_embd} ({count_params(m) / 1e6:.1f}M parameters) for {length} "
           f"of {run.train.batch_size} x {m.block_size} tokens into {run.train.out}")
     model_dir = train(run, ckpt_path, progress=not args.no_progress)
