@@ -18,7 +18,7 @@ Every call goes through the code the commands run (:func:`~gato_mini.agent.evalu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from gato_mini.agent.eval_captions import caption_image_size
 from gato_mini.agent.eval_common import EvalOptions, SourceReport, source_group
 from gato_mini.agent.eval_control import source_agent
 from gato_mini.agent.evaluate import evaluate_source
-from gato_mini.agent.prompting import ChatSession, caption
+from gato_mini.agent.prompting import CHAT_SAMPLING, ChatSession, caption
 from gato_mini.data.captions import load_image
 from gato_mini.errors import GatoError
 from gato_mini.model.export import load_model
@@ -101,7 +101,7 @@ class Gato:
              max_tokens: int = 64) -> str:
         """The model's reply to ``message``, continuing this object's conversation (``reset``: start a
         new one, opened by ``system``), as ``gato-mini chat`` replies."""
-        sampling = Sampling(max_tokens, temperature).checked()
+        sampling = replace(CHAT_SAMPLING, max_tokens=max_tokens, temperature=temperature).checked()
         if reset or self._chat is None or self._chat.system != system:
             self._chat = ChatSession(self.model, self.tokenizer, system, sampling)
         self._chat.sampling = sampling

@@ -53,9 +53,10 @@ def caption(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray, sampl
 
 
 #: How chat replies are decoded unless told otherwise (``gato-mini chat``, the Python API, the quickstart's
-#: exchange, eval's scored replies): chosen by unigram F1 and real words over held-out prompts
-#: (``benchmarks/chat_decoding.py``; docs/learning.md, "Chat decoding").
-CHAT_SAMPLING = Sampling(max_tokens=64)
+#: exchange, eval's scored replies): greedy with no token pair repeated in a reply, the best of eight
+#: decodings by unigram F1 and real words on two default models' held-out turns; sampling was worse on
+#: both (``benchmarks/chat_decoding.py``; docs/learning.md, "How a chat reply is decoded").
+CHAT_SAMPLING = Sampling(max_tokens=64, no_repeat=2)
 
 
 def fitting_chat_prompt(messages: list[dict[str, str]], model: GatoModel, tokenizer: TextTokenizer,

@@ -136,14 +136,14 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_sampling(p: argparse.ArgumentParser, max_tokens: int) -> None:
+def add_sampling(p: argparse.ArgumentParser, max_tokens: int, no_repeat: int = 0) -> None:
     p.add_argument("--max-tokens", type=int, default=max_tokens, help=f"token limit (default: {max_tokens})")
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default)")
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, help="sample among the most likely tokens up to this probability")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    p.add_argument("--no-repeat", type=int, default=0, metavar="N",
-                   help="never repeat an N-token sequence within one reply (default: 0, off)")
+    p.add_argument("--no-repeat", type=int, default=no_repeat, metavar="N",
+                   help=f"never repeat an N-token sequence within one text; 0 is off (default: {no_repeat})")
 
 
 def sampling_flags(args: argparse.Namespace, temperature: float | None = None, seed: int | None = None):
@@ -191,7 +191,7 @@ def run_caption(args: argparse.Namespace) -> None:
 def add_chat(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an exported model folder")
     p.add_argument("--system", help="a system message that opens the conversation")
-    add_sampling(p, 64)
+    add_sampling(p, 64, no_repeat=2)  # prompting.CHAT_SAMPLING, the decoding chosen by measurement
 
 
 def run_chat(args: argparse.Namespace) -> None:
