@@ -349,6 +349,9 @@ def test_the_specialists_benchmark_trains_one_specialist_per_source_on_its_token
         assert row["target_tokens"] == generalist[name]["target_tokens"] > 0
         # stopped within one step of its tokens (one batch of 4 windows of 128 at most past them)
         assert 0 < row["specialist_target_tokens"] <= row["target_tokens"] + 4 * 128, name
-        assert row["specialist"] and row["generalist"], name
+        # the same numbers for both (a control task at the fast recipe's 20-step cap may have none:
+        # its random and expert references are both 0 there, so nothing is normalized)
+        assert row["specialist"].keys() == row["generalist"].keys(), name
+    assert rows["caption-shapes"]["specialist"] and rows["text-pydoc"]["specialist"]
     assert "chat_f1" in rows["chat-chatterbot"]["specialist"]
     assert "| caption-shapes | exact match %" in b.stdout
