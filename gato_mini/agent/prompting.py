@@ -83,15 +83,17 @@ def chat_replies(model: GatoModel, tokenizer: TextTokenizer, conversations: list
     end = cfg.special_id("<|end|>")
     mask = text_mask(model, tokenizer, "<|end|>")
     replies: list[str] = []
-    for k in range(0, len(conversations), rows):
-        chunk = [fitting_chat_prompt(c, model, tokenizer, sampling.max_tokens)[0]
-                 for c in conversations[k:k + rows]]
-        budget = [min(sampling.max_tokens, cfg.block_size - len(ids)) for ids in chunk]
-        out: list[list[int]] = [[] for _ in chunk]
-        engine = Engine(model, len(chunk))
-        g = (None if sampling.seed is None
-             else torch.Generator(device=engine.device).manual_seed(sampling.seed + k))
-        try:
+    engine = Engine(model, max(1, min(rows, len(conversations))))  # one cache, its rows reused per chunk
+    try:
+        for k in range(0, len(conversations), rows):
+            chunk = [fitting_chat_prompt(c, model, tokenizer, sampling.max_tokens)[0]
+                     for c in conversations[k:k + rows]]
+            budget = [min(sampling.max_tokens, cfg.block_size - len(ids)) for ids in chunk]
+            out: list[list[int]] = [[] for _ in chunk]
+            for r in range(len(chunk)):
+                engine.reset(r)
+            g = (None if sampling.seed is None
+                 else torch.Generator(device=engine.device).manual_seed(sampling.seed + k))
             live = [r for r, b in enumerate(budget) if b > 0]
             if live:
                 logits = engine.feed(live, [flat_sequence(chunk[r], np.zeros(len(chunk[r]), bool), cfg)
@@ -101,9 +103,9 @@ def chat_replies(model: GatoModel, tokenizer: TextTokenizer, conversations: list
                     for r, t in step:
                         if t != end:
                             out[r].append(t)
-        finally:
-            engine.close()
-        replies += [tokenizer.decode(ids) for ids in out]
+            replies += [tokenizer.decode(ids) for ids in out]
+    finally:
+        engine.close()
     return replies
 
 
