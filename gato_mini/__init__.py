@@ -1,6 +1,6 @@
 """gato-mini: a small, faithful re-creation of DeepMind's Gato (Reed et al. 2022).
 
-From Python: ``gato = gato_mini.load("runs/quickstart/model")``, then ``gato.evaluate(...)``,
+From Python: ``gato = gato_mini.load("runs/quickstart/run/model")``, then ``gato.evaluate(...)``,
 ``gato.agent(...)``, ``gato.caption(...)`` and ``gato.chat(...)`` (:mod:`gato_mini.api`).
 """
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gato_mini.errors import ConfigError, FileFormatError
+from gato_mini.errors import ConfigError, FileFormatError, GatoError
+from gato_mini.options import check_options, count, number, numeric_fields, section_numbers
 
 #: Special tokens, in id order after ``special_offset``. ``<|sep|>`` is Gato's
 #: ``|`` between observation and action; ``<|patch|>`` is the placeholder slot
@@ -81,30 +82,33 @@ class GatoConfig:
 
     name: str = "tiny"
     # Transformer
-    n_layer: int = 4
-    n_embd: int = 128
-    n_head: int = 4
+    n_layer: int = field(default=4, metadata=count("'model.n_layer'"))
+    n_embd: int = field(default=128, metadata=count("'model.n_embd'"))
+    n_head: int = field(default=4, metadata=count("'model.n_head'"))
     # GEGLU hidden width; 0 means 8/3 * n_embd rounded up to 64: the weight
     # budget of a 4x two-matrix FFN (Shazeer 2020), which keeps Gato's sizes.
-    intermediate_size: int = 0
+    intermediate_size: int = field(default=0, metadata=count("'model.intermediate_size'", 0))
     tie_embeddings: bool = True  # output head shares the token embedding
-    block_size: int = 512
-    dropout: float = 0.0
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
+    block_size: int = field(default=512, metadata=count("'model.block_size'"))
+    dropout: float = field(default=0.0, metadata=number("'model.dropout'", 0, hi=1, optional=False,
+                                                        says="at least 0 and below 1"))
+    rope_base: float = field(default=10000.0, metadata=number("'model.rope_base'", 0, open_lo=True,
+                                                              optional=False))
+    norm_eps: float = field(default=1e-5, metadata=number("'model.norm_eps'", 0, open_lo=True,
+                                                          optional=False))
     # Tokenizers (Gato App. B: mu=100, M=256, 1024 bins; 16x16 patches)
-    text_vocab_size: int = 4096
-    discrete_bins: int = 1024
-    continuous_bins: int = 1024
-    mu: float = 100.0
-    mu_m: float = 256.0
-    patch_size: int = 16
-    image_channels: int = 3
+    text_vocab_size: int = field(default=4096, metadata=count("'model.text_vocab_size'"))
+    discrete_bins: int = field(default=1024, metadata=count("'model.discrete_bins'"))
+    continuous_bins: int = field(default=1024, metadata=count("'model.continuous_bins'"))
+    mu: float = field(default=100.0, metadata=number("'model.mu'", 0, open_lo=True, optional=False))
+    mu_m: float = field(default=256.0, metadata=number("'model.mu_m'", 0, open_lo=True, optional=False))
+    patch_size: int = field(default=16, metadata=count("'model.patch_size'"))
+    image_channels: int = field(default=3, metadata=count("'model.image_channels'"))
     # Channels of the per-patch ResNet block (Gato App. C.3) after a stride-4 stem
-    patch_hidden: int = 32
+    patch_hidden: int = field(default=32, metadata=count("'model.patch_hidden'"))
     # Positions (Gato Sec. 2.2: patch rows/columns quantized to 128 intervals)
-    position_intervals: int = 128
-    max_local_positions: int = 512
+    position_intervals: int = field(default=128, metadata=count("'model.position_intervals'"))
+    max_local_positions: int = field(default=512, metadata=count("'model.max_local_positions'"))
     # The three learning defaults below differ from Gato's literal choices, which stay one key away
     # (each key, or ``faithful: true`` in a config's model section: :data:`FAITHFUL`); with Gato's,
     # the small models trained here learn no control task (docs/learning.md).
@@ -139,14 +143,15 @@ class GatoConfig:
     # ``vector_width`` values stay per value. Actions are tokens either way (docs/learning.md,
     # "Session 14").
     obs_layout: str = "vector"
-    vector_width: int = 64
+    vector_width: int = field(default=64, metadata=count("'model.vector_width'"))
     # The gradient the vector embedding's parameters receive is scaled by this (its forward is unchanged,
     # as GLM-130B's embedding gradient shrink). AdamW's update of those parameters does not depend on the
     # scale; the norm the gradient clip reads does: the vector embedding holds the largest part of a
     # mixed batch's gradient norm, and the clip shrinks every other source's step with it. 0.1 was
     # tried in the default quickstart and did not change the held-out losses at equal steps, so 1 (no
     # shrink) stays the default (docs/learning.md, "Session 15").
-    vector_grad_scale: float = 1.0
+    vector_grad_scale: float = field(default=1.0, metadata=number("'model.vector_grad_scale'", 0,
+                                                                  open_lo=True, hi=1, optional=False))
 
     # Derived in __post_init__, never set by hand.
     head_dim: int = field(init=False)
@@ -157,34 +162,21 @@ class GatoConfig:
     padded_vocab_size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        for key in ("n_layer", "n_embd", "n_head", "block_size", "text_vocab_size",
-                    "discrete_bins", "continuous_bins", "patch_size", "image_channels",
-                    "position_intervals", "max_local_positions", "patch_hidden", "vector_width"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"config '{key}' must be a positive integer, got {value!r}")
-        for key in ("dropout", "rope_base", "norm_eps", "mu", "mu_m", "vector_grad_scale"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"config '{key}' must be a finite number, got {value!r}")
-        for key in ("rope_base", "norm_eps"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"config '{key}' must be positive, got {getattr(self, key)}")
-        if not isinstance(self.intermediate_size, int) or isinstance(self.intermediate_size, bool):
-            raise ConfigError(f"config 'intermediate_size' must be a whole number, got "
-                              f"{self.intermediate_size!r}")
+        try:
+            check_options(self)  # every number by its rule (gato_mini/options.py)
+        except GatoError as exc:
+            raise ConfigError(str(exc)) from None
+        for key, rule in numeric_fields(self):
+            if rule.integer:
+                setattr(self, key, int(getattr(self, key)))
         if self.n_embd % self.n_head:
             raise ConfigError(
                 f"config 'n_embd' ({self.n_embd}) must be divisible by 'n_head' ({self.n_head})"
             )
-        if self.intermediate_size < 0:
-            raise ConfigError(f"config 'intermediate_size' must be >= 0, got {self.intermediate_size}")
         if self.intermediate_size == 0:
             self.intermediate_size = 64 * math.ceil(8 * self.n_embd / 3 / 64)
-        if not (self.mu > 0 and self.mu_m > 0):
-            raise ConfigError(f"config 'mu' and 'mu_m' must be positive, got {self.mu}, {self.mu_m}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"config 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.dropout >= 1.0:
+            raise ConfigError(f"'model.dropout' must be at least 0 and below 1, got {self.dropout}")
         if self.patch_size % 4:
             raise ConfigError(f"config 'patch_size' must be a multiple of 4, got {self.patch_size}")
         if self.value_init not in ("random", "fourier"):
@@ -196,8 +188,6 @@ class GatoConfig:
             raise ConfigError(f"config 'action_inputs' must be 'keep' or 'mask', got {self.action_inputs!r}")
         if self.obs_layout not in ("values", "vector"):
             raise ConfigError(f"config 'obs_layout' must be 'values' or 'vector', got {self.obs_layout!r}")
-        if not 0.0 < self.vector_grad_scale <= 1.0:
-            raise ConfigError(f"config 'vector_grad_scale' must be in (0, 1], got {self.vector_grad_scale}")
         if 4 * self.vector_width > self.patch_size ** 2 * self.image_channels:
             raise ConfigError(f"config 'vector_width' ({self.vector_width}) is more float32 values than a "
                               f"slot of {self.patch_size ** 2 * self.image_channels} bytes holds")
@@ -290,5 +280,6 @@ def model_config(raw: Any) -> GatoConfig:
         faithful = raw.pop("faithful", False)
         if not isinstance(faithful, bool):
             raise ConfigError(f"'model.faithful' must be true or false, got {faithful!r}")
+        raw = section_numbers(GatoConfig, raw)  # YAML's 1e3 is a string
         return GatoConfig.from_name(name, **{**(FAITHFUL if faithful else {}), **raw})
     raise ConfigError(f"'model' must be a size name or a mapping, got {raw!r}")

@@ -102,6 +102,31 @@ def checked(value: Any, meta: dict[str, Number]) -> Any:
     return value
 
 
+def config_number(value: Any, whole: bool = False) -> Any:
+    """A config file's value as a number where it reads as one, the one place that does it: YAML reads
+    ``1e-3`` and ``1e3`` (no dot) as strings. An int where ``whole`` and the value is one; anything
+    else comes back as it is, for its rule to refuse by name.
+
+    >>> config_number("1e-3"), config_number("2e3", whole=True), config_number("many")
+    (0.001, 2000, 'many')
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if whole and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def section_numbers(cls: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    """A config section's mapping with each numeric field of the options dataclass ``cls`` read by
+    :func:`config_number` (whole where its rule wants one); other keys as they are."""
+    rules = dict(numeric_fields(cls))
+    return {k: config_number(v, rules[k].integer) if k in rules else v for k, v in raw.items()}
+
+
 class Checked:
     """A base for options dataclasses: :meth:`checked` checks every numeric field (:func:`check_options`)."""
 

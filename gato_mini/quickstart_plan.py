@@ -15,7 +15,7 @@ from gato_mini.collect import Recording
 from gato_mini.config_files import read_config_file
 from gato_mini.envs.registry import get_task
 from gato_mini.errors import ConfigError, GatoError
-from gato_mini.options import Checked, check_options, checked, count, number
+from gato_mini.options import Checked, check_options, checked, config_number, count, number
 
 QUICKSTART_KEYS = ("collect", "dagger", "eval", "chat", "reserve_minutes")
 COLLECT_KEYS = ("episodes", "max_steps", "noise", "policy")
@@ -57,7 +57,7 @@ class Dagger(Checked):
             raise ConfigError(f"unknown key 'quickstart.dagger.{unknown[0]}'; known: "
                               f"{', '.join(DAGGER_KEYS)}")
         at = raw.get("at", [0.5])
-        at = [_number(a) for a in (at if isinstance(at, list) else [at])]
+        at = [config_number(a) for a in (at if isinstance(at, list) else [at])]
         shares = all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a < 1 for a in at)
         if not at or not shares or at != sorted(set(at)):
             raise ConfigError(f"quickstart.dagger.at must be increasing shares of the training minutes, each "
@@ -72,18 +72,18 @@ class Dagger(Checked):
             weight = spec.get("weight")
             try:
                 if weight is not None:
-                    checked(_number(weight), number(f"{where}.weight", 0, open_lo=True, optional=False))
+                    checked(config_number(weight), number(f"{where}.weight", 0, open_lo=True, optional=False))
                 collect[task] = check_options(Recording(
-                    demonstrators[task].policy, _number(spec["episodes"], whole=True),
-                    max_steps=demonstrators[task].max_steps, noise=_number(spec.get("noise", 0.0)),
+                    demonstrators[task].policy, config_number(spec["episodes"], whole=True),
+                    max_steps=demonstrators[task].max_steps, noise=config_number(spec.get("noise", 0.0)),
                     overwrite=True), where=where)
             except GatoError as exc:
                 raise ConfigError(str(exc)) from None
-            weights[task] = None if weight is None else float(_number(weight))
+            weights[task] = None if weight is None else float(config_number(weight))
         try:
             return cls([float(a) for a in at], collect, weights,
-                       _number(raw.get("policy_share", 0.2)), _number(raw.get("num_envs", 16), whole=True)
-                       ).checked()
+                       config_number(raw.get("policy_share", 0.2)),
+                       config_number(raw.get("num_envs", 16), whole=True)).checked()
         except GatoError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -134,12 +134,13 @@ class Plan(Checked):
         if not all(isinstance(c, str) and c.strip() for c in chat):
             raise ConfigError("quickstart.chat must be a list of non-empty prompts")
         try:
-            caps = {k: checked(_number(v, whole=True), count(f"quickstart.eval.max_steps.{k}"))
+            caps = {k: checked(config_number(v, whole=True), count(f"quickstart.eval.max_steps.{k}"))
                     for k, v in (ev.get("max_steps") or {}).items()}
             dagger = Dagger.parse(raw["dagger"], collect) if raw.get("dagger") is not None else None
-            plan = cls(collect, _number(ev.get("episodes", 8), whole=True),
-                       _number(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]), whole=True), caps,
-                       _number(ev.get("caption_images", 96), whole=True), list(chat),
+            plan = cls(collect, config_number(ev.get("episodes", 8), whole=True),
+                       config_number(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]), whole=True),
+                       caps,
+                       config_number(ev.get("caption_images", 96), whole=True), list(chat),
                        _reserve(raw.get("reserve_minutes", "auto")), dagger)
             return plan.checked()
         except GatoError as exc:
@@ -150,20 +151,7 @@ def _reserve(value: Any) -> Any:
     """``quickstart.reserve_minutes``: "auto" (None, measured before training) or a number of minutes."""
     if value is None:
         raise ConfigError('quickstart.reserve_minutes must be "auto" or a number of minutes, got nothing')
-    return None if value == "auto" else _number(value)
-
-
-def _number(value: Any, whole: bool = False) -> Any:
-    """A config value as a number where it reads as one (YAML reads ``1e3`` as a string), as an int
-    where ``whole`` and it is one; anything else is returned as it is, for its rule to refuse by name."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return value
-    if whole and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return None if value == "auto" else config_number(value)
 
 
 def _episodes_spec(where: str, spec: Any, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -188,9 +176,9 @@ def _recording(task: str, spec: Any) -> Recording:
         get_task(task).policy(policy)
     except GatoError as exc:
         raise ConfigError(f"quickstart.collect.{task}.policy: {exc}") from None
-    recording = Recording(policy, _number(spec["episodes"], whole=True),
-                          max_steps=_number(spec.get("max_steps"), whole=True),
-                          noise=_number(spec.get("noise", 0.0)), overwrite=True)
+    recording = Recording(policy, config_number(spec["episodes"], whole=True),
+                          max_steps=config_number(spec.get("max_steps"), whole=True),
+                          noise=config_number(spec.get("noise", 0.0)), overwrite=True)
     try:
         return check_options(recording, where=f"quickstart.collect.{task}")
     except GatoError as exc:

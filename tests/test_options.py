@@ -147,7 +147,7 @@ def test_training_config_numbers(key: str, value: str, tmp_path) -> None:
 @pytest.mark.parametrize("key, value", [("dropout", "nan"), ("norm_eps", "0"), ("rope_base", "inf"),
                                         ("intermediate_size", "x")])
 def test_model_config_floats_are_finite(key: str, value: str, tmp_path) -> None:
-    with pytest.raises(ConfigError, match=f"config '{key}'"):
+    with pytest.raises(ConfigError, match=f"'model.{key}'"):
         load_run_config("tiny", [f"--model.{key}", value, "--train.out", str(tmp_path / "run")])
 
 

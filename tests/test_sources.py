@@ -177,12 +177,14 @@ def test_text_documents_skip_empty_ones(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sources, message", [
     ({"atari-pongg": {}}, "unknown source 'atari-pongg'.*did you mean 'atari-pong'"),
-    ({"caption-shapes": {"weight": -1}}, "weight must be a finite number >= 0"),
+    ({"caption-shapes": {"weight": -1}}, "source .caption-shapes.: weight must be at least 0, got -1"),
+    ({"caption-shapes": {"count": "many"}}, "caption-shapes.: .count. must be at least 0 .*got .many."),
     ({"caption-shapes": {"weight": 0}, "text-pydoc": {"weight": 0}}, "weights are all zero"),
     ({"caption-shapes": {"colour": "red"}}, "unknown option.*colour"),
     ({"mine": {"kind": "chat-jsonl"}}, "needs 'path'"),
     ({"mine": {"kind": "video"}}, "unknown kind 'video'"),
-    ({"caption-shapes": {"weight": "lots"}}, "weight must be a number"),
+    ({"caption-shapes": {"weight": "lots"}}, "weight must be at least 0, got .lots."),
+    ({"caption-shapes": {"weight": "nan"}}, "weight must be at least 0, got nan"),
 ])
 def test_data_config_errors(sources: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

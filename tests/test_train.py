@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.model import GatoModel
 from gato_mini.model.export import load_model, read_checkpoint
 from gato_mini.model.model import count_params
-from gato_mini.train.config import apply_overrides, load_run_config, parse_run_config
+from gato_mini.train.config import TrainOptions, apply_overrides, load_run_config, parse_run_config
 from gato_mini.train.lit import LitGato, TimeBudget, lr_at, param_groups
 from gato_mini.train.run import build, train
 
@@ -62,7 +63,7 @@ def test_overrides_and_unknown_keys(run_config) -> None:
                          (["--modle.n_layer", "3"], "unknown config section 'modle'.*model"),
                          (["--model.n_layr", "3"], "unknown config key.*n_layr"),
                          (["--data.sources.nope", "{}"], "unknown source 'nope'"),
-                         (["--train.lr", "fast"], "'train.lr' must be a number"),
+                         (["--train.lr", "fast"], "'train.lr' must be above 0 .*got 'fast'"),
                          (["--trainer.default_root_dir", "x"], "'trainer.default_root_dir' is set by "
                                                                "gato-mini: use train.out"),
                          (["--trainer.callbacks", "[]"], "'trainer.callbacks' cannot come from a config"),
@@ -72,6 +73,11 @@ def test_overrides_and_unknown_keys(run_config) -> None:
                          (["stray"], "unexpected argument 'stray'")):
         with pytest.raises(ConfigError, match=message):
             parse_run_config(apply_overrides(raw, bad))
+    # YAML reads 1e-3 and 2e3 (no dot) as strings: every numeric train option reads them as numbers
+    raw["train"] = {**(raw.get("train") or {}), "lr": "1e-3", "batch_size": "2e3", "min_lr": "0"}
+    run = parse_run_config(raw)
+    assert (run.train.lr, run.train.batch_size, run.train.min_lr) == (1e-3, 2000, 0.0)
+    assert isinstance(run.train.batch_size, int)
 
 
 def test_every_config_file_builds(tmp_path: Path) -> None:
@@ -183,8 +189,7 @@ def test_train_sized_in_minutes_stops_on_its_clock(run_config, tmp_path) -> None
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_every_parameter_sits_in_exactly_one_optimizer_group(optimizer) -> None:
     lit = LitGato(model_config(SMALL).to_dict(), ["pydoc"], ["text-pydoc"],
-                  {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 2, "weight_decay": 0.1, "betas": [0.9, 0.95],
-                   "optimizer": optimizer, "muon_lr": 0.02})
+                  TrainOptions(warmup_steps=2, optimizer=optimizer, muon_lr=0.02))
     groups = param_groups(lit.model, optimizer == "muon")
     ids = [id(p) for g in groups.values() for p in g]
     assert len(ids) == len(set(ids)) == sum(1 for p in lit.model.parameters() if p.requires_grad)
@@ -467,3 +472,37 @@ def test_missing_episodes_stop_before_anything_is_written(tmp_path) -> None:
         "gato-mini train: error: source 'atari-pong': dataset not found: eps/atari-pong/expert-v0; "
         "record it with `gato-mini collect --task atari-pong --episodes N --out eps`"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -3, "many"])
+@pytest.mark.parametrize("path, named", [
+    (("train", "lr"), "'train.lr'"),
+    (("train", "batch_size"), "'train.batch_size'"),
+    (("data", "val_fraction"), "'data.val_fraction'"),
+    (("data", "val_windows"), "'data.val_windows'"),
+    (("data", "sources", "caption-shapes", "weight"), "source 'caption-shapes': weight"),
+    (("data", "sources", "caption-shapes", "count"), "source 'caption-shapes': 'count'"),
+    (("trainer", "max_steps"), "'trainer.max_steps'"),
+    (("model", "n_layer"), "'model.n_layer'"),
+    (("model", "dropout"), "'model.dropout'"),
+    (("quickstart", "eval", "episodes"), "quickstart.eval.episodes"),
+    (("quickstart", "collect", "control-pendulum", "episodes"),
+     "quickstart.collect.control-pendulum.episodes"),
+])
+def test_every_config_section_refuses_bad_numbers_alike(tmp_path: Path, path: tuple, named: str, bad) -> None:
+    """A NaN, a negative number or a word where a number goes: one ConfigError naming the key, whichever
+    section (model, data, a source, train, trainer, the quickstart plan) holds it."""
+    from gato_mini.quickstart import load_config
+
+    raw = {"model": {"name": "tiny", "n_layer": 2},
+           "data": {"sources": {"caption-shapes": {"count": 40, "val_count": 8}}},
+           "train": {"lr": 1e-3}, "trainer": {"max_steps": 3},
+           "quickstart": {"collect": {"control-pendulum": {"episodes": 2}}, "eval": {"episodes": 2}}}
+    at = raw
+    for key in path[:-1]:
+        at = at[key]
+    at[path[-1]] = bad
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        parse_run_config(load_config(f, tmp_path)[1])

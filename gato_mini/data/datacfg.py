@@ -26,7 +26,6 @@ recipes is there); the ``model`` section by :func:`gato_mini.config.model_config
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,9 @@ from gato_mini.catalog import BUILTIN_TASKS, task_dataset
 from gato_mini.config import GatoConfig, model_config
 from gato_mini.config_files import default_root, read_config_file
 from gato_mini.data.sources import KINDS, SourceConfig, builtin_names
-from gato_mini.errors import ConfigError, did_you_mean
+from gato_mini.errors import ConfigError, GatoError, did_you_mean
+from gato_mini.options import check_options, checked, config_number, count, number, section_numbers
+from gato_mini.options import seed as seed_rule
 
 DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
               "seed", "workers", "val_windows", "sources"}
@@ -50,13 +51,20 @@ class DataConfig:
     root: Path = Path("runs/data")
     episodes: Path = Path("runs/episodes")
     tokenizer: Path | None = None  # reuse this tokenizer.json instead of training one
-    val_fraction: float = 0.05  # held-out share of each source (caption-shapes: its own split)
-    prompt_probability: float = 0.25  # docs/design.md: 25% of control windows get a prompt
-    prompt_fraction: float = 0.25  # a prompt takes at most this share of block_size
-    seed: int = 0
+    # held-out share of each source (caption-shapes: its own split)
+    val_fraction: float = field(default=0.05, metadata=number("'data.val_fraction'", 0, hi=0.5,
+                                                              optional=False))
+    # docs/design.md: 25% of control windows get a prompt
+    prompt_probability: float = field(default=0.25, metadata=number("'data.prompt_probability'", 0, hi=1,
+                                                                    optional=False))
+    # a prompt takes at most this share of block_size
+    prompt_fraction: float = field(default=0.25, metadata=number("'data.prompt_fraction'", 0, hi=0.9,
+                                                                 optional=False))
+    seed: int = field(default=0, metadata=seed_rule("'data.seed'"))
     # processes for `prepare`: on 2 cores one is as fast as two (benchmarks/data.py)
-    workers: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 1) // 2)))
-    val_windows: int = 16  # validation windows per source
+    workers: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 1) // 2)),
+                         metadata=count("'data.workers'", hi=256))
+    val_windows: int = field(default=16, metadata=count("'data.val_windows'", 0))  # per source
     weights: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,13 +83,12 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"source '{name}': expected a mapping of options, got {raw!r}")
     raw = dict(raw)
-    weight = raw.pop("weight", 1.0)
+    weight = config_number(raw.pop("weight", 1.0))
     try:
-        weight = float(weight)
-    except (TypeError, ValueError):
-        raise ConfigError(f"source '{name}': weight must be a number, got {weight!r}") from None
-    if not math.isfinite(weight) or weight < 0:
-        raise ConfigError(f"source '{name}': weight must be a finite number >= 0, got {weight}")
+        checked(weight, number(f"source '{name}': weight", 0, optional=False))
+    except GatoError as exc:
+        raise ConfigError(str(exc)) from None
+    weight = float(weight)
     kind = raw.pop("kind", None)
     if kind is None:
         kind = builtin_names().get(name)
@@ -106,9 +113,12 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
         if not opts[key]:
             raise ConfigError(f"source '{name}': kind '{kind}' needs '{key}'")
     for key in ("count", "val_count", "max_episodes", "max_modules"):
-        v = opts.get(key)
-        if v is not None and (not isinstance(v, int) or v < 0):
-            raise ConfigError(f"source '{name}': '{key}' must be a whole number >= 0, got {v!r}")
+        if key in opts:
+            opts[key] = config_number(opts[key], whole=True)
+            try:
+                checked(opts[key], count(f"source '{name}': '{key}'", 0))
+            except GatoError as exc:
+                raise ConfigError(str(exc)) from None
     return SourceConfig(name, kind, weight, opts)
 
 
@@ -131,20 +141,12 @@ def parse_data_config(raw: dict[str, Any]) -> DataConfig:
     for key in ("root", "tokenizer"):
         if raw.get(key) is not None:
             kw[key] = Path(raw[key])
-    for key, lo, hi in (("val_fraction", 0.0, 0.5), ("prompt_probability", 0.0, 1.0),
-                        ("prompt_fraction", 0.0, 0.9)):
-        if key in raw:
-            v = raw[key]
-            if not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ConfigError(f"data config '{key}' must be a number in [{lo}, {hi}], got {v!r}")
-            kw[key] = float(v)
-    for key, lo in (("seed", 0), ("workers", 1), ("val_windows", 0)):
-        if key in raw:
-            v = raw[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ConfigError(f"data config '{key}' must be a whole number >= {lo}, got {v!r}")
-            kw[key] = v
-    return DataConfig(**kw)
+    numbers = {k: raw[k] for k in ("val_fraction", "prompt_probability", "prompt_fraction", "seed", "workers",
+                                   "val_windows") if k in raw}
+    try:
+        return check_options(DataConfig(**kw, **section_numbers(DataConfig, numbers)))
+    except GatoError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def data_config_from(raw: dict[str, Any]) -> tuple[DataConfig, GatoConfig]:

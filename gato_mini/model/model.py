@@ -13,11 +13,13 @@ Embeddings (docs/design.md, "The token stream"; Gato Sec. 2.2):
 * a learned local observation position is added to observation tokens;
 * RoPE over the global position serves every modality.
 
-``forward`` returns ``(logits, loss)``; the loss is the masked next-token
-cross-entropy when targets and the loss mask are given. With
-:meth:`GatoModel.setup_caches`, ``forward(..., input_pos=...)`` writes keys and
-values at ``input_pos`` (per row, so batched environments can be at different
-positions) and attends over the cache: decoding one token costs one token.
+``forward`` is training's: it returns the loss alone, the masked next-token
+cross-entropy (its mean, or per token with ``reduction="none"``), and runs the
+output head only where the loss mask counts. :meth:`GatoModel.logits` is
+decoding's and inspection's: with :meth:`GatoModel.setup_caches`,
+``logits(..., input_pos=...)`` writes keys and values at ``input_pos`` (per row,
+so batched environments can be at different positions) and attends over the
+cache: decoding one token costs one token.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from gato_mini.config import GatoConfig, model_config
 from gato_mini.config_files import RUN_OUT, default_root, read_config_file
 from gato_mini.data.datacfg import DATA_KEYS, DataConfig, parse_data_config
 from gato_mini.errors import ConfigError, GatoError, did_you_mean
-from gato_mini.options import check_options, checked, count, number
+from gato_mini.options import check_options, checked, count, number, section_numbers
 from gato_mini.options import seed as seed_rule
 
 SECTIONS = ("model", "data", "train", "trainer")
@@ -217,15 +217,7 @@ def parse_run_config(raw: dict[str, Any]) -> RunConfig:
     for key in train_raw:
         if key not in known:
             raise ConfigError(f"unknown config key 'train.{key}'{did_you_mean(key, known)}")
-    train_raw = dict(train_raw)
-    # YAML reads 1e-3 (no dot) as a string
-    for key in ("lr", "min_lr", "weight_decay", "muon_lr", "value_sigma"):
-        if key in train_raw:
-            try:
-                train_raw[key] = float(train_raw[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"'train.{key}' must be a number, got {train_raw[key]!r}") from None
-    train = TrainOptions(**train_raw)
+    train = TrainOptions(**section_numbers(TrainOptions, train_raw))
     if not isinstance(raw["data"], dict) or raw["data"].get("root") is None:
         data.root = default_root({**raw, "train": {"out": train.out}})  # each run keeps its own data
     try:

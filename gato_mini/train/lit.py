@@ -23,6 +23,7 @@ its progress counted in target tokens. Every run counts the target tokens it tra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -35,6 +36,7 @@ from torch import Tensor
 from gato_mini.config import GatoConfig
 from gato_mini.data.sources import KINDS
 from gato_mini.model import GatoModel
+from gato_mini.train.config import TrainOptions
 
 MODEL_KEYS = ("tokens", "local_pos", "patches", "patch_pos")
 
@@ -152,34 +154,39 @@ class LitGato(L.LightningModule):
     """Training shell: ``hparams`` hold plain dicts only (checkpoints load with weights_only=True)."""
 
     def __init__(self, model_config: dict[str, Any], source_names: list[str], source_kinds: list[str],
-                 optim: dict[str, Any], max_steps: int = 1000, compile: bool = False, seed: int = 0) -> None:
+                 train: TrainOptions | dict[str, Any], max_steps: int = 1000) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        #: the run's ``train`` options (:class:`~gato_mini.train.config.TrainOptions`: their defaults are
+        #: the only ones); hparams keep them as a plain dict, so checkpoints load with weights_only=True
+        self.train_options = train if isinstance(train, TrainOptions) else TrainOptions(**train)
+        self.save_hyperparameters({"model_config": model_config, "source_names": list(source_names),
+                                   "source_kinds": list(source_kinds),
+                                   "train": dataclasses.asdict(self.train_options), "max_steps": max_steps})
         self.cfg = GatoConfig.from_dict(model_config)
         self.model = GatoModel(self.cfg)
         self.source_names, self.source_kinds = list(source_names), list(source_kinds)
         self.groups: dict[str, list[int]] = {}
         for i, kind in enumerate(self.source_kinds):
             self.groups.setdefault(KINDS[kind].group, []).append(i)  # actions, captions or text
-        self.optim, self.max_steps, self.seed = dict(optim), max_steps, seed
-        seconds, tokens = self.optim.get("seconds"), self.optim.get("target_tokens")
+        t = self.train_options
+        self.max_steps, self.seed = max_steps, t.seed
+        seconds = t.minutes * 60 if t.minutes else None
         #: a run sized in target tokens: its budget counts them where a run sized in time counts seconds
-        self.sized_in_tokens = bool(tokens) and not seconds
-        size = seconds or tokens
-        self.budget = TimeBudget(size, self.optim["warmup_steps"], self.optim["lr"], self.optim["min_lr"],
-                                 self.optim.get("decay_share", 0.2),
-                                 pause=self.optim.get("pause_seconds")) if size else None
+        self.sized_in_tokens = bool(t.target_tokens) and not seconds
+        size = seconds or t.target_tokens
+        self.budget = TimeBudget(size, t.warmup_steps, t.lr, t.min_lr, t.decay_share,
+                                 pause=t.pause_minutes * 60 if t.pause_minutes else None) if size else None
         #: the target tokens trained on so far, by source name (this rank's; a resume carries them on)
         self.trained_targets: dict[str, float] = {}
         # not a registered submodule: the checkpoint holds the weights once, under "model."
-        object.__setattr__(self, "forward_fn", torch.compile(self.model) if compile else self.model)
+        object.__setattr__(self, "forward_fn", torch.compile(self.model) if t.compile else self.model)
         self._tick: float | None = None
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(the loss a training step minimizes: the mean over the batch's loss tokens, per-token losses)."""
         per_token = self.forward_fn(**{k: batch[k] for k in MODEL_KEYS}, targets=batch["targets"],
                                     loss_mask=batch["loss_mask"], reduction="none",
-                                    value_sigma=self.optim.get("value_sigma", 0.0))
+                                    value_sigma=self.train_options.value_sigma)
         mask = batch["loss_mask"].to(per_token.dtype)
         return per_token.sum() / mask.sum().clamp(min=1.0), per_token
 
@@ -276,19 +283,19 @@ class LitGato(L.LightningModule):
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        o = self.optim
-        muon = o.get("optimizer", "adamw") == "muon"
+        o = self.train_options
+        muon = o.optimizer == "muon"
         groups = param_groups(self.model, muon)
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            [{"params": groups["decay"], "weight_decay": o["weight_decay"]},
-             {"params": groups["no_decay"], "weight_decay": 0.0}], lr=o["lr"], betas=tuple(o["betas"]))
+            [{"params": groups["decay"], "weight_decay": o.weight_decay},
+             {"params": groups["no_decay"], "weight_decay": 0.0}], lr=o.lr, betas=tuple(o.betas))
         if muon:
             # Muon's own rate, scaled per matrix to AdamW's update size ("match_rms_adamw"), so one
             # schedule (a factor over each group's peak) drives both
-            optimizer = Optimizers(torch.optim.Muon(groups["muon"], lr=o["muon_lr"],
-                                                    weight_decay=o["weight_decay"],
+            optimizer = Optimizers(torch.optim.Muon(groups["muon"], lr=o.muon_lr,
+                                                    weight_decay=o.weight_decay,
                                                     adjust_lr_fn="match_rms_adamw"), optimizer)
-        warmup, total, lr, min_lr = o["warmup_steps"], self.max_steps, o["lr"], o["min_lr"]
+        warmup, total, lr, min_lr = o.warmup_steps, self.max_steps, o.lr, o.min_lr
         if self.budget is not None:
             budget = self.budget
             sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: budget.factor(s))

@@ -170,16 +170,9 @@ def step_progress_bar():  # noqa: ANN201 (a RichProgressBar)
 
 def lit_module(run: RunConfig, max_steps: int) -> LitGato:
     """The LightningModule of a run: its model, optimizer and schedule, the sources' loss groups."""
-    t = run.train
-    optim = {"lr": t.lr, "min_lr": t.min_lr, "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
-             "betas": list(t.betas), "seconds": t.minutes * 60 if t.minutes else None,
-             "pause_seconds": t.pause_minutes * 60 if t.pause_minutes else None,
-             "target_tokens": t.target_tokens,
-             "decay_share": t.decay_share, "optimizer": t.optimizer, "muon_lr": t.muon_lr,
-             "value_sigma": t.value_sigma}
     sources = run.data.sources
-    return LitGato(run.model.to_dict(), [s.name for s in sources], [s.kind for s in sources], optim,
-                   max_steps=max_steps, compile=t.compile, seed=t.seed)
+    return LitGato(run.model.to_dict(), [s.name for s in sources], [s.kind for s in sources], run.train,
+                   max_steps=max_steps)
 
 
 def full_state(trainer: L.Trainer) -> dict[str, torch.Tensor]:
