@@ -272,3 +272,22 @@ def test_an_exception_inside_training_saves_a_checkpoint_to_resume_from(config, 
     ckpt = latest_checkpoint(tmp_path / "boom" / "checkpoints")
     assert ckpt is not None and ckpt.name == "interrupted.ckpt"
     assert read_checkpoint(ckpt)["global_step"] == 7
+
+
+def test_an_exception_before_the_first_step_leaves_no_checkpoint(config, tmp_path) -> None:
+    """A run stopped before it trained a step (here: its data folder held by another run) leaves no
+    interrupted.ckpt, so the same command runs once the folder is free instead of being refused as
+    "an earlier run"."""
+    out = tmp_path / "held"
+    run = load_run_config(config, ["--train.out", str(out), "--train.record_batches", "false"])
+    hold = (f"import time\nfrom gato_mini.procs import folder_lock\nwith folder_lock({str(run.data.root)!r}, "
+            "'prepare'):\n    print('held', flush=True)\n    time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(GatoError, match="in use by another gato-mini run"):
+            train(run, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not list(out.rglob("*.ckpt"))

@@ -215,8 +215,16 @@ def build(run: RunConfig, progress: bool = True, checked: bool = False
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=t.checkpoint_every, save_top_k=-1,
                            save_last=True, filename="step{step}", auto_insert_metric_name=False,
                            enable_version_counter=False)  # a resumed run rewrites last.ckpt, no last-v1
-    # Ctrl-C or a crash inside fit saves checkpoints/interrupted.ckpt, so a rerun loses nothing.
-    callbacks: list[Any] = [ckpt, OnExceptionCheckpoint(out / "checkpoints", filename="interrupted")]
+    # Ctrl-C or a crash inside fit saves checkpoints/interrupted.ckpt, so a rerun loses nothing; one
+    # before the first step (a data folder another run holds, a source that fails to prepare) trained
+    # nothing and leaves nothing, or the rerun would be refused as "an earlier run"
+
+    class AfterFirstStep(OnExceptionCheckpoint):
+        def on_exception(self, trainer: L.Trainer, *args: Any) -> None:
+            if trainer.global_step > 0:
+                super().on_exception(trainer, *args)
+
+    callbacks: list[Any] = [ckpt, AfterFirstStep(out / "checkpoints", filename="interrupted")]
     if progress:
         callbacks.append(step_progress_bar())
     if t.record_batches:
