@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gato_mini.errors import ConfigError, FileFormatError, GatoError
+from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.options import check_options, count, number, numeric_fields, section_numbers
 
 #: Special tokens, in id order after ``special_offset``. ``<|sep|>`` is Gato's
@@ -162,10 +162,7 @@ class GatoConfig:
     padded_vocab_size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        try:
-            check_options(self)  # every number by its rule (gato_mini/options.py)
-        except GatoError as exc:
-            raise ConfigError(str(exc)) from None
+        check_options(self, error=ConfigError)  # every number by its rule (gato_mini/options.py)
         for key, rule in numeric_fields(self):
             if rule.integer:
                 setattr(self, key, int(getattr(self, key)))

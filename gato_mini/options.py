@@ -55,8 +55,9 @@ class Number:
             ([f"at most {_show(self.hi)}"] if self.hi is not None and self.lo is not None else [])
         return bound + (f" ({', '.join(notes)})" if notes else "")
 
-    def check(self, value: Any) -> None:
-        """Raise a :class:`GatoError` naming the flag unless ``value`` is accepted."""
+    def check(self, value: Any, error: type[GatoError] = GatoError) -> None:
+        """Raise ``error`` (a :class:`GatoError`; a config's checks pass :class:`ConfigError`) naming the
+        flag unless ``value`` is accepted."""
         if value is None and self.optional:
             return
         bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
@@ -67,7 +68,7 @@ class Number:
         if not bad and self.hi is not None:
             bad = value > self.hi
         if bad:
-            raise GatoError(f"{self.flag} must be {self.explain()}, got {value!r}")
+            raise error(f"{self.flag} must be {self.explain()}, got {value!r}")
 
 
 def _show(x: float) -> str:
@@ -94,11 +95,11 @@ def seed(flag: str = "--seed") -> dict[str, Number]:
     return number(flag, 0, hi=2**32 - 1, integer=True)
 
 
-def checked(value: Any, meta: dict[str, Number]) -> Any:
+def checked(value: Any, meta: dict[str, Number], error: type[GatoError] = GatoError) -> Any:
     """``value`` once the rule in ``meta`` (what :func:`number`, :func:`count` or :func:`seed` return)
     accepts it: for a number that is not a dataclass field (a flag read once, a config's free
     ``trainer:`` section)."""
-    meta["number"].check(value)
+    meta["number"].check(value, error)
     return value
 
 
@@ -140,12 +141,12 @@ def numeric_fields(cls_or_obj: Any) -> list[tuple[str, Number]]:
     return [(f.name, f.metadata["number"]) for f in dataclasses.fields(cls_or_obj) if "number" in f.metadata]
 
 
-def check_options(obj: Any, where: str | None = None) -> Any:
+def check_options(obj: Any, where: str | None = None, error: type[GatoError] = GatoError) -> Any:
     """Check every numeric field of the options dataclass ``obj`` against its rule; returns ``obj``.
     ``where``: the options were read from a config section, so a refused value is named by its key
     there (``quickstart.collect.atari-pong.episodes``), not by its command-line flag."""
     for name, rule in numeric_fields(obj):
         if where is not None:
             rule = dataclasses.replace(rule, flag=f"{where}.{name}")
-        rule.check(getattr(obj, name))
+        rule.check(getattr(obj, name), error)
     return obj

@@ -35,8 +35,16 @@ from gato_mini.catalog import BUILTIN_TASKS, task_dataset
 from gato_mini.config import GatoConfig, model_config
 from gato_mini.config_files import default_root, read_config_file
 from gato_mini.data.sources import KINDS, SourceConfig, builtin_names
-from gato_mini.errors import ConfigError, GatoError, did_you_mean
-from gato_mini.options import check_options, checked, config_number, count, number, section_numbers
+from gato_mini.errors import ConfigError, did_you_mean
+from gato_mini.options import (
+    check_options,
+    checked,
+    config_number,
+    count,
+    number,
+    numeric_fields,
+    section_numbers,
+)
 from gato_mini.options import seed as seed_rule
 
 DATA_KEYS = {"root", "episodes", "tokenizer", "val_fraction", "prompt_probability", "prompt_fraction",
@@ -83,12 +91,8 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"source '{name}': expected a mapping of options, got {raw!r}")
     raw = dict(raw)
-    weight = config_number(raw.pop("weight", 1.0))
-    try:
-        checked(weight, number(f"source '{name}': weight", 0, optional=False))
-    except GatoError as exc:
-        raise ConfigError(str(exc)) from None
-    weight = float(weight)
+    weight = float(checked(config_number(raw.pop("weight", 1.0)),
+                           number(f"source '{name}': weight", 0, optional=False), ConfigError))
     kind = raw.pop("kind", None)
     if kind is None:
         kind = builtin_names().get(name)
@@ -114,11 +118,8 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
             raise ConfigError(f"source '{name}': kind '{kind}' needs '{key}'")
     for key in ("count", "val_count", "max_episodes", "max_modules"):
         if key in opts:
-            opts[key] = config_number(opts[key], whole=True)
-            try:
-                checked(opts[key], count(f"source '{name}': '{key}'", 0))
-            except GatoError as exc:
-                raise ConfigError(str(exc)) from None
+            opts[key] = checked(config_number(opts[key], whole=True), count(f"source '{name}': '{key}'", 0),
+                                ConfigError)
     return SourceConfig(name, kind, weight, opts)
 
 
@@ -141,12 +142,8 @@ def parse_data_config(raw: dict[str, Any]) -> DataConfig:
     for key in ("root", "tokenizer"):
         if raw.get(key) is not None:
             kw[key] = Path(raw[key])
-    numbers = {k: raw[k] for k in ("val_fraction", "prompt_probability", "prompt_fraction", "seed", "workers",
-                                   "val_windows") if k in raw}
-    try:
-        return check_options(DataConfig(**kw, **section_numbers(DataConfig, numbers)))
-    except GatoError as exc:
-        raise ConfigError(str(exc)) from None
+    numbers = {k: raw[k] for k, _ in numeric_fields(DataConfig) if k in raw}
+    return check_options(DataConfig(**kw, **section_numbers(DataConfig, numbers)), error=ConfigError)
 
 
 def data_config_from(raw: dict[str, Any]) -> tuple[DataConfig, GatoConfig]:
