@@ -31,21 +31,13 @@ from gato_mini.reports.aggregate import eval_summaries  # noqa: E402
 
 
 def table(state: dict, evals: list[dict]) -> list[str]:
-    """README rows: one per source, then the stage times."""
-    from gato_mini.reports.tables import caption_text, offline_text, text_text
+    """README rows: one per source (its evaluation's cells), then the stage times."""
+    from gato_mini.agent.evaluate import score_cells
 
-    rows = ["| source | score | normalized (0 baseline, 100 expert) | offline (held-out episodes) |",
-            "|---|---|---|---|"]
-    for t in evals:
-        if "perplexity" in t:
-            rows.append(f"| {t['source']} | {text_text(t)} (held out) | - | - |")
-        elif "exact_match" in t:
-            rows.append(f"| {t['source']} | {caption_text(t)} ({t['images']} held-out images) | "
-                        f"{t['normalized_mean']:.0f} | - |")
-        else:
-            norm = "-" if t["normalized_mean"] is None else f"{t['normalized_mean']:.0f}"
-            rows.append(f"| {t['source']} | return {t['return_mean']:.1f} ± {t['return_std']:.1f} "
-                        f"({t['episodes']} episodes) | {norm} | {offline_text(t.get('offline'))} |")
+    rows = ["| source | score | normalized (0 baseline, 100 expert) | metrics |", "|---|---|---|---|"]
+    for c in score_cells(evals):
+        score = c["raw"] if c["raw"] == "-" else f"return {c['raw']} ({c['episodes']} episodes)"
+        rows.append(f"| {c['source']} | {score} | {c['normalized']} | {c['metrics']} |")
     stages = state["stages"]
     times = ", ".join(f"{k} {v['seconds'] / 60:.1f}" for k, v in stages.items())
     total = sum(v["seconds"] for v in stages.values()) / 60

@@ -43,9 +43,6 @@ from _common import write  # noqa: E402
 
 from gato_mini.errors import GatoError  # noqa: E402
 
-#: The metric each source group is compared on: (summary key, higher is better, scale).
-METRICS = {"actions": ("normalized_mean", True, 1.0), "captions": ("exact_match", True, 100.0),
-           "text": ("perplexity", False, 1.0)}
 #: The command beside this Python (a virtual environment's, whether or not it is on PATH).
 EXE = shutil.which("gato-mini", path=os.path.dirname(sys.executable)) or "gato-mini"
 #: A chat source is compared on its replies' F1 too.
@@ -98,9 +95,10 @@ def link_shards(generalist: Path, names: list[str], out: Path) -> None:
             shutil.copytree(generalist / "data" / "shards" / n, dst, copy_function=os.link)
 
 
-def score(summary: dict[str, Any], group: str) -> dict[str, float]:
-    """The compared numbers of one source's eval summary."""
-    key, _, scale = METRICS[group]
+def score(summary: dict[str, Any], metric: list[Any]) -> dict[str, float]:
+    """The compared numbers of one source's eval summary (``metric``: its evaluation's
+    ``Evaluation.compared``: summary key, higher is better, scale)."""
+    key, _, scale = metric
     out = {key: summary[key] * scale} if summary.get(key) is not None else {}
     if summary.get("chat"):
         out[CHAT_F1[0]] = summary["chat"]["f1"] * CHAT_F1[2]
@@ -129,7 +127,7 @@ def _quickstart(generalist: Path):  # noqa: ANN202 (a Quickstart)
 
 def run_one(generalist: Path, out: Path) -> dict[str, Any]:
     """Train and evaluate the specialists of one generalist; their scores beside its own."""
-    from gato_mini.agent.eval_common import source_group, write_json
+    from gato_mini.agent.eval_common import source_evaluation, write_json
     from gato_mini.agent.evaluate import evaluate_sources
     from gato_mini.model.export import load_model, read_checkpoint
 
@@ -171,14 +169,14 @@ def run_one(generalist: Path, out: Path) -> dict[str, Any]:
         reports = evaluate_sources(model, tok, spec_trained,
                                    [(name, replace(options, video=None, samples=None))], progress=False)
         write_json(reports, folder / "eval.json", str(model_dir))
-        group = source_group(trained, name)
+        metric = list(source_evaluation(trained, name).compared)
         counted = spec_trained["sources"]
         steps = read_checkpoint(folder / "run" / "checkpoints" / "last.ckpt", mmap=True)["global_step"]
-        rows[name] = {"group": group, "target_tokens": spec["target_tokens"], "sources": spec["sources"],
+        rows[name] = {"metric": metric, "target_tokens": spec["target_tokens"], "sources": spec["sources"],
                       "specialist_target_tokens": sum(counted[n]["target_tokens"] for n in spec["sources"]),
                       "specialist_steps": int(steps), "generalist_steps": int(generalist_steps),
-                      "generalist": score(gen_evals[name], group),
-                      "specialist": score(reports[0].summary(), group)}
+                      "generalist": score(gen_evals[name], metric),
+                      "specialist": score(reports[0].summary(), metric)}
     return {"generalist": str(generalist), "out": str(out), "sources": rows}
 
 
@@ -198,10 +196,10 @@ def over_runs(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
             "specialist's steps (the generalist's) |", "|---|---|---|---|---|---|---|"]
     kept: list[float] = []
     for name, first in runs[0]["sources"].items():
-        group = first["group"]
+        main, main_higher, _ = first["metric"]
         extra = [k for k in (CHAT_F1[0], "chat_real_words") if k in first["generalist"]]
-        for key in [METRICS[group][0], *extra]:
-            higher = METRICS[group][1] if key == METRICS[group][0] else True
+        for key in [main, *extra]:
+            higher = main_higher if key == main else True
             pairs = [(r["sources"][name]["generalist"].get(key), r["sources"][name]["specialist"].get(key))
                      for r in runs if name in r["sources"]]
             pairs = [(g, s) for g, s in pairs if g is not None and s is not None]

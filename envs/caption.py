@@ -36,10 +36,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gato_mini.data import shapes
-from gato_mini.data.sources import KINDS, source_of
+from gato_mini.data.sources import KINDS, Captions, source_of
 from gato_mini.errors import GatoError
-from gato_mini.tokenizers import image
 
 #: Characters a sampled caption may hold (``action_space.sample()``); ``step`` accepts any string.
 CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
@@ -112,41 +110,73 @@ def score_captions(captions: Sequence[str], references: Sequence[Sequence[str]])
 
 def caption_items(kind: str, options: dict[str, Any] | None = None, split: str = "val",
                   val_fraction: float = 0.05) -> list[CaptionItem]:
-    """The images of one split of a caption source, each with all of its references."""
-    if kind not in KINDS or KINDS[kind].group != "captions":
+    """The images of one split of a caption source, each with all of its references
+    (:meth:`Captions.images <gato_mini.data.sources.Captions.images>`)."""
+    source = source_of(kind, kind, options) if kind in KINDS else None
+    if not isinstance(source, Captions):
         raise GatoError(f"{kind!r} is not a caption source kind")
-    source = source_of(kind, kind, options)
-    opts = source.options
-    if kind == "caption-shapes":  # a scene has several true captions; the source yields one of them
-        n, size = opts["count"] if split == "train" else opts["val_count"], source.image_size()
-        scenes = [shapes.make_scene(i, split, opts["seed"]) for i in range(n)]
-        return [CaptionItem(f"{split}/{i}", lambda s=s: image.resize(s.image, size), s.references)
-                for i, s in enumerate(scenes)]
-    grouped: dict[str, tuple[Callable[[], np.ndarray], list[str]]] = {}
-    for key, load, text in source.image_captions(split, val_fraction, Counter()):
-        image_key = key.rsplit("#", 1)[0]
-        grouped.setdefault(image_key, (load, []))[1].append(text)
-    return [CaptionItem(k, load, tuple(refs)) for k, (load, refs) in grouped.items()]
+    return [CaptionItem(key, load, refs) for key, load, refs in source.images(split, val_fraction)]
 
 
-class CaptionEnv(gym.Env):
-    """One image per episode; the action is its caption (see the module docstring)."""
+class ImageEnv(gym.Env):
+    """One item of ``items`` per episode: an image (``item.load()``) and what the subclass adds to the
+    observation (:meth:`extra`); the action is text. The caption env and the question env
+    (:mod:`~gato_mini.envs.vqa`) share it."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    item_name = "image"  # what an episode shows, for errors
 
-    def __init__(self, items: Sequence[CaptionItem], render_mode: str | None = None,
-                 max_length: int = 256) -> None:
+    def __init__(self, items: Sequence[Any], render_mode: str | None = None, max_length: int = 256) -> None:
         if not items:
-            raise GatoError("a caption environment needs at least one image")
+            raise GatoError(f"a {type(self).__name__} needs at least one {self.item_name}")
         if render_mode not in (None, "rgb_array"):
             raise GatoError(f"render_mode {render_mode!r} is not supported; use 'rgb_array'")
         self.items = list(items)
         first = np.asarray(self.items[0].load())
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, first.shape, np.uint8)})
+        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, first.shape, np.uint8),
+                                              **self.extra_spaces()})
         self.action_space = spaces.Text(max_length=max_length, charset=CHARSET)
         self.render_mode = render_mode
         self.index: int | None = None
         self._image = first
+
+    def extra_spaces(self) -> dict[str, spaces.Space]:
+        """The observation's fields beside the image."""
+        return {}
+
+    def extra(self, item: Any) -> dict[str, Any]:
+        """The values of :meth:`extra_spaces` for ``item``."""
+        return {}
+
+    def current(self) -> Any:
+        """The item of this episode."""
+        if self.index is None:
+            raise GatoError("call reset() first")
+        return self.items[self.index]
+
+    def observation(self) -> dict[str, Any]:
+        return {"image": self._image.copy(), **self.extra(self.current())}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        n = len(self.items)
+        self.index = seed % n if seed is not None else int(self.np_random.integers(n))
+        item = self.items[self.index]
+        self._image = np.asarray(item.load(), dtype=np.uint8)
+        if self._image.shape != self.observation_space["image"].shape:
+            raise GatoError(f"{self.item_name} {item.key} has an image of shape {self._image.shape}, the "
+                            f"others {self.observation_space['image'].shape}")
+        return self.observation(), {"key": item.key, "index": self.index}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        img = self._image
+        return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img.copy()
+
+
+class CaptionEnv(ImageEnv):
+    """One image per episode; the action is its caption (see the module docstring)."""
 
     @classmethod
     def from_source(cls, kind: str, options: dict[str, Any] | None = None, split: str = "val",
@@ -157,33 +187,14 @@ class CaptionEnv(gym.Env):
     @property
     def references(self) -> tuple[str, ...]:
         """The current image's reference captions."""
-        if self.index is None:
-            raise GatoError("call reset() first")
-        return self.items[self.index].references
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        n = len(self.items)
-        self.index = seed % n if seed is not None else int(self.np_random.integers(n))
-        item = self.items[self.index]
-        self._image = np.asarray(item.load(), dtype=np.uint8)
-        if self._image.shape != self.observation_space["image"].shape:
-            raise GatoError(f"image {item.key} has shape {self._image.shape}, the others "
-                            f"{self.observation_space['image'].shape}")
-        return {"image": self._image.copy()}, {"key": item.key, "index": self.index}
+        return self.current().references
 
     def step(self, action: Any):
         refs = self.references
         caption = str(action)
         info = {"caption": caption, "references": list(refs), "exact_match": exact_match(caption, refs),
-                "key": self.items[self.index].key}
-        return {"image": self._image.copy()}, sentence_bleu(caption, refs), True, False, info
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
-        img = self._image
-        return np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img.copy()
+                "key": self.current().key}
+        return self.observation(), sentence_bleu(caption, refs), True, False, info
 
 
 class CaptionExpert:

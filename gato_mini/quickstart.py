@@ -35,9 +35,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gato_mini.agent.eval_common import EVAL_DEFAULTS, EvalOptions, source_group, write_json
+from gato_mini.agent.eval_common import (
+    EvalOptions,
+    QuickstartAsk,
+    source_evaluation,
+    summary_evaluation,
+    write_json,
+)
 from gato_mini.agent.eval_control import acting_seconds, source_references, source_task
-from gato_mini.agent.evaluate import evaluate_sources
+from gato_mini.agent.evaluate import evaluate_sources, print_eval, report_sections, score_cells
 from gato_mini.agent.policy import ModelPolicy
 from gato_mini.agent.prompting import ChatSession
 from gato_mini.collect import Acting, run_episodes
@@ -54,7 +60,7 @@ from gato_mini.procs import folder_lock, write_atomic
 from gato_mini.quickstart_plan import default_config, load_config, run_name
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.report import duration, write_report
-from gato_mini.reports.tables import print_eval, print_prepare, print_summaries
+from gato_mini.reports.tables import print_prepare
 from gato_mini.tokenizers.text import TextTokenizer
 from gato_mini.train.config import parse_run_config
 from gato_mini.train.run import latest_checkpoint, lit_module, train, trainer_settings
@@ -293,7 +299,7 @@ class Quickstart:
         tok = TextTokenizer.load(Path(run.data.root) / "tokenizer.json", run.model)
         parts: dict[str, float] = {}
         for name, o in self._eval_plan(trained):
-            if source_group(trained, name) != "actions":
+            if not source_evaluation(trained, name).plays:
                 continue
             t = time.perf_counter()
             source_references(source_task(trained, name, o.env_id, o.imports)[0], trained, name, o)
@@ -426,16 +432,13 @@ class Quickstart:
         base = EvalOptions(seed=1000, num_envs=p.eval_num_envs, reference_cache=self.out / "references.json")
         plan = []
         for name in order:
-            group = source_group(trained, name)
-            caption, control = group == "captions", group == "actions"
-            plan.append((name, replace(
-                # a chat source's replies: every held-out turn (0)
-                base, episodes=p.caption_images if caption else p.eval_episodes if control else 0,
-                num_envs=EVAL_DEFAULTS["captions"]["num_envs"] if caption else p.eval_num_envs,
-                prompt_dataset=str(p.dataset(self.out, name)) if control and name in p.collect else None,
+            ask = QuickstartAsk(
+                episodes=p.eval_episodes, images=p.caption_images, num_envs=p.eval_num_envs, out=self.out,
+                questions=p.questions,
+                dataset=str(p.dataset(self.out, name)) if name in p.collect else None,
                 max_steps=p.eval_max_steps.get(name),
-                video=str(self.out / f"{name}.gif") if atari and name == atari[0] else None,
-                samples=str(self.out / f"{name}-samples.png") if caption else None)))
+                video=str(self.out / f"{name}.gif") if atari and name == atari[0] else None)
+            plan.append((name, source_evaluation(trained, name).for_quickstart(base, ask, name)))
         return plan
 
     def evaluate(self) -> dict[str, Any]:
@@ -443,19 +446,8 @@ class Quickstart:
         reports = evaluate_sources(model, tok, trained, self._eval_plan(trained), self.progress)
         write_json(reports, self.out / "eval.json", str(self.out / "run" / "model"))
         print_eval(reports, self.console)
-        scores = {}
-        for r in reports:
-            s = r.summary()
-            scores[r.source] = {k: s[k] for k in ("return_mean", "normalized_mean", "exact_match", "bleu4",
-                                                "perplexity", "bits_per_byte") if s.get(k) is not None}
-            if s.get("attributes"):  # the rate of each attribute right, without the per-object split
-                rates = {k: v for k, v in s["attributes"].items() if k != "by_object"}
-                scores[r.source]["attributes"] = rates
-            if s.get("chat"):
-                scores[r.source]["chat"] = {k: s["chat"][k] for k in ("f1", "real_words", "decoding")}
-            if s.get("offline") and "error" not in s["offline"]:
-                scores[r.source]["offline"] = {k: s["offline"][k] for k in ("metric", "value", "baseline")}
-        self.state.data["scores"] = scores
+        summaries = [r.summary() for r in reports]
+        self.state.data["scores"] = {s["source"]: summary_evaluation(s).headline(s) for s in summaries}
         return {}
 
     def samples(self) -> dict[str, Any]:
@@ -467,12 +459,7 @@ class Quickstart:
             chat.append({"user": prompt, "assistant": reply})
             self.console.print(f"[bold]user[/bold]: {prompt}\n[bold]gato-mini[/bold]: {reply}")
         evals = eval_summaries(json.loads((self.out / "eval.json").read_text()))
-        captions = []
-        for t in evals:
-            for e in t.get("per_episode", [])[:8]:
-                if "caption" in e.get("info", {}):
-                    captions.append({"source": t["source"], "image": e["info"].get("key"),
-                                     "caption": e["info"]["caption"], "references": e["info"]["references"]})
+        captions = [c for t in evals for c in summary_evaluation(t).samples(t)]
         for c in captions:
             self.console.print(f"{c['source']} {c['image']}: {c['caption']}   [dim](reference: "
                                f"{c['references'][0]})[/dim]")
@@ -481,7 +468,9 @@ class Quickstart:
         return {}
 
     def report(self) -> dict[str, Any]:
-        path = write_report(self.out, self.state.data, self.argv)
+        evals = eval_summaries(json.loads((self.out / "eval.json").read_text()))
+        path = write_report(self.out, self.state.data, self.argv, score_cells(evals),
+                            report_sections(evals, self.out))
         self.console.print(f"wrote {path}")
         return {}
 
@@ -490,7 +479,7 @@ def main(out: str, minutes: float, config: str | None, progress: bool, argv: lis
     """Run (or resume) the quickstart; prints the score table at the end."""
     qs = Quickstart(out, minutes, config, progress, argv)
     qs.run()
-    print_summaries(eval_summaries(json.loads((qs.out / "eval.json").read_text())), qs.console)
+    print_eval(eval_summaries(json.loads((qs.out / "eval.json").read_text())), qs.console)
     stages = qs.state.data["stages"]
     qs.console.print(" · ".join(f"{k} {duration(v['seconds'])}" for k, v in stages.items())
                      + f" · total {duration(sum(v['seconds'] for v in stages.values()))}")

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gato_mini.agent.eval_common import EVAL_DEFAULTS
+from gato_mini.agent.eval_control import ControlEvaluation
 from gato_mini.collect import Recording
 from gato_mini.config_files import read_config_file
 from gato_mini.envs.registry import get_task
@@ -106,10 +106,11 @@ class Plan(Checked):
 
     collect: dict[str, Recording]
     eval_episodes: int = field(default=8, metadata=count("quickstart.eval.episodes"))
-    eval_num_envs: int = field(default=EVAL_DEFAULTS["actions"]["num_envs"],
+    eval_num_envs: int = field(default=ControlEvaluation.defaults["num_envs"],
                                metadata=count("quickstart.eval.num_envs", hi=4096))
     eval_max_steps: dict[str, int] = field(default_factory=dict)
     caption_images: int = field(default=96, metadata=count("quickstart.eval.caption_images", 0))
+    questions: int = field(default=0, metadata=count("quickstart.eval.questions", 0))  # 0: every held-out one
     chat: list[str] = field(default_factory=list)
     # None ("auto"): measured before training (the quickstart's references and its acting rate); a
     # number: that many minutes, whatever evaluation takes
@@ -138,9 +139,10 @@ class Plan(Checked):
                     for k, v in (ev.get("max_steps") or {}).items()}
             dagger = Dagger.parse(raw["dagger"], collect) if raw.get("dagger") is not None else None
             plan = cls(collect, config_number(ev.get("episodes", 8), whole=True),
-                       config_number(ev.get("num_envs", EVAL_DEFAULTS["actions"]["num_envs"]), whole=True),
+                       config_number(ev.get("num_envs", ControlEvaluation.defaults["num_envs"]), whole=True),
                        caps,
-                       config_number(ev.get("caption_images", 96), whole=True), list(chat),
+                       config_number(ev.get("caption_images", 96), whole=True),
+                       config_number(ev.get("questions", 0), whole=True), list(chat),
                        _reserve(raw.get("reserve_minutes", "auto")), dagger)
             return plan.checked()
         except GatoError as exc:

@@ -25,6 +25,7 @@ from tests._models import loud_model
 EXE = shutil.which("gato-mini") or str(Path(sys.executable).parent / "gato-mini")
 CFG = GatoConfig.from_name("tiny", n_layer=2, n_embd=64, n_head=4, block_size=256, text_vocab_size=400)
 SHAPES = {"count": 20, "val_count": 6, "seed": 0}
+VQA = {"count": 20, "val_count": 6, "seed": 0, "per_scene": 2}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def folder(tmp_path_factory, text_tokenizer) -> Path:
             "observation": {k: f.to_dict() for k, f in fields.items()}, "action": action.to_dict()},
             "options": {"dataset": str(tmp / "eps" / "control-pendulum" / "expert-v0")}, "val_fraction": 0.5},
         "caption-shapes": {"kind": "caption-shapes", "options": SHAPES, "val_fraction": 0.05},
+        "vqa-shapes": {"kind": "vqa-shapes", "options": VQA, "val_fraction": 0.05},
         "chats": {"kind": "chat-jsonl", "options": {"path": str(tmp / "chats.jsonl")}, "val_fraction": 0.5}}}
     export_model(tmp / "model", loud_model(CFG, std=0.15), tmp / "tok.json", sources)
     for it in caption_items("caption-shapes", SHAPES)[:3]:
@@ -57,7 +59,8 @@ def _cli(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subpr
 
 def test_load_says_what_the_model_learned_and_refuses_a_folder_that_is_not_one(folder: Path) -> None:
     gato = gato_mini.load(folder / "model")
-    assert gato.sources == ["control-pendulum", "caption-shapes", "chats"]
+    assert gato.sources == ["control-pendulum", "caption-shapes", "vqa-shapes", "chats"]
+    assert [gato.entry(s) for s in gato.sources] == ["agent", "caption", "ask", "chat"]
     assert gato_mini.Gato is type(gato)
     with pytest.raises(FileFormatError, match="lacks config.json"):
         gato_mini.load(folder)
@@ -80,6 +83,42 @@ def test_caption_is_the_caption_commands(folder: Path) -> None:
     assert gato.caption(pixels) == ours[0]  # an array is fitted as a file is
     with pytest.raises(GatoError, match=r"an image is a uint8 array \(height, width, 3\)"):
         gato.caption(pixels.astype(np.float32))
+
+
+def test_ask_is_the_ask_command(folder: Path) -> None:
+    gato = gato_mini.load(folder / "model")
+    images = sorted(folder.glob("*.png"))
+    questions = ["what colour is the circle?", "how many shapes are there?"]
+    ours, printed = [], []
+    for picture, question in zip(images, questions, strict=False):
+        r = subprocess.run([EXE, "ask", "--model", str(folder / "model"), str(picture), question],
+                           capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        printed.append(r.stdout.decode()[:-1])
+        ours.append(gato.ask(picture, question))
+    assert ours == printed and len(set(ours)) == 2, (ours, printed)  # loud weights: answers read their input
+    pixels = np.asarray(Image.open(images[0]).convert("RGB"))
+    assert gato.ask(pixels, questions[0]) == ours[0]  # an array is fitted as a file is
+    with pytest.raises(GatoError, match="the question is empty"):
+        gato.ask(pixels, "  ")
+    bad = _cli("ask", "--model", str(folder / "model"), str(folder / "none.png"), "why?")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "image not found" in bad.stderr
+
+
+def test_a_visual_question_source_is_evaluated_as_eval_evaluates_it(folder: Path) -> None:
+    gato = gato_mini.load(folder / "model")
+    summary = gato.evaluate("vqa-shapes", episodes=4).summary()
+    out = folder / "vqa-eval.json"
+    r = _cli("eval", "--model", str(folder / "model"), "--source", "vqa-shapes", "--episodes", "4",
+             "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    theirs = json.loads(out.read_text())["sources"][0]
+    assert theirs["evaluation"] == summary["evaluation"] == "vqa"
+    assert [e["info"]["answer"] for e in theirs["per_episode"]] == \
+        [e["info"]["answer"] for e in summary["per_episode"]]
+    assert summary["questions"] == 4 and sum(t["questions"] for t in summary["by_type"].values()) == 4
+    assert 0 <= summary["vqa_accuracy"] <= 1 and summary["random"] is not None and summary["expert"] == 1.0
+    assert "VQA accuracy" in r.stdout
 
 
 def test_chat_is_the_chat_commands_and_keeps_the_conversation(folder: Path) -> None:

@@ -124,14 +124,15 @@ def test_the_layering_test_sees_an_upward_import(tmp_path: Path) -> None:
 
 def test_the_eval_help_states_the_eval_defaults() -> None:
     """``gato-mini eval --help`` names the defaults without importing the evaluators; they must agree."""
-    from gato_mini.agent.eval_common import EVAL_DEFAULTS
+    from gato_mini.agent.eval_captions import CaptionEvaluation
+    from gato_mini.agent.eval_control import ControlEvaluation
     from gato_mini.cli import build_parser
 
+    control, captions = ControlEvaluation.defaults, CaptionEvaluation.defaults
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["eval"].format_help().split())
-    assert f"episodes source (default: {EVAL_DEFAULTS['actions']['episodes']})" in text
-    assert f"(default: {EVAL_DEFAULTS['actions']['num_envs']}; {EVAL_DEFAULTS['captions']['num_envs']} for" \
-        in text
-    assert EVAL_DEFAULTS["captions"]["episodes"] == 0 and "every held-out image" in text
+    assert f"episodes source (default: {control['episodes']})" in text
+    assert f"(default: {control['num_envs']}; {captions['num_envs']} for" in text
+    assert captions["episodes"] == 0 and "every held-out image" in text
 
 
 def test_the_collect_help_states_the_chunk_size() -> None:

@@ -42,8 +42,9 @@ FAST = {
     "train": {"batch_size": 4, "checkpoint_every": 4, "warmup_steps": 2},
     "trainer": {"max_steps": 8, "log_every_n_steps": 1, "limit_val_batches": 2},
 }
-SECTIONS = ("## Scores", "figures/scores.png", "## Training", "figures/loss.png", "## Captions",
-            "caption-shapes-samples.png", "## An Atari episode", "atari-pong.gif", "## Chat",
+SECTIONS = ("## Scores", "figures/scores.png", "## Training", "figures/loss.png", "## Samples",
+            "### caption-shapes: captions", "caption-shapes-samples.png", "### atari-pong: an episode",
+            "atari-pong.gif", "### chat-chatterbot: replies", "## Chat",
             "## Time per stage", "## How this was made", "| torch |")
 
 

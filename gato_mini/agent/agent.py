@@ -41,7 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from gato_mini.data.sequence import TokenSequence, caption_prompt_sequence, concat, observation_sequence
+from gato_mini.data.sequence import (
+    TokenSequence,
+    caption_prompt_sequence,
+    concat,
+    observation_sequence,
+    question_prompt_sequence,
+)
 from gato_mini.data.timestep import decode_values, legal_range
 from gato_mini.errors import GatoError
 from gato_mini.fields import FieldSpec
@@ -113,9 +119,12 @@ class Agent:
         self.point = action_point(action.modality, options.value_point)
         if action.modality == "text":
             images = [k for k, f in fields.items() if f.modality == "image"]
-            if tokenizer is None or len(fields) != 1 or len(images) != 1:
-                raise GatoError("a text action (a caption) needs a text tokenizer and exactly one image "
-                                f"observation; got the fields {sorted(fields)}")
+            texts = [k for k, f in fields.items() if f.modality == "text"]
+            if tokenizer is None or len(images) != 1 or len(texts) > 1 or len(fields) != 1 + len(texts):
+                raise GatoError("a text action (a caption, or an answer to a question about an image) needs "
+                                "a text tokenizer, exactly one image observation and at most one text "
+                                f"observation (the question); got the fields {sorted(fields)}")
+            self.image_key, self.question_key = images[0], (texts[0] if texts else None)
             self.lo, self.hi = 0, tokenizer.n_text
         else:
             self.lo, self.hi = legal_range(action, self.cfg)
@@ -177,13 +186,17 @@ class Agent:
 
     def observe(self, obs: dict[str, Any]) -> TokenSequence:
         """One observation as ``[obs tokens] <|sep|>`` (the layout training used), or for a text
-        action ``[patches] <|caption|>``."""
+        action ``[patches] <|caption|>`` (a caption) or ``[patches] <|caption|> question <|sep|>`` (an
+        answer)."""
         missing = sorted(set(self.fields) - set(obs))
         if missing:
             raise GatoError(f"observation lacks the field(s) {missing}")
         if self.action.modality == "text":
-            picture = np.asarray(obs[next(iter(self.fields))])
-            return caption_prompt_sequence(picture, self.cfg, self.image_size)
+            picture = np.asarray(obs[self.image_key])
+            if self.question_key is None:
+                return caption_prompt_sequence(picture, self.cfg, self.image_size)
+            return question_prompt_sequence(picture, str(obs[self.question_key]), self.cfg, self.tokenizer,
+                                            self.image_size)
         return observation_sequence({k: np.asarray(obs[k])[None] for k in self.fields}, self.fields, self.cfg,
                                     self.tokenizer, self.image_size)
 
@@ -250,7 +263,7 @@ class Agent:
         allowed[eos] = True
         for i, p in zip(rows, prompts, strict=True):
             if len(p) >= self.block:
-                raise GatoError(f"the image takes {len(p)} tokens; block_size is {self.block}")
+                raise GatoError(f"the image (and question) take {len(p)} tokens; block_size is {self.block}")
             self.slots[i] = _Slot()
             self.slots[i].add([p])
             self.engine.reset(i)

@@ -9,12 +9,20 @@ grid image of samples.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from gato_mini.agent.agent import Agent, AgentOptions
-from gato_mini.agent.eval_common import EvalOptions, SourceReport, source_entry
+from gato_mini.agent.eval_common import (
+    EpisodeEvaluation,
+    EvalOptions,
+    QuickstartAsk,
+    SourceReport,
+    source_entry,
+)
 from gato_mini.agent.rollout import run_agent
-from gato_mini.data.sources import KINDS, source_of
+from gato_mini.data.sources import KINDS, Captions, source_of
 from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
 from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
@@ -23,6 +31,7 @@ from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
 from gato_mini.references import reference_means
 from gato_mini.reports.figures import caption_grid
+from gato_mini.reports.report import relative_path
 from gato_mini.tokenizers.text import TextTokenizer
 
 
@@ -33,7 +42,7 @@ def caption_image_size(trained: dict[str, Any]) -> tuple[tuple[int, int] | None,
     sizes = {}
     for name, entry in trained.get("sources", {}).items():
         kind = entry.get("kind", "")
-        if kind in KINDS and KINDS[kind].group == "captions":
+        if kind in KINDS and issubclass(KINDS[kind], Captions):
             sizes[name] = source_of(name, kind, entry.get("options")).image_size()
     if not sizes:
         return None, None
@@ -92,3 +101,96 @@ def evaluate_captions(model: GatoModel, tokenizer: TextTokenizer, trained: dict[
         report.extra["samples"] = caption_grid(images, [r.info["caption"] for r in shown],
                                                [r.info["references"] for r in shown], samples)
     return report
+
+
+def caption_text(summary: dict[str, Any]) -> str:
+    """A caption source's metrics in one phrase: exact match, BLEU-4 and, where the kind reads its captions
+    by attribute, the rate of each attribute right (the second object's colour apart when it differs)."""
+    text = f"exact match {100 * summary['exact_match']:.1f}%, BLEU-4 {100 * summary['bleu4']:.1f}"
+    attributes = summary.get("attributes")
+    if not attributes:
+        return text
+    parts = [f"{k} {attributes[k]:.2f}" for k in ("colour", "shape", "size", "relation", "count")
+             if attributes.get(k) is not None]
+    return f"{text}; {', '.join(parts)}"
+
+
+def attribute_rows(summary: dict[str, Any]) -> list[str]:
+    """Markdown rows of a caption source's attribute rates: every object, then the first and second
+    object apart (a wrong second object, or the first one's colour copied onto it, shows there)."""
+    attributes = summary.get("attributes")
+    if not attributes:
+        return []
+    by = attributes.get("by_object", {})
+
+    def rate(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    rows = [f"| {summary['source']}: right | all objects | first object | second object |",
+            "|---|---|---|---|"]
+    for key in ("size", "colour", "shape"):
+        rows.append(f"| {key} | {rate(attributes.get(key))} | {rate(by.get('first', {}).get(key))} | "
+                    f"{rate(by.get('second', {}).get(key))} |")
+    rows.append(f"| whole object | {rate(attributes.get('object'))} | - | - |")
+    rows.append(f"| relation ({attributes.get('two_object_scenes', '?')} two-object scenes) | "
+                f"{rate(attributes.get('relation'))} | - | - |")
+    rows.append(f"| object count | {rate(attributes.get('count'))} | - | - |")
+    if attributes.get("seen_combination") is not None:  # caption-shapes' held-out compositions
+        rows.append(f"| said as a combination the training scenes use (wrong on a held-out scene) | "
+                    f"{rate(attributes['seen_combination'])} | - | - |")
+    return rows
+
+
+class CaptionEvaluation(EpisodeEvaluation):
+    """A caption source: its held-out images captioned through the caption env (:func:`evaluate_captions`),
+    scored by exact match, BLEU-4 and, where the kind reads its captions, each attribute; asked from
+    Python with ``Gato.caption``."""
+
+    name, label = "captions", "caption"
+    defaults = {"episodes": 0, "num_envs": 16}
+    api = "caption"
+    compared = ("exact_match", True, 100.0)
+
+    def evaluate(self, model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                 options: EvalOptions, progress: Any = None) -> SourceReport:
+        return evaluate_captions(model, tokenizer, trained, name, options, progress)
+
+    def progress(self, options: EvalOptions) -> tuple[int | None, str]:
+        return options.episodes or None, "images"
+
+    def for_quickstart(self, base: EvalOptions, ask: QuickstartAsk, name: str) -> EvalOptions:
+        return replace(base, episodes=ask.images, num_envs=self.defaults["num_envs"],
+                       samples=str(ask.out / f"{name}-samples.png"))
+
+    def headline(self, summary: dict[str, Any]) -> dict[str, Any]:
+        out = super().headline(summary)
+        out.update({k: summary[k] for k in ("exact_match", "bleu4") if k in summary})
+        if summary.get("attributes"):  # the rate of each attribute right, without the per-object split
+            out["attributes"] = {k: v for k, v in summary["attributes"].items() if k != "by_object"}
+        return out
+
+    def metrics(self, summary: dict[str, Any]) -> str:
+        if "exact_match" not in summary:
+            return "no image captioned"
+        return f"{caption_text(summary)} ({summary.get('images', '?')} images)"
+
+    def samples(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
+        """The first eight held-out images' captions, each with its first reference."""
+        return [{"source": summary["source"], "image": e["info"].get("key"), "caption": e["info"]["caption"],
+                 "references": e["info"]["references"]}
+                for e in summary.get("per_episode", [])[:8] if "caption" in e.get("info", {})]
+
+    def section(self, summary: dict[str, Any], out: Path) -> list[str]:
+        """The grid of sampled captions, the attribute rates, and eight captions as text."""
+        lines = [f"### {summary['source']}: captions", ""]
+        if summary.get("samples"):
+            lines += [f"Held-out {summary['source']} images with the model's caption (green: exact match, "
+                      "red: not) and a reference (grey):", "",
+                      f"![captions]({relative_path(summary['samples'], out)})", ""]
+        if summary.get("attributes"):
+            lines += [f"Each part of the {summary.get('images', '?')} held-out captions, read against the "
+                      "reference wording it matches best (either object may come first):", ""]
+            lines += attribute_rows(summary) + [""]
+        shown = self.samples(summary)
+        lines += [f"- `{c['image']}`: **{c['caption']}** (reference: {c['references'][0]})" for c in shown]
+        return lines + ([""] if shown else [])

@@ -1,15 +1,17 @@
-"""What every evaluator shares: the report of one source, the model's sources, the defaults per kind,
-and the JSON, video and grid outputs. The evaluators: :mod:`~gato_mini.agent.eval_control`,
-:mod:`~gato_mini.agent.eval_captions`, :mod:`~gato_mini.agent.eval_text`; the dispatch by a source's
-group: :mod:`~gato_mini.agent.evaluate`."""
+"""What every evaluator shares: :class:`Evaluation` (what a source kind's evaluation is, and how a
+model's source finds its own), the report of one source, the model's sources, and the JSON, video and
+grid outputs. The evaluations: :mod:`~gato_mini.agent.eval_control`,
+:mod:`~gato_mini.agent.eval_captions`, :mod:`~gato_mini.agent.eval_text`; the loop over a model's
+sources: :mod:`~gato_mini.agent.evaluate`."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -21,13 +23,9 @@ from gato_mini.options import Checked, count, number, seed
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import aggregate_summaries
 
-#: What ``gato-mini eval`` and the quickstart run per source group when not told otherwise: episodes
-#: (captions: 0, every held-out image once) and environments at once.
-EVAL_DEFAULTS: dict[str, dict[str, int]] = {
-    "actions": {"episodes": 10, "num_envs": 4},
-    "captions": {"episodes": 0, "num_envs": 16},
-    "text": {"episodes": 0, "num_envs": 1},
-}
+if TYPE_CHECKING:
+    from gato_mini.model.model import GatoModel
+    from gato_mini.tokenizers.text import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,9 @@ class EvalOptions(Checked):
     model loads) or by the quickstart, and read by every evaluator;
     :func:`~gato_mini.agent.evaluate.evaluate_source` checks it too, for callers from Python.
 
-    ``episodes``/``num_envs``: None takes the source group's default (:data:`EVAL_DEFAULTS`; episodes 0 is
-    every held-out image of a caption source). ``seed``: episode i uses seed + i.
+    ``episodes``/``num_envs``: None takes the source's evaluation's default (:attr:`Evaluation.defaults`;
+    episodes 0 is every held-out image of a caption source, every held-out turn of a chat). ``seed``:
+    episode i uses seed + i.
     ``prompt_dataset``/``use_prompt``/``prompt_tokens``: the demonstration a control episode is prompted
     with (:func:`~gato_mini.agent.eval_control.demonstration_prompt`). ``temperature``: 0 is greedy.
     ``value_point``: a greedy continuous action's bin is its distribution's median or mode
@@ -71,10 +70,10 @@ class EvalOptions(Checked):
     samples: str | None = None
     reference_cache: Path | None = None
 
-    def for_group(self, group: str, **changes: Any) -> EvalOptions:
-        """These options for one source of the group ``group``: the group's default episodes and
+    def for_evaluation(self, evaluation: Evaluation, **changes: Any) -> EvalOptions:
+        """These options for one source evaluated by ``evaluation``: its default episodes and
         environments where none were chosen, and ``changes`` (a video path, a step cap, ...)."""
-        defaults = EVAL_DEFAULTS[group]
+        defaults = evaluation.defaults
         return replace(self, episodes=defaults["episodes"] if self.episodes is None else self.episodes,
                        num_envs=defaults["num_envs"] if self.num_envs is None else self.num_envs, **changes)
 
@@ -92,6 +91,7 @@ class SourceReport:
     steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     constant: float | None = None  # the best constant action's mean return (zero torque; one button held)
+    evaluation: str = ""  # the name of the Evaluation that made it (the eval JSON's "evaluation")
 
     @property
     def returns(self) -> list[float]:
@@ -115,7 +115,8 @@ class SourceReport:
         norm = [self.normalized(x) for x in r]
         human = [human_normalized(self.source, x) for x in r]
         extra = {"human_normalized_mean": float(np.mean(human))} if human and human[0] is not None else {}
-        return {"source": self.source, "episodes": len(self.episodes), "failed": len(self.failed),
+        return {"source": self.source, "evaluation": self.evaluation,
+                "episodes": len(self.episodes), "failed": len(self.failed),
                 "return_mean": mean, "return_std": float(r.std()) if len(r) else math.nan,
                 "normalized_mean": float(np.mean(norm)) if norm and norm[0] is not None else None,
                 "normalized_std": float(np.std(norm)) if norm and norm[0] is not None else None,
@@ -139,12 +140,143 @@ def source_entry(trained: dict[str, Any], name: str) -> dict[str, Any]:
     return sources[name]
 
 
-def source_group(trained: dict[str, Any], name: str) -> str:
-    """The group of the source ``name`` of a model (``actions``, ``captions`` or ``text``): its evaluator."""
+@dataclass(frozen=True)
+class QuickstartAsk:
+    """What the quickstart asks of each source's evaluation (its plan's ``eval`` section): ``episodes``
+    per control task, ``images`` per caption source and ``questions`` per visual-question source (0:
+    every held-out one), ``num_envs`` for the control tasks; for this source, ``dataset`` (the
+    recording a control task is prompted with, when the quickstart recorded it), ``max_steps`` (its step
+    cap), ``video`` (a path for its first episode) and ``out`` (the quickstart's folder, for a sample
+    image)."""
+
+    episodes: int
+    images: int
+    num_envs: int
+    out: Path
+    questions: int = 0
+    dataset: str | None = None
+    max_steps: int | None = None
+    video: str | None = None
+
+
+class Evaluation:
+    """How one source kind is evaluated, reported and asked for from Python: one subclass per family of
+    kinds, named by the kind's class (:attr:`Source.evaluation <gato_mini.data.source.Source.evaluation>`),
+    so that ``gato-mini eval``, the quickstart, the report and :class:`gato_mini.Gato` dispatch on the
+    kind and never on its name. Subclasses set the class attributes and :meth:`evaluate`; the rest has
+    defaults for a source scored without episodes.
+
+    ``name``: what the eval JSON's ``evaluation`` says (so a report read later finds its presenter);
+    ``label``: the score table's kind column; ``defaults``: episodes and environments at once when none
+    are asked for; ``plays``: it acts in environments episode by episode (its progress bar counts
+    episodes and shows the mean return; the quickstart times it before training to keep its reserve);
+    ``api``: the method of :class:`gato_mini.Gato` that asks it from Python; ``compared``: the number
+    a generalist and a specialist are compared on (summary key, higher is better, scale;
+    ``benchmarks/specialists.py``).
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, int]] = {"episodes": 0, "num_envs": 1}
+    plays: ClassVar[bool] = False
+    api: ClassVar[str] = ""
+    compared: ClassVar[tuple[str, bool, float]] = ("", True, 1.0)
+
+    def evaluate(self, model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                 options: EvalOptions, progress: Any = None) -> SourceReport:
+        """Score the source ``name`` of a model (``trained``: its ``sources.json``); ``progress`` is called
+        after each episode (or batch) with its result (None for a batch)."""
+        raise NotImplementedError
+
+    def progress(self, options: EvalOptions) -> tuple[int | None, str]:
+        """(the progress bar's total, or None when unknown; what it counts)."""
+        return None, "batches"
+
+    def for_quickstart(self, base: EvalOptions, ask: QuickstartAsk, name: str) -> EvalOptions:
+        """The options the quickstart evaluates the source ``name`` with."""
+        return replace(base, episodes=0)
+
+    def headline(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The few numbers the quickstart keeps of a summary (its ``scores``)."""
+        return {k: summary[k] for k in ("return_mean", "normalized_mean") if summary.get(k) is not None}
+
+    def metrics(self, summary: dict[str, Any]) -> str:
+        """The score table's metrics cell: one phrase."""
+        return "-"
+
+    def cells(self, summary: dict[str, Any]) -> dict[str, str]:
+        """The score table's cells for one summary (the terminal's and the report's tables): ``kind``,
+        ``episodes``, ``raw``, ``normalized``, ``random``, ``constant``, ``expert``, ``metrics``,
+        ``steps_per_s`` and ``prompt``. A source without episodes has dashes but for its metrics."""
+        return {"kind": self.label, **dict.fromkeys(("episodes", "raw", "normalized", "random", "constant",
+                                                      "expert", "steps_per_s", "prompt"), "-"),
+                "metrics": self.metrics(summary)}
+
+    def section(self, summary: dict[str, Any], out: Path) -> list[str]:
+        """Markdown lines of this source's part of the quickstart's report (images relative to ``out``)."""
+        return []
+
+    def samples(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
+        """What the quickstart prints of this source's evaluation and keeps in ``samples.json``."""
+        return []
+
+
+def _num(x: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+class EpisodeEvaluation(Evaluation):
+    """An evaluation that plays episodes and scores their returns against references (control tasks,
+    and captions, whose return is a caption's BLEU): its table cells."""
+
+    def cells(self, summary: dict[str, Any]) -> dict[str, str]:
+        s = summary
+        norm = (f"{_num(s['normalized_mean'])} ± {_num(s['normalized_std'])}"
+                if s.get("normalized_mean") is not None else "-")
+        failed = f" ({s['failed']} failed)" if s["failed"] else ""
+        return {"kind": self.label, "episodes": f"{s['episodes'] - s['failed']}{failed}",
+                "raw": f"{_num(s['return_mean'], '{:.2f}')} ± {_num(s['return_std'], '{:.2f}')}",
+                "normalized": norm,
+                **{k: _num(s.get(k), "{:.2f}") for k in ("random", "constant", "expert")},
+                "metrics": self.metrics(s), "steps_per_s": _num(s.get("steps_per_s")),
+                "prompt": "yes" if s.get("prompt") else "none"}
+
+
+def resolve_evaluation(kind: str) -> Evaluation:
+    """The :class:`Evaluation` of the source kind ``kind`` (its class's ``evaluation``: a class, or its
+    dotted path ``module:Class``, imported now)."""
+    if kind not in KINDS:
+        raise GatoError(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
+    named = KINDS[kind].evaluation
+    if named is None:
+        raise GatoError(f"source kind {kind!r} names no evaluation (Source.evaluation)")
+    if isinstance(named, str):
+        module, _, attr = named.partition(":")
+        named = getattr(importlib.import_module(module), attr)
+    return named()
+
+
+def source_evaluation(trained: dict[str, Any], name: str) -> Evaluation:
+    """The :class:`Evaluation` of the source ``name`` of a model (``trained``: its ``sources.json``)."""
     kind = source_entry(trained, name).get("kind", "")
     if kind not in KINDS:
         raise GatoError(f"{name}: the model's sources.json names an unknown source kind {kind!r}")
-    return KINDS[kind].group
+    return resolve_evaluation(kind)
+
+
+def summary_evaluation(summary: dict[str, Any]) -> Evaluation:
+    """The :class:`Evaluation` that wrote a summary of the eval JSON (its ``evaluation``: a name of one
+    of the registered kinds' evaluations). An eval JSON written before summaries named it (gato-mini
+    0.3) is read by what it holds: perplexity (text), an exact-match rate (captions), else episodes."""
+    wanted = summary.get("evaluation")
+    if wanted is None:
+        wanted = "text" if "perplexity" in summary else "captions" if "exact_match" in summary else "control"
+    for kind in KINDS:
+        evaluation = resolve_evaluation(kind) if KINDS[kind].evaluation is not None else None
+        if evaluation is not None and evaluation.name == wanted:
+            return evaluation
+    raise GatoError(f"{summary.get('source', '?')}: the eval JSON names an evaluation {wanted!r} that no "
+                    "source kind has")
 
 
 def trained_source(entry: dict[str, Any], name: str) -> Source:

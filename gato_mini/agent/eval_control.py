@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ import numpy as np
 
 from gato_mini.agent.agent import Agent, AgentOptions
 from gato_mini.agent.eval_common import (
+    EpisodeEvaluation,
     EvalOptions,
+    QuickstartAsk,
     SourceReport,
     source_entry,
     trained_source,
@@ -46,6 +49,7 @@ from gato_mini.fields import FieldSpec, same_spaces
 from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
 from gato_mini.references import eval_references, reference_means
+from gato_mini.reports.report import relative_path
 from gato_mini.tokenizers.text import TextTokenizer
 
 
@@ -295,3 +299,64 @@ def offline_task_metrics(model: GatoModel, tokenizer: TextTokenizer, trained: di
         return {"error": "no offline metrics: the source holds out no episode"}
     metrics = offline_metrics(model, held, action, max_windows, point)
     return {**metrics, "dataset": str(source.options["dataset"])}
+
+
+def layout_text(layout: dict[str, str]) -> str:
+    """How a control source's observation fields were tokenized, e.g. ``observation: one vector token``."""
+    said = {"vector": "one vector token", "values": "a token per value", "image": "image patches",
+            "discrete": "a token per value", "text": "text"}
+    return ", ".join(f"{k}: {said.get(v, v)}" for k, v in layout.items())
+
+
+def offline_text(offline: dict[str, Any] | None) -> str:
+    """The offline action metric of a summary, beside the best constant's: one short phrase."""
+    if not offline:
+        return "-"
+    if "error" in offline:
+        return "offline: no held-out data"
+    if offline["metric"] == "accuracy":
+        return f"offline accuracy {offline['value']:.3f} (majority {offline['baseline']:.3f})"
+    return f"offline bin error {offline['value']:.1f} (constant {offline['baseline']:.1f})"
+
+
+class ControlEvaluation(EpisodeEvaluation):
+    """A control task (an ``episodes`` source): episodes in its env (:func:`evaluate_control`), scored
+    raw and normalized, the offline metrics beside; asked from Python with ``Gato.agent``."""
+
+    name = label = "control"
+    defaults = {"episodes": 10, "num_envs": 4}
+    plays = True
+    api = "agent"
+    compared = ("normalized_mean", True, 1.0)
+
+    def evaluate(self, model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                 options: EvalOptions, progress: Any = None) -> SourceReport:
+        return evaluate_control(model, tokenizer, trained, name, options, progress)
+
+    def progress(self, options: EvalOptions) -> tuple[int | None, str]:
+        return options.episodes, "episodes, mean return -"
+
+    def for_quickstart(self, base: EvalOptions, ask: QuickstartAsk, name: str) -> EvalOptions:
+        return replace(base, episodes=ask.episodes, num_envs=ask.num_envs, prompt_dataset=ask.dataset,
+                       max_steps=ask.max_steps, video=ask.video)
+
+    def headline(self, summary: dict[str, Any]) -> dict[str, Any]:
+        out = super().headline(summary)
+        offline = summary.get("offline")
+        if offline and "error" not in offline:
+            out["offline"] = {k: offline[k] for k in ("metric", "value", "baseline")}
+        return out
+
+    def metrics(self, summary: dict[str, Any]) -> str:
+        text = offline_text(summary.get("offline"))
+        layout = summary.get("observation_layout")
+        return f"{text}; observations: {layout_text(layout)}" if layout else text
+
+    def section(self, summary: dict[str, Any], out: Path) -> list[str]:
+        """Its first episode's video, where one was made."""
+        if not summary.get("video"):
+            return []
+        first = summary["per_episode"][0]
+        return [f"### {summary['source']}: an episode", "",
+                f"The first evaluation episode (return {first['ret']:.1f}):", "",
+                f"![{summary['source']}]({relative_path(summary['video'], out)})", ""]

@@ -12,20 +12,29 @@ import re
 import string
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gato_mini.agent.eval_common import EvalOptions, SourceReport, source_entry, trained_source
+from gato_mini.agent.eval_common import (
+    EvalOptions,
+    Evaluation,
+    SourceReport,
+    resolve_evaluation,
+    source_entry,
+    trained_source,
+)
 from gato_mini.agent.prompting import CHAT_SAMPLING, chat_replies
 from gato_mini.data.sequence import TokenSequence
 from gato_mini.data.source import split_items
-from gato_mini.data.sources import KINDS, Chats
+from gato_mini.data.sources import Chats
 from gato_mini.data.windows import collate
 from gato_mini.errors import GatoError
 from gato_mini.model.generate import Sampling
 from gato_mini.model.model import GatoModel
+from gato_mini.reports.report import table_cell
 from gato_mini.tokenizers.text import TextTokenizer
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
@@ -99,7 +108,7 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str,
     replies scored too (:func:`score_replies`; ``options.episodes``: how many, 0 every held-out turn)."""
     entry = source_entry(trained, name)
     kind, cfg = entry["kind"], model.cfg
-    if kind not in KINDS or KINDS[kind].group != "text":
+    if not isinstance(resolve_evaluation(kind), TextEvaluation):
         raise GatoError(f"{name}: cannot measure perplexity on a {kind!r} source")
     source = trained_source(entry, name)
     t0 = time.perf_counter()
@@ -140,3 +149,54 @@ def evaluate_text(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str,
                                              limit=limit)
         report.seconds = time.perf_counter() - t0
     return report
+
+
+def text_text(summary: dict[str, Any]) -> str:
+    """A text or chat source's metrics in one phrase: held-out perplexity and bits per byte and, for a
+    chat source, its replies' unigram F1 and real-word share with the decoding named."""
+    bpb = f", {summary['bits_per_byte']:.3f} bits/byte" if summary.get("bits_per_byte") is not None else ""
+    text = f"perplexity {summary['perplexity']:.2f}{bpb} ({summary['tokens']:,} tokens)"
+    chat = summary.get("chat")
+    if not chat:
+        return text
+    real = "-" if chat.get("real_words") is None else f"{100 * chat['real_words']:.0f}%"
+    return (f"{text}; replies F1 {chat['f1']:.3f}, {real} real words ({chat['replies']} held-out turns, "
+            f"{chat['decoding']})")
+
+
+class TextEvaluation(Evaluation):
+    """A text or chat source: held-out perplexity (:func:`evaluate_text`) and, for a chat, its replies
+    scored; asked from Python with ``Gato.chat``."""
+
+    name, label = "text", "text"
+    api = "chat"
+    compared = ("perplexity", False, 1.0)
+
+    def evaluate(self, model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, Any], name: str,
+                 options: EvalOptions, progress: Any = None) -> SourceReport:
+        return evaluate_text(model, tokenizer, trained, name, progress, options=options)
+
+    def headline(self, summary: dict[str, Any]) -> dict[str, Any]:
+        out = {k: summary[k] for k in ("perplexity", "bits_per_byte") if summary.get(k) is not None}
+        if summary.get("chat"):
+            out["chat"] = {k: summary["chat"][k] for k in ("f1", "real_words", "decoding")}
+        return out
+
+    def metrics(self, summary: dict[str, Any]) -> str:
+        return text_text(summary)
+
+    def cells(self, summary: dict[str, Any]) -> dict[str, str]:
+        return {**super().cells(summary), "kind": "chat" if summary.get("chat") else "text"}
+
+    def section(self, summary: dict[str, Any], out: Path) -> list[str]:
+        """A chat source's held-out turns: the model's reply beside the reference reply."""
+        chat = summary.get("chat") or {}
+        replies = chat.get("samples") or []
+        if not replies:
+            return []
+        return [f"### {summary['source']}: replies", "",
+                f"Held-out {summary['source']} turns, the model's reply against the reference reply "
+                f"(unigram F1; {chat['decoding']}):", "",
+                "| prompt | reply | reference | F1 |", "|---|---|---|---|",
+                *(f"| {table_cell(r['prompt'])} | {table_cell(r['reply'])} | {table_cell(r['reference'])} "
+                  f"| {r['f1']:.2f} |" for r in replies), ""]

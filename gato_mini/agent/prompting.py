@@ -20,7 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from gato_mini.data.sequence import caption_prompt_sequence, chat_prompt, flat_sequence
+from gato_mini.data.sequence import (
+    caption_prompt_sequence,
+    chat_prompt,
+    flat_sequence,
+    question_prompt_sequence,
+)
 from gato_mini.errors import GatoError
 from gato_mini.model.generate import Engine, Sampling, decode_text, generate
 from gato_mini.model.model import GatoModel
@@ -50,6 +55,30 @@ def caption(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray, sampl
             use_cache: bool = True) -> str:
     """One caption for one image."""
     return tokenizer.decode(list(stream_caption(model, tokenizer, image, sampling or Sampling(), use_cache)))
+
+
+#: How an answer to a question about an image is decoded unless told otherwise: greedy, short.
+ANSWER_SAMPLING = Sampling(max_tokens=16)
+
+
+def answer(model: GatoModel, tokenizer: TextTokenizer, image: np.ndarray, question: str,
+           sampling: Sampling | None = None, use_cache: bool = True) -> str:
+    """The answer to one question about one image (``[patches] <|caption|> question <|sep|>``, then the
+    text up to ``<|eos|>``): ``gato-mini ask`` and ``Gato.ask``."""
+    if not question.strip():
+        raise GatoError("the question is empty")
+    prompt = question_prompt_sequence(image, question.strip(), model.cfg, tokenizer)
+    if len(prompt) >= model.cfg.block_size:
+        raise GatoError(f"the image and the question take {len(prompt)} tokens; the model's context is "
+                        f"{model.cfg.block_size}: ask a shorter question")
+    eos = model.cfg.special_id("<|eos|>")
+    out = []
+    for t in generate(model, prompt, sampling or ANSWER_SAMPLING, text_mask(model, tokenizer, "<|eos|>"), eos,
+                      use_cache):
+        if t == eos:
+            break
+        out.append(t)
+    return tokenizer.decode(out)
 
 
 #: How chat replies are decoded unless told otherwise (``gato-mini chat``, the Python API, the quickstart's

@@ -45,6 +45,7 @@ COMMANDS: dict[str, Command] = {
     "eval": ("play tasks with a trained model on batched envs; raw and normalized scores",
              model.add_eval, model.run_eval),
     "caption": ("caption images with a trained model", model.add_caption, model.run_caption),
+    "ask": ("ask a trained model a question about an image", model.add_ask, model.run_ask),
     "chat": ("chat with a trained model (interactive, or one turn per line from a pipe)",
              model.add_chat, model.run_chat),
 }

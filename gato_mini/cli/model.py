@@ -66,8 +66,8 @@ def add_eval(p: argparse.ArgumentParser) -> None:
                    help="a source the model was trained on: an episodes source (plays its task), a caption "
                         "source (captions its held-out images), a text or chat source (held-out "
                         "perplexity); repeat for several (--task: its older name)")
-    # The defaults are agent.eval_common.EVAL_DEFAULTS (not imported here: --help stays fast); a test
-    # checks this text against them.
+    # The defaults are the evaluations' (Evaluation.defaults; not imported here: --help stays fast); a
+    # test checks this text against them.
     p.add_argument("--episodes", type=int, help="episodes per episodes source (default: 10); images "
                    "per caption source (default: every held-out image)")
     p.add_argument("--num-envs", type=int, help="environments run at once (default: 4; 16 for captions)")
@@ -114,9 +114,8 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
 
 def run_eval(args: argparse.Namespace) -> int:
     from gato_mini.agent.eval_common import write_json
-    from gato_mini.agent.evaluate import evaluate_sources
+    from gato_mini.agent.evaluate import evaluate_sources, print_eval
     from gato_mini.model.export import load_model
-    from gato_mini.reports.tables import print_eval
 
     options = eval_options(args)  # every number checked before the model loads
     model, tokenizer, trained = load_model(args.model)
@@ -186,6 +185,35 @@ def run_caption(args: argparse.Namespace) -> None:
             temp = args.temperature if args.samples == 1 or args.temperature > 0 else 0.8
             text = caption(model, tokenizer, image, sampling_flags(args, temp, args.seed + k))
             print(f"{path}: {text}" if args.samples == 1 else f"{path} [{k + 1}]: {text}", flush=True)
+
+
+def add_ask(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="an exported model folder")
+    p.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
+    p.add_argument("question", metavar="QUESTION",
+                   help='a question about it, e.g. "what colour is the circle?"')
+    p.add_argument("--image-size", type=int, default=None,
+                   help="the image is fitted into SIZE x SIZE (default: the size the model's visual-question "
+                        "sources were trained at, from its sources.json; 64 for a model trained on none)")
+    add_sampling(p, 16)  # prompting.ANSWER_SAMPLING
+
+
+def run_ask(args: argparse.Namespace) -> None:
+    from gato_mini.agent.eval_vqa import question_image_size
+    from gato_mini.agent.prompting import answer
+    from gato_mini.api import fit_picture
+    from gato_mini.model.export import load_model
+    from gato_mini.options import checked, count
+
+    checked(args.image_size, count("--image-size", hi=4096))
+    sampling = sampling_flags(args)  # every number checked before the model loads
+    if not args.question.strip():
+        raise GatoError("the question is empty")
+    if not Path(args.image).is_file():
+        raise GatoError(f"image not found: {args.image}")
+    model, tokenizer, trained = load_model(args.model)
+    size = (args.image_size, args.image_size) if args.image_size else question_image_size(trained) or (64, 64)
+    print(answer(model, tokenizer, fit_picture(args.image, size), args.question, sampling), flush=True)
 
 
 def add_chat(p: argparse.ArgumentParser) -> None:

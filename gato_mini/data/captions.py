@@ -37,6 +37,18 @@ class CaptionEntry:
     where: str  # "metadata.jsonl:LINE", for errors
 
 
+def image_in_folder(folder: Path, name: str, where: str, key: str = "image") -> Path:
+    """The image file ``name`` of a line (``where``) of a file kept in ``folder``: inside the folder
+    (not absolute, no ``..`` or symlink out of it) and present, or a one-line error naming the line."""
+    path = folder / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise FileFormatError(f"{where}: {key} {name!r} points outside {folder}; images must be inside the "
+                              "folder of the file that lists them")
+    if not path.is_file():
+        raise FileFormatError(f"{where}: image {name} not found in {folder}")
+    return path
+
+
 def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> Iterator[CaptionEntry]:
     """Every (image, caption) pair listed in ``folder/metadata.jsonl``; images are checked to exist."""
     folder = Path(folder)
@@ -54,12 +66,7 @@ def read_caption_metadata(folder: str | Path, skips: Counter | None = None) -> I
         texts = texts if isinstance(texts, list) else [texts]
         if not isinstance(name, str) or not all(isinstance(t, str) for t in texts):
             raise FileFormatError(f"{where}: file_name must be a string and text a string or list")
-        path = folder / name
-        if Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
-            raise FileFormatError(f"{where}: file_name {name!r} points outside {folder}; images must be "
-                                  "inside the caption folder")
-        if not path.is_file():
-            raise FileFormatError(f"{where}: image {name} not found in {folder}")
+        path = image_in_folder(folder, name, where, "file_name")
         for text in texts:
             if not text.strip():
                 skips["empty caption"] += 1

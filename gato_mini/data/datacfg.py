@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gato_mini.catalog import BUILTIN_TASKS, task_dataset
 from gato_mini.config import GatoConfig, model_config
 from gato_mini.config_files import default_root, read_config_file
 from gato_mini.data.sources import KINDS, SourceConfig, builtin_names
@@ -108,16 +107,12 @@ def _source(name: str, raw: Any, episodes: Path) -> SourceConfig:
     if unknown:
         raise ConfigError(f"source '{name}': unknown option(s) {', '.join(unknown)} for kind '{kind}'; "
                           f"allowed: weight, kind, {', '.join(allowed)}")
-    opts = {**allowed, **raw}
-    if kind == "episodes" and opts["dataset"] is None:
-        if name not in BUILTIN_TASKS:
-            raise ConfigError(f"source '{name}': kind 'episodes' needs 'dataset' (a Minari dataset folder)")
-        opts["dataset"] = str(task_dataset(episodes, name))
+    opts = KINDS[kind].complete(name, {**allowed, **raw}, episodes)
     for key in KINDS[kind].required:
         if not opts[key]:
             raise ConfigError(f"source '{name}': kind '{kind}' needs '{key}'")
-    for key in ("count", "val_count", "max_episodes", "max_modules"):
-        if key in opts:
+    for key in KINDS[kind].whole_numbers:
+        if opts[key] is not None:
             opts[key] = checked(config_number(opts[key], whole=True), count(f"source '{name}': '{key}'", 0),
                                 ConfigError)
     return SourceConfig(name, kind, weight, opts)

@@ -256,16 +256,37 @@ def caption_prompt_sequence(picture: Any, cfg: GatoConfig,
                          image.patch_positions(rows, cols, cfg), np.zeros(1, np.int32))
 
 
+def _extend(seq: TokenSequence, ids: Any, targets: bool) -> TokenSequence:
+    """``seq`` with the text ids ``ids`` after it (targets of the loss or not); its patches kept."""
+    ids = np.asarray(ids, dtype=np.int32)
+    return TokenSequence(np.concatenate([seq.tokens, ids]),
+                         np.concatenate([seq.targets, np.full(len(ids), targets)]),
+                         np.concatenate([seq.local_pos, np.full(len(ids), -1, np.int16)]), seq.patches,
+                         seq.patch_pos, seq.starts)
+
+
 def caption_sequence(picture: Any, caption: str, cfg: GatoConfig, tokenizer: TextTokenizer,
                      image_size: tuple[int, int] | None = None) -> TokenSequence:
     """``[patches] <|caption|> text <|eos|>``; loss on the text and ``<|eos|>``."""
     prompt = caption_prompt_sequence(picture, cfg, image_size)
-    text = tokenizer.encode(caption)
-    tail = np.concatenate([text, [cfg.special_id("<|eos|>")]]).astype(np.int32)
-    return TokenSequence(np.concatenate([prompt.tokens, tail]),
-                         np.concatenate([prompt.targets, np.ones(len(tail), bool)]),
-                         np.concatenate([prompt.local_pos, np.full(len(tail), -1, np.int16)]), prompt.patches,
-                         prompt.patch_pos, prompt.starts)
+    return _extend(prompt, np.concatenate([tokenizer.encode(caption), [cfg.special_id("<|eos|>")]]), True)
+
+
+def question_prompt_sequence(picture: Any, question: str, cfg: GatoConfig, tokenizer: TextTokenizer,
+                             image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """``[patches] <|caption|> question <|sep|>``: the part of :func:`answer_sequence` before the answer
+    (the image, then the question as text; the answer is what the model says after ``<|sep|>``, as an
+    action follows an observation)."""
+    prompt = caption_prompt_sequence(picture, cfg, image_size)
+    return _extend(prompt, np.concatenate([tokenizer.encode(question), [cfg.special_id("<|sep|>")]]), False)
+
+
+def answer_sequence(picture: Any, question: str, answer: str, cfg: GatoConfig, tokenizer: TextTokenizer,
+                    image_size: tuple[int, int] | None = None) -> TokenSequence:
+    """``[patches] <|caption|> question <|sep|> answer <|eos|>`` (a visual question); loss on the answer
+    and ``<|eos|>``."""
+    prompt = question_prompt_sequence(picture, question, cfg, tokenizer, image_size)
+    return _extend(prompt, np.concatenate([tokenizer.encode(answer), [cfg.special_id("<|eos|>")]]), True)
 
 
 def document_sequence(text: str, cfg: GatoConfig, tokenizer: TextTokenizer) -> TokenSequence:

@@ -71,6 +71,8 @@ class Scene:
     caption: str
     combinations: tuple[Combination, ...]
     references: tuple[str, ...] = ()  # every correct wording (either object first, any true relation)
+    objects: tuple[Obj, ...] = ()  # as drawn: the first object, then the second
+    relations: tuple[str, ...] = ()  # every relation true of the first object to the second
 
 
 def _draw(draw: ImageDraw.ImageDraw, obj: Obj, x: int, y: int) -> None:
@@ -130,6 +132,7 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
         _draw(draw, a, _centre(rng, r, 0, SCENE_SIZE), _centre(rng, r, 0, SCENE_SIZE))
         caption = f"a {a.words()}"
         references: tuple[str, ...] = (caption,)
+        objects, relations = (a,), ()
     else:
         ra, rb = SIZES[a.size], SIZES[b.size]
         # A goes in the half its relation names, B in the other half.
@@ -153,7 +156,8 @@ def make_scene(index: int, split: str = "train", seed: int = 0) -> Scene:
         # objects across the other axis's halves ("above" and "left of" both true).
         also = [w for r in _true_relations(pa, ra, pb, rb) if r != rel for w in said(r)]
         references = (caption, wordings[1] if caption == wordings[0] else wordings[0], *also)
-    return Scene(np.asarray(img, dtype=np.uint8), caption, combos, references)
+        objects, relations = (a, b), (rel, *(r for r in _true_relations(pa, ra, pb, rb) if r != rel))
+    return Scene(np.asarray(img, dtype=np.uint8), caption, combos, references, objects, relations)
 
 
 def parse_caption(caption: str) -> tuple[Combination, ...]:

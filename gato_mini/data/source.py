@@ -4,22 +4,27 @@ held-out split and the registry of its kinds (the kinds themselves: :mod:`gato_m
 A source kind is one class, a subclass of :class:`Source`, and holds all
 that the rest of gato-mini needs to know of it:
 
-* ``defaults``: the options a config may set, with their defaults (``required``: must be set);
+* ``defaults``: the options a config may set, with their defaults (``required``: must be set;
+  ``whole_numbers``: read as whole numbers, YAML strings included); :meth:`Source.complete` fills in
+  what a built-in name implies (a task's recording);
 * ``builtin``: source names that need no ``kind`` (``caption-shapes``, the tasks);
 * ``mode``: how windows are sampled (:mod:`gato_mini.data.windows`):
   ``episode`` (timestep boundaries; prompts may be prepended), ``pack`` (whole
   units packed into a window: captions, conversations) or ``stream``
   (documents end to end, windows at any offset);
-* ``group``: its loss group in training logs and the evaluator it gets:
-  ``actions`` (control), ``captions`` or ``text`` (perplexity);
+* ``group`` and ``group_title``: its loss group in training logs (``train/loss_<group>``) and the
+  loss figure's panel;
+* ``evaluation``: the object that evaluates it, reports it and names its Python entry (a
+  :class:`~gato_mini.agent.eval_common.Evaluation` subclass, or its dotted path ``module:Class``,
+  imported when first asked for: the evaluators sit above this layer);
 * ``fingerprint`` (what its units depend on, to skip work on unchanged inputs),
   ``texts`` (to train the tokenizer), ``units`` (one sequence per episode,
   caption, document or conversation, per split) and ``expected_units``.
 
-A new kind is one new class with ``@register_kind``. Splits: caption-shapes has its own
-compositional held-out split; every other source holds out the units whose key
-hashes below ``val_fraction`` (stable when units are added or reordered), at
-least one unit when it has two or more.
+A new kind is one new class with ``@register_kind`` and its evaluation (docs/design.md, "A new kind").
+Splits: caption-shapes has its own compositional held-out split; every other source holds out the
+units whose key hashes below ``val_fraction`` (stable when units are added or reordered), at least one
+unit when it has two or more.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ import numpy as np
 
 from gato_mini.config import GatoConfig
 from gato_mini.data.sequence import TokenSequence
-from gato_mini.errors import FileFormatError
+from gato_mini.errors import ConfigError, FileFormatError
 from gato_mini.procs import available_memory
 from gato_mini.tokenizers.text import TextTokenizer
 
 Unit = tuple[str, TokenSequence]
 ImageCaption = tuple[str, Callable[[], np.ndarray], str]
+ImageReferences = tuple[str, Callable[[], np.ndarray], tuple[str, ...]]  # every reference of an image
 
 
 @dataclass
@@ -87,6 +93,17 @@ def split_units(items: list[tuple[str, Any]], build: Callable[..., TokenSequence
         yield key, seq
 
 
+def image_size_option(name: str, size: Any) -> tuple[int, int]:
+    """A source's ``image_size`` option (an int, or [height, width]) as (H, W); a config error names the
+    source otherwise."""
+    pair = [size, size] if isinstance(size, int) else size
+    if not (isinstance(pair, list | tuple) and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in pair)):
+        raise ConfigError(f"source '{name}': image_size must be a positive int or [height, width], "
+                          f"got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
 def file_stat(path: Path) -> list[Any]:
     """What a file or a folder tree looks like, cheaply: names, sizes, modification times."""
     if path.is_file():
@@ -122,9 +139,13 @@ class Source:
     defaults: ClassVar[dict[str, Any]] = {}  # every option a config may set, with its default
     required: ClassVar[tuple[str, ...]] = ()
     builtin: ClassVar[tuple[str, ...]] = ()
+    whole_numbers: ClassVar[tuple[str, ...]] = ()
     mode: ClassVar[str] = "pack"
     group: ClassVar[str] = "text"
+    group_title: ClassVar[str] = "text and chat"
+    evaluation: ClassVar[Any] = None  # an Evaluation subclass or "module:Class" (see the module docstring)
     uses_text: bool = True  # whether its tokens depend on the text tokenizer
+    trains_tokenizer: ClassVar[bool] = True  # its text goes into the text tokenizer (episodes' does not)
     reads_whole: ClassVar[bool] = False  # its input file(s) are read into memory whole
 
     def __init__(self, config: SourceConfig) -> None:
@@ -145,10 +166,11 @@ class Source:
         """This source's options: the config's, the kind's defaults filling in the rest."""
         return self.config.options
 
-    @property
-    def trains_tokenizer(self) -> bool:
-        """Whether its text goes into the text tokenizer (captions and text do; episodes do not)."""
-        return self.group != "actions"
+    @classmethod
+    def complete(cls, name: str, options: dict[str, Any], episodes: Path) -> dict[str, Any]:
+        """The options of a source named ``name`` with what its name implies filled in (``episodes``:
+        where the tasks' recordings are); a config error for what is still missing."""
+        return options
 
     def check(self, cfg: GatoConfig | None = None) -> None:
         """Fail early on a missing input file, and (given the model config) on inputs too large for

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from gato_mini.catalog import BUILTIN_TASKS
+from gato_mini.catalog import BUILTIN_TASKS, task_dataset
 from gato_mini.config import GatoConfig
 from gato_mini.data import captions, corpora, shapes
+from gato_mini.data import vqa as _vqa  # noqa: F401 (registers the visual-question kinds)
 from gato_mini.data.minari_io import dataset_fields, dataset_folder, iter_episodes, open_dataset
 from gato_mini.data.sequence import (
     caption_sequence,
@@ -29,10 +30,12 @@ from gato_mini.data.sequence import (
 from gato_mini.data.source import (
     KINDS,
     ImageCaption,
+    ImageReferences,
     Source,
     SourceConfig,
     Unit,
     file_stat,
+    image_size_option,
     package_version,
     register_kind,
     split_units,
@@ -67,8 +70,21 @@ class Episodes(Source):
     # (default: this source's own); a DAgger round's source takes its task's, so that one env's
     # observations are read alike in every source that trains it
     defaults = {"dataset": None, "image_size": None, "max_episodes": None, "stats_dataset": None}
+    whole_numbers = ("max_episodes",)
     builtin = BUILTIN_TASKS
-    mode, group = "episode", "actions"
+    mode, group, group_title = "episode", "actions", "actions (control)"
+    evaluation = "gato_mini.agent.eval_control:ControlEvaluation"
+    trains_tokenizer = False
+
+    @classmethod
+    def complete(cls, name: str, options: dict[str, Any], episodes: Path) -> dict[str, Any]:
+        """A built-in task's dataset is its recording under ``episodes``."""
+        if options["dataset"] is None:
+            if name not in BUILTIN_TASKS:
+                raise ConfigError(f"source '{name}': kind 'episodes' needs 'dataset' (a Minari dataset "
+                                  "folder)")
+            options["dataset"] = str(task_dataset(episodes, name))
+        return options
 
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)
@@ -239,21 +255,24 @@ class Episodes(Source):
 class Captions(Source):
     """(image, caption) pairs; a unit is ``[patches] <|caption|> text <|eos|>``."""
 
-    group = "captions"
+    group = group_title = "captions"
+    evaluation = "gato_mini.agent.eval_captions:CaptionEvaluation"
 
     def image_captions(self, split: str, val_fraction: float, skips: Counter) -> Iterator[ImageCaption]:
         """(key, image loader, caption) of one split; a folder's keys end in ``#k``."""
         raise NotImplementedError
 
+    def images(self, split: str, val_fraction: float) -> list[ImageReferences]:
+        """(key, image loader, every reference caption) of each image of one split: an image captioned
+        several times (a folder's ``#k`` keys) is one image with several references."""
+        grouped: dict[str, tuple[Callable[[], np.ndarray], list[str]]] = {}
+        for key, load, text in self.image_captions(split, val_fraction, Counter()):
+            grouped.setdefault(key.rsplit("#", 1)[0], (load, []))[1].append(text)
+        return [(k, load, tuple(refs)) for k, (load, refs) in grouped.items()]
+
     def image_size(self) -> tuple[int, int]:
         """The (H, W) its images are fitted to (``image_size``: an int, or [height, width])."""
-        size = self.options["image_size"]
-        pair = [size, size] if isinstance(size, int) else size
-        if not (isinstance(pair, list | tuple) and len(pair) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in pair)):
-            raise ConfigError(f"source '{self.name}': image_size must be a positive int or [height, width], "
-                              f"got {size!r}")
-        return int(pair[0]), int(pair[1])
+        return image_size_option(self.name, self.options["image_size"])
 
     def check(self, cfg: GatoConfig | None = None) -> None:
         self.image_size()  # a bad size fails before anything is written
@@ -279,6 +298,7 @@ class Shapes(Captions):
     name_of_kind = "caption-shapes"
     # image_size: the scenes (drawn at 64x64) are resized to it, as a caption is asked of one at eval
     defaults = {"count": 20000, "val_count": 500, "seed": 0, "image_size": shapes.SCENE_SIZE}
+    whole_numbers = ("count", "val_count")
     builtin = ("caption-shapes",)
 
     def _input(self) -> Any:
@@ -293,6 +313,14 @@ class Shapes(Captions):
         for i in range(n):
             scene = shapes.make_scene(i, split, self.options["seed"])
             yield f"{split}/{i}", (lambda s=scene: image.resize(s.image, size)), scene.caption
+
+    def images(self, split: str, val_fraction: float) -> list[ImageReferences]:
+        """A scene has several true captions (each true relation, either object first); training reads
+        one of them, evaluation all."""
+        n, size = self.options["count"] if split == "train" else self.options["val_count"], self.image_size()
+        scenes = [shapes.make_scene(i, split, self.options["seed"]) for i in range(n)]
+        return [(f"{split}/{i}", lambda s=s: image.resize(s.image, size), tuple(s.references))
+                for i, s in enumerate(scenes)]
 
     def score_attributes(self, captions: list[str], references: list[list[str]]) -> dict[str, Any] | None:
         return shapes.score_attributes(captions, references)
@@ -358,6 +386,7 @@ class Documents(Source):
     """Documents joined end to end; a unit is ``<|bos|> text <|eos|>``."""
 
     mode = "stream"
+    evaluation = "gato_mini.agent.eval_text:TextEvaluation"
 
     def documents(self, skips: Counter) -> list[tuple[str, str]]:
         raise NotImplementedError
@@ -377,6 +406,7 @@ class Pydoc(Documents):
 
     name_of_kind = "text-pydoc"
     defaults = {"docstrings": True, "max_modules": None}
+    whole_numbers = ("max_modules",)
     builtin = ("text-pydoc",)
 
     def _input(self) -> Any:
@@ -418,6 +448,8 @@ def unique_dialogues(items: Iterable[tuple[str, list[dict[str, str]]]], skips: C
 class Chats(Source):
     """Conversations, each distinct dialogue once (:func:`unique_dialogues`); a unit is the chat template,
     with loss on the assistant's turns."""
+
+    evaluation = "gato_mini.agent.eval_text:TextEvaluation"
 
     def chats(self, skips: Counter) -> list[tuple[str, list[dict[str, str]]]]:
         raise NotImplementedError
@@ -469,7 +501,7 @@ class ChatJsonl(Chats):
 def builtin_names() -> dict[str, str]:
     """Every built-in source name and its kind, sources of their own before the tasks' episodes."""
     out: dict[str, str] = {}
-    for k, cls in sorted(KINDS.items(), key=lambda kv: kv[1].group == "actions"):
+    for k, cls in sorted(KINDS.items(), key=lambda kv: kv[1].mode == "episode"):
         for n in cls.builtin:
             out.setdefault(n, k)
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gato_mini.data.sources import KINDS
 from gato_mini.envs.caption import exact_match
 from gato_mini.errors import GatoError
 
@@ -97,13 +98,20 @@ def read_metrics(*csv_paths: str | Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-MODALITIES = {"actions": "actions (control)", "captions": "captions", "text": "text and chat"}
+def loss_groups() -> dict[str, str]:
+    """Each loss group training logs (``train/loss_<group>``) and its panel's title: the source kinds'
+    (:attr:`Source.group <gato_mini.data.source.Source.group>`), in the order of the kinds."""
+    out: dict[str, str] = {}
+    for cls in KINDS.values():
+        out.setdefault(cls.group, cls.group_title)
+    return out
 
 
 def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -> str:
     """One panel per modality: training loss (smoothed) and validation loss against the step."""
     plt = _pyplot()
-    present = [m for m in MODALITIES if f"train/loss_{m}" in metrics or f"val/loss_{m}" in metrics]
+    groups = loss_groups()
+    present = [m for m in groups if f"train/loss_{m}" in metrics or f"val/loss_{m}" in metrics]
     if not present:
         raise GatoError("no per-modality losses in the training log")
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
@@ -119,7 +127,7 @@ def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -
         if val:
             steps, values = zip(*val, strict=True)
             ax.plot(steps, values, "o-", color="tab:orange", label="validation")
-        ax.set_title(MODALITIES[m])
+        ax.set_title(groups[m])
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats/token)")
         ax.grid(alpha=0.3)
@@ -131,7 +139,7 @@ def loss_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -
 def source_names(metrics: dict[str, list[tuple[int, float]]]) -> list[str]:
     """The sources with a held-out loss in a training log (the groups' own columns left out)."""
     return sorted(k[len("val/loss_"):] for k in metrics
-                  if k.startswith("val/loss_") and k[len("val/loss_"):] not in MODALITIES)
+                  if k.startswith("val/loss_") and k[len("val/loss_"):] not in loss_groups())
 
 
 def source_curves(metrics: dict[str, list[tuple[int, float]]], path: str | Path) -> str:

@@ -8,7 +8,6 @@ regenerated at any time. Written to a temporary file, then renamed.
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,6 @@ from typing import Any
 from gato_mini.procs import write_atomic
 from gato_mini.reports.aggregate import eval_summaries
 from gato_mini.reports.figures import loss_curves, read_metrics, score_bars, source_curves, source_names
-from gato_mini.reports.tables import attribute_rows, caption_text, layout_text, offline_text, text_text
-
-
-def _num(x: Any, fmt: str = "{:.1f}") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return fmt.format(x)
 
 
 def duration(seconds: float) -> str:
@@ -30,46 +22,32 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def _relative(path: str, out: Path) -> str:
+def relative_path(path: str, out: Path) -> str:
     """A path as the report links it: relative to the report's folder when inside it."""
     p = Path(path)
     return str(p.relative_to(out)) if p.is_relative_to(out) else str(p)
 
 
-def _cell(text: str, width: int = 80) -> str:
+def table_cell(text: str, width: int = 80) -> str:
     """Text fit for one cell of a markdown table: one line, no pipes, at most ``width`` characters."""
     flat = " ".join(text.split()).replace("|", "\\|")
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def score_rows(summaries: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows of the score table, one per evaluated source."""
-    rows = ["| source | kind | raw score | normalized (0 baseline, 100 expert) | random | best constant "
-            "| expert | metrics |",
-            "|---|---|---|---|---|---|---|---|"]
-    for t in summaries:
-        if "perplexity" in t:
-            rows.append(f"| {t['source']} | {'chat' if t.get('chat') else 'text'} | - | - | - | - | - | "
-                        f"{text_text(t)} |")
-            continue
-        caption = "exact_match" in t
-        metrics = (f"{caption_text(t)} ({t.get('images', '?')} images)" if caption else
-                   f"{t['episodes'] - t['failed']} episodes"
-                   + (f", {t['failed']} failed" if t["failed"] else "")
-                   + (f"; {offline_text(t['offline'])}" if t.get("offline") else "")
-                   + (f"; observations: {layout_text(t['observation_layout'])}"
-                      if t.get("observation_layout") else ""))
-        norm = (f"{_num(t['normalized_mean'])} ± {_num(t['normalized_std'])}"
-                if t.get("normalized_mean") is not None else "-")
-        rows.append(f"| {t['source']} | {'caption' if caption else 'control'} | "
-                    f"{_num(t['return_mean'], '{:.2f}')} ± {_num(t['return_std'], '{:.2f}')} | {norm} | "
-                    f"{_num(t['random'], '{:.2f}')} | {_num(t.get('constant'), '{:.2f}')} | "
-                    f"{_num(t['expert'], '{:.2f}')} | {metrics} |")
-    return rows
+def score_rows(cells: list[dict[str, str]]) -> list[str]:
+    """Markdown rows of the score table, one per evaluated source (its evaluation's cells)."""
+    columns = ("source", "kind", "episodes", "raw", "normalized", "random", "constant", "expert", "metrics")
+    rows = ["| source | kind | episodes | raw score | normalized (0 baseline, 100 expert) | random "
+            "| best constant | expert | metrics |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    return rows + ["| " + " | ".join(table_cell(c[k], 400) for k in columns) + " |" for c in cells]
 
 
-def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
-    """Write ``out/report.md`` (and its figures under ``out/figures``); returns its path."""
+def write_report(out: Path, state: dict[str, Any], argv: list[str], cells: list[dict[str, str]],
+                 sections: list[str]) -> Path:
+    """Write ``out/report.md`` (and its figures under ``out/figures``); returns its path. ``cells``: the
+    score table's, a row per source; ``sections``: the sources' own parts (markdown lines), each made by
+    the source's evaluation (:func:`gato_mini.agent.evaluate.score_cells`, ``report_sections``)."""
     figures = out / "figures"
     evals = eval_summaries(json.loads((out / "eval.json").read_text()))
     samples = json.loads((out / "samples.json").read_text()) if (out / "samples.json").is_file() else {}
@@ -80,7 +58,7 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
              "or one button held): a policy that does nothing scores at most 0. Offline metrics are "
              "teacher-forced on held-out logged episodes, beside the best constant's.", ""]
 
-    lines += ["## Scores", ""] + score_rows(evals) + [""]
+    lines += ["## Scores", ""] + score_rows(cells) + [""]
     notes = [f"- {t['source']}: references {t['references']}" for t in evals if t.get("references")]
     lines += notes + ([""] if notes else [])
     normalized = {t["source"]: t["normalized_mean"] for t in evals if t.get("normalized_mean") is not None}
@@ -117,29 +95,8 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
                       f"{r['seconds']:.0f} s): the model acted, the demonstrator labelled every state it "
                       f"reached, and training went on with those episodes as more sources. {made}.", ""]
 
-    grids = [t for t in evals if t.get("samples")]
-    if grids or samples.get("captions"):
-        lines += ["## Captions", ""]
-        for t in grids:
-            rel = _relative(t["samples"], out)
-            lines += [f"Held-out {t['source']} images with the model's caption (green: exact match, "
-                      "red: not) and a reference (grey):", "", f"![captions]({rel})", ""]
-            if t.get("attributes"):
-                lines += [f"Each part of the {t.get('images', '?')} held-out captions, read against the "
-                          "reference wording it matches best (either object may come first):", ""]
-                lines += attribute_rows(t) + [""]
-        for c in samples.get("captions", []):
-            lines.append(f"- `{c['image']}`: **{c['caption']}** (reference: {c['references'][0]})")
-        lines.append("")
-
-    gifs = [t for t in evals if t.get("video")]
-    if gifs:
-        lines += ["## An Atari episode", ""]
-        for t in gifs:
-            rel = _relative(t["video"], out)
-            first = t["per_episode"][0]
-            lines += [f"{t['source']}, first evaluation episode (return {first['ret']:.1f}):", "",
-                      f"![{t['source']}]({rel})", ""]
+    if sections:
+        lines += ["## Samples", "", *sections]
 
     if samples.get("chat"):
         how = f" (decoding: {samples['chat_decoding']})" if samples.get("chat_decoding") else ""
@@ -147,14 +104,6 @@ def write_report(out: Path, state: dict[str, Any], argv: list[str]) -> Path:
         for turn in samples["chat"]:
             lines += [f"user:      {turn['user']}", f"gato-mini: {turn['assistant']}"]
         lines += ["```", ""]
-    for t in evals:
-        replies = (t.get("chat") or {}).get("samples") or []
-        if replies:
-            lines += [f"Held-out {t['source']} turns, the model's reply against the reference reply "
-                      f"(unigram F1; {t['chat']['decoding']}):", "",
-                      "| prompt | reply | reference | F1 |", "|---|---|---|---|"]
-            lines += [f"| {_cell(r['prompt'])} | {_cell(r['reply'])} | {_cell(r['reference'])} "
-                      f"| {r['f1']:.2f} |" for r in replies] + [""]
 
     stages = state.get("stages", {})
     if stages:

@@ -152,106 +152,23 @@ def eval_progress(enabled: bool):  # noqa: ANN201 (a rich Progress)
     return progress_bar("{task.fields[note]}", enabled=enabled)
 
 
-def print_eval(reports, console: Console | None = None) -> None:  # noqa: ANN001 (list[SourceReport])
-    """One row per source: raw return, normalized score against random and expert, failures."""
-    print_summaries([r.summary() for r in reports], console)
-
-
-def layout_text(layout: dict[str, str]) -> str:
-    """How a control source's observation fields were tokenized, e.g. ``observation: one vector token``."""
-    said = {"vector": "one vector token", "values": "a token per value", "image": "image patches",
-            "discrete": "a token per value", "text": "text"}
-    return ", ".join(f"{k}: {said.get(v, v)}" for k, v in layout.items())
-
-
-def offline_text(offline: dict | None) -> str:
-    """The offline action metric of a summary, beside the best constant's: one short phrase."""
-    if not offline:
-        return "-"
-    if "error" in offline:
-        return "offline: no held-out data"
-    if offline["metric"] == "accuracy":
-        return f"offline accuracy {offline['value']:.3f} (majority {offline['baseline']:.3f})"
-    return f"offline bin error {offline['value']:.1f} (constant {offline['baseline']:.1f})"
-
-
-def caption_text(summary: dict) -> str:
-    """A caption source's metrics in one phrase: exact match, BLEU-4 and, where the kind reads its captions
-    by attribute, the rate of each attribute right (the second object's colour apart when it differs)."""
-    text = f"exact match {100 * summary['exact_match']:.1f}%, BLEU-4 {100 * summary['bleu4']:.1f}"
-    attributes = summary.get("attributes")
-    if not attributes:
-        return text
-    parts = [f"{k} {attributes[k]:.2f}" for k in ("colour", "shape", "size", "relation", "count")
-             if attributes.get(k) is not None]
-    return f"{text}; {', '.join(parts)}"
-
-
-def text_text(summary: dict) -> str:
-    """A text or chat source's metrics in one phrase: held-out perplexity and bits per byte and, for a
-    chat source, its replies' unigram F1 and real-word share with the decoding named."""
-    bpb = f", {summary['bits_per_byte']:.3f} bits/byte" if summary.get("bits_per_byte") is not None else ""
-    text = f"perplexity {summary['perplexity']:.2f}{bpb} ({summary['tokens']:,} tokens)"
-    chat = summary.get("chat")
-    if not chat:
-        return text
-    real = "-" if chat.get("real_words") is None else f"{100 * chat['real_words']:.0f}%"
-    return (f"{text}; replies F1 {chat['f1']:.3f}, {real} real words ({chat['replies']} held-out turns, "
-            f"{chat['decoding']})")
-
-
-def attribute_rows(summary: dict) -> list[str]:
-    """Markdown rows of a caption source's attribute rates: every object, then the first and second
-    object apart (a wrong second object, or the first one's colour copied onto it, shows there)."""
-    attributes = summary.get("attributes")
-    if not attributes:
-        return []
-    by = attributes.get("by_object", {})
-
-    def rate(x: float | None) -> str:
-        return "-" if x is None else f"{x:.2f}"
-
-    rows = [f"| {summary['source']}: right | all objects | first object | second object |",
-            "|---|---|---|---|"]
-    for key in ("size", "colour", "shape"):
-        rows.append(f"| {key} | {rate(attributes.get(key))} | {rate(by.get('first', {}).get(key))} | "
-                    f"{rate(by.get('second', {}).get(key))} |")
-    rows.append(f"| whole object | {rate(attributes.get('object'))} | - | - |")
-    rows.append(f"| relation ({attributes.get('two_object_scenes', '?')} two-object scenes) | "
-                f"{rate(attributes.get('relation'))} | - | - |")
-    rows.append(f"| object count | {rate(attributes.get('count'))} | - | - |")
-    if attributes.get("seen_combination") is not None:  # caption-shapes' held-out compositions
-        rows.append(f"| said as a combination the training scenes use (wrong on a held-out scene) | "
-                    f"{rate(attributes['seen_combination'])} | - | - |")
-    return rows
-
-
-def print_summaries(summaries: list[dict], console: Console | None = None) -> None:
-    """:func:`print_eval` from ``SourceReport.summary()`` dicts (as stored in ``eval.json``)."""
-
-    def num(x, fmt="{:.1f}"):
-        return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else fmt.format(x)
-
+def print_summaries(summaries: list[dict], cells: list[dict[str, str]],
+                    console: Console | None = None) -> None:
+    """The score table: one row of ``cells`` per summary (each source's evaluation makes them,
+    :func:`gato_mini.agent.evaluate.print_eval`), where the references came from when not the
+    registry's, and the aggregates over tasks."""
     table = Table(title="gato-mini eval (normalized = 100 (score - baseline) / (expert - baseline), "
                         "baseline = the stronger of random and the best constant action; caption return: "
                         "sentence BLEU-4 in [0, 1])")
-    columns = ("source", "episodes", "return", "normalized", "random", "constant", "expert", "metrics",
-               "steps/s", "prompt")
-    name_column(table, "source", [s["source"] for s in summaries])
-    for col in columns[1:]:
-        table.add_column(col, justify="left" if col in ("prompt", "metrics") else "right")
-    for s in summaries:
-        if "perplexity" in s:  # text and chat: no episodes
-            table.add_row(s["source"], "-", "-", "-", "-", "-", "-", text_text(s), "-", "-")
-            continue
-        metrics = caption_text(s) if "exact_match" in s else offline_text(s.get("offline"))
-        eps = f"{s['episodes'] - s['failed']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
-        norm = (f"{num(s['normalized_mean'])} ± {num(s['normalized_std'])}"
-                if s["normalized_mean"] is not None else "-")
-        ret = f"{num(s['return_mean'], '{:.2f}')} ± {num(s['return_std'], '{:.2f}')}"
-        refs = (num(s[k] if k in s else None, "{:.2f}") for k in ("random", "constant", "expert"))
-        table.add_row(s["source"], eps, ret, norm, *refs, metrics, num(s["steps_per_s"]),
-                      "yes" if s["prompt"] else "none")
+    columns = ("kind", "episodes", "raw", "normalized", "random", "constant", "expert", "metrics",
+               "steps_per_s", "prompt")
+    headers = {"raw": "return", "steps_per_s": "steps/s"}
+    name_column(table, "source", [c["source"] for c in cells])
+    for col in columns:
+        left = col in ("kind", "prompt", "metrics")
+        table.add_column(headers.get(col, col), justify="left" if left else "right")
+    for c in cells:
+        table.add_row(c["source"], *(c[col] for col in columns))
     console = terminal(console)
     console.print(table)
     for s in summaries:  # references that are not the registry's: say where they came from

@@ -167,7 +167,7 @@ class LitGato(L.LightningModule):
         self.source_names, self.source_kinds = list(source_names), list(source_kinds)
         self.groups: dict[str, list[int]] = {}
         for i, kind in enumerate(self.source_kinds):
-            self.groups.setdefault(KINDS[kind].group, []).append(i)  # actions, captions or text
+            self.groups.setdefault(KINDS[kind].group, []).append(i)  # the kind's loss group
         t = self.train_options
         self.max_steps, self.seed = max_steps, t.seed
         seconds = t.minutes * 60 if t.minutes else None
