@@ -26,12 +26,13 @@ from gato_mini.errors import GatoError
 
 
 def question_items(kind: str, options: dict[str, Any] | None = None, split: str = "val",
-                   val_fraction: float = 0.05) -> list[VqaItem]:
-    """The questions of one split of a visual-question source, each with every answer given to it."""
+                   val_fraction: float = 0.05, limit: int | None = None) -> list[VqaItem]:
+    """The questions of one split of a visual-question source (the first ``limit``), each with every
+    answer given to it."""
     source = source_of(kind, kind, options) if kind in KINDS else None
     if not isinstance(source, Questions):
         raise GatoError(f"{kind!r} is not a visual-question source kind")
-    return source.items(split, val_fraction)
+    return source.items(split, val_fraction, limit)
 
 
 class QuestionEnv(ImageEnv):

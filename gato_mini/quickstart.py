@@ -459,11 +459,11 @@ class Quickstart:
             chat.append({"user": prompt, "assistant": reply})
             self.console.print(f"[bold]user[/bold]: {prompt}\n[bold]gato-mini[/bold]: {reply}")
         evals = eval_summaries(json.loads((self.out / "eval.json").read_text()))
-        captions = [c for t in evals for c in summary_evaluation(t).samples(t)]
-        for c in captions:
-            self.console.print(f"{c['source']} {c['image']}: {c['caption']}   [dim](reference: "
-                               f"{c['references'][0]})[/dim]")
-        made = {"chat": chat, "chat_decoding": session.sampling.named(), "captions": captions}
+        shown = {t["source"]: summary_evaluation(t).samples(t) for t in evals}
+        for c in (c for cs in shown.values() for c in cs):
+            self.console.print(c["shown"])
+        made = {"chat": chat, "chat_decoding": session.sampling.named(),
+                "sources": {k: v for k, v in shown.items() if v}}
         write_atomic(self.out / "samples.json", json.dumps(made, indent=1))
         return {}
 

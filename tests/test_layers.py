@@ -126,13 +126,16 @@ def test_the_eval_help_states_the_eval_defaults() -> None:
     """``gato-mini eval --help`` names the defaults without importing the evaluators; they must agree."""
     from gato_mini.agent.eval_captions import CaptionEvaluation
     from gato_mini.agent.eval_control import ControlEvaluation
+    from gato_mini.agent.eval_vqa import VqaEvaluation
     from gato_mini.cli import build_parser
 
-    control, captions = ControlEvaluation.defaults, CaptionEvaluation.defaults
+    control, captions, vqa = ControlEvaluation.defaults, CaptionEvaluation.defaults, VqaEvaluation.defaults
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["eval"].format_help().split())
     assert f"episodes source (default: {control['episodes']})" in text
-    assert f"(default: {control['num_envs']}; {captions['num_envs']} for" in text
+    assert f"(default: {control['num_envs']}; {captions['num_envs']} for captions and questions)" in text
+    assert captions["num_envs"] == vqa["num_envs"]
     assert captions["episodes"] == 0 and "every held-out image" in text
+    assert vqa["episodes"] == 0 and "every held-out question" in text
 
 
 def test_the_collect_help_states_the_chunk_size() -> None:

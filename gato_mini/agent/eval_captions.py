@@ -177,7 +177,9 @@ class CaptionEvaluation(EpisodeEvaluation):
     def samples(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
         """The first eight held-out images' captions, each with its first reference."""
         return [{"source": summary["source"], "image": e["info"].get("key"), "caption": e["info"]["caption"],
-                 "references": e["info"]["references"]}
+                 "references": e["info"]["references"],
+                 "shown": f"{summary['source']} {e['info'].get('key')}: {e['info']['caption']}   (reference: "
+                          f"{e['info']['references'][0]})"}
                 for e in summary.get("per_episode", [])[:8] if "caption" in e.get("info", {})]
 
     def section(self, summary: dict[str, Any], out: Path) -> list[str]:

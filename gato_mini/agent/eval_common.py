@@ -217,7 +217,8 @@ class Evaluation:
         return []
 
     def samples(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
-        """What the quickstart prints of this source's evaluation and keeps in ``samples.json``."""
+        """What the quickstart prints of this source's evaluation (each sample's ``shown``: one line) and
+        keeps in ``samples.json``."""
         return []
 
 

@@ -82,7 +82,7 @@ def evaluate_vqa(model: GatoModel, tokenizer: TextTokenizer, trained: dict[str, 
     agent = Agent(model, observation_fields(envs[0].observation_space), FieldSpec("text", ()), n, tokenizer,
                   None, AgentOptions(Sampling(max_tokens, options.temperature, seed=options.seed),
                                      options.use_cache))
-    prior = blind_prior(question_items(kind, opts, "train", val_fraction)[:PRIOR_QUESTIONS])
+    prior = blind_prior(question_items(kind, opts, "train", val_fraction, PRIOR_QUESTIONS))
     asked = [items[(options.seed + k) % len(items)] for k in range(episodes)]
     t0 = time.perf_counter()
     results = run_agent(agent, envs, episodes, options.seed, on_episode=progress, keep_actions=True)
@@ -144,7 +144,9 @@ class VqaEvaluation(EpisodeEvaluation):
     def samples(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
         """The first eight held-out questions with the model's answer and the answers given."""
         return [{"source": summary["source"], "question": e["info"]["question"],
-                 "answer": e["info"]["answer"], "answers": e["info"]["answers"]}
+                 "answer": e["info"]["answer"], "answers": e["info"]["answers"],
+                 "shown": f"{summary['source']}: {e['info']['question']} {e['info']['answer']}   (answers: "
+                          f"{', '.join(dict.fromkeys(e['info']['answers']))})"}
                 for e in summary.get("per_episode", [])[:8] if "answer" in e.get("info", {})]
 
     def section(self, summary: dict[str, Any], out: Path) -> list[str]:

@@ -64,13 +64,16 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an exported model folder (e.g. runs/tiny/model)")
     p.add_argument("--source", "--task", dest="source", action="append", required=True, metavar="NAME",
                    help="a source the model was trained on: an episodes source (plays its task), a caption "
-                        "source (captions its held-out images), a text or chat source (held-out "
-                        "perplexity); repeat for several (--task: its older name)")
+                        "source (captions its held-out images), a visual-question source (answers its "
+                        "held-out questions), a text or chat source (held-out perplexity); repeat for "
+                        "several (--task: its older name)")
     # The defaults are the evaluations' (Evaluation.defaults; not imported here: --help stays fast); a
     # test checks this text against them.
     p.add_argument("--episodes", type=int, help="episodes per episodes source (default: 10); images "
-                   "per caption source (default: every held-out image)")
-    p.add_argument("--num-envs", type=int, help="environments run at once (default: 4; 16 for captions)")
+                   "per caption source (default: every held-out image); questions per visual-question "
+                   "source (default: every held-out question)")
+    p.add_argument("--num-envs", type=int, help="environments run at once (default: 4; 16 for captions "
+                   "and questions)")
     p.add_argument("--seed", type=int, default=1000, help="episode i uses seed SEED + i (default: 1000)")
     p.add_argument("--prompt-dataset", help="Minari dataset to prompt with (one source only; default: "
                    "runs/episodes/<source>/expert-v0 when it exists)")

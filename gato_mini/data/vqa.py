@@ -228,8 +228,8 @@ class Questions(Source):
     group, group_title = "vqa", "visual questions"
     evaluation = "gato_mini.agent.eval_vqa:VqaEvaluation"
 
-    def items(self, split: str, val_fraction: float) -> list[VqaItem]:
-        """The questions of one split, each with every answer given to it."""
+    def items(self, split: str, val_fraction: float, limit: int | None = None) -> list[VqaItem]:
+        """The questions of one split, each with every answer given to it (the first ``limit``)."""
         raise NotImplementedError
 
     def image_size(self) -> tuple[int, int]:
@@ -241,7 +241,7 @@ class Questions(Source):
         super().check(cfg)
 
     def texts(self) -> Iterator[str]:
-        for it in self.items("train", 0.0)[:20000]:
+        for it in self.items("train", 0.0, 20000):
             yield it.question
             yield from it.answers
 
@@ -284,12 +284,12 @@ class Vqa(Questions):
             return file_stat(Path(o["path"]).parent)
         return [file_stat(Path(o[k])) for k in ("questions", "annotations", "images")]
 
-    def items(self, split: str, val_fraction: float) -> list[VqaItem]:
+    def items(self, split: str, val_fraction: float, limit: int | None = None) -> list[VqaItem]:
         o, size = self.options, self.image_size()
         every = list(read_vqa_jsonl(o["path"], size) if o["path"] is not None else
                      read_vqav2(o["questions"], o["annotations"], o["images"], size))
         held = val_keys([it.image_key for it in every], val_fraction)
-        return [it for it in every if (it.image_key in held) == (split == "val")]
+        return [it for it in every if (it.image_key in held) == (split == "val")][:limit]
 
 
 @register_kind
@@ -312,10 +312,12 @@ class VqaShapes(Questions):
                               f"(question types: {', '.join(SHAPE_QUESTIONS)}), got {n}")
         super().check(cfg)
 
-    def items(self, split: str, val_fraction: float) -> list[VqaItem]:
+    def items(self, split: str, val_fraction: float, limit: int | None = None) -> list[VqaItem]:
         o = self.options
         n = o["count"] if split == "train" else o["val_count"]
-        return shape_items(split, n, o["seed"], o["per_scene"], self.image_size())
+        if limit is not None:  # a scene asks per_scene questions (fewer when fewer types fit it)
+            n = min(n, -(-limit // o["per_scene"]))
+        return shape_items(split, n, o["seed"], o["per_scene"], self.image_size())[:limit]
 
     def texts(self) -> Iterator[str]:
         for it in shape_items("train", min(self.options["count"], 2000), self.options["seed"],
