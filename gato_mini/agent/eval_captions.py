@@ -184,6 +184,9 @@ class CaptionEvaluation(EpisodeEvaluation):
 
     def section(self, summary: dict[str, Any], out: Path) -> list[str]:
         """The grid of sampled captions, the attribute rates, and eight captions as text."""
+        shown = self.samples(summary)
+        if not (summary.get("samples") or summary.get("attributes") or shown):
+            return []
         lines = [f"### {summary['source']}: captions", ""]
         if summary.get("samples"):
             lines += [f"Held-out {summary['source']} images with the model's caption (green: exact match, "
@@ -193,6 +196,5 @@ class CaptionEvaluation(EpisodeEvaluation):
             lines += [f"Each part of the {summary.get('images', '?')} held-out captions, read against the "
                       "reference wording it matches best (either object may come first):", ""]
             lines += attribute_rows(summary) + [""]
-        shown = self.samples(summary)
         lines += [f"- `{c['image']}`: **{c['caption']}** (reference: {c['references'][0]})" for c in shown]
         return lines + ([""] if shown else [])
