@@ -20,9 +20,10 @@ from gato_mini.agent.eval_common import (
     QuickstartAsk,
     SourceReport,
     source_entry,
+    trained_image_size,
 )
 from gato_mini.agent.rollout import run_agent
-from gato_mini.data.sources import KINDS, Captions, source_of
+from gato_mini.data.sources import Captions, source_of
 from gato_mini.envs.caption import CaptionEnv, caption_items, score_captions
 from gato_mini.envs.registry import TASKS
 from gato_mini.errors import GatoError
@@ -36,24 +37,9 @@ from gato_mini.tokenizers.text import TextTokenizer
 
 
 def caption_image_size(trained: dict[str, Any]) -> tuple[tuple[int, int] | None, str | None]:
-    """(the size a model's caption sources fitted their images to in training, per ``sources.json``; a
-    note when they differ). None for a model trained on no caption source. Sources of different sizes
-    give the largest (an image fitted into it loses the least) and a note naming the others."""
-    sizes = {}
-    for name, entry in trained.get("sources", {}).items():
-        kind = entry.get("kind", "")
-        if kind in KINDS and issubclass(KINDS[kind], Captions):
-            sizes[name] = source_of(name, kind, entry.get("options")).image_size()
-    if not sizes:
-        return None, None
-    best = max(sizes, key=lambda k: sizes[k][0] * sizes[k][1])
-    others = {k: v for k, v in sizes.items() if v != sizes[best]}
-    if not others:
-        return sizes[best], None
-    listed = ", ".join(f"{k} at {h}x{w}" for k, (h, w) in others.items())
-    h, w = sizes[best]
-    return sizes[best], (f"captioning at {h}x{w}, the size {best} trained at ({listed}; --image-size "
-                         "chooses)")
+    """(the size a model's caption sources fitted their images to in training, a note when they differ):
+    :func:`~gato_mini.agent.eval_common.trained_image_size` of the caption kinds."""
+    return trained_image_size(trained, Captions)
 
 
 def _held_out_images(entry: dict[str, Any], name: str) -> list[Any]:

@@ -280,6 +280,29 @@ def summary_evaluation(summary: dict[str, Any]) -> Evaluation:
                     "source kind has")
 
 
+def trained_image_size(trained: dict[str, Any],
+                       base: type[Source]) -> tuple[tuple[int, int] | None, str | None]:
+    """(the size a model's sources of the kinds under ``base`` (captions, questions) fitted their images to
+    in training, per ``sources.json``; a note when they differ). None for a model trained on none.
+    Sources of different sizes give the largest (an image fitted into it loses the least) and a note
+    naming the others."""
+    sizes = {}
+    for name, entry in trained.get("sources", {}).items():
+        kind = entry.get("kind", "")
+        if kind in KINDS and issubclass(KINDS[kind], base):
+            sizes[name] = source_of(name, kind, entry.get("options")).image_size()
+    if not sizes:
+        return None, None
+    best = max(sizes, key=lambda k: sizes[k][0] * sizes[k][1])
+    others = {k: v for k, v in sizes.items() if v != sizes[best]}
+    if not others:
+        return sizes[best], None
+    listed = ", ".join(f"{k} at {h}x{w}" for k, (h, w) in others.items())
+    h, w = sizes[best]
+    return sizes[best], (f"captioning at {h}x{w}, the size {best} trained at ({listed}; --image-size "
+                         "chooses)")
+
+
 def trained_source(entry: dict[str, Any], name: str) -> Source:
     """The :class:`~gato_mini.data.sources.Source` a model was trained on, rebuilt from its ``sources.json``
     entry (kind and options), so eval reads the same held-out split."""

@@ -25,9 +25,9 @@ from gato_mini.agent.eval_common import (
     QuickstartAsk,
     SourceReport,
     source_entry,
+    trained_image_size,
 )
 from gato_mini.agent.rollout import run_agent
-from gato_mini.data.sources import KINDS, source_of
 from gato_mini.data.vqa import Questions, VqaItem, majority_answer, normalize_answer, vqa_accuracy
 from gato_mini.envs.vqa import QuestionEnv, question_items
 from gato_mini.errors import GatoError
@@ -43,11 +43,8 @@ PRIOR_QUESTIONS = 4000
 
 def question_image_size(trained: dict[str, Any]) -> tuple[int, int] | None:
     """The size a model's visual-question sources fitted their images to in training (the largest, when
-    they differ), per ``sources.json``; None for a model trained on none."""
-    sizes = [source_of(name, e["kind"], e.get("options")).image_size()
-             for name, e in trained.get("sources", {}).items()
-             if e.get("kind") in KINDS and issubclass(KINDS[e["kind"]], Questions)]
-    return max(sizes, key=lambda hw: hw[0] * hw[1]) if sizes else None
+    they differ): :func:`~gato_mini.agent.eval_common.trained_image_size` of the question kinds."""
+    return trained_image_size(trained, Questions)[0]
 
 
 def blind_prior(train: list[VqaItem]) -> dict[str, str]:
